@@ -1,0 +1,37 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint types pytest serve bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pingpost demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
+
+test: lint types pytest
+
+serve: $(STAMP)
+	$(BIN)/pingpost serve
+
+bench: $(STAMP)
+	$(BIN)/pingpost bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache pingpost.db pingpost.db-wal pingpost.db-shm

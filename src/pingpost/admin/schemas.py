@@ -1,0 +1,409 @@
+"""Validated shapes of every configuration object (SPEC section 3).
+
+Bodies are stored as the JSON of these models; secrets inside them are stored but never shown.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_CENTS = 10**12  # ten billion dollars: far below 2**63, refuses absurd amounts
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)]
+LongText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+Cents = Annotated[int, Field(ge=0, le=MAX_CENTS)]
+Status = Literal["active", "paused"]
+Channel = Literal["form", "call", "callback"]
+FieldType = Literal["string", "integer", "number", "boolean", "enum", "date", "zip", "state", "phone", "email"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_HTTP_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _url(value: str) -> str:
+    if len(value) > 2000 or not _HTTP_URL.match(value):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+Url = Annotated[str, AfterValidator(_url)]
+
+# --- verticals -------------------------------------------------------------------------------
+
+
+class VerticalField(Strict):
+    name: FieldName
+    type: FieldType = "string"
+    required: bool = False
+    pii: bool = False
+    values: list[Text] | None = None
+
+    @model_validator(mode="after")
+    def _enum_values(self) -> VerticalField:
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum field needs a non-empty `values` list")
+        if self.type != "enum" and self.values is not None:
+            raise ValueError("`values` is only for enum fields")
+        return self
+
+
+class VerticalIn(Strict):
+    id: Slug | None = None
+    name: Text
+    fields: list[VerticalField] = Field(min_length=1, max_length=200)
+
+    @field_validator("fields")
+    @classmethod
+    def _unique(cls, fields: list[VerticalField]) -> list[VerticalField]:
+        names = [f.name for f in fields]
+        if len(set(names)) != len(names):
+            raise ValueError("field names must be unique")
+        return fields
+
+
+# --- offers ----------------------------------------------------------------------------------
+
+
+class Distribution(Strict):
+    rule: Literal["exclusive", "multisell", "hybrid", "priority", "weighted", "round_robin"] = "exclusive"
+    max_winners: int = Field(default=3, ge=1, le=20)
+    hybrid_floor_cents: Cents = 0
+
+
+class OfferIn(Strict):
+    id: Slug | None = None
+    name: Text
+    vertical: Slug
+    mode: Literal["ping_post", "direct_post"] = "ping_post"
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["form"]), min_length=1)
+    distribution: Distribution = Field(default_factory=Distribution)
+    floor_cents: Cents = 0
+    ping_ttl_s: int = Field(default=120, ge=1, le=3600)
+    auction_timeout_ms: int | None = Field(default=None, ge=100, le=30000)
+    callback_ttl_s: int = Field(default=3600, ge=1, le=86400)
+    call_standby: int = Field(default=2, ge=0, le=10)
+    max_call_duration_s: int = Field(default=14400, ge=60, le=86400)
+    static_fallback: bool | None = None
+    direct_post_attempts: int = Field(default=3, ge=1, le=20)
+    status: Status = "active"
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[str]) -> list[str]:
+        if len(set(channels)) != len(channels):
+            raise ValueError("channels must be unique")
+        return channels
+
+
+# --- partners and campaigns ------------------------------------------------------------------
+
+
+class PartnerIn(Strict):
+    id: Slug | None = None
+    name: Text
+    status: Status = "active"
+
+
+class FixedPayout(Strict):
+    type: Literal["fixed"]
+    amount_cents: Cents
+
+
+class RevsharePayout(Strict):
+    type: Literal["revshare"]
+    percent: Decimal = Field(ge=0, le=100, strict=False)
+
+    @field_validator("percent")
+    @classmethod
+    def _two_decimals(cls, value: Decimal) -> Decimal:
+        if value != value.quantize(Decimal("0.01")):
+            raise ValueError("at most two decimals")
+        return value
+
+
+Payout = Annotated[FixedPayout | RevsharePayout, Field(discriminator="type")]
+
+
+class CampaignIn(Strict):
+    id: Slug | None = None
+    name: Text
+    partner: Slug
+    offer: Slug
+    payout: Payout
+    status: Status = "active"
+
+
+# --- buyers ----------------------------------------------------------------------------------
+
+
+class BuyerIn(Strict):
+    id: Slug | None = None
+    name: Text
+    credit_limit_cents: Cents = 0
+    status: Status = "active"
+
+
+# --- contracts -------------------------------------------------------------------------------
+
+
+class AuthNone(Strict):
+    type: Literal["none"]
+
+
+class AuthBearer(Strict):
+    type: Literal["bearer"]
+    token: Text
+
+
+class AuthHeader(Strict):
+    type: Literal["header"]
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+    value: Text
+
+
+class AuthBasic(Strict):
+    type: Literal["basic"]
+    username: Text
+    password: Text
+
+
+Auth = Annotated[AuthNone | AuthBearer | AuthHeader | AuthBasic, Field(discriminator="type")]
+
+FILTER_OPS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "exists", "prefix")
+# Filter operands are lead attributes (age, zip, answers), never money.
+Scalar = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)] | int | bool | float
+
+
+class Filter(Strict):
+    field: FieldName
+    op: Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "exists", "prefix"]
+    value: Scalar | list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Filter:
+        v = self.value
+        if self.op in ("in", "not_in"):
+            if not isinstance(v, list) or not v or len(v) > 1000:
+                raise ValueError(f"`{self.op}` needs a non-empty list value")
+        elif self.op == "between":
+            if not isinstance(v, list) or len(v) != 2 or isinstance(v[0], bool) or isinstance(v[1], bool):
+                raise ValueError("`between` needs a [low, high] list")
+            if isinstance(v[0], str) != isinstance(v[1], str):
+                raise ValueError("`between` bounds must have the same type")
+            if v[0] > v[1]:  # type: ignore[operator]
+                raise ValueError("`between` needs low <= high")
+        elif self.op == "exists":
+            if not isinstance(v, bool):
+                raise ValueError("`exists` needs a true/false value")
+        elif self.op == "prefix":
+            if not isinstance(v, str) or not v:
+                raise ValueError("`prefix` needs a non-empty string")
+        elif self.op in ("gt", "gte", "lt", "lte"):
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise ValueError(f"`{self.op}` needs a number or a string")
+        elif v is None or isinstance(v, list):
+            raise ValueError(f"`{self.op}` needs a single value")
+        return self
+
+
+class Caps(Strict):
+    daily: int | None = Field(default=None, ge=0, le=10**9)
+    weekly: int | None = Field(default=None, ge=0, le=10**9)
+    monthly: int | None = Field(default=None, ge=0, le=10**9)
+    max_concurrent_calls: int | None = Field(default=None, ge=1, le=10**6)
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+class Window(Strict):
+    days: list[Day] = Field(min_length=1)
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("must be HH:MM (00:00-24:00)")
+        return value
+
+
+class Schedule(Strict):
+    windows: list[Window] = Field(min_length=1, max_length=100)
+
+
+class NoBidWhen(Strict):
+    path: Text
+    values: list[Scalar] = Field(min_length=1)
+
+
+class RtbResponse(Strict):
+    bid_path: Text | None = None
+    bid_unit: Literal["cents", "dollars"] = "cents"
+    exclusive_bid_path: Text | None = None
+    bid_ref_path: Text | None = None
+    transfer_path: Text | None = None
+    no_bid_when: NoBidWhen | None = None
+
+
+class Rtb(Strict):
+    url: Url
+    auth: Auth | None = None
+    timeout_ms: int | None = Field(default=None, ge=100, le=30000)
+    min_bid_cents: Cents | None = None
+    required_fields: list[FieldName] = Field(default_factory=list)
+    response: RtbResponse | None = None
+    fallback: Literal["always", "on_failure", "never"] = "always"
+    send_consumer_hashes: bool = False
+
+
+class DeliveryRule(Strict):
+    """Accepted when the JSON at `path` is one of `accepted`, or when `regex` matches a whole word."""
+
+    path: Text | None = None
+    accepted: list[Scalar] | None = None
+    regex: Text | None = None
+    reason_path: Text | None = None
+    buyer_lead_id_path: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DeliveryRule:
+        if (self.path is None) == (self.regex is None):
+            raise ValueError("give either `path` with `accepted`, or `regex`")
+        if self.path is not None and not self.accepted:
+            raise ValueError("`path` needs a non-empty `accepted` list")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc.msg}") from None
+        return self
+
+
+class Delivery(Strict):
+    url: Url
+    auth: Auth | None = None
+    timeout_ms: int = Field(default=5000, ge=100, le=60000)
+    format: Literal["json", "form"] = "json"
+    field_map: dict[FieldName, Text] = Field(default_factory=dict)
+    static_fields: dict[Text, Scalar] = Field(default_factory=dict)
+    response: DeliveryRule | None = None
+
+
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+class Transfer(Strict):
+    phone: str | None = None
+    sip: Annotated[str, StringConstraints(pattern=r"^sips?:[^\s]{1,200}$")] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Transfer:
+        if (self.phone is None) == (self.sip is None):
+            raise ValueError("give exactly one of `phone` (E.164) or `sip`")
+        if self.phone is not None and not _E164.match(self.phone):
+            raise ValueError("`phone` must be E.164, like +13055550100")
+        return self
+
+
+def _timezone(value: str) -> str:
+    if value not in _ZONES:
+        raise ValueError("unknown IANA time zone")
+    ZoneInfo(value)
+    return value
+
+
+_ZONES = available_timezones() | {"UTC"}
+
+CONSENT_FIELDS = ("tcpa", "text", "captured_at", "ip", "user_agent", "page_url", "trustedform_cert_url",
+                  "jornaya_leadid")
+
+
+class ContractIn(Strict):
+    id: Slug | None = None
+    name: Text
+    buyer: Slug
+    offer: Slug
+    price_cents: Cents | None = None
+    exclusive_price_cents: Cents | None = None
+    rtb: Rtb | None = None
+    delivery: Delivery | None = None
+    consent_required: list[Literal["tcpa", "text", "captured_at", "ip", "user_agent", "page_url",
+                                   "trustedform_cert_url", "jornaya_leadid"]] = Field(default_factory=list)
+    transfer: Transfer | None = None
+    filters: list[Filter] = Field(default_factory=list, max_length=100)
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    caps: Caps | None = None
+    schedule: Schedule | None = None
+    dedup_days: int = Field(default=30, ge=0, le=3650)
+    priority: int = Field(default=100, ge=1, le=1_000_000)
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+    channels: list[Channel] | None = None
+    billable_after_s: int = Field(default=0, ge=0, le=86400)
+    status: Status = "active"
+
+    @model_validator(mode="after")
+    def _priced(self) -> ContractIn:
+        if self.price_cents is None and self.rtb is None:
+            raise ValueError("a contract needs `price_cents` or `rtb`")
+        return self
+
+
+class ApiKeyIn(Strict):
+    id: Slug | None = None
+    kind: Literal["admin", "call_platform", "buyer"]
+    buyer: Slug | None = None
+    name: Text
+    status: Literal["active", "revoked"] = "active"
+
+    @model_validator(mode="after")
+    def _buyer_scope(self) -> ApiKeyIn:
+        if (self.kind == "buyer") != (self.buyer is not None):
+            raise ValueError("`buyer` is required for buyer keys and only for them")
+        return self
+
+
+class DepositIn(Strict):
+    amount_cents: int = Field(gt=0, le=MAX_CENTS)
+    reference: Text | None = None
+
+
+class ReverseIn(Strict):
+    reason: Text
+
+
+def public_auth(auth: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the admin API shows of an auth block: its type (and header name), never a secret."""
+    if auth is None:
+        return None
+    shown: dict[str, Any] = {"type": auth["type"]}
+    if auth["type"] == "header":
+        shown["name"] = auth["name"]
+    return shown

@@ -1,0 +1,73 @@
+"""Builds the ASGI app: routers, error handlers, lifespan (store, secret key, config snapshot)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from pingpost import errors
+from pingpost.admin.endpoints import router as admin_router
+from pingpost.admin.service import AdminService
+from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
+from pingpost.config import Settings
+from pingpost.db.store import Store, open_store
+from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
+from pingpost.ledger.service import LedgerService
+from pingpost.logs import configure_logging
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        app.state.store = store or await open_store(settings.database_url)
+        try:
+            app.state.secret = load_secret_key(settings)
+            await check_fingerprint(app.state.store, app.state.secret)
+            await ensure_admin_token(app.state.store, settings)
+            app.state.admin = AdminService(app.state.store)
+            app.state.ledger = LedgerService(app.state.store)
+            yield
+        finally:
+            if own_store:
+                await app.state.store.close()
+
+    app = FastAPI(title="pingpost", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse,
+                  description="Real-time lead and call exchange: ping, auction, post, ledger.")
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(admin_router)
+
+    @app.get("/healthz", tags=["health"], summary="Process up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Database reachable")
+    async def readyz(request: Request) -> dict[str, str]:
+        try:
+            await request.app.state.store.ping()
+        except Exception:
+            raise errors.PingpostError("database unreachable", code="not_ready", status=503) from None
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        from pingpost.metrics import render
+
+        body, content_type = render()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def app_factory() -> Any:
+    """Entry point for `uvicorn --factory` in worker processes."""
+    return create_app()

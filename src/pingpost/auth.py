@@ -1,0 +1,54 @@
+"""Who is calling: admin, partner (campaign posting key), call platform or buyer keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from pingpost import errors
+from pingpost.db.store import Tx
+from pingpost.security import key_hash
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("missing bearer token")
+    return token.strip()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    kind: str
+    buyer_id: str | None
+
+
+async def api_key(request: Request, kind: str) -> ApiKey:
+    """The active API key of `kind` presented in the Authorization header, or 401."""
+    digest = key_hash(bearer(request))
+    store = request.app.state.store
+
+    async def unit(tx: Tx) -> Any:
+        return await tx.fetchrow(
+            "SELECT id, kind, buyer_id, status FROM api_keys WHERE key_sha256 = :h", {"h": digest})
+
+    row = await store.read(unit)
+    if row is None or row["status"] != "active" or row["kind"] != kind:
+        raise errors.Unauthorized(f"a valid {kind} key is required")
+    return ApiKey(id=row["id"], kind=row["kind"], buyer_id=row["buyer_id"])
+
+
+async def require_admin(request: Request) -> ApiKey:
+    return await api_key(request, "admin")
+
+
+async def require_call_platform(request: Request) -> ApiKey:
+    return await api_key(request, "call_platform")
+
+
+async def require_buyer(request: Request) -> ApiKey:
+    return await api_key(request, "buyer")

@@ -1,0 +1,132 @@
+"""The `pingpost` command: serve, db upgrade, apply, demo, sandbox-buyers, report, purge, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from pingpost.config import Settings
+
+app = typer.Typer(help="pingpost: a real-time lead and call exchange.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.")
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _settings(database: str | None) -> Settings:
+    settings = Settings()
+    if database:
+        settings.database_url = database
+    return settings
+
+
+async def _prepare(settings: Settings) -> str | None:
+    """Fingerprint check and first admin token, in the parent before any worker starts."""
+    from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
+    from pingpost.db.store import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        await check_fingerprint(store, load_secret_key(settings))
+        return await ensure_admin_token(store, settings)
+    finally:
+        await store.close()
+
+
+def prepare_database(settings: Settings) -> str | None:
+    """Run migrations and first-start duties once; answer a newly created admin token."""
+    from pingpost.db.migrate import migrate
+
+    migrate(settings.database_url)
+    return asyncio.run(_prepare(settings))
+
+
+def announce_token(token: str | None) -> None:
+    if token:
+        # Printed once to the console, never to the structured log (SPEC 9).
+        console.print(f"[bold]Admin token (shown once, store it now):[/bold] {token}")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          database: str = typer.Option(None, help="database URL (default PINGPOST_DATABASE_URL)")) -> None:
+    """Run the service: migrations first (once, here), then uvicorn workers."""
+    import uvicorn
+
+    from pingpost.bootstrap import StartupError
+
+    settings = _settings(database)
+    try:
+        announce_token(prepare_database(settings))
+    except StartupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    os.environ["PINGPOST_DATABASE_URL"] = settings.database_url
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pingpost-metrics-")
+    uvicorn.run("pingpost.app:app_factory", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", log_level="warning", access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: str = typer.Option(None, help="database URL")) -> None:
+    """Apply every pending migration."""
+    from pingpost.db.migrate import migrate
+
+    settings = _settings(database)
+    migrate(settings.database_url)
+    console.print("database is at the latest migration")
+
+
+async def _apply(settings: Settings, document: Any) -> Any:
+    from pingpost.admin.apply import apply_setup
+    from pingpost.admin.service import AdminService
+    from pingpost.db.store import open_store
+    from pingpost.ledger.service import LedgerService
+
+    store = await open_store(settings.database_url)
+    try:
+        return await apply_setup(document, AdminService(store), LedgerService(store))
+    finally:
+        await store.close()
+
+
+@app.command()
+def apply(file: Path, database: str = typer.Option(None, help="database URL")) -> None:
+    """Upsert a declarative setup (YAML) by id, with the admin API's validation."""
+    from pingpost import errors
+
+    settings = _settings(database)
+    announce_token(prepare_database(settings))
+    try:
+        document = yaml.safe_load(file.read_text())
+        result = asyncio.run(_apply(settings, document))
+    except yaml.YAMLError as exc:
+        console.print(f"[red]not valid YAML: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except errors.PingpostError as exc:
+        console.print(f"[red]{exc.code}: {exc.message} {exc.details}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"created {len(result.created)}, updated {len(result.updated)}, "
+                  f"unchanged {len(result.unchanged)}, deposits {len(result.deposits)}")
+    for label, secret in result.secrets.items():
+        console.print(f"  {label}: key (shown once) {secret}")
+
+
+@app.command()
+def demo(port: int = 8000) -> None:
+    """Start a server on a fresh SQLite database with the example Medicare setup applied."""
+    from pingpost.demo import run_demo
+
+    run_demo(port=port)
+
+
+def main() -> None:
+    app()

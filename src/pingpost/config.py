@@ -1,0 +1,38 @@
+"""Settings from the environment (prefix PINGPOST_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PINGPOST_", extra="ignore")
+
+    database_url: str = "sqlite:///pingpost.db"
+    admin_token: str | None = None
+    secret_key: str | None = None
+    key_file: str | None = None
+    static_fallback: bool = True
+    max_body_bytes: int = 262_144
+    log_level: str = "info"
+    json_logs: bool = True
+    post_retention_days: int = 90
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept sqlite:///path, postgresql://, postgres:// and postgresql+asyncpg:// URLs."""
+    if url.startswith("postgresql+asyncpg://"):
+        return "postgresql://" + url[len("postgresql+asyncpg://"):]
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://"):]
+    return url
+
+
+def is_postgres(url: str) -> bool:
+    return normalise_database_url(url).startswith("postgresql://")
+
+
+def sqlite_path(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")
+    return url[len("sqlite:///"):]

@@ -1,0 +1,87 @@
+"""PostgreSQL store over asyncpg: native async, a pool sized to the process's concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from pingpost.db.store import Params, Row, compile_sql
+
+T = TypeVar("T")
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
+
+
+class _PgTx:
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Params = None) -> list[Row]:
+        text, args = compile_sql(sql, params, "postgresql")
+        return list(await self._conn.fetch(text, *args))
+
+    async def fetchrow(self, sql: str, params: Params = None) -> Row | None:
+        text, args = compile_sql(sql, params, "postgresql")
+        return await self._conn.fetchrow(text, *args)
+
+    async def fetchval(self, sql: str, params: Params = None) -> Any:
+        text, args = compile_sql(sql, params, "postgresql")
+        return await self._conn.fetchval(text, *args)
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        text, args = compile_sql(sql, params, "postgresql")
+        status: str = await self._conn.execute(text, *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        text, _ = compile_sql(sql, rows[0], "postgresql")
+        await self._conn.executemany(text, [compile_sql(sql, r, "postgresql")[1] for r in rows])
+
+
+class PostgresStore:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool: Any) -> None:
+        self.url = url
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> PostgresStore:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        return cls(url, pool)
+
+    async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool) -> T:
+        for attempt in range(20):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction(
+                    isolation="repeatable_read" if readonly else "read_committed", readonly=readonly
+                ):
+                    return await unit(_PgTx(conn))
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES and attempt < 19:
+                    await asyncio.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+                    continue
+                raise
+        raise RuntimeError("unreachable")
+
+    async def write(self, unit: Callable[[Any], Awaitable[T]]) -> T:
+        return await self._run(unit, readonly=False)
+
+    async def read(self, unit: Callable[[Any], Awaitable[T]]) -> T:
+        return await self._run(unit, readonly=True)
+
+    async def ping(self) -> bool:
+        async with self._pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return True
+
+    async def close(self) -> None:
+        await self._pool.close()

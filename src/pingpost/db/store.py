@@ -1,0 +1,108 @@
+"""The Store seam: one async unit-of-work interface over stdlib sqlite3 and asyncpg.
+
+Services write SQL once with `:name` parameters; a list/tuple parameter expands for `IN (:ids)`.
+Every unit of work runs through `Store.write` (a short write transaction, retried on lock
+contention) or `Store.read`; no unit may await anything but its transaction, so nothing is ever
+held across an outbound call (DESIGN.md section 1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+Row = Any  # sqlite3.Row or asyncpg.Record: both support row["column"]
+Params = Mapping[str, Any] | None
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@lru_cache(maxsize=2048)
+def _compile(sql: str, list_sizes: tuple[tuple[str, int], ...], dialect: str) -> tuple[str, tuple[str, ...]]:
+    sizes = dict(list_sizes)
+    order: list[str] = []
+
+    def placeholder(name: str) -> str:
+        if dialect == "sqlite":
+            order.append(name)
+            return "?"
+        if name not in order:  # PostgreSQL reuses $n for a repeated name, so its type is inferred once
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in sizes:
+            n = sizes[name]
+            if n == 0:
+                return "NULL"
+            return ", ".join(placeholder(f"{name}\x00{i}") for i in range(n))
+        return placeholder(name)
+
+    return _PARAM.sub(repl, sql), tuple(order)
+
+
+def compile_sql(sql: str, params: Params, dialect: str) -> tuple[str, list[Any]]:
+    """Turn `:name` SQL into the driver's placeholders and an ordered argument list."""
+    params = params or {}
+    sizes = tuple(sorted((k, len(v)) for k, v in params.items() if isinstance(v, (list, tuple))))
+    text, order = _compile(sql, sizes, dialect)
+    args: list[Any] = []
+    for name in order:
+        if "\x00" in name:
+            base, idx = name.split("\x00")
+            args.append(params[base][int(idx)])
+        else:
+            value = params[name]
+            args.append(int(value) if isinstance(value, bool) else value)
+    return text, args
+
+
+class Tx(Protocol):
+    """One open transaction (or read snapshot)."""
+
+    dialect: str
+
+    async def fetch(self, sql: str, params: Params = None) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, params: Params = None) -> Row | None: ...
+
+    async def fetchval(self, sql: str, params: Params = None) -> Any: ...
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Run a statement; answer the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+class Store(Protocol):
+    dialect: str
+    url: str
+
+    async def write(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `unit` in one short write transaction; retried whole on lock contention."""
+        ...
+
+    async def read(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `unit` on a consistent read snapshot."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+async def open_store(url: str) -> Store:
+    from pingpost.config import is_postgres, normalise_database_url
+
+    if is_postgres(url):
+        from pingpost.db.postgres_store import PostgresStore
+
+        return await PostgresStore.open(normalise_database_url(url))
+    from pingpost.db.sqlite_store import SqliteStore
+
+    return SqliteStore.open(url)

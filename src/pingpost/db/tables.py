@@ -1,0 +1,317 @@
+"""The whole exchange's schema, defined once (SQLAlchemy Core) and migrated by Alembic.
+
+Conventions that keep one SQL text valid on SQLite and PostgreSQL:
+- times are epoch milliseconds (BIGINT); money is BIGINT cents;
+- flags are INTEGER 0/1; structured configuration is a JSON document in a TEXT column;
+- ids are readable slugs or time-ordered prefixed ids (TEXT).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+
+def _stamps() -> list[Column[int]]:
+    return [Column("created_at", BigInteger, nullable=False), Column("updated_at", BigInteger, nullable=False)]
+
+
+# --- configuration (admin API) ---------------------------------------------------------------
+
+verticals = Table(
+    "verticals", metadata,
+    Column("id", Text, primary_key=True),
+    Column("body", Text, nullable=False),
+    *_stamps(),
+)
+
+offers = Table(
+    "offers", metadata,
+    Column("id", Text, primary_key=True),
+    Column("vertical_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    *_stamps(),
+)
+
+partners = Table(
+    "partners", metadata,
+    Column("id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    *_stamps(),
+)
+
+campaigns = Table(
+    "campaigns", metadata,
+    Column("id", Text, primary_key=True),
+    Column("partner_id", Text, nullable=False),
+    Column("offer_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("posting_key_sha256", Text, nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    *_stamps(),
+)
+
+buyers = Table(
+    "buyers", metadata,
+    Column("id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    *_stamps(),
+)
+
+contracts = Table(
+    "contracts", metadata,
+    Column("id", Text, primary_key=True),
+    Column("buyer_id", Text, nullable=False),
+    Column("offer_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("body", Text, nullable=False),  # includes auth secrets: never returned by the API
+    *_stamps(),
+    Index("contracts_offer", "offer_id"),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # admin | call_platform | buyer
+    Column("buyer_id", Text),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("key_sha256", Text, nullable=False, unique=True),
+    *_stamps(),
+)
+
+# Bumped in the same transaction as every configuration write: processes refresh their
+# in-memory snapshot of offers and contracts when it moves.
+config_version = Table(
+    "config_version", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+meta = Table(
+    "meta", metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# --- caps, funds and reservations (DESIGN.md section 2) --------------------------------------
+
+contract_usage = Table(
+    "contract_usage", metadata,
+    Column("contract_id", Text, primary_key=True),
+    Column("daily_cap", Integer),
+    Column("weekly_cap", Integer),
+    Column("monthly_cap", Integer),
+    Column("max_live_calls", Integer),
+    Column("live_calls", Integer, nullable=False, server_default=text("0")),
+    Column("day_key", Text, nullable=False, server_default=text("''")),
+    Column("day_used", Integer, nullable=False, server_default=text("0")),
+    Column("week_key", Text, nullable=False, server_default=text("''")),
+    Column("week_used", Integer, nullable=False, server_default=text("0")),
+    Column("month_key", Text, nullable=False, server_default=text("''")),
+    Column("month_used", Integer, nullable=False, server_default=text("0")),
+)
+
+buyer_funds = Table(
+    "buyer_funds", metadata,
+    Column("buyer_id", Text, primary_key=True),
+    # Cache of the ledger sum for buyer:{id}, written in the same transaction as its entries.
+    Column("balance_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("credit_limit_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("holds_cents", BigInteger, nullable=False, server_default=text("0")),
+)
+
+reservations = Table(
+    "reservations", metadata,
+    Column("id", Text, primary_key=True),
+    Column("bid_id", Text, nullable=False, unique=True),
+    Column("ping_id", Text, nullable=False),
+    Column("contract_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("day_key", Text),
+    Column("week_key", Text),
+    Column("month_key", Text),
+    Column("live_call", Integer, nullable=False, server_default=text("0")),
+    Column("state", Text, nullable=False),  # held | posting | sold | released | expired
+    Column("expires_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("reservations_live", "expires_at", sqlite_where=text("state IN ('held','posting')"),
+          postgresql_where=text("state IN ('held','posting')")),
+    Index("reservations_ping", "ping_id"),
+)
+
+rr_pointer = Table(
+    "rr_pointer", metadata,
+    Column("offer_id", Text, primary_key=True),
+    Column("last_key", Text, nullable=False, server_default=text("''")),
+)
+
+# --- pings, posts, deliveries, sales ---------------------------------------------------------
+
+pings = Table(
+    "pings", metadata,
+    Column("id", Text, primary_key=True),
+    Column("offer_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("partner_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("mode", Text, nullable=False),  # ping_post | direct_post
+    Column("status", Text, nullable=False),  # bids | no_bids | sold | unsold | ...
+    Column("post_state", Text, nullable=False),  # open | posting | posted | expired
+    Column("test", Integer, nullable=False),
+    Column("partner_lead_id", Text),
+    Column("received_at", BigInteger, nullable=False),
+    Column("decided_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("lead", Text, nullable=False),  # non-PII fields only
+    Column("consumer", Text, nullable=False),  # keyed (HMAC) consumer hashes only
+    Column("bids", Text, nullable=False),  # winning and standby bids, JSON
+    Column("waterfall", Text, nullable=False),  # one JSON document a ping (DESIGN 8)
+    Index("pings_campaign", "campaign_id", "id"),
+    Index("pings_offer", "offer_id", "id"),
+)
+
+ping_events = Table(
+    "ping_events", metadata,
+    Column("id", Text, primary_key=True),
+    Column("ping_id", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("bid_id", Text),
+    Column("detail", Text),
+    Index("ping_events_ping", "ping_id", "id"),
+)
+
+posts = Table(
+    "posts", metadata,
+    Column("id", Text, primary_key=True),
+    Column("ping_id", Text, nullable=False, unique=True),
+    Column("pii_ciphertext", Text),  # lead + consent, encrypted at rest; NULL once purged
+    Column("created_at", BigInteger, nullable=False),
+    Column("purged_at", BigInteger),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Text, primary_key=True),
+    Column("ping_id", Text, nullable=False),
+    Column("bid_id", Text, nullable=False, unique=True),
+    Column("contract_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("state", Text, nullable=False),  # pending | accepted | rejected | voided | recorded
+    Column("outcome", Text),
+    Column("detail", Text),
+    Column("latency_ms", Integer),
+    Column("buyer_lead_id", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Index("deliveries_pending", "state", "created_at"),
+)
+
+sales = Table(
+    "sales", metadata,
+    Column("id", Text, primary_key=True),
+    Column("ping_id", Text, nullable=False),
+    Column("bid_id", Text, nullable=False, unique=True),
+    Column("offer_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("partner_id", Text, nullable=False),
+    Column("contract_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("sale_type", Text, nullable=False),
+    Column("price_cents", BigInteger, nullable=False),
+    Column("payout_cents", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),  # charged | pending | void | reversed
+    Column("created_at", BigInteger, nullable=False),
+    Index("sales_buyer", "buyer_id", "id"),
+)
+
+dedup_records = Table(
+    "dedup_records", metadata,
+    Column("buyer_id", Text, nullable=False),
+    Column("hash_hmac", Text, nullable=False),
+    Column("sold_at", BigInteger, nullable=False),
+    Column("sale_id", Text, nullable=False),
+    PrimaryKeyConstraint("buyer_id", "hash_hmac", "sale_id"),
+)
+
+# --- money -----------------------------------------------------------------------------------
+
+ledger_transactions = Table(
+    "ledger_transactions", metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # deposit | sale | reversal
+    Column("reference", Text),
+    Column("sale_id", Text),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("kind", "reference", name="ledger_transactions_reference"),
+)
+
+ledger_entries = Table(
+    "ledger_entries", metadata,
+    Column("id", Text, primary_key=True),
+    Column("transaction_id", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ledger_entries_account", "account", "id"),
+    Index("ledger_entries_transaction", "transaction_id"),
+)
+
+# --- idempotency and call events (DESIGN.md sections 4 and 6) --------------------------------
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("campaign_id", Text, nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_sha256", Text, nullable=False),
+    Column("state", Text, nullable=False),  # in_flight | done
+    Column("locked_until", BigInteger, nullable=False),
+    Column("status", Integer),
+    Column("body", Text),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("campaign_id", "endpoint", "key"),
+)
+
+call_events = Table(
+    "call_events", metadata,
+    Column("ping_id", Text, nullable=False),
+    Column("bid_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("request_sha256", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("ping_id", "bid_id", "type"),
+)
+
+# Aggregate counters for reports, one row per (day, contract, campaign): no waterfall scans.
+report_counters = Table(
+    "report_counters", metadata,
+    Column("day", Text, nullable=False),
+    Column("offer_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("partner_id", Text, nullable=False),
+    Column("contract_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("bids", BigInteger, nullable=False, server_default=text("0")),
+    Column("wins", BigInteger, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("day", "contract_id", "campaign_id"),
+)

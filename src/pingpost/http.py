@@ -1,0 +1,111 @@
+"""HTTP plumbing shared by every router: the error shape, body limits, pagination."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pingpost import errors
+
+log = structlog.get_logger("pingpost.http")
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: errors.PingpostError) -> Response:
+    return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+
+def _validation_error(exc: RequestValidationError) -> errors.PingpostError:
+    problems = []
+    for e in exc.errors():
+        if e.get("type") in ("json_invalid", "json_type") or (e.get("type") == "model_attributes_type"
+                                                              and tuple(e.get("loc", ())) == ("body",)):
+            return errors.MalformedJson("the request body is not a JSON object")
+        loc = [str(p) for p in e.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path"):
+            loc = loc[1:] or loc
+        # Never echo pydantic's `input`: it may hold PII.
+        problems.append({"field": ".".join(loc) or "body", "message": str(e.get("msg", "invalid"))})
+    return errors.ValidationFailed(problems)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.PingpostError)
+    async def _pingpost(_: Request, exc: errors.PingpostError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
+        return error_response(errors.PingpostError(str(exc.detail), code=code, status=exc.status_code))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", error_type=type(exc).__name__)
+        return error_response(errors.PingpostError("internal error", code="internal_error", status=500))
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413 before the app reads them (also chunked bodies)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._reject(send)
+                    return
+        seen = 0
+        max_bytes = self.max_bytes
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > max_bytes:
+                    raise errors.PayloadTooLarge(f"request body over {max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _reject(self, send: Send) -> None:
+        exc = errors.PayloadTooLarge(f"request body over {self.max_bytes} bytes")
+        body = orjson.dumps(exc.body())
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Page:
+    """?limit= (1-500, default 50) and ?cursor= for every list."""
+
+    def __init__(self, limit: int = Query(50, ge=1, le=500),
+                 cursor: str | None = Query(None, max_length=200)) -> None:
+        self.limit = limit
+        self.cursor = cursor
