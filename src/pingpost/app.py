@@ -11,7 +11,12 @@ from fastapi.responses import PlainTextResponse, Response
 
 from pingpost import errors
 from pingpost.admin.endpoints import router as admin_router
+from pingpost.admin.pings import router as pings_router
 from pingpost.admin.service import AdminService
+from pingpost.auction.bidders import UnavailableRtbBidder
+from pingpost.auction.endpoints import router as partner_router
+from pingpost.auction.service import AuctionService
+from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
@@ -34,6 +39,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             await ensure_admin_token(app.state.store, settings)
             app.state.admin = AdminService(app.state.store)
             app.state.ledger = LedgerService(app.state.store)
+            app.state.auction = AuctionService(
+                store=app.state.store, snapshots=SnapshotCache(app.state.store), secret=app.state.secret,
+                rtb=UnavailableRtbBidder(), static_fallback_default=settings.static_fallback)
             yield
         finally:
             if own_store:
@@ -44,7 +52,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(partner_router)
     app.include_router(admin_router)
+    app.include_router(pings_router)
 
     @app.get("/healthz", tags=["health"], summary="Process up")
     async def healthz() -> dict[str, str]:

@@ -33,3 +33,38 @@ async def buyer(api: Any, ident: str, *, deposit: int = 0, credit: int = 0) -> N
                                                         "credit_limit_cents": credit})
     if deposit:
         await api.ok("POST", f"/v1/admin/buyers/{ident}/deposits", 201, json={"amount_cents": deposit})
+
+
+POSTING_KEY = "pp_test_acme_key"
+
+
+async def campaign(api: Any, *, ident: str = "acme-med", offer: str = "med",
+                   payout: dict[str, Any] | None = None) -> str:
+    """Create a campaign and answer its posting key."""
+    body = await api.ok("POST", "/v1/admin/campaigns", 201, json={
+        "id": ident, "name": ident, "partner": "acme", "offer": offer,
+        "payout": payout or {"type": "revshare", "percent": 70}})
+    return str(body["posting_key"])
+
+
+async def contract(api: Any, ident: str, buyer_id: str, price: int | None, **extra: Any) -> dict[str, Any]:
+    body = {"id": ident, "name": ident, "buyer": buyer_id, "offer": "med", **extra}
+    if price is not None:
+        body["price_cents"] = price
+    result: dict[str, Any] = await api.ok("POST", "/v1/admin/contracts", 201, json=body)
+    return result
+
+
+LEAD = {"state": "FL", "zip": "33109", "age": 67}
+
+
+async def ping(api: Any, key: str, lead: dict[str, Any] | None = None, status: int = 200,
+               **extra: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await api.ok("POST", "/v1/ping", status, token=key,
+                                          json={"lead": lead if lead is not None else LEAD, **extra})
+    return result
+
+
+async def waterfall(api: Any, ping_id: str) -> dict[str, dict[str, Any]]:
+    record = await api.ok("GET", f"/v1/admin/pings/{ping_id}")
+    return {w["contract_id"]: w for w in record["waterfall"]}

@@ -1,0 +1,95 @@
+"""Operator views of pings: the audit record with its waterfall and timeline, and the list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+
+from pingpost import errors
+from pingpost.admin.endpoints import IdPath
+from pingpost.auth import require_admin
+from pingpost.db.store import Store, Tx
+from pingpost.http import Page
+from pingpost.ids import now_ms
+from pingpost.timefmt import parse_rfc3339, rfc3339
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
+    timeline = [{"at": rfc3339(row["received_at"]), "type": "ping", "bid_id": None, "detail": None},
+                {"at": rfc3339(row["decided_at"]), "type": row["status"] if row["mode"] == "ping_post" else "decided",
+                 "bid_id": None, "detail": None}]
+    timeline += [{"at": rfc3339(e["at"]), "type": e["type"], "bid_id": e["bid_id"], "detail": e["detail"]}
+                 for e in events]
+    if row["post_state"] == "open" and row["expires_at"] <= now:
+        timeline.append({"at": rfc3339(row["expires_at"]), "type": "expired", "bid_id": None, "detail": None})
+    return {
+        "ping_id": row["id"], "offer": row["offer_id"], "campaign": row["campaign_id"], "partner": row["partner_id"],
+        "channel": row["channel"], "mode": row["mode"], "status": row["status"], "test": bool(row["test"]),
+        "partner_lead_id": row["partner_lead_id"], "received_at": rfc3339(row["received_at"]),
+        "decided_at": rfc3339(row["decided_at"]), "decision_ms": row["decided_at"] - row["received_at"],
+        "expires_at": rfc3339(row["expires_at"]), "lead": orjson.loads(row["lead"]),
+        "waterfall": orjson.loads(row["waterfall"]), "events": timeline,
+    }
+
+
+@router.get("/pings/{ident}", summary="The audit record of one ping: waterfall and timeline")
+async def get_ping(request: Request, ident: str = IdPath) -> dict[str, Any]:
+    store: Store = request.app.state.store
+
+    async def unit(tx: Tx) -> dict[str, Any]:
+        row = await tx.fetchrow("SELECT * FROM pings WHERE id = :id", {"id": ident})
+        if row is None:
+            raise errors.NotFound("ping", ident)
+        events = await tx.fetch("SELECT * FROM ping_events WHERE ping_id = :id ORDER BY id", {"id": ident})
+        return ping_view(row, events, now=now_ms())
+
+    return await store.read(unit)
+
+
+def _time(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise errors.ValidationFailed.one(name, "must be an RFC 3339 time") from None
+
+
+@router.get("/pings", summary="List pings, newest first")
+async def list_pings(request: Request, page: Page = Depends(),
+                     offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
+                     partner: str | None = Query(None, max_length=64), status: str | None = Query(None, max_length=32),
+                     partner_lead_id: str | None = Query(None, max_length=100),
+                     from_: str | None = Query(None, alias="from", max_length=40),
+                     to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
+    params: dict[str, Any] = {"cursor": page.cursor, "lim": page.limit + 1}
+    for column, value in (("offer_id", offer), ("campaign_id", campaign), ("partner_id", partner),
+                          ("status", status), ("partner_lead_id", partner_lead_id)):
+        if value is not None:
+            where.append(f"{column} = :{column}")
+            params[column] = value
+    start, end = _time(from_, "from"), _time(to, "to")
+    if start is not None:
+        where.append("received_at >= :start")
+        params["start"] = start
+    if end is not None:
+        where.append("received_at < :end")
+        params["end"] = end
+
+    async def unit(tx: Tx) -> dict[str, Any]:
+        rows = await tx.fetch(f"SELECT * FROM pings WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params)
+        now = now_ms()
+        items = []
+        for row in rows[:page.limit]:
+            view = ping_view(row, [], now=now)
+            del view["waterfall"], view["events"]
+            items.append(view)
+        return {"items": items, "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
+
+    return await store.read(unit)

@@ -1,0 +1,48 @@
+"""Wire shapes of the partner ping (SPEC 5.1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from pingpost.admin.schemas import Cents
+
+PartnerLeadId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+class Consumer(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    phone_sha256: Sha256Hex | None = None
+    email_sha256: Sha256Hex | None = None
+
+
+class PingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    lead: dict[Annotated[str, StringConstraints(max_length=64)], Any] = Field(max_length=200)
+    consumer: Consumer | None = None
+    channel: Literal["form", "call", "callback"] = "form"
+    partner_lead_id: PartnerLeadId | None = None
+    min_payout_cents: Cents = 0
+    test: bool = False
+
+
+class Transfer(BaseModel):
+    phone: str | None = None
+    sip: str | None = None
+
+
+class BidOut(BaseModel):
+    bid_id: str
+    payout_cents: int
+    sale_type: Literal["exclusive", "shared"]
+    transfer: Transfer | None = None
+
+
+class PingOut(BaseModel):
+    ping_id: str
+    status: Literal["bids", "no_bids"]
+    expires_at: str
+    post_url: str
+    bids: list[BidOut]

@@ -1,0 +1,378 @@
+"""The ping auction: eligibility for every contract, bids, distribution, atomic reservations.
+
+Three phases, none holding a transaction across an outbound call (DESIGN.md section 1):
+(1) one read of usage, funds and dedup; (2) bids, RTB concurrently under one deadline;
+(3) one write transaction: reclaim expired reservations, reserve winners in rank order, write the
+ping with its waterfall and the round-robin pointer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pingpost import errors
+from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder, fixed_bid
+from pingpost.auction.schemas import BidOut, PingIn, PingOut, Transfer
+from pingpost.auction.snapshot import SnapshotCache
+from pingpost.db import auction_repo as repo
+from pingpost.db.store import Store, Tx
+from pingpost.domain import distribution
+from pingpost.domain.eligibility import (
+    PeriodKeys,
+    Usage,
+    cap_reached,
+    first_failing_filter,
+    in_schedule,
+    is_duplicate,
+    local_time,
+    period_keys,
+)
+from pingpost.domain.leads import LeadProblem, validate_lead
+from pingpost.domain.model import Campaign, Contract, Offer, Snapshot
+from pingpost.domain.money import payout_cents
+from pingpost.domain.outcomes import Outcome
+from pingpost.ids import new_id, now_ms
+from pingpost.metrics import PING_SECONDS, PINGS
+from pingpost.security import SecretKey, key_hash
+from pingpost.timefmt import rfc3339
+
+RTB_FAILURES = (Outcome.BID_TIMEOUT, Outcome.BID_ERROR, Outcome.BID_INVALID)
+
+
+def lead_problem_error(problem: LeadProblem) -> errors.PingpostError:
+    if problem.kind == "invalid":
+        return errors.ValidationFailed(problem.problems, message="the lead does not fit the vertical")
+    message = {"pii_in_ping": "a ping must not carry PII fields",
+               "unknown_field": "the lead has fields the vertical does not define"}[problem.kind]
+    return errors.Unprocessable(message, code=problem.kind, details={"errors": problem.problems})
+
+
+@dataclass
+class Row:
+    """One contract's line in the waterfall while the auction runs."""
+
+    contract: Contract
+    outcome: str | None = None
+    detail: str | None = None
+    bid: BidResult | None = None
+    source: str | None = None
+    shared_cents: int | None = None
+    exclusive_cents: int | None = None
+    bid_id: str | None = None
+    sale_type: str | None = None
+    charged_cents: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, outcome: Outcome, detail: str | None = None) -> None:
+        self.outcome, self.detail = outcome.value, detail
+
+    def entry(self) -> dict[str, Any]:
+        bid_cents = self.charged_cents if self.charged_cents is not None else (
+            self.bid.bid_cents if self.bid is not None else None)
+        return {"contract_id": self.contract.id, "buyer_id": self.contract.buyer_id, "outcome": self.outcome,
+                "detail": self.detail, "bid_cents": bid_cents, "source": self.source,
+                "rtb_latency_ms": self.bid.latency_ms if self.bid is not None else None,
+                "bid_id": self.bid_id, "sale_type": self.sale_type, "post_outcome": None,
+                "post_detail": None, "post_latency_ms": None, "sale_id": None}
+
+
+class AuctionService:
+    def __init__(self, *, store: Store, snapshots: SnapshotCache, secret: SecretKey, rtb: RtbBidder,
+                 static_fallback_default: bool) -> None:
+        self.store = store
+        self.snapshots = snapshots
+        self.secret = secret
+        self.rtb = rtb
+        self.static_fallback_default = static_fallback_default
+
+    async def authenticate(self, token: str) -> tuple[Snapshot, Campaign]:
+        """The campaign whose posting key this is (401), if it, its partner and offer are active (403)."""
+        snap = await self.snapshots.current()
+        campaign = snap.campaigns_by_key.get(key_hash(token))
+        if campaign is None:
+            raise errors.Unauthorized("unknown posting key")
+        if campaign.status != "active":
+            raise errors.Forbidden("campaign is paused", details={"campaign": campaign.id})
+        if snap.partner_status.get(campaign.partner_id) != "active":
+            raise errors.Forbidden("partner is paused", details={"partner": campaign.partner_id})
+        if snap.offers[campaign.offer_id].status != "active":
+            raise errors.Forbidden("offer is paused", details={"offer": campaign.offer_id})
+        return snap, campaign
+
+    def consumer_hmacs(self, consumer: dict[str, str | None]) -> dict[str, str]:
+        return {name: self.secret.keyed(value.lower()) for name, value in consumer.items() if value}
+
+    async def ping(self, *, snap: Snapshot, campaign: Campaign, body: PingIn) -> PingOut:
+        started = time.perf_counter()
+        offer = snap.offers[campaign.offer_id]
+        if offer.mode != "ping_post":
+            raise errors.Unprocessable("this offer takes direct posts, not pings", code="offer_mode_mismatch",
+                                       details={"offer": offer.id, "mode": offer.mode})
+        if body.channel not in offer.channels:
+            raise errors.Unprocessable(f"this offer does not take channel '{body.channel}'",
+                                       code="channel_mismatch", details={"channel": body.channel})
+        try:
+            lead = validate_lead(snap.verticals[offer.vertical_id], body.lead, allow_pii=False, require=False)
+        except LeadProblem as problem:
+            raise lead_problem_error(problem) from None
+        consumer = self.consumer_hmacs(body.consumer.model_dump() if body.consumer else {})
+        now = now_ms()
+        ping_id = new_id("png")
+        rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
+        keys = self._pre_state_checks(snap, rows, lead, body.channel, now)
+        open_rows = [r for r in rows if r.outcome is None]
+        state = await self._read_state(open_rows, consumer, now)
+        self._state_checks(open_rows, state, keys, body.channel, now)
+        await self._bid([r for r in rows if r.outcome is None], BidRequest(
+            ping_id=ping_id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel, lead=lead,
+            test=body.test, consumer={}), offer, consumer)
+        kinds = distribution.sale_types(offer.rule, offer.max_winners, body.channel)
+        self._price_checks(rows, state, offer, campaign, body, kinds)
+        fallback = offer.static_fallback if offer.static_fallback is not None else self.static_fallback_default
+        if fallback and not any(r.outcome is None for r in rows):
+            self._static_fallback(rows, state, offer, campaign, body, kinds)
+        answer = await self.store.write(lambda tx: self._decide(
+            tx, ping_id=ping_id, snap=snap, offer=offer, campaign=campaign, body=body, lead=lead,
+            consumer=consumer, rows=rows, keys=keys, received=now))
+        PINGS.labels(offer.id, answer.status).inc()
+        PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
+        return answer
+
+    # --- phase 1: eligibility --------------------------------------------------------------
+
+    def _pre_state_checks(self, snap: Snapshot, rows: list[Row], lead: dict[str, Any], channel: str,
+                          now: int) -> dict[str, PeriodKeys]:
+        keys: dict[str, PeriodKeys] = {}
+        for row in rows:
+            c = row.contract
+            buyer = snap.buyers.get(c.buyer_id)
+            local = local_time(now, c.tz)
+            keys[c.id] = period_keys(local)
+            if c.status != "active":
+                row.fail(Outcome.CONTRACT_PAUSED)
+            elif buyer is None or buyer.status != "active":
+                row.fail(Outcome.BUYER_PAUSED)
+            elif c.channels is not None and channel not in c.channels:
+                row.fail(Outcome.CHANNEL_MISMATCH, channel)
+            elif not in_schedule(c.windows, local):
+                row.fail(Outcome.OUTSIDE_SCHEDULE, local.strftime("%a %H:%M").lower())
+            elif (failing := first_failing_filter(c, lead)) is not None:
+                row.fail(Outcome.FILTER_MISMATCH, failing)
+            elif c.rtb and (missing := [f for f in c.rtb.get("required_fields") or [] if f not in lead]):
+                row.fail(Outcome.MISSING_REQUIRED_FIELDS, ",".join(missing))
+        return keys
+
+    async def _read_state(self, rows: list[Row], consumer: dict[str, str], now: int) -> repo.AuctionState:
+        contract_ids = [r.contract.id for r in rows]
+        buyer_ids = sorted({r.contract.buyer_id for r in rows})
+        hashes = sorted(consumer.values())
+
+        async def unit(tx: Tx) -> repo.AuctionState:
+            return await repo.read_state(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, hashes=hashes, now=now)
+
+        return await self.store.read(unit)
+
+    @staticmethod
+    def _state_checks(rows: list[Row], state: repo.AuctionState, keys: dict[str, PeriodKeys], channel: str,
+                      now: int) -> None:
+        for row in rows:
+            c = row.contract
+            usage = state.usage.get(c.id, Usage())
+            funds = state.funds.get(c.buyer_id)
+            if is_duplicate(c, state.last_sold.get(c.buyer_id), now):
+                row.fail(Outcome.DUPLICATE)
+            elif (period := cap_reached(c, usage, keys[c.id])) is not None:
+                row.fail(Outcome.CAP_REACHED, period)
+            elif channel in ("call", "callback") and c.max_concurrent_calls is not None \
+                    and usage.live_calls >= c.max_concurrent_calls:
+                row.fail(Outcome.CONCURRENCY_CAP_REACHED)
+            elif funds is None or funds.available_cents < _pre_bid_minimum(c):
+                row.fail(Outcome.INSUFFICIENT_BALANCE)
+
+    # --- phase 2: bids ---------------------------------------------------------------------
+
+    async def _bid(self, rows: list[Row], request: BidRequest, offer: Offer, consumer: dict[str, str]) -> None:
+        rtb_rows = [r for r in rows if r.contract.rtb]
+        for row in rows:
+            if not row.contract.rtb:
+                row.bid = fixed_bid(row.contract)
+        if not rtb_rows:
+            return
+        deadline = offer.auction_timeout_ms or max(_rtb_timeout(r.contract, request.channel) for r in rtb_rows)
+        results = await self.rtb.bid_all([r.contract for r in rtb_rows], request, deadline)
+        for row in rtb_rows:
+            row.bid = results.get(row.contract.id) or BidResult(Outcome.BID_TIMEOUT, detail="no answer")
+
+    # --- phase 3: price checks and fallback ------------------------------------------------
+
+    def _price_checks(self, rows: list[Row], state: repo.AuctionState, offer: Offer, campaign: Campaign,
+                      body: PingIn, kinds: tuple[str, ...]) -> None:
+        for row in rows:
+            if row.outcome is not None or row.bid is None:
+                continue
+            bid = row.bid
+            if bid.outcome is not None:
+                row.fail(bid.outcome, bid.detail)
+                continue
+            row.source = bid.source
+            min_bid = (row.contract.rtb or {}).get("min_bid_cents")
+            if bid.source == "rtb" and min_bid is not None and (bid.bid_cents or 0) < min_bid:
+                row.fail(Outcome.BELOW_MIN_BID)
+                continue
+            self._check_prices(row, bid.bid_cents, bid.exclusive_bid_cents, state, offer, campaign, body, kinds)
+
+    def _check_prices(self, row: Row, bid_cents: int | None, exclusive_cents: int | None,
+                      state: repo.AuctionState, offer: Offer, campaign: Campaign, body: PingIn,
+                      kinds: tuple[str, ...]) -> None:
+        """Floor, funds, margin, partner minimum and transfer, at each price that could be charged."""
+        first_failure: tuple[Outcome, str | None] | None = None
+        funds = state.funds.get(row.contract.buyer_id)
+        for kind in kinds:
+            price = (exclusive_cents if exclusive_cents is not None else bid_cents) if kind == "exclusive" \
+                else bid_cents
+            failure = _price_failure(price, offer=offer, funds=funds, payout=campaign.payout,
+                                     min_payout=body.min_payout_cents)
+            if failure is None and body.channel in ("call", "callback") and not (
+                    (row.bid and row.bid.transfer) or row.contract.transfer):
+                failure = (Outcome.MISSING_TRANSFER, None)
+            if failure is None:
+                if kind == "exclusive":
+                    row.exclusive_cents = price
+                else:
+                    row.shared_cents = price
+            elif first_failure is None:
+                first_failure = failure
+        if row.exclusive_cents is None and row.shared_cents is None and first_failure is not None:
+            row.fail(*first_failure)
+
+    def _static_fallback(self, rows: list[Row], state: repo.AuctionState, offer: Offer, campaign: Campaign,
+                         body: PingIn, kinds: tuple[str, ...]) -> None:
+        """No candidate: eligible RTB contracts with a static price bid it, per their `rtb.fallback`."""
+        for row in rows:
+            c = row.contract
+            if not c.rtb or c.price_cents is None or row.bid is None:
+                continue  # not RTB, no static price, or never reached bidding
+            mode = c.rtb.get("fallback", "always")
+            rtb_outcome = row.bid.outcome
+            if mode == "never" or (mode == "on_failure" and rtb_outcome not in RTB_FAILURES):
+                continue
+            before = (row.outcome, row.detail)
+            row.outcome, row.detail = None, None
+            self._check_prices(row, c.price_cents, c.exclusive_price_cents, state, offer, campaign, body, kinds)
+            if row.outcome is None:
+                row.source = "static_fallback"
+                row.detail = f"rtb_{before[0]}" if before[0] else None
+            else:
+                row.outcome, row.detail = before
+
+    # --- phase 4: the write ----------------------------------------------------------------
+
+    async def _decide(self, tx: Tx, *, ping_id: str, snap: Snapshot, offer: Offer, campaign: Campaign,
+                      body: PingIn, lead: dict[str, Any], consumer: dict[str, str], rows: list[Row],
+                      keys: dict[str, PeriodKeys], received: int) -> PingOut:
+        now = now_ms()
+        candidates = [r for r in rows if r.outcome is None]
+        by_id = {r.contract.id: r for r in rows}
+        contract_ids = [r.contract.id for r in candidates]
+        buyer_ids = sorted({r.contract.buyer_id for r in candidates})
+        ttl_s = offer.callback_ttl_s if body.channel == "callback" else offer.ping_ttl_s
+        expires_at = now + ttl_s * 1000
+        rr_key = ""
+        if candidates and not body.test:
+            await repo.lock_rows(tx, contract_ids=contract_ids, buyer_ids=buyer_ids)
+            await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now)
+            if offer.rule == "round_robin":
+                rr_key = await repo.rr_last_key(tx, offer.id)
+        plan = distribution.plan(
+            rule=offer.rule, max_winners=offer.max_winners, hybrid_floor_cents=offer.hybrid_floor_cents,
+            channel=body.channel, rr_last_key=rr_key,
+            candidates=[distribution.Candidate(r.contract.id, r.contract.buyer_id, r.contract.priority,
+                                               r.contract.weight, r.shared_cents, r.exclusive_cents)
+                        for r in candidates])
+
+        async def try_reserve(choice: distribution.Choice) -> tuple[str, str] | None:
+            row = by_id[choice.candidate.contract_id]
+            row.bid_id = new_id("bid")
+            if body.test:
+                return None  # test pings run the whole flow but reserve nothing
+            k = keys[row.contract.id]
+            if not await repo.take_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month):
+                return Outcome.CAP_REACHED.value, "reserved_concurrently"
+            if not await repo.take_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents):
+                await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
+                return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
+            row.extra["reservation_id"] = new_id("rsv")
+            await repo.insert_reservation(tx, {
+                "id": row.extra["reservation_id"], "bid_id": row.bid_id, "ping_id": ping_id,
+                "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
+                "amount_cents": choice.price_cents, "day_key": k.day, "week_key": k.week, "month_key": k.month,
+                "live_call": 0, "expires_at": expires_at, "created_at": now})
+            return None
+
+        winners, outcomes = await distribution.select_winners(plan, try_reserve)
+        bids: list[dict[str, Any]] = []
+        answer_bids: list[BidOut] = []
+        for choice in winners:
+            row = by_id[choice.candidate.contract_id]
+            row.outcome, row.sale_type, row.charged_cents = Outcome.WON.value, choice.sale_type, choice.price_cents
+            payout = payout_cents(campaign.payout, choice.price_cents)
+            transfer = (row.bid.transfer if row.bid else None) or row.contract.transfer
+            bids.append({"bid_id": row.bid_id, "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
+                         "price_cents": choice.price_cents, "payout_cents": payout, "sale_type": choice.sale_type,
+                         "source": row.source, "bid_ref": row.bid.bid_ref if row.bid else None,
+                         "transfer": transfer, "role": "winner",
+                         "reservation_id": row.extra.get("reservation_id")})
+            answer_bids.append(BidOut(bid_id=row.bid_id or "", payout_cents=payout, sale_type=choice.sale_type,
+                                      transfer=Transfer(**transfer) if transfer else None))
+        for contract_id, (outcome, detail) in outcomes.items():
+            row = by_id[contract_id]
+            row.outcome, row.detail, row.bid_id = outcome, detail, None
+        for row in candidates:
+            if row.outcome is None:  # a candidate the plan never reached (e.g. hybrid's exclusive branch)
+                row.outcome = Outcome.LOST_TO_HIGHER_BID.value if plan.price_ranked else Outcome.NOT_SELECTED.value
+        if winners and offer.rule == "round_robin" and not body.test:
+            await repo.set_rr_last_key(tx, offer.id, winners[-1].candidate.rank_key)
+        status = "bids" if winners else "no_bids"
+        decided = now_ms()
+        await repo.insert_ping(tx, {
+            "id": ping_id, "offer_id": offer.id, "campaign_id": campaign.id, "partner_id": campaign.partner_id,
+            "channel": body.channel, "mode": "ping_post", "status": status,
+            "post_state": "open" if winners else "closed", "test": int(body.test),
+            "partner_lead_id": body.partner_lead_id, "received_at": received, "decided_at": decided,
+            "expires_at": expires_at, "lead": orjson.dumps(lead).decode(), "consumer": orjson.dumps(consumer).decode(),
+            "bids": orjson.dumps(bids).decode(),
+            "waterfall": orjson.dumps([r.entry() for r in rows]).decode()})
+        return PingOut(ping_id=ping_id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post",
+                       bids=answer_bids)
+
+
+def _pre_bid_minimum(c: Contract) -> int:
+    """Funds needed before bidding: a fixed price, or an RTB contract's minimum bid (at least 1 cent)."""
+    if c.rtb:
+        return max(int(c.rtb.get("min_bid_cents") or 0), 1)
+    return c.price_cents or 0
+
+
+def _rtb_timeout(c: Contract, channel: str) -> int:
+    default = 3000 if channel in ("call", "callback") else 1000
+    return int((c.rtb or {}).get("timeout_ms") or default)
+
+
+def _price_failure(price: int | None, *, offer: Offer, funds: repo.Funds | None, payout: dict[str, Any],
+                   min_payout: int) -> tuple[Outcome, str | None] | None:
+    if price is None or price <= 0:
+        return Outcome.NO_BID, None
+    if price < offer.floor_cents:
+        return Outcome.BELOW_FLOOR, None
+    if funds is None or funds.available_cents < price:
+        return Outcome.INSUFFICIENT_BALANCE, None
+    paid = payout_cents(payout, price)
+    if paid > price:
+        return Outcome.NEGATIVE_MARGIN, None
+    if paid < min_payout:
+        return Outcome.BELOW_PARTNER_MINIMUM, None
+    return None

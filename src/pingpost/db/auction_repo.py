@@ -1,0 +1,217 @@
+"""SQL of the ping path: the configuration snapshot, the state read and the reservation write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pingpost.db.store import Tx
+from pingpost.domain.eligibility import Usage
+from pingpost.domain.model import Buyer, Campaign, Contract, Offer, Snapshot, Vertical
+
+
+async def config_version(tx: Tx) -> int:
+    return int(await tx.fetchval("SELECT version FROM config_version WHERE id = 1"))
+
+
+async def load_snapshot(tx: Tx) -> Snapshot:
+    snap = Snapshot(version=await config_version(tx))
+    for row in await tx.fetch("SELECT id, body FROM verticals"):
+        snap.verticals[row["id"]] = Vertical.from_body(row["id"], orjson.loads(row["body"]))
+    for row in await tx.fetch("SELECT id, body FROM offers"):
+        snap.offers[row["id"]] = Offer.from_body(row["id"], orjson.loads(row["body"]))
+    for row in await tx.fetch("SELECT id, status FROM partners"):
+        snap.partner_status[row["id"]] = row["status"]
+    for row in await tx.fetch("SELECT id, status FROM buyers"):
+        snap.buyers[row["id"]] = Buyer(row["id"], row["status"])
+    for row in await tx.fetch("SELECT id, posting_key_sha256, body FROM campaigns"):
+        body = orjson.loads(row["body"])
+        campaign = Campaign(row["id"], body["partner"], body["offer"], body["status"], body["payout"])
+        snap.campaigns[row["id"]] = campaign
+        snap.campaigns_by_key[row["posting_key_sha256"]] = campaign
+    for row in await tx.fetch("SELECT id, body FROM contracts"):
+        contract = Contract.from_body(row["id"], orjson.loads(row["body"]))
+        snap.contracts[contract.id] = contract
+        snap.contracts_by_offer.setdefault(contract.offer_id, []).append(contract)
+    for contracts in snap.contracts_by_offer.values():
+        contracts.sort(key=lambda c: c.rank_key)
+    return snap
+
+
+@dataclass
+class Funds:
+    balance_cents: int
+    credit_limit_cents: int
+    holds_cents: int
+
+    @property
+    def available_cents(self) -> int:
+        return self.balance_cents + self.credit_limit_cents - self.holds_cents
+
+
+@dataclass
+class AuctionState:
+    usage: dict[str, Usage] = field(default_factory=dict)
+    funds: dict[str, Funds] = field(default_factory=dict)
+    last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
+
+
+async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],
+                     now: int) -> AuctionState:
+    """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted."""
+    state = AuctionState()
+    if contract_ids:
+        for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": contract_ids}):
+            state.usage[r["contract_id"]] = Usage(r["day_key"], r["day_used"], r["week_key"], r["week_used"],
+                                                  r["month_key"], r["month_used"], r["live_calls"])
+    if buyer_ids:
+        for r in await tx.fetch("SELECT * FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": buyer_ids}):
+            state.funds[r["buyer_id"]] = Funds(int(r["balance_cents"]), int(r["credit_limit_cents"]),
+                                               int(r["holds_cents"]))
+    if contract_ids or buyer_ids:
+        stale = await tx.fetch(
+            "SELECT contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call FROM reservations "
+            "WHERE state IN ('held', 'posting') AND expires_at <= :now "
+            "AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
+            {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
+        for r in stale:
+            u = state.usage.get(r["contract_id"])
+            if u is not None:
+                state.usage[r["contract_id"]] = _minus(u, r)
+            f = state.funds.get(r["buyer_id"])
+            if f is not None:
+                f.holds_cents -= int(r["amount_cents"])
+    if hashes and buyer_ids:
+        for r in await tx.fetch(
+                "SELECT buyer_id, MAX(sold_at) AS sold_at FROM dedup_records "
+                "WHERE buyer_id IN (:bs) AND hash_hmac IN (:hs) GROUP BY buyer_id",
+                {"bs": buyer_ids, "hs": hashes}):
+            state.last_sold[r["buyer_id"]] = int(r["sold_at"])
+    return state
+
+
+def _minus(u: Usage, r: Any) -> Usage:
+    return Usage(u.day_key, u.day_used - (1 if r["day_key"] == u.day_key else 0),
+                 u.week_key, u.week_used - (1 if r["week_key"] == u.week_key else 0),
+                 u.month_key, u.month_used - (1 if r["month_key"] == u.month_key else 0),
+                 u.live_calls - (1 if r["live_call"] else 0))
+
+
+async def lock_rows(tx: Tx, *, contract_ids: Iterable[str], buyer_ids: Iterable[str]) -> None:
+    """PostgreSQL: lock every row the unit may touch in one global order (contracts, then buyers)."""
+    if tx.dialect != "postgresql":
+        return  # SQLite's BEGIN IMMEDIATE already serialises writers
+    cs, bs = sorted(set(contract_ids)), sorted(set(buyer_ids))
+    if cs:
+        await tx.fetch("SELECT 1 FROM contract_usage WHERE contract_id IN (:cs) ORDER BY contract_id FOR UPDATE",
+                       {"cs": cs})
+    if bs:
+        await tx.fetch("SELECT 1 FROM buyer_funds WHERE buyer_id IN (:bs) ORDER BY buyer_id FOR UPDATE", {"bs": bs})
+
+
+async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
+    """Return the cap slots and holds of reservations that just left held/posting."""
+    for r in rows:
+        await tx.execute(
+            "UPDATE contract_usage SET "
+            "day_used = CASE WHEN day_key = :d AND day_used > 0 THEN day_used - 1 ELSE day_used END, "
+            "week_used = CASE WHEN week_key = :w AND week_used > 0 THEN week_used - 1 ELSE week_used END, "
+            "month_used = CASE WHEN month_key = :m AND month_used > 0 THEN month_used - 1 ELSE month_used END, "
+            "live_calls = CASE WHEN :lc = 1 AND live_calls > 0 THEN live_calls - 1 ELSE live_calls END "
+            "WHERE contract_id = :c",
+            {"d": r["day_key"], "w": r["week_key"], "m": r["month_key"], "lc": int(r["live_call"]),
+             "c": r["contract_id"]})
+        await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
+                         {"a": int(r["amount_cents"]), "b": r["buyer_id"]})
+
+
+_RETURNING = "RETURNING contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call"
+
+
+async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], now: int) -> int:
+    """Expire lapsed reservations of these contracts/buyers; the state guard frees each exactly once."""
+    rows = await tx.fetch(
+        "UPDATE reservations SET state = 'expired' WHERE state IN ('held', 'posting') AND expires_at <= :now "
+        f"AND (contract_id IN (:cs) OR buyer_id IN (:bs)) {_RETURNING}",
+        {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
+    await give_back(tx, rows)
+    return len(rows)
+
+
+async def release(tx: Tx, reservation_ids: Sequence[str], *, to_state: str = "released") -> int:
+    """Release live reservations (held/posting) and give back their slots and holds."""
+    if not reservation_ids:
+        return 0
+    rows = await tx.fetch(
+        f"UPDATE reservations SET state = :s WHERE id IN (:ids) AND state IN ('held', 'posting') {_RETURNING}",
+        {"s": to_state, "ids": list(reservation_ids)})
+    await give_back(tx, rows)
+    return len(rows)
+
+
+async def take_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> bool:
+    """One slot in every cap period at once, rolling stale periods in place; False when a cap is full."""
+    return await tx.execute(
+        "UPDATE contract_usage SET "
+        "day_used = CASE WHEN day_key = :d THEN day_used ELSE 0 END + 1, day_key = :d, "
+        "week_used = CASE WHEN week_key = :w THEN week_used ELSE 0 END + 1, week_key = :w, "
+        "month_used = CASE WHEN month_key = :m THEN month_used ELSE 0 END + 1, month_key = :m "
+        "WHERE contract_id = :c "
+        "AND (daily_cap IS NULL OR CASE WHEN day_key = :d THEN day_used ELSE 0 END < daily_cap) "
+        "AND (weekly_cap IS NULL OR CASE WHEN week_key = :w THEN week_used ELSE 0 END < weekly_cap) "
+        "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)",
+        {"c": contract_id, "d": day, "w": week, "m": month}) == 1
+
+
+async def return_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> None:
+    await give_back(tx, [{"day_key": day, "week_key": week, "month_key": month, "live_call": 0,
+                          "contract_id": contract_id, "amount_cents": 0, "buyer_id": ""}])
+
+
+async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> bool:
+    return await tx.execute(
+        "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
+        "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
+        {"a": amount_cents, "b": buyer_id}) == 1
+
+
+async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:
+    await tx.execute(
+        "INSERT INTO reservations (id, bid_id, ping_id, contract_id, buyer_id, amount_cents, day_key, week_key, "
+        "month_key, live_call, state, expires_at, created_at) VALUES (:id, :bid_id, :ping_id, :contract_id, "
+        ":buyer_id, :amount_cents, :day_key, :week_key, :month_key, :live_call, 'held', :expires_at, :created_at)",
+        row)
+
+
+async def rr_last_key(tx: Tx, offer_id: str) -> str:
+    """Lock and read the offer's round-robin pointer (created on first use)."""
+    key = await tx.fetchval("UPDATE rr_pointer SET last_key = last_key WHERE offer_id = :o RETURNING last_key",
+                            {"o": offer_id})
+    if key is None:
+        await tx.execute("INSERT INTO rr_pointer (offer_id, last_key) VALUES (:o, '') ON CONFLICT DO NOTHING",
+                         {"o": offer_id})
+        key = await tx.fetchval("UPDATE rr_pointer SET last_key = last_key WHERE offer_id = :o RETURNING last_key",
+                                {"o": offer_id})
+    return str(key or "")
+
+
+async def set_rr_last_key(tx: Tx, offer_id: str, key: str) -> None:
+    await tx.execute("UPDATE rr_pointer SET last_key = :k WHERE offer_id = :o", {"k": key, "o": offer_id})
+
+
+async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:
+    await tx.execute(
+        "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
+        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall) VALUES "
+        "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
+        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall)", row)
+
+
+async def record_dedup(tx: Tx, *, buyer_id: str, hashes: Sequence[str], sold_at: int, sale_id: str) -> None:
+    await tx.executemany(
+        "INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) VALUES (:b, :h, :t, :s) "
+        "ON CONFLICT DO NOTHING",
+        [{"b": buyer_id, "h": h, "t": sold_at, "s": sale_id} for h in hashes])

@@ -1,0 +1,146 @@
+"""Distribution rules, pure (SPEC section 4): which candidates to try, in which order.
+
+The service reserves candidates in the order answered here and stops at `max_winners`, so a
+candidate that loses a reservation race is replaced by the next one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    contract_id: str
+    buyer_id: str
+    priority: int
+    weight: int
+    shared_cents: int | None  # ordinary bid, when it passed every check at that price
+    exclusive_cents: int | None  # exclusive bid, when it passed every check at that price
+
+    @property
+    def rank_key(self) -> str:
+        return f"{self.priority:010d}:{self.contract_id}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Candidates in the order to try, each with the sale type and the price it would be sold at."""
+
+    order: list[tuple[Candidate, str, int]]
+    max_winners: int
+    price_ranked: bool  # losers are lost_to_higher_bid (price rules) or not_selected
+
+
+def sale_types(rule: str, max_winners: int, channel: str) -> tuple[str, ...]:
+    """The sale types whose price checks matter for this offer."""
+    if channel in ("call", "callback") or rule == "exclusive":
+        return ("exclusive",)
+    if rule == "multisell":
+        return ("shared",)
+    if rule == "hybrid":
+        return ("exclusive", "shared")
+    return ("exclusive",) if max_winners == 1 else ("shared",)
+
+
+def _by_price(cands: Sequence[Candidate], kind: str) -> list[Candidate]:
+    def price(c: Candidate) -> int:
+        value = c.exclusive_cents if kind == "exclusive" else c.shared_cents
+        return value if value is not None else -1
+
+    return sorted((c for c in cands if price(c) >= 0), key=lambda c: (-price(c), c.priority, c.contract_id))
+
+
+def _priced(cands: Sequence[Candidate], kind: str) -> list[tuple[Candidate, str, int]]:
+    out = []
+    for c in cands:
+        price = c.exclusive_cents if kind == "exclusive" else c.shared_cents
+        if price is not None:
+            out.append((c, kind, price))
+    return out
+
+
+def plan(*, rule: str, max_winners: int, hybrid_floor_cents: int, channel: str, candidates: Sequence[Candidate],
+         rr_last_key: str = "", rng: random.Random | None = None) -> Plan:
+    """Order the candidates to try under `rule`."""
+    if channel in ("call", "callback"):
+        return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True)
+    if rule == "exclusive":
+        return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True)
+    if rule == "multisell":
+        return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True)
+    if rule == "hybrid":
+        exclusive = _by_price(candidates, "exclusive")
+        if exclusive and (exclusive[0].exclusive_cents or 0) >= hybrid_floor_cents:
+            # The exclusive branch: if that winner loses its reservation race the next exclusive
+            # bid above the floor is tried; shared bids are tried only when none is left.
+            above = [c for c in exclusive if (c.exclusive_cents or 0) >= hybrid_floor_cents]
+            return Plan(_priced(above, "exclusive"), 1, True)
+        return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True)
+    kind = "exclusive" if max_winners == 1 else "shared"
+    usable = [c for c in candidates if (c.exclusive_cents if kind == "exclusive" else c.shared_cents) is not None]
+    if rule == "priority":
+        ordered = sorted(usable, key=lambda c: (c.priority, -((c.exclusive_cents if kind == "exclusive"
+                                                              else c.shared_cents) or 0), c.contract_id))
+    elif rule == "weighted":
+        ordered = weighted_order(usable, rng or random.Random())
+    elif rule == "round_robin":
+        ordered = round_robin_order(usable, rr_last_key)
+    else:
+        raise ValueError(f"unknown distribution rule {rule}")
+    return Plan(_priced(ordered, kind), max_winners, False)
+
+
+def weighted_order(cands: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
+    """Random order by weight, without replacement (Efraimidis-Spirakis keys, integer weights)."""
+    stable = sorted(cands, key=lambda c: c.rank_key)
+    keyed = [(rng.random() ** (1.0 / c.weight), c) for c in stable]
+    return [c for _, c in sorted(keyed, key=lambda kc: -kc[0])]
+
+
+def round_robin_order(cands: Sequence[Candidate], last_key: str) -> list[Candidate]:
+    """Stable (priority, id) order, starting after the pointer and wrapping around."""
+    stable = sorted(cands, key=lambda c: c.rank_key)
+    after = [c for c in stable if c.rank_key > last_key]
+    before = [c for c in stable if c.rank_key <= last_key]
+    return after + before
+
+
+@dataclass(frozen=True)
+class Choice:
+    candidate: Candidate
+    sale_type: str
+    price_cents: int
+
+
+async def select_winners(
+    chosen_plan: Plan, try_reserve: Callable[[Choice], Awaitable[tuple[str, str] | None]]
+) -> tuple[list[Choice], dict[str, tuple[str, str | None]]]:
+    """Reserve in plan order until `max_winners`, one winning contract per buyer.
+
+    `try_reserve` answers None when the reservation was taken, else (outcome, detail). Answers the
+    winners and, for every other candidate, its (outcome, detail).
+    """
+    winners: list[Choice] = []
+    outcomes: dict[str, tuple[str, str | None]] = {}
+    buyers_won: set[str] = set()
+    for cand, kind, price in chosen_plan.order:
+        if cand.contract_id in outcomes or any(w.candidate.contract_id == cand.contract_id for w in winners):
+            continue
+        if len(winners) >= chosen_plan.max_winners:
+            outcomes[cand.contract_id] = ("lost_to_higher_bid", None) if chosen_plan.price_ranked \
+                else ("not_selected", None)
+            continue
+        if cand.buyer_id in buyers_won:
+            outcomes[cand.contract_id] = ("not_selected", "one_per_buyer")
+            continue
+        choice = Choice(cand, kind, price)
+        failure = await try_reserve(choice)
+        if failure is None:
+            winners.append(choice)
+            buyers_won.add(cand.buyer_id)
+        else:
+            outcomes[cand.contract_id] = failure
+    return winners, outcomes

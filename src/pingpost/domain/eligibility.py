@@ -1,0 +1,135 @@
+"""Eligibility rules, pure: filters, schedules, cap periods, funds. `now` is always a parameter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pingpost.domain.model import Contract, FilterRule, Window
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    numeric = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    return (isinstance(a, numeric) and isinstance(b, numeric)) or (isinstance(a, str) and isinstance(b, str))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return _comparable(a, b) and a == b
+
+
+def filter_holds(rule: FilterRule, lead: dict[str, Any]) -> bool:
+    """True when `rule` holds for `lead`. A missing field fails every op but `exists: false`."""
+    if rule.op == "exists":
+        return (rule.field in lead) == bool(rule.value)
+    if rule.field not in lead:
+        return False
+    value = lead[rule.field]
+    op, target = rule.op, rule.value
+    if op == "eq":
+        return _equal(value, target)
+    if op == "ne":
+        return not _equal(value, target)
+    if op == "in":
+        return any(_equal(value, t) for t in target)
+    if op == "not_in":
+        return not any(_equal(value, t) for t in target)
+    if op == "prefix":
+        return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).startswith(target)
+    if op == "between":
+        low, high = target
+        return _comparable(value, low) and _comparable(value, high) and bool(low <= value <= high)
+    if not _comparable(value, target):
+        return False
+    if op == "gt":
+        return bool(value > target)
+    if op == "gte":
+        return bool(value >= target)
+    if op == "lt":
+        return bool(value < target)
+    if op == "lte":
+        return bool(value <= target)
+    return False
+
+
+def first_failing_filter(contract: Contract, lead: dict[str, Any]) -> str | None:
+    """The field of the first filter that fails, or None when all hold."""
+    for rule in contract.filters:
+        if not filter_holds(rule, lead):
+            return rule.field
+    return None
+
+
+def local_time(now_ms: int, tz: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(now_ms / 1000, tz)
+
+
+def in_schedule(windows: tuple[Window, ...] | None, local: datetime) -> bool:
+    """Local wall clock within a window's [start, end); end <= start crosses midnight into the next day."""
+    if windows is None:
+        return True
+    minute = local.hour * 60 + local.minute
+    today = local.weekday()
+    yesterday = (today - 1) % 7
+    for w in windows:
+        if w.start_min < w.end_min:
+            if today in w.days and w.start_min <= minute < w.end_min:
+                return True
+        else:
+            if today in w.days and minute >= w.start_min:
+                return True
+            if yesterday in w.days and minute < w.end_min:
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class PeriodKeys:
+    day: str
+    week: str
+    month: str
+
+
+def period_keys(local: datetime) -> PeriodKeys:
+    """Cap periods as keys of local calendar dates (never instants): day, the week's Monday, month."""
+    day = local.date()
+    monday = day - timedelta(days=day.weekday())
+    return PeriodKeys(day.isoformat(), monday.isoformat(), f"{day.year:04d}-{day.month:02d}")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Current use of a contract's caps (sales + live reservations), keyed to the periods stored."""
+
+    day_key: str = ""
+    day_used: int = 0
+    week_key: str = ""
+    week_used: int = 0
+    month_key: str = ""
+    month_used: int = 0
+    live_calls: int = 0
+
+
+def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | None:
+    """The first cap period that is full ('daily', 'weekly', 'monthly'), or None."""
+    checks = (("daily", contract.daily_cap, usage.day_key, usage.day_used, keys.day),
+              ("weekly", contract.weekly_cap, usage.week_key, usage.week_used, keys.week),
+              ("monthly", contract.monthly_cap, usage.month_key, usage.month_used, keys.month))
+    for name, cap, stored_key, used, current_key in checks:
+        if cap is not None and (used if stored_key == current_key else 0) >= cap:
+            return name
+    return None
+
+
+def available_cents(*, balance_cents: int, credit_limit_cents: int, holds_cents: int) -> int:
+    return balance_cents + credit_limit_cents - holds_cents
+
+
+def is_duplicate(contract: Contract, last_sold_ms: int | None, now_ms: int) -> bool:
+    """The buyer bought this consumer within the contract's dedup window (0 days = off)."""
+    if contract.dedup_days == 0 or last_sold_ms is None:
+        return False
+    return now_ms - last_sold_ms < contract.dedup_days * 86_400_000

@@ -1,0 +1,166 @@
+"""Plain, immutable views of the configuration the auction reads (built from stored JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+DAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    required: bool
+    pii: bool
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Vertical:
+    id: str
+    fields: dict[str, FieldSpec]
+
+    @classmethod
+    def from_body(cls, ident: str, body: dict[str, Any]) -> Vertical:
+        return cls(ident, {f["name"]: FieldSpec(f["name"], f["type"], f["required"], f["pii"],
+                                                tuple(f.get("values") or ())) for f in body["fields"]})
+
+
+@dataclass(frozen=True)
+class Window:
+    days: frozenset[int]
+    start_min: int
+    end_min: int
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    name: str
+    buyer_id: str
+    offer_id: str
+    status: str
+    price_cents: int | None
+    exclusive_price_cents: int | None
+    rtb: dict[str, Any] | None
+    delivery: dict[str, Any] | None
+    consent_required: tuple[str, ...]
+    transfer: dict[str, Any] | None
+    filters: tuple[FilterRule, ...]
+    tz: ZoneInfo
+    daily_cap: int | None
+    weekly_cap: int | None
+    monthly_cap: int | None
+    max_concurrent_calls: int | None
+    windows: tuple[Window, ...] | None
+    dedup_days: int
+    priority: int
+    weight: int
+    channels: tuple[str, ...] | None
+    billable_after_s: int
+
+    @property
+    def rank_key(self) -> str:
+        """Stable (priority, id) order used for ties and the round-robin pointer."""
+        return f"{self.priority:010d}:{self.id}"
+
+    @classmethod
+    def from_body(cls, ident: str, body: dict[str, Any]) -> Contract:
+        caps = body.get("caps") or {}
+        schedule = body.get("schedule")
+        windows = None
+        if schedule:
+            windows = tuple(Window(frozenset(DAY_INDEX[d] for d in w["days"]), _minutes(w["start"]),
+                                   _minutes(w["end"])) for w in schedule["windows"])
+        return cls(
+            id=ident, name=body["name"], buyer_id=body["buyer"], offer_id=body["offer"], status=body["status"],
+            price_cents=body.get("price_cents"), exclusive_price_cents=body.get("exclusive_price_cents"),
+            rtb=body.get("rtb"), delivery=body.get("delivery"),
+            consent_required=tuple(body.get("consent_required") or ()), transfer=body.get("transfer"),
+            filters=tuple(FilterRule(f["field"], f["op"], f.get("value")) for f in body.get("filters") or ()),
+            tz=ZoneInfo(body.get("timezone") or "UTC"),
+            daily_cap=caps.get("daily"), weekly_cap=caps.get("weekly"), monthly_cap=caps.get("monthly"),
+            max_concurrent_calls=caps.get("max_concurrent_calls"), windows=windows,
+            dedup_days=body.get("dedup_days", 30), priority=body.get("priority", 100),
+            weight=body.get("weight", 1),
+            channels=tuple(body["channels"]) if body.get("channels") is not None else None,
+            billable_after_s=body.get("billable_after_s", 0),
+        )
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+@dataclass(frozen=True)
+class Offer:
+    id: str
+    vertical_id: str
+    mode: str
+    channels: tuple[str, ...]
+    rule: str
+    max_winners: int
+    hybrid_floor_cents: int
+    floor_cents: int
+    ping_ttl_s: int
+    auction_timeout_ms: int | None
+    callback_ttl_s: int
+    call_standby: int
+    max_call_duration_s: int
+    static_fallback: bool | None
+    direct_post_attempts: int
+    status: str
+
+    @classmethod
+    def from_body(cls, ident: str, body: dict[str, Any]) -> Offer:
+        dist = body["distribution"]
+        return cls(
+            id=ident, vertical_id=body["vertical"], mode=body["mode"], channels=tuple(body["channels"]),
+            rule=dist["rule"], max_winners=dist["max_winners"], hybrid_floor_cents=dist["hybrid_floor_cents"],
+            floor_cents=body["floor_cents"], ping_ttl_s=body["ping_ttl_s"],
+            auction_timeout_ms=body.get("auction_timeout_ms"), callback_ttl_s=body["callback_ttl_s"],
+            call_standby=body["call_standby"], max_call_duration_s=body["max_call_duration_s"],
+            static_fallback=body.get("static_fallback"), direct_post_attempts=body["direct_post_attempts"],
+            status=body["status"],
+        )
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    partner_id: str
+    offer_id: str
+    status: str
+    payout: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Buyer:
+    id: str
+    status: str
+
+
+@dataclass
+class Snapshot:
+    """Everything the ping path reads from configuration, refreshed when config_version moves."""
+
+    version: int
+    verticals: dict[str, Vertical] = field(default_factory=dict)
+    offers: dict[str, Offer] = field(default_factory=dict)
+    campaigns_by_key: dict[str, Campaign] = field(default_factory=dict)
+    campaigns: dict[str, Campaign] = field(default_factory=dict)
+    partner_status: dict[str, str] = field(default_factory=dict)
+    buyers: dict[str, Buyer] = field(default_factory=dict)
+    contracts_by_offer: dict[str, list[Contract]] = field(default_factory=dict)
+    contracts: dict[str, Contract] = field(default_factory=dict)
