@@ -69,12 +69,14 @@ async def test_hybrid_branches(api: Api) -> None:
     await buyer(api, "buyer-b", deposit=100_000)
     await contract(api, "ctr-a", "buyer-a", 5000, exclusive_price_cents=12000)
     await contract(api, "ctr-b", "buyer-b", 6000)
-    await api.ok("PATCH", "/v1/admin/offers/med", json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 10000}})
+    await api.ok("PATCH", "/v1/admin/offers/med",
+                 json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 10000}})
     answer = await ping(api, api_key)
     assert [b["sale_type"] for b in answer["bids"]] == ["exclusive"]
     wf = await waterfall(api, answer["ping_id"])
     assert wf["ctr-a"]["outcome"] == "won" and wf["ctr-a"]["bid_cents"] == 12000
-    await api.ok("PATCH", "/v1/admin/offers/med", json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 15000}})
+    await api.ok("PATCH", "/v1/admin/offers/med",
+                 json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 15000}})
     answer = await ping(api, api_key)
     assert sorted(b["sale_type"] for b in answer["bids"]) == ["shared", "shared"]
     wf = await waterfall(api, answer["ping_id"])
