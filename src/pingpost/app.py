@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        app.state.store = store or await open_store(settings.database_url)
+        app.state.store = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
         try:
             app.state.secret = load_secret_key(settings)
             await check_fingerprint(app.state.store, app.state.secret)

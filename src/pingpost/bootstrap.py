@@ -31,10 +31,10 @@ async def check_fingerprint(store: Store, key: SecretKey) -> None:
     """Record the key's fingerprint on first start; refuse to run with a different key later."""
 
     async def unit(tx: Tx) -> str | None:
+        # Concurrent first starts (several hosts) race here: the first insert wins, all compare.
+        await tx.execute("INSERT INTO meta (key, value) VALUES ('secret_key_fingerprint', :v) "
+                         "ON CONFLICT (key) DO NOTHING", {"v": key.fingerprint})
         stored: str | None = await tx.fetchval("SELECT value FROM meta WHERE key = 'secret_key_fingerprint'")
-        if stored is None:
-            await tx.execute("INSERT INTO meta (key, value) VALUES ('secret_key_fingerprint', :v)",
-                             {"v": key.fingerprint})
         return stored
 
     stored = await store.write(unit)
@@ -56,16 +56,16 @@ async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
                 await tx.execute("DELETE FROM api_keys WHERE id = 'env-admin'")
                 await tx.execute(
                     "INSERT INTO api_keys (id, kind, buyer_id, name, status, key_sha256, created_at, updated_at) "
-                    "VALUES ('env-admin', 'admin', NULL, 'PINGPOST_ADMIN_TOKEN', 'active', :h, :now, :now)",
-                    {"h": digest, "now": now})
+                    "VALUES ('env-admin', 'admin', NULL, 'PINGPOST_ADMIN_TOKEN', 'active', :h, :now, :now) "
+                    "ON CONFLICT DO NOTHING", {"h": digest, "now": now})
             return None
         if await tx.fetchval("SELECT 1 FROM api_keys WHERE kind = 'admin' AND status = 'active'") is not None:
             return None
         token = new_key("ppa")
-        await tx.execute(
+        inserted = await tx.execute(
             "INSERT INTO api_keys (id, kind, buyer_id, name, status, key_sha256, created_at, updated_at) "
-            "VALUES ('first-admin', 'admin', NULL, 'created at first start', 'active', :h, :now, :now)",
-            {"h": key_hash(token), "now": now})
-        return token
+            "VALUES ('first-admin', 'admin', NULL, 'created at first start', 'active', :h, :now, :now) "
+            "ON CONFLICT DO NOTHING", {"h": key_hash(token), "now": now})
+        return token if inserted else None
 
     return await store.write(unit)

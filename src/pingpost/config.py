@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     json_logs: bool = True
     post_retention_days: int = 90
+    db_pool_size: int = 10
 
 
 def normalise_database_url(url: str) -> str:

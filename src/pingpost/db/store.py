@@ -96,13 +96,13 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_store(url: str) -> Store:
+async def open_store(url: str, *, pool_size: int = 10) -> Store:
     from pingpost.config import is_postgres, normalise_database_url
 
     if is_postgres(url):
         from pingpost.db.postgres_store import PostgresStore
 
-        return await PostgresStore.open(normalise_database_url(url))
+        return await PostgresStore.open(normalise_database_url(url), min_size=1, max_size=pool_size)
     from pingpost.db.sqlite_store import SqliteStore
 
     return SqliteStore.open(url)

@@ -1,0 +1,114 @@
+"""Distribution rules (SPEC section 4) as tables, and Hypothesis properties of winner selection."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pingpost.domain.distribution import Candidate, Choice, Plan, plan, select_winners
+
+
+def cand(cid: str, buyer: str, price: int | None, *, excl: int | None = None, prio: int = 100,
+         weight: int = 1) -> Candidate:
+    return Candidate(cid, buyer, prio, weight, price, excl if excl is not None else price)
+
+
+def run(p: Plan, full: frozenset[str] = frozenset()) -> tuple[list[Choice], dict[str, tuple[str, str | None]]]:
+    async def reserve(choice: Choice) -> tuple[str, str] | None:
+        return ("cap_reached", "reserved_concurrently") if choice.candidate.contract_id in full else None
+
+    return asyncio.run(select_winners(p, reserve))
+
+
+CANDS = [cand("a", "A", 8500), cand("b", "B", 7200), cand("c", "C", 9100, excl=9500), cand("d", "D", 9100, prio=1)]
+
+
+def winners_of(p: Plan, full: frozenset[str] = frozenset()) -> list[tuple[str, str, int]]:
+    return [(w.candidate.contract_id, w.sale_type, w.price_cents) for w in run(p, full)[0]]
+
+
+def test_exclusive_takes_highest_exclusive_bid() -> None:
+    p = plan(rule="exclusive", max_winners=3, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    assert winners_of(p) == [("c", "exclusive", 9500)]
+    # the winner lost its reservation race: the next bid is tried
+    assert winners_of(p, frozenset({"c"})) == [("d", "exclusive", 9100)]
+    _, outcomes = run(p)
+    assert outcomes["a"] == ("lost_to_higher_bid", None)
+
+
+def test_multisell_ties_break_by_priority_then_id() -> None:
+    p = plan(rule="multisell", max_winners=2, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    assert winners_of(p) == [("d", "shared", 9100), ("c", "shared", 9100)]
+
+
+def test_hybrid_branches() -> None:
+    high = plan(rule="hybrid", max_winners=3, hybrid_floor_cents=9500, channel="form", candidates=CANDS)
+    assert winners_of(high) == [("c", "exclusive", 9500)]
+    low = plan(rule="hybrid", max_winners=3, hybrid_floor_cents=9600, channel="form", candidates=CANDS)
+    assert [w[0] for w in winners_of(low)] == ["d", "c", "a"]
+
+
+def test_priority_and_single_winner_is_exclusive() -> None:
+    p = plan(rule="priority", max_winners=1, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    assert winners_of(p) == [("d", "exclusive", 9100)]
+    p = plan(rule="priority", max_winners=2, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    assert winners_of(p) == [("d", "shared", 9100), ("c", "shared", 9100)]
+
+
+def test_round_robin_wraps_after_pointer() -> None:
+    keys = sorted(c.rank_key for c in CANDS)  # d (priority 1) first, then a, b, c
+    for i, last in enumerate(["", *keys]):
+        p = plan(rule="round_robin", max_winners=1, hybrid_floor_cents=0, channel="form", candidates=CANDS,
+                 rr_last_key=last)
+        start = i % len(keys)
+        assert [c.rank_key for c, _, _ in p.order] == keys[start:] + keys[:start]
+    assert winners_of(plan(rule="round_robin", max_winners=1, hybrid_floor_cents=0, channel="form",
+                           candidates=CANDS, rr_last_key=keys[0]))[0][0] == "a"
+
+
+def test_calls_are_always_exclusive() -> None:
+    p = plan(rule="multisell", max_winners=3, hybrid_floor_cents=0, channel="call", candidates=CANDS)
+    assert winners_of(p) == [("c", "exclusive", 9500)]
+
+
+def test_weighted_follows_weights() -> None:
+    cands = [cand("a", "A", 100, weight=8), cand("b", "B", 100, weight=2)]
+    rng = random.Random(7)
+    firsts = Counter(plan(rule="weighted", max_winners=1, hybrid_floor_cents=0, channel="form", candidates=cands,
+                          rng=rng).order[0][0].contract_id for _ in range(2000))
+    assert 0.74 < firsts["a"] / 2000 < 0.86
+
+
+candidates_st = st.lists(
+    st.builds(cand, cid=st.text("abcdefgh", min_size=1, max_size=3), buyer=st.sampled_from("ABCD"),
+              price=st.one_of(st.none(), st.integers(1, 20_000)), excl=st.one_of(st.none(), st.integers(1, 30_000)),
+              prio=st.integers(1, 5), weight=st.integers(1, 10)),
+    max_size=12, unique_by=lambda c: c.contract_id)
+
+
+@given(cands=candidates_st, rule=st.sampled_from(["exclusive", "multisell", "hybrid", "priority", "weighted",
+                                                  "round_robin"]),
+       max_winners=st.integers(1, 5), full=st.frozensets(st.text("abcdefgh", min_size=1, max_size=3), max_size=4),
+       channel=st.sampled_from(["form", "call"]), floor=st.integers(0, 30_000), seed=st.integers(0, 100))
+def test_selection_properties(cands: list[Candidate], rule: str, max_winners: int, full: frozenset[str],
+                              channel: str, floor: int, seed: int) -> None:
+    p = plan(rule=rule, max_winners=max_winners, hybrid_floor_cents=floor, channel=channel, candidates=cands,
+             rng=random.Random(seed))
+    winners, outcomes = run(p, full)
+    ids = [w.candidate.contract_id for w in winners]
+    assert len(winners) <= p.max_winners <= max_winners
+    assert len({w.candidate.buyer_id for w in winners}) == len(winners)  # one per buyer
+    assert not set(ids) & full  # a full cap never wins
+    assert not set(ids) & set(outcomes)  # every candidate has exactly one result
+    if channel == "call" or rule == "exclusive":
+        assert len(winners) <= 1 and all(w.sale_type == "exclusive" for w in winners)
+    # nobody left out while a slot was free and a candidate of a new buyer could be reserved
+    if len(winners) < p.max_winners:
+        won_buyers = {w.candidate.buyer_id for w in winners}
+        for c, _, _ in p.order:
+            if c.contract_id not in full and c.contract_id not in ids:
+                assert c.buyer_id in won_buyers
