@@ -12,6 +12,8 @@ from fastapi.responses import PlainTextResponse, Response
 from pingpost import errors
 from pingpost.admin.endpoints import router as admin_router
 from pingpost.admin.pings import router as pings_router
+from pingpost.admin.sales import buyer_router
+from pingpost.admin.sales import router as sales_router
 from pingpost.admin.service import AdminService
 from pingpost.auction.bidders import UnavailableRtbBidder
 from pingpost.auction.endpoints import router as partner_router
@@ -20,12 +22,16 @@ from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
+from pingpost.delivery.buyer_client import AiohttpBuyerClient, BuyerClient
+from pingpost.delivery.endpoints import router as post_router
+from pingpost.delivery.service import PostService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
 from pingpost.ledger.service import LedgerService
 from pingpost.logs import configure_logging
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, store: Store | None = None,
+               client: BuyerClient | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings)
 
@@ -39,11 +45,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             await ensure_admin_token(app.state.store, settings)
             app.state.admin = AdminService(app.state.store)
             app.state.ledger = LedgerService(app.state.store)
+            app.state.client = client or AiohttpBuyerClient()
+            app.state.posts = PostService(store=app.state.store, secret=app.state.secret, client=app.state.client,
+                                          grace_ms=settings.delivery_grace_ms)
             app.state.auction = AuctionService(
                 store=app.state.store, snapshots=SnapshotCache(app.state.store), secret=app.state.secret,
                 rtb=UnavailableRtbBidder(), static_fallback_default=settings.static_fallback)
             yield
         finally:
+            if client is None and getattr(app.state, "client", None) is not None:
+                await app.state.client.close()
             if own_store:
                 await app.state.store.close()
 
@@ -53,8 +64,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(partner_router)
+    app.include_router(post_router)
     app.include_router(admin_router)
     app.include_router(pings_router)
+    app.include_router(sales_router)
+    app.include_router(buyer_router)
 
     @app.get("/healthz", tags=["health"], summary="Process up")
     async def healthz() -> dict[str, str]:

@@ -128,5 +128,18 @@ def demo(port: int = 8000) -> None:
     run_demo(port=port)
 
 
+
+@app.command("sandbox-buyers")
+def sandbox_buyers(host: str = "127.0.0.1", port: int = 8700) -> None:
+    """Local buyer endpoints (accept, reject, slow, hang, error, garbage; fixed, random, no-bid bids)."""
+    from aiohttp import web
+
+    from pingpost.sandbox.app import sandbox_app
+
+    console.print(f"sandbox buyers on http://{host}:{port} (deliver: /deliver/{{buyer}}/accept, "
+                  f"bid: /bid/{{buyer}}/fixed?cents=9100)")
+    web.run_app(sandbox_app(), host=host, port=port, print=None, access_log=None)
+
+
 def main() -> None:
     app()

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     json_logs: bool = True
     post_retention_days: int = 90
     db_pool_size: int = 10
+    delivery_grace_ms: int = 30_000
 
 
 def normalise_database_url(url: str) -> str:

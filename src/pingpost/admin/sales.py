@@ -1,0 +1,159 @@
+"""Operator views of sales, the reconciliation of unknown deliveries, and buyers' own views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+
+from pingpost import errors
+from pingpost.admin.endpoints import IdPath
+from pingpost.admin.pings import _time
+from pingpost.auth import ApiKey, require_admin, require_buyer
+from pingpost.db import post_repo
+from pingpost.db.store import Store, Tx
+from pingpost.domain.outcomes import PostOutcome
+from pingpost.http import Page
+from pingpost.ids import now_ms
+from pingpost.timefmt import rfc3339
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"])
+
+
+def sale_view(row: Any) -> dict[str, Any]:
+    return {"sale_id": row["id"], "ping_id": row["ping_id"], "bid_id": row["bid_id"], "offer": row["offer_id"],
+            "campaign": row["campaign_id"], "partner": row["partner_id"], "contract": row["contract_id"],
+            "buyer": row["buyer_id"], "channel": row["channel"], "sale_type": row["sale_type"],
+            "price_cents": int(row["price_cents"]), "payout_cents": int(row["payout_cents"]),
+            "status": row["status"], "created_at": rfc3339(row["created_at"])}
+
+
+async def list_sales(store: Store, page: Page, filters: dict[str, Any]) -> dict[str, Any]:
+    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
+    params: dict[str, Any] = {"cursor": page.cursor, "lim": page.limit + 1}
+    for column, value in filters.items():
+        if value is None:
+            continue
+        if column == "start":
+            where.append("created_at >= :start")
+        elif column == "end":
+            where.append("created_at < :end")
+        else:
+            where.append(f"{column} = :{column}")
+        params[column] = value
+
+    async def unit(tx: Tx) -> dict[str, Any]:
+        rows = await tx.fetch(f"SELECT * FROM sales WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params)
+        return {"items": [sale_view(r) for r in rows[:page.limit]],
+                "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
+
+    return await store.read(unit)
+
+
+@router.get("/sales", summary="List sales, newest first")
+async def admin_sales(request: Request, page: Page = Depends(),
+                      offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
+                      partner: str | None = Query(None, max_length=64), buyer: str | None = Query(None, max_length=64),
+                      status: str | None = Query(None, max_length=32),
+                      from_: str | None = Query(None, alias="from", max_length=40),
+                      to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+    return await list_sales(request.app.state.store, page, {
+        "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status,
+        "start": _time(from_, "from"), "end": _time(to, "to")})
+
+
+@router.get("/sales/{ident}", summary="One sale")
+async def admin_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
+    row = await request.app.state.store.read(lambda tx: tx.fetchrow("SELECT * FROM sales WHERE id = :id",
+                                                                    {"id": ident}))
+    if row is None:
+        raise errors.NotFound("sale", ident)
+    return sale_view(row)
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+_UNKNOWN = ("SELECT d.*, r.expires_at AS reservation_expires_at FROM deliveries d "
+            "LEFT JOIN pings p ON p.id = d.ping_id "
+            "LEFT JOIN reservations r ON r.bid_id = d.bid_id "
+            "WHERE d.state = 'pending' AND (r.expires_at IS NULL OR r.expires_at <= :now OR r.state <> 'posting')")
+
+
+def delivery_view(row: Any) -> dict[str, Any]:
+    return {"delivery_id": row["id"], "ping_id": row["ping_id"], "bid_id": row["bid_id"],
+            "contract_id": row["contract_id"], "buyer_id": row["buyer_id"], "state": row["state"],
+            "post_outcome": row["outcome"] or PostOutcome.POST_UNKNOWN.value,
+            "created_at": rfc3339(row["created_at"]), "finished_at": rfc3339(row["finished_at"])}
+
+
+@router.get("/reconciliation", summary="Deliveries whose result is unknown (a crash mid-delivery)")
+async def reconciliation(request: Request, page: Page = Depends()) -> dict[str, Any]:
+    async def unit(tx: Tx) -> dict[str, Any]:
+        rows = await tx.fetch(_UNKNOWN + " AND (CAST(:cursor AS TEXT) IS NULL OR d.id > :cursor) "
+                              "ORDER BY d.id LIMIT :lim", {"now": now_ms(), "cursor": page.cursor,
+                                                          "lim": page.limit + 1})
+        return {"items": [delivery_view(r) for r in rows[:page.limit]],
+                "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
+
+    result: dict[str, Any] = await request.app.state.store.read(unit)
+    return result
+
+
+async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, Any]:
+    async def unit(tx: Tx) -> dict[str, Any]:
+        row = await tx.fetchrow(_UNKNOWN + " AND d.id = :id", {"now": now_ms(), "id": delivery_id})
+        if row is None:
+            exists = await tx.fetchval("SELECT state FROM deliveries WHERE id = :id", {"id": delivery_id})
+            if exists is None:
+                raise errors.NotFound("delivery", delivery_id)
+            raise errors.Conflict("this delivery is not awaiting reconciliation", details={"state": exists})
+        ping = await post_repo.load_ping(tx, row["ping_id"])
+        bid = next(b for b in orjson.loads(ping["bids"]) if b["bid_id"] == row["bid_id"])
+        now = now_ms()
+        sale_id = None
+        state = "recorded" if action == "record-sale" else "voided"
+        await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
+                                        outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded"
+                                        else PostOutcome.POST_UNKNOWN.value, detail=f"reconciled: {state}",
+                                        latency_ms=None, buyer_lead_id=None, now=now)
+        if action == "record-sale" and not ping["test"]:
+            sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
+        else:
+            await post_repo.release_bid(tx, bid)
+        await post_repo.update_waterfall(tx, ping["id"], {row["contract_id"]: {
+            "post_outcome": PostOutcome.POST_ACCEPTED.value if sale_id else PostOutcome.POST_UNKNOWN.value,
+            "post_detail": f"reconciled: {state}", "sale_id": sale_id}})
+        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
+                                  detail=state)
+        if sale_id:
+            await tx.execute("UPDATE pings SET status = 'sold' WHERE id = :p", {"p": ping["id"]})
+        return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
+
+    result: dict[str, Any] = await request.app.state.store.write(unit)
+    return result
+
+
+@router.post("/reconciliation/{ident}/record-sale", summary="The buyer has the lead: record the sale")
+async def record_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
+    return await _settle(request, ident, "record-sale")
+
+
+@router.post("/reconciliation/{ident}/void", summary="The buyer does not have the lead: void the delivery")
+async def void(request: Request, ident: str = IdPath) -> dict[str, Any]:
+    return await _settle(request, ident, "void")
+
+
+# --- the buyer's own views -----------------------------------------------------------------------
+
+
+@buyer_router.get("/sales", summary="The calling buyer's own sales")
+async def buyer_sales(request: Request, page: Page = Depends(), key: ApiKey = Depends(require_buyer)) -> dict[str, Any]:
+    return await list_sales(request.app.state.store, page, {"buyer_id": key.buyer_id})
+
+
+@buyer_router.get("/balance", summary="The calling buyer's balance, holds and available funds")
+async def buyer_balance(request: Request, key: ApiKey = Depends(require_buyer)) -> dict[str, Any]:
+    view = await request.app.state.admin.get("buyer", key.buyer_id)
+    return {k: view[k] for k in ("id", "balance_cents", "holds_cents", "available_cents", "credit_limit_cents")}

@@ -1,0 +1,143 @@
+"""SQL of posts: claiming a ping, deliveries, sales with their ledger transaction, releases."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from pingpost.db import auction_repo
+from pingpost.db.store import Tx
+from pingpost.domain.money import sale_entries
+from pingpost.ids import new_id
+from pingpost.ledger.service import record_transaction
+
+
+async def load_ping(tx: Tx, ping_id: str) -> Any:
+    return await tx.fetchrow("SELECT * FROM pings WHERE id = :id", {"id": ping_id})
+
+
+async def claim_ping(tx: Tx, *, ping_id: str, campaign_id: str, now: int) -> bool:
+    """Move an open, unexpired ping of this campaign to `posting`; False when someone else has it."""
+    return await tx.execute(
+        "UPDATE pings SET post_state = 'posting' WHERE id = :p AND campaign_id = :c AND post_state = 'open' "
+        "AND expires_at > :now", {"p": ping_id, "c": campaign_id, "now": now}) == 1
+
+
+async def set_post_state(tx: Tx, ping_id: str, *, post_state: str, status: str) -> None:
+    await tx.execute("UPDATE pings SET post_state = :ps, status = :s WHERE id = :p",
+                     {"ps": post_state, "s": status, "p": ping_id})
+
+
+async def update_waterfall(tx: Tx, ping_id: str, updates: Mapping[str, Mapping[str, Any]]) -> None:
+    """Merge per-contract changes into the ping's waterfall document (row-locked on PostgreSQL)."""
+    lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
+    raw = await tx.fetchval(f"SELECT waterfall FROM pings WHERE id = :p{lock}", {"p": ping_id})
+    waterfall = orjson.loads(raw)
+    for entry in waterfall:
+        if entry["contract_id"] in updates:
+            entry.update(updates[entry["contract_id"]])
+    await tx.execute("UPDATE pings SET waterfall = :w WHERE id = :p",
+                     {"w": orjson.dumps(waterfall).decode(), "p": ping_id})
+
+
+async def add_event(tx: Tx, *, ping_id: str, at: int, type_: str, bid_id: str | None = None,
+                    detail: str | None = None) -> None:
+    await tx.execute("INSERT INTO ping_events (id, ping_id, at, type, bid_id, detail) "
+                     "VALUES (:id, :p, :at, :t, :b, :d)",
+                     {"id": new_id("evt"), "p": ping_id, "at": at, "t": type_, "b": bid_id, "d": detail})
+
+
+async def move_to_posting(tx: Tx, reservation_id: str, *, expires_at: int) -> bool:
+    return await tx.execute(
+        "UPDATE reservations SET state = 'posting', expires_at = :e WHERE id = :r AND state = 'held'",
+        {"e": expires_at, "r": reservation_id}) == 1
+
+
+async def recent_purchase(tx: Tx, *, buyer_id: str, hashes: Sequence[str], since: int) -> bool:
+    """The buyer bought (or is being delivered) one of these consumers since `since`."""
+    if not hashes:
+        return False
+    return await tx.fetchval(
+        "SELECT 1 FROM dedup_records WHERE buyer_id = :b AND hash_hmac IN (:hs) AND sold_at >= :since LIMIT 1",
+        {"b": buyer_id, "hs": list(hashes), "since": since}) is not None
+
+
+def pending_sale_id(bid_id: str) -> str:
+    """Dedup rows written while a delivery is in flight carry this id until the sale is recorded."""
+    return f"pending:{bid_id}"
+
+
+async def insert_delivery(tx: Tx, *, ping_id: str, bid: Mapping[str, Any], now: int) -> str:
+    delivery_id = new_id("dlv")
+    await tx.execute(
+        "INSERT INTO deliveries (id, ping_id, bid_id, contract_id, buyer_id, state, created_at) "
+        "VALUES (:id, :p, :b, :c, :buyer, 'pending', :now)",
+        {"id": delivery_id, "p": ping_id, "b": bid["bid_id"], "c": bid["contract_id"], "buyer": bid["buyer_id"],
+         "now": now})
+    return delivery_id
+
+
+async def finish_delivery(tx: Tx, *, bid_id: str, state: str, outcome: str, detail: str | None,
+                          latency_ms: int | None, buyer_lead_id: str | None, now: int) -> bool:
+    """Record a delivery's result once (only a pending delivery changes)."""
+    return await tx.execute(
+        "UPDATE deliveries SET state = :s, outcome = :o, detail = :d, latency_ms = :l, buyer_lead_id = :bl, "
+        "finished_at = :now WHERE bid_id = :b AND state = 'pending'",
+        {"s": state, "o": outcome, "d": detail, "l": latency_ms, "bl": buyer_lead_id, "now": now,
+         "b": bid_id}) == 1
+
+
+async def record_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], now: int) -> str:
+    """The sale of one accepted bid: reservation sold, hold turned into a charge, zero-sum ledger
+    transaction, dedup records. Answers the sale id (the existing one if already recorded)."""
+    existing = await tx.fetchval("SELECT id FROM sales WHERE bid_id = :b", {"b": bid["bid_id"]})
+    if existing is not None:
+        return str(existing)
+    sale_id = new_id("sal")
+    reservation_id = bid.get("reservation_id")
+    sold = await tx.fetchrow(
+        "UPDATE reservations SET state = 'sold' WHERE id = :r AND state IN ('held', 'posting') "
+        "RETURNING amount_cents, day_key, week_key, month_key", {"r": reservation_id})
+    if sold is not None:
+        await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
+                         {"a": int(sold["amount_cents"]), "b": bid["buyer_id"]})
+    else:
+        # The reservation lapsed (a crash or reconciliation): its slot was given back, so count the sale again.
+        lapsed = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": reservation_id})
+        if lapsed is not None:
+            await count_sale_slot(tx, lapsed)
+            await tx.execute("UPDATE reservations SET state = 'sold' WHERE id = :r", {"r": reservation_id})
+    await tx.execute(
+        "INSERT INTO sales (id, ping_id, bid_id, offer_id, campaign_id, partner_id, contract_id, buyer_id, channel, "
+        "sale_type, price_cents, payout_cents, status, created_at) VALUES (:id, :p, :b, :o, :c, :pa, :ct, :bu, :ch, "
+        ":st, :price, :payout, 'charged', :now)",
+        {"id": sale_id, "p": ping["id"], "b": bid["bid_id"], "o": ping["offer_id"], "c": ping["campaign_id"],
+         "pa": ping["partner_id"], "ct": bid["contract_id"], "bu": bid["buyer_id"], "ch": ping["channel"],
+         "st": bid["sale_type"], "price": bid["price_cents"], "payout": bid["payout_cents"], "now": now})
+    await record_transaction(tx, kind="sale", now=now, sale_id=sale_id, reference=sale_id, entries=sale_entries(
+        buyer_id=bid["buyer_id"], partner_id=ping["partner_id"], price_cents=int(bid["price_cents"]),
+        payout_cents=int(bid["payout_cents"])))
+    await tx.execute("UPDATE dedup_records SET sale_id = :s, sold_at = :now WHERE sale_id = :pending",
+                     {"s": sale_id, "now": now, "pending": pending_sale_id(bid["bid_id"])})
+    return sale_id
+
+
+async def count_sale_slot(tx: Tx, reservation: Any) -> None:
+    """Count a sale in its reservation's cap periods without a cap check (the lead is already sold)."""
+    await tx.execute(
+        "UPDATE contract_usage SET "
+        "day_used = CASE WHEN day_key = :d THEN day_used + 1 ELSE day_used END, "
+        "week_used = CASE WHEN week_key = :w THEN week_used + 1 ELSE week_used END, "
+        "month_used = CASE WHEN month_key = :m THEN month_used + 1 ELSE month_used END WHERE contract_id = :c",
+        {"d": reservation["day_key"], "w": reservation["week_key"], "m": reservation["month_key"],
+         "c": reservation["contract_id"]})
+
+
+async def release_bid(tx: Tx, bid: Mapping[str, Any]) -> None:
+    """Give back a bid's reservation and forget its in-flight dedup rows."""
+    if bid.get("reservation_id"):
+        await auction_repo.release(tx, [bid["reservation_id"]])
+    await tx.execute("DELETE FROM dedup_records WHERE sale_id = :pending",
+                     {"pending": pending_sale_id(bid["bid_id"])})

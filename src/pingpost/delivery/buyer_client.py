@@ -1,0 +1,96 @@
+"""The one seam for calls to buyers: a total deadline, no redirects, a capped response body."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+MAX_RESPONSE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """What came back: a status and body, or `error` (timeout, connection_error, too_large)."""
+
+    status: int | None
+    body: bytes
+    latency_ms: int
+    error: str | None = None
+
+
+def auth_headers(auth: dict[str, Any] | None) -> dict[str, str]:
+    if not auth or auth["type"] == "none":
+        return {}
+    if auth["type"] == "bearer":
+        return {"Authorization": f"Bearer {auth['token']}"}
+    if auth["type"] == "header":
+        return {auth["name"]: auth["value"]}
+    if auth["type"] == "basic":
+        raw = f"{auth['username']}:{auth['password']}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+    return {}
+
+
+class BuyerClient(Protocol):
+    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
+                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
+        """POST to a buyer under a total deadline of `timeout_ms`; never raises for buyer faults."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AiohttpBuyerClient:
+    """One shared aiohttp session sized for the auction's fan-out (DESIGN.md section 7)."""
+
+    def __init__(self, *, max_connections: int = 1000, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self.max_response_bytes = max_response_bytes
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+                                             ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+        return self._session
+
+    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
+                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
+        started = time.perf_counter()
+        headers = {"User-Agent": "pingpost/0.1", **auth_headers(auth)}
+        data: Any
+        if form_body is not None:
+            data = aiohttp.FormData(form_body)
+        else:
+            data = orjson.dumps(json_body)
+            headers["Content-Type"] = "application/json"
+
+        def elapsed() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                async with self._client().post(url, data=data, headers=headers, allow_redirects=False) as resp:
+                    body = bytearray()
+                    async for chunk in resp.content.iter_chunked(16384):
+                        body += chunk
+                        if len(body) > self.max_response_bytes:
+                            return HttpResult(resp.status, b"", elapsed(), "too_large")
+                    return HttpResult(resp.status, bytes(body), elapsed())
+        except TimeoutError:
+            return HttpResult(None, b"", elapsed(), "timeout")
+        except (aiohttp.ClientError, OSError, ValueError):
+            return HttpResult(None, b"", elapsed(), "connection_error")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,262 @@
+"""What happens on a post (DESIGN.md section 3): claim, deliver with nothing open, record.
+
+T1 claims the ping, moves accepted reservations to `posting`, re-checks filters, dedup and
+consent on the full lead, stores the post (PII encrypted) and one pending delivery per bid.
+Deliveries then run in parallel with no transaction open. Each result is recorded in its own short
+transaction: a sale with its ledger transaction, or a release. A crash between delivery and its
+record leaves the delivery pending: money and caps stay right (the reservation lapses) and the
+operator settles it from the reconciliation list. Nothing is ever redelivered automatically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import orjson
+
+from pingpost import errors
+from pingpost.auction.service import lead_problem_error
+from pingpost.db import auction_repo, post_repo
+from pingpost.db.store import Store, Tx
+from pingpost.delivery.buyer_client import BuyerClient
+from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
+from pingpost.domain.consumer import email_sha256, phone_sha256
+from pingpost.domain.delivery_rules import Verdict, judge
+from pingpost.domain.eligibility import first_failing_filter
+from pingpost.domain.leads import LeadProblem, validate_lead
+from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
+from pingpost.domain.outcomes import PostOutcome
+from pingpost.ids import new_id, now_ms
+from pingpost.metrics import DELIVERIES
+from pingpost.security import SecretKey
+
+GRACE_MS = 30_000  # a posting reservation outlives its delivery deadline by this much
+
+
+@dataclass(frozen=True)
+class Delivery:
+    bid: dict[str, Any]
+    contract: Contract
+
+
+def consumer_hashes(vertical: Vertical, lead: dict[str, Any]) -> dict[str, str]:
+    """Plain SHA-256 hashes computed from the full lead's first phone and email fields."""
+    out: dict[str, str] = {}
+    for spec in vertical.fields.values():
+        value = lead.get(spec.name)
+        if not isinstance(value, str):
+            continue
+        if spec.type == "phone" and "phone_sha256" not in out and (digest := phone_sha256(value)):
+            out["phone_sha256"] = digest
+        elif spec.type == "email" and "email_sha256" not in out:
+            out["email_sha256"] = email_sha256(value)
+    return out
+
+
+def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[str]:
+    return [name for name in required if consent.get(name) in (None, "", False)]
+
+
+def delivery_payload(*, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any],
+                     consent: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
+    """The buyer protocol body (SPEC 5.3), or the flat form fields for `format: form`."""
+    delivery = contract.delivery or {}
+    field_map = delivery.get("field_map") or {}
+    mapped = {field_map.get(k, k): v for k, v in lead.items()}
+    static = delivery.get("static_fields") or {}
+    if delivery.get("format") == "form":
+        form = {k: _form_value(v) for k, v in {**mapped, **static}.items()}
+        form.update(ping_id=ping["id"], sale_type=bid["sale_type"], price_cents=str(bid["price_cents"]),
+                    bid_ref=bid.get("bid_ref") or "", channel=ping["channel"], test=_form_value(bool(ping["test"])))
+        form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
+        return None, form
+    body = {"ping_id": ping["id"], "sale_type": bid["sale_type"], "price_cents": bid["price_cents"],
+            "bid_ref": bid.get("bid_ref"), "channel": ping["channel"], "lead": mapped, "consent": consent,
+            "test": bool(ping["test"]), **static}
+    return body, None
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class PostService:
+    def __init__(self, *, store: Store, secret: SecretKey, client: BuyerClient, grace_ms: int = GRACE_MS) -> None:
+        self.store = store
+        self.secret = secret
+        self.client = client
+        self.grace_ms = grace_ms
+
+    async def post(self, *, snap: Snapshot, campaign: Campaign, body: PostIn) -> PostOut:
+        ping = await self.store.read(lambda tx: post_repo.load_ping(tx, body.ping_id))
+        self._check_ping(ping, campaign, body.ping_id)
+        offer = snap.offers[ping["offer_id"]]
+        vertical = snap.verticals[offer.vertical_id]
+        lead = self._validate_lead(vertical, ping, body.lead)
+        hashes = consumer_hashes(vertical, lead)
+        keyed = {name: self.secret.keyed(value) for name, value in hashes.items()}
+        stored = orjson.loads(ping["consumer"])
+        mismatched = [name for name, value in stored.items() if keyed.get(name) != value]
+        if mismatched:
+            raise errors.Unprocessable("the lead does not match the consumer hashes of the ping",
+                                       code="consumer_mismatch", details={"fields": mismatched})
+        bids: list[dict[str, Any]] = orjson.loads(ping["bids"])
+        winners = [b for b in bids if b["role"] == "winner"]
+        if body.bid_ids is not None:
+            unknown = sorted(set(body.bid_ids) - {b["bid_id"] for b in winners})
+            if unknown:
+                raise errors.ValidationFailed.one("bid_ids", f"{len(unknown)} bid id(s) are not bids of this ping")
+        chosen = set(body.bid_ids) if body.bid_ids is not None else {b["bid_id"] for b in winners}
+        consent = (body.consent or Consent()).model_dump()
+        deliveries, post_failures = await self.store.write(lambda tx: self._claim(
+            tx, snap=snap, ping=ping, campaign=campaign, winners=winners, chosen=chosen, lead=lead,
+            consent=consent, keyed=sorted(keyed.values())))
+        return await self.deliver_and_record(ping=ping, deliveries=deliveries, lead=lead, consent=consent,
+                                             post_failures=post_failures)
+
+    @staticmethod
+    def _check_ping(ping: Any, campaign: Campaign, ping_id: str, *, now: int | None = None) -> None:
+        if ping is None:
+            raise errors.NotFound("ping", ping_id)
+        if ping["campaign_id"] != campaign.id:
+            raise errors.Forbidden("this ping belongs to another campaign")
+        if ping["channel"] != "form":
+            raise errors.Unprocessable("call pings are posted by the call platform", code="channel_mismatch",
+                                       details={"channel": ping["channel"]})
+        if ping["post_state"] in ("posting", "posted"):
+            raise errors.Conflict("this ping was already posted", code="already_posted")
+        if ping["post_state"] == "closed":
+            raise errors.Conflict("this ping has no bids to post", details={"status": ping["status"]})
+        if ping["expires_at"] <= (now or now_ms()):
+            raise errors.Gone("the ping expired", code="ping_expired", details={"ping_id": ping["id"]})
+
+    @staticmethod
+    def _validate_lead(vertical: Vertical, ping: Any, raw: dict[str, Any]) -> dict[str, Any]:
+        try:
+            lead = validate_lead(vertical, raw, allow_pii=True, require=True)
+        except LeadProblem as problem:
+            raise lead_problem_error(problem) from None
+        pinged = orjson.loads(ping["lead"])
+        changed = sorted(name for name, value in pinged.items() if lead.get(name) != value)
+        if changed:
+            raise errors.Unprocessable("the post changes fields the ping sent", code="lead_mismatch",
+                                       details={"fields": changed})
+        return lead
+
+    async def _claim(self, tx: Tx, *, snap: Snapshot, ping: Any, campaign: Campaign, winners: list[dict[str, Any]],
+                     chosen: set[str], lead: dict[str, Any], consent: dict[str, Any],
+                     keyed: list[str]) -> tuple[list[Delivery], dict[str, str]]:
+        now = now_ms()
+        if not await post_repo.claim_ping(tx, ping_id=ping["id"], campaign_id=campaign.id, now=now):
+            self._check_ping(await post_repo.load_ping(tx, ping["id"]), campaign, ping["id"], now=now)
+            raise errors.Conflict("this ping was already posted", code="already_posted")
+        test = bool(ping["test"])
+        await auction_repo.lock_rows(tx, contract_ids=[], buyer_ids=[b["buyer_id"] for b in winners])
+        deliveries: list[Delivery] = []
+        failures: dict[str, str] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        for bid in winners:
+            contract = snap.contracts[bid["contract_id"]]
+            outcome, detail = self._recheck(contract, bid, chosen, lead, consent)
+            if outcome is None and not test and await post_repo.recent_purchase(
+                    tx, buyer_id=bid["buyer_id"], hashes=keyed, since=now - contract.dedup_days * 86_400_000) \
+                    and contract.dedup_days > 0:
+                outcome = PostOutcome.DUPLICATE
+            if outcome is not None:
+                failures[bid["bid_id"]] = outcome.value
+                updates[contract.id] = {"post_outcome": outcome.value, "post_detail": detail}
+                await post_repo.release_bid(tx, bid)
+                continue
+            timeout_ms = int((contract.delivery or {}).get("timeout_ms") or 5000)
+            if bid.get("reservation_id"):
+                await post_repo.move_to_posting(tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms)
+            if not test:
+                await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=keyed, sold_at=now,
+                                                sale_id=post_repo.pending_sale_id(bid["bid_id"]))
+            await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
+            updates[contract.id] = {"post_outcome": PostOutcome.POST_UNKNOWN.value, "post_detail": "delivering"}
+            deliveries.append(Delivery(bid, contract))
+        await tx.execute(
+            "INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
+            {"id": new_id("pst"), "p": ping["id"], "now": now,
+             "c": self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))})
+        await post_repo.update_waterfall(tx, ping["id"], updates)
+        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="post",
+                                  detail=f"{len(deliveries)} delivering, {len(failures)} not delivered")
+        return deliveries, failures
+
+    @staticmethod
+    def _recheck(contract: Contract, bid: dict[str, Any], chosen: set[str], lead: dict[str, Any],
+                 consent: dict[str, Any]) -> tuple[PostOutcome | None, str | None]:
+        if bid["bid_id"] not in chosen:
+            return PostOutcome.NOT_POSTED, "not_accepted_by_partner"
+        failing = first_failing_filter(contract, lead)
+        if failing is not None:
+            return PostOutcome.FILTER_MISMATCH, failing
+        missing = missing_consent(contract.consent_required, consent)
+        if missing:
+            return PostOutcome.CONSENT_MISSING, ",".join(missing)
+        if not contract.delivery:
+            return PostOutcome.POST_ERROR, "no_delivery_endpoint"
+        return None, None
+
+    async def deliver_and_record(self, *, ping: Any, deliveries: list[Delivery], lead: dict[str, Any],
+                                 consent: dict[str, Any], post_failures: dict[str, str]) -> PostOut:
+        """Deliver in parallel; record each result in its own transaction; answer the post."""
+        verdicts = await asyncio.gather(*(self._deliver_one(ping, d, lead, consent) for d in deliveries))
+        sales: list[SaleOut] = []
+        rejected = [RejectedOut(bid_id=bid_id, reason=reason) for bid_id, reason in post_failures.items()]
+        for delivery, (verdict, latency) in zip(deliveries, verdicts, strict=True):
+            sale_id = await self.store.write(
+                partial(self._record, ping=ping, delivery=delivery, verdict=verdict, latency_ms=latency))
+            if verdict.accepted:
+                sales.append(SaleOut(sale_id=sale_id, bid_id=delivery.bid["bid_id"],
+                                     payout_cents=delivery.bid["payout_cents"]))
+            else:
+                rejected.append(RejectedOut(bid_id=delivery.bid["bid_id"], reason=verdict.outcome.value))
+        status = "sold" if sales else "unsold"
+
+        async def finish(tx: Tx) -> None:
+            await post_repo.set_post_state(tx, ping["id"], post_state="posted", status=status)
+
+        await self.store.write(finish)
+        return PostOut(ping_id=ping["id"], status=status, sales=sales, rejected=rejected,
+                       payout_total_cents=sum(s.payout_cents for s in sales))
+
+    async def _deliver_one(self, ping: Any, d: Delivery, lead: dict[str, Any],
+                           consent: dict[str, Any]) -> tuple[Verdict, int]:
+        spec = d.contract.delivery or {}
+        json_body, form_body = delivery_payload(ping=ping, bid=d.bid, contract=d.contract, lead=lead, consent=consent)
+        result = await self.client.post(spec["url"], auth=spec.get("auth"), json_body=json_body, form_body=form_body,
+                                        timeout_ms=int(spec.get("timeout_ms") or 5000))
+        verdict = judge(status=result.status, body=result.body, error=result.error, rule=spec.get("response"))
+        DELIVERIES.labels(d.contract.id, verdict.outcome.value).inc()
+        return verdict, result.latency_ms
+
+    async def _record(self, tx: Tx, *, ping: Any, delivery: Delivery, verdict: Verdict,
+                      latency_ms: int) -> str | None:
+        now = now_ms()
+        bid = delivery.bid
+        test = bool(ping["test"])
+        if not await post_repo.finish_delivery(
+                tx, bid_id=bid["bid_id"], state="accepted" if verdict.accepted else "rejected",
+                outcome=verdict.outcome.value, detail=verdict.detail, latency_ms=latency_ms,
+                buyer_lead_id=verdict.buyer_lead_id, now=now):
+            return None  # settled already (reconciliation got there first)
+        sale_id: str | None = None
+        if verdict.accepted and not test:
+            sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
+        elif not verdict.accepted:
+            await post_repo.release_bid(tx, bid)
+        await post_repo.update_waterfall(tx, ping["id"], {delivery.contract.id: {
+            "post_outcome": verdict.outcome.value, "post_detail": verdict.detail, "post_latency_ms": latency_ms,
+            "sale_id": sale_id}})
+        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="delivery", bid_id=bid["bid_id"],
+                                  detail=verdict.outcome.value)
+        return sale_id
