@@ -125,3 +125,31 @@ async def api(settings: Settings, store: Store) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client)
+
+
+class Sandbox:
+    """The sandbox buyers app on a local port, with what each buyer received."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def deliver(self, buyer: str, behaviour: str = "accept", query: str = "") -> str:
+        return f"{self.base}/deliver/{buyer}/{behaviour}" + (f"?{query}" if query else "")
+
+    def bid(self, buyer: str, behaviour: str = "fixed", query: str = "") -> str:
+        return f"{self.base}/bid/{buyer}/{behaviour}" + (f"?{query}" if query else "")
+
+    async def received(self, buyer: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as c:
+            result: list[dict[str, Any]] = (await c.get(f"{self.base}/_received/{buyer}")).json()
+            return result
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    from pingpost.sandbox.app import start_sandbox
+
+    runner, base = await start_sandbox()
+    yield Sandbox(base)
+    await runner.shutdown()
+    await runner.cleanup()

@@ -16,6 +16,8 @@ import httpx
 
 from tests.conftest import ADMIN_TOKEN
 
+PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -37,6 +39,7 @@ def pingpost_server(database_url: str, *, workers: int = 1, workdir: Path, pool_
          "--workers", str(workers), "--database", database_url],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    PROCESSES[base] = proc
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -52,10 +55,44 @@ def pingpost_server(database_url: str, *, workers: int = 1, workdir: Path, pool_
             time.sleep(0.1)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        PROCESSES.pop(base, None)
         log.close()
+
+
+@contextmanager
+def sandbox_server(workdir: Path) -> Iterator[str]:
+    """`pingpost sandbox-buyers` as its own process (survives killing the pingpost server)."""
+    port = free_port()
+    log = open(workdir / "sandbox.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", "sandbox-buyers",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/_received/none", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("sandbox did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+
+
+def kill_server(base: str) -> None:
+    """SIGKILL every process of the server at `base`: no shutdown, no cleanup, like a power cut."""
+    proc = PROCESSES[base]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

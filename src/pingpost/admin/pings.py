@@ -19,9 +19,10 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 
 
 def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
+    winners = [b for b in orjson.loads(row["bids"]) if b["role"] == "winner"]
     timeline = [{"at": rfc3339(row["received_at"]), "type": "ping", "bid_id": None, "detail": None},
-                {"at": rfc3339(row["decided_at"]), "type": row["status"] if row["mode"] == "ping_post" else "decided",
-                 "bid_id": None, "detail": None}]
+                {"at": rfc3339(row["decided_at"]), "type": "bids" if winners else "no_bids", "bid_id": None,
+                 "detail": f"{len(winners)} winning bid(s)"}]
     timeline += [{"at": rfc3339(e["at"]), "type": e["type"], "bid_id": e["bid_id"], "detail": e["detail"]}
                  for e in events]
     if row["post_state"] == "open" and row["expires_at"] <= now:

@@ -27,7 +27,8 @@ async def _record(request: web.Request) -> dict[str, Any]:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw.decode("utf-8", errors="replace")
-    entry = {"path": request.path, "query": dict(request.query), "headers": dict(request.headers), "body": body,
+    entry = {"path": request.path, "query": dict(request.query),
+             "headers": {str(k): v for k, v in request.headers.items()}, "body": body,
              "raw": raw.decode("utf-8", errors="replace")}
     request.app[RECEIVED].setdefault(request.match_info.get("buyer", "_"), []).append(entry)
     return entry
