@@ -23,11 +23,14 @@ from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secre
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
 from pingpost.delivery.buyer_client import AiohttpBuyerClient, BuyerClient
+from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
+from pingpost.delivery.idempotency import Idempotency
 from pingpost.delivery.service import PostService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
 from pingpost.ledger.service import LedgerService
 from pingpost.logs import configure_logging
+from pingpost.reports.counters import ReportCounters
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
@@ -45,14 +48,22 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             await ensure_admin_token(app.state.store, settings)
             app.state.admin = AdminService(app.state.store)
             app.state.ledger = LedgerService(app.state.store)
+            app.state.counters = ReportCounters(app.state.store)
+            app.state.counters.start()
             app.state.client = client or AiohttpBuyerClient()
             app.state.posts = PostService(store=app.state.store, secret=app.state.secret, client=app.state.client,
                                           grace_ms=settings.delivery_grace_ms)
             app.state.auction = AuctionService(
                 store=app.state.store, snapshots=SnapshotCache(app.state.store), secret=app.state.secret,
-                rtb=UnavailableRtbBidder(), static_fallback_default=settings.static_fallback)
+                rtb=UnavailableRtbBidder(), static_fallback_default=settings.static_fallback,
+                counters=app.state.counters)
+            app.state.direct_posts = DirectPostService(store=app.state.store, auction=app.state.auction,
+                                                       posts=app.state.posts)
+            app.state.idempotency = Idempotency(app.state.store, lease_ms=settings.idempotency_lease_s * 1000)
             yield
         finally:
+            if getattr(app.state, "counters", None) is not None:
+                await app.state.counters.stop()
             if client is None and getattr(app.state, "client", None) is not None:
                 await app.state.client.close()
             if own_store:

@@ -141,5 +141,50 @@ def sandbox_buyers(host: str = "127.0.0.1", port: int = 8700) -> None:
     web.run_app(sandbox_app(), host=host, port=port, print=None, access_log=None)
 
 
+@app.command()
+def report(group_by: str = typer.Option("offer", help="offer, campaign, partner, buyer, contract or day"),
+           from_: str = typer.Option(None, "--from", help="RFC 3339 start (inclusive)"),
+           to: str = typer.Option(None, help="RFC 3339 end (exclusive)"),
+           database: str = typer.Option(None, help="database URL"),
+           json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """The summary report (pings, bids, wins, posts, sales, revenue, payout, margin) as a table."""
+    import orjson
+    from rich.table import Table
+
+    from pingpost import errors
+    from pingpost.db.store import open_store
+    from pingpost.reports.summary import summary
+    from pingpost.timefmt import parse_rfc3339
+
+    settings = _settings(database)
+
+    async def run() -> list[dict[str, Any]]:
+        store = await open_store(settings.database_url)
+        try:
+            return await summary(store, group_by=group_by,
+                                 start_ms=parse_rfc3339(from_) if from_ else None,
+                                 end_ms=parse_rfc3339(to) if to else None)
+        finally:
+            await store.close()
+
+    try:
+        rows = asyncio.run(run())
+    except (errors.PingpostError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if json_out:
+        console.print_json(orjson.dumps(rows).decode())
+        return
+    table = Table(title=f"pingpost summary by {group_by}")
+    columns = [group_by, "pings", "bids", "wins", "posts", "sales", "reversed", "revenue_cents", "payout_cents",
+               "margin_cents", "post_accept_rate"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == group_by else "right")
+    for row in rows:
+        table.add_row(*["-" if row[c] is None else (f"{row[c]:.1%}" if c == "post_accept_rate" else str(row[c]))
+                        for c in columns])
+    console.print(table)
+
+
 def main() -> None:
     app()

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     post_retention_days: int = 90
     db_pool_size: int = 10
     delivery_grace_ms: int = 30_000
+    idempotency_lease_s: int = 300
 
 
 def normalise_database_url(url: str) -> str:

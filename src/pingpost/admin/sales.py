@@ -10,12 +10,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from pingpost import errors
 from pingpost.admin.endpoints import IdPath
 from pingpost.admin.pings import _time
+from pingpost.admin.schemas import ReverseIn
 from pingpost.auth import ApiKey, require_admin, require_buyer
 from pingpost.db import post_repo
 from pingpost.db.store import Store, Tx
+from pingpost.domain.money import Entry, reversal_entries
 from pingpost.domain.outcomes import PostOutcome
 from pingpost.http import Page
 from pingpost.ids import now_ms
+from pingpost.ledger.service import record_transaction, transaction_view
+from pingpost.reports.counters import ReportCounters
+from pingpost.reports.summary import summary
 from pingpost.timefmt import rfc3339
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -157,3 +162,44 @@ async def buyer_sales(request: Request, page: Page = Depends(), key: ApiKey = De
 async def buyer_balance(request: Request, key: ApiKey = Depends(require_buyer)) -> dict[str, Any]:
     view = await request.app.state.admin.get("buyer", key.buyer_id)
     return {k: view[k] for k in ("id", "balance_cents", "holds_cents", "available_cents", "credit_limit_cents")}
+
+
+# --- reversals and reports -----------------------------------------------------------------------
+
+
+@router.post("/sales/{ident}/reverse", summary="Refund the buyer and claw back the partner payout")
+async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -> dict[str, Any]:
+    async def unit(tx: Tx) -> dict[str, Any]:
+        sale = await tx.fetchrow("SELECT * FROM sales WHERE id = :id", {"id": ident})
+        if sale is None:
+            raise errors.NotFound("sale", ident)
+        if sale["status"] != "charged":
+            raise errors.Conflict(f"a {sale['status']} sale cannot be reversed", details={"status": sale["status"]})
+        rows = await tx.fetch(
+            "SELECT e.account, e.amount_cents FROM ledger_entries e JOIN ledger_transactions t "
+            "ON t.id = e.transaction_id WHERE t.kind = 'sale' AND t.sale_id = :s ORDER BY e.id", {"s": ident})
+        now = now_ms()
+        txn_id = await record_transaction(
+            tx, kind="reversal", now=now, sale_id=ident, reference=ident,
+            entries=reversal_entries([Entry(r["account"], int(r["amount_cents"])) for r in rows]))
+        await tx.execute("UPDATE sales SET status = 'reversed' WHERE id = :id", {"id": ident})
+        await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
+            "reversal": {"at": rfc3339(now), "reason": body.reason[:200], "transaction_id": txn_id}}})
+        await post_repo.add_event(tx, ping_id=sale["ping_id"], at=now, type_="reversal", bid_id=sale["bid_id"],
+                                  detail=body.reason[:200])
+        return {"sale": sale_view({**dict(sale), "status": "reversed"}),
+                "transaction": await transaction_view(tx, txn_id)}
+
+    result: dict[str, Any] = await request.app.state.store.write(unit)
+    return result
+
+
+@router.get("/reports/summary", summary="Pings, bids, wins, posts, sales and money per group")
+async def report_summary(request: Request, group_by: str = Query("offer", max_length=16),
+                         from_: str | None = Query(None, alias="from", max_length=40),
+                         to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+    counters: ReportCounters = request.app.state.counters
+    await counters.flush()
+    rows = await summary(request.app.state.store, group_by=group_by, start_ms=_time(from_, "from"),
+                         end_ms=_time(to, "to"))
+    return {"group_by": group_by, "rows": rows}

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from pingpost.auction.schemas import PingIn, PingOut
 from pingpost.auction.service import AuctionService
 from pingpost.auth import bearer
+from pingpost.db.store import Tx
+from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 
 router = APIRouter(prefix="/v1", tags=["partner"])
 
 
-@router.post("/ping", summary="Ping with anonymous lead data; answers the winning bids as payouts")
-async def ping(body: PingIn, request: Request) -> PingOut:
+@router.post("/ping", response_model=PingOut,
+             summary="Ping with anonymous lead data; answers the winning bids as payouts")
+async def ping(body: PingIn, request: Request) -> Response:
     auction: AuctionService = request.app.state.auction
+    idem: Idempotency = request.app.state.idempotency
     snap, campaign = await auction.authenticate(bearer(request))
-    return await auction.ping(snap=snap, campaign=campaign, body=body)
+
+    async def run(ref: KeyRef | None, _: Claim | None) -> PingOut:
+        async def finalize(tx: Tx, answer: PingOut) -> None:
+            if ref is not None:
+                await idem.record_answer(tx, ref, 200, answer.model_dump_json().encode())
+
+        return await auction.ping(snap=snap, campaign=campaign, body=body, finalize=finalize)
+
+    return await run_idempotent(request, idem=idem, campaign_id=campaign.id, endpoint="ping", body=body, run=run,
+                                answer_in_unit=True)

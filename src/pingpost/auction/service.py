@@ -9,6 +9,7 @@ ping with its waterfall and the round-robin pointer.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from pingpost.domain.money import payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.ids import new_id, now_ms
 from pingpost.metrics import PING_SECONDS, PINGS
+from pingpost.reports.counters import ReportCounters
 from pingpost.security import SecretKey, key_hash
 from pingpost.timefmt import rfc3339
 
@@ -49,6 +51,17 @@ def lead_problem_error(problem: LeadProblem) -> errors.PingpostError:
     message = {"pii_in_ping": "a ping must not carry PII fields",
                "unknown_field": "the lead has fields the vertical does not define"}[problem.kind]
     return errors.Unprocessable(message, code=problem.kind, details={"errors": problem.problems})
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What the price checks of one auction compare against."""
+
+    offer: Offer
+    payout: dict[str, Any]
+    channel: str
+    min_payout: int
+    kinds: tuple[str, ...]
 
 
 @dataclass
@@ -82,7 +95,8 @@ class Row:
 
 class AuctionService:
     def __init__(self, *, store: Store, snapshots: SnapshotCache, secret: SecretKey, rtb: RtbBidder,
-                 static_fallback_default: bool) -> None:
+                 static_fallback_default: bool, counters: ReportCounters | None = None) -> None:
+        self.counters = counters
         self.store = store
         self.snapshots = snapshots
         self.secret = secret
@@ -106,7 +120,9 @@ class AuctionService:
     def consumer_hmacs(self, consumer: dict[str, str | None]) -> dict[str, str]:
         return {name: self.secret.keyed(value.lower()) for name, value in consumer.items() if value}
 
-    async def ping(self, *, snap: Snapshot, campaign: Campaign, body: PingIn) -> PingOut:
+    async def ping(self, *, snap: Snapshot, campaign: Campaign, body: PingIn,
+                   finalize: Callable[[Tx, PingOut], Awaitable[None]] | None = None) -> PingOut:
+        """Run the auction; `finalize` runs inside the deciding transaction (the idempotency answer)."""
         started = time.perf_counter()
         offer = snap.offers[campaign.offer_id]
         if offer.mode != "ping_post":
@@ -123,28 +139,40 @@ class AuctionService:
         now = now_ms()
         ping_id = new_id("png")
         rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
-        keys = self._pre_state_checks(snap, rows, lead, body.channel, now)
+        keys = self.pre_state_checks(snap, rows, lead, body.channel, now)
         open_rows = [r for r in rows if r.outcome is None]
-        state = await self._read_state(open_rows, consumer, now)
-        self._state_checks(open_rows, state, keys, body.channel, now)
+        state = await self.read_state(open_rows, consumer, now)
+        self.state_checks(open_rows, state, keys, body.channel, now)
         await self._bid([r for r in rows if r.outcome is None], BidRequest(
             ping_id=ping_id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel, lead=lead,
             test=body.test, consumer={}), offer, consumer)
         kinds = distribution.sale_types(offer.rule, offer.max_winners, body.channel)
-        self._price_checks(rows, state, offer, campaign, body, kinds)
+        terms = Terms(offer=offer, payout=campaign.payout, channel=body.channel, min_payout=body.min_payout_cents,
+                      kinds=kinds)
+        self.price_checks(rows, state, terms)
         fallback = offer.static_fallback if offer.static_fallback is not None else self.static_fallback_default
         if fallback and not any(r.outcome is None for r in rows):
-            self._static_fallback(rows, state, offer, campaign, body, kinds)
+            self._static_fallback(rows, state, terms)
         answer = await self.store.write(lambda tx: self._decide(
             tx, ping_id=ping_id, snap=snap, offer=offer, campaign=campaign, body=body, lead=lead,
-            consumer=consumer, rows=rows, keys=keys, received=now))
+            consumer=consumer, rows=rows, keys=keys, received=now, finalize=finalize))
+        if self.counters is not None and not body.test:
+            self.count(now, campaign, rows)
         PINGS.labels(offer.id, answer.status).inc()
         PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
         return answer
 
+    def count(self, at_ms: int, campaign: Campaign, rows: list[Row]) -> None:
+        """Report counters: the ping, and per contract whether it was evaluated, bid and won."""
+        if self.counters is not None:
+            self.counters.add_ping(at_ms=at_ms, offer_id=campaign.offer_id, campaign_id=campaign.id,
+                                   partner_id=campaign.partner_id, contracts=[
+                                       (r.contract.id, r.contract.buyer_id, r.source is not None,
+                                        r.outcome == Outcome.WON.value) for r in rows])
+
     # --- phase 1: eligibility --------------------------------------------------------------
 
-    def _pre_state_checks(self, snap: Snapshot, rows: list[Row], lead: dict[str, Any], channel: str,
+    def pre_state_checks(self, snap: Snapshot, rows: list[Row], lead: dict[str, Any], channel: str,
                           now: int) -> dict[str, PeriodKeys]:
         keys: dict[str, PeriodKeys] = {}
         for row in rows:
@@ -166,7 +194,7 @@ class AuctionService:
                 row.fail(Outcome.MISSING_REQUIRED_FIELDS, ",".join(missing))
         return keys
 
-    async def _read_state(self, rows: list[Row], consumer: dict[str, str], now: int) -> repo.AuctionState:
+    async def read_state(self, rows: list[Row], consumer: dict[str, str], now: int) -> repo.AuctionState:
         contract_ids = [r.contract.id for r in rows]
         buyer_ids = sorted({r.contract.buyer_id for r in rows})
         hashes = sorted(consumer.values())
@@ -177,7 +205,7 @@ class AuctionService:
         return await self.store.read(unit)
 
     @staticmethod
-    def _state_checks(rows: list[Row], state: repo.AuctionState, keys: dict[str, PeriodKeys], channel: str,
+    def state_checks(rows: list[Row], state: repo.AuctionState, keys: dict[str, PeriodKeys], channel: str,
                       now: int) -> None:
         for row in rows:
             c = row.contract
@@ -209,8 +237,7 @@ class AuctionService:
 
     # --- phase 3: price checks and fallback ------------------------------------------------
 
-    def _price_checks(self, rows: list[Row], state: repo.AuctionState, offer: Offer, campaign: Campaign,
-                      body: PingIn, kinds: tuple[str, ...]) -> None:
+    def price_checks(self, rows: list[Row], state: repo.AuctionState, terms: Terms) -> None:
         for row in rows:
             if row.outcome is not None or row.bid is None:
                 continue
@@ -223,20 +250,20 @@ class AuctionService:
             if bid.source == "rtb" and min_bid is not None and (bid.bid_cents or 0) < min_bid:
                 row.fail(Outcome.BELOW_MIN_BID)
                 continue
-            self._check_prices(row, bid.bid_cents, bid.exclusive_bid_cents, state, offer, campaign, body, kinds)
+            self._check_prices(row, bid.bid_cents, bid.exclusive_bid_cents, state, terms)
 
-    def _check_prices(self, row: Row, bid_cents: int | None, exclusive_cents: int | None,
-                      state: repo.AuctionState, offer: Offer, campaign: Campaign, body: PingIn,
-                      kinds: tuple[str, ...]) -> None:
+    @staticmethod
+    def _check_prices(row: Row, bid_cents: int | None, exclusive_cents: int | None,
+                      state: repo.AuctionState, terms: Terms) -> None:
         """Floor, funds, margin, partner minimum and transfer, at each price that could be charged."""
         first_failure: tuple[Outcome, str | None] | None = None
         funds = state.funds.get(row.contract.buyer_id)
-        for kind in kinds:
+        for kind in terms.kinds:
             price = (exclusive_cents if exclusive_cents is not None else bid_cents) if kind == "exclusive" \
                 else bid_cents
-            failure = _price_failure(price, offer=offer, funds=funds, payout=campaign.payout,
-                                     min_payout=body.min_payout_cents)
-            if failure is None and body.channel in ("call", "callback") and not (
+            failure = _price_failure(price, offer=terms.offer, funds=funds, payout=terms.payout,
+                                     min_payout=terms.min_payout)
+            if failure is None and terms.channel in ("call", "callback") and not (
                     (row.bid and row.bid.transfer) or row.contract.transfer):
                 failure = (Outcome.MISSING_TRANSFER, None)
             if failure is None:
@@ -249,8 +276,7 @@ class AuctionService:
         if row.exclusive_cents is None and row.shared_cents is None and first_failure is not None:
             row.fail(*first_failure)
 
-    def _static_fallback(self, rows: list[Row], state: repo.AuctionState, offer: Offer, campaign: Campaign,
-                         body: PingIn, kinds: tuple[str, ...]) -> None:
+    def _static_fallback(self, rows: list[Row], state: repo.AuctionState, terms: Terms) -> None:
         """No candidate: eligible RTB contracts with a static price bid it, per their `rtb.fallback`."""
         for row in rows:
             c = row.contract
@@ -262,7 +288,7 @@ class AuctionService:
                 continue
             before = (row.outcome, row.detail)
             row.outcome, row.detail = None, None
-            self._check_prices(row, c.price_cents, c.exclusive_price_cents, state, offer, campaign, body, kinds)
+            self._check_prices(row, c.price_cents, c.exclusive_price_cents, state, terms)
             if row.outcome is None:
                 row.source = "static_fallback"
                 row.detail = f"rtb_{before[0]}" if before[0] else None
@@ -273,7 +299,8 @@ class AuctionService:
 
     async def _decide(self, tx: Tx, *, ping_id: str, snap: Snapshot, offer: Offer, campaign: Campaign,
                       body: PingIn, lead: dict[str, Any], consumer: dict[str, str], rows: list[Row],
-                      keys: dict[str, PeriodKeys], received: int) -> PingOut:
+                      keys: dict[str, PeriodKeys], received: int,
+                      finalize: Callable[[Tx, PingOut], Awaitable[None]] | None) -> PingOut:
         now = now_ms()
         candidates = [r for r in rows if r.outcome is None]
         by_id = {r.contract.id: r for r in rows}
@@ -346,8 +373,11 @@ class AuctionService:
             "expires_at": expires_at, "lead": orjson.dumps(lead).decode(), "consumer": orjson.dumps(consumer).decode(),
             "bids": orjson.dumps(bids).decode(),
             "waterfall": orjson.dumps([r.entry() for r in rows]).decode()})
-        return PingOut(ping_id=ping_id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post",
-                       bids=answer_bids)
+        answer = PingOut(ping_id=ping_id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post",
+                         bids=answer_bids)
+        if finalize is not None:
+            await finalize(tx, answer)
+        return answer
 
 
 def _pre_bid_minimum(c: Contract) -> int:

@@ -303,6 +303,7 @@ call_events = Table(
 )
 
 # Aggregate counters for reports, one row per (day, contract, campaign): no waterfall scans.
+# Rows with contract_id '' count the campaign's pings; contract rows count evaluations, bids, wins.
 report_counters = Table(
     "report_counters", metadata,
     Column("day", Text, nullable=False),
@@ -313,5 +314,6 @@ report_counters = Table(
     Column("buyer_id", Text, nullable=False),
     Column("bids", BigInteger, nullable=False, server_default=text("0")),
     Column("wins", BigInteger, nullable=False, server_default=text("0")),
+    Column("pings", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("day", "contract_id", "campaign_id"),
 )

@@ -1,20 +1,52 @@
-"""Partner post endpoint (SPEC 5.1)."""
+"""Partner post and direct-post endpoints (SPEC 5.1)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from pingpost.auction.service import AuctionService
 from pingpost.auth import bearer
-from pingpost.delivery.schemas import PostIn, PostOut
+from pingpost.db.store import Tx
+from pingpost.delivery.direct import DirectPostService
+from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.delivery.schemas import DirectPostIn, PostIn, PostOut
 from pingpost.delivery.service import PostService
 
 router = APIRouter(prefix="/v1", tags=["partner"])
 
 
-@router.post("/post", summary="Post the full lead for a ping; delivered to the accepted winners only")
-async def post(body: PostIn, request: Request) -> PostOut:
+@router.post("/post", response_model=PostOut,
+             summary="Post the full lead for a ping; delivered to the accepted winners only")
+async def post(body: PostIn, request: Request) -> Response:
     auction: AuctionService = request.app.state.auction
     service: PostService = request.app.state.posts
     snap, campaign = await auction.authenticate(bearer(request))
-    return await service.post(snap=snap, campaign=campaign, body=body)
+
+    async def run(_: KeyRef | None, claim: Claim | None) -> PostOut:
+        return await service.post(snap=snap, campaign=campaign, body=body,
+                                  resume=claim is not None and claim.took_over)
+
+    return await run_idempotent(request, idem=request.app.state.idempotency, campaign_id=campaign.id,
+                                endpoint="post", body=body, run=run)
+
+
+@router.post("/direct-post", response_model=PostOut,
+             summary="Post a full lead to a direct-post offer: the best eligible contract gets it")
+async def direct_post(body: DirectPostIn, request: Request) -> Response:
+    auction: AuctionService = request.app.state.auction
+    service: DirectPostService = request.app.state.direct_posts
+    idem: Idempotency = request.app.state.idempotency
+    snap, campaign = await auction.authenticate(bearer(request))
+
+    async def run(ref: KeyRef | None, claim: Claim | None) -> PostOut:
+        if claim is not None and claim.took_over and claim.progress and claim.progress.get("ping_id"):
+            return await service.posts.recorded_answer(str(claim.progress["ping_id"]))
+
+        async def created(tx: Tx, ping_id: str) -> None:
+            if ref is not None:
+                await idem.record_progress(tx, ref, {"ping_id": ping_id})
+
+        return await service.direct_post(snap=snap, campaign=campaign, body=body, on_ping_created=created)
+
+    return await run_idempotent(request, idem=idem, campaign_id=campaign.id, endpoint="direct-post", body=body,
+                                run=run)

@@ -93,8 +93,13 @@ class PostService:
         self.client = client
         self.grace_ms = grace_ms
 
-    async def post(self, *, snap: Snapshot, campaign: Campaign, body: PostIn) -> PostOut:
+    async def post(self, *, snap: Snapshot, campaign: Campaign, body: PostIn, resume: bool = False) -> PostOut:
+        """Post a lead for a ping. With `resume` (an idempotent retry whose first attempt crashed), a
+        ping whose post already started is answered from what was recorded, never delivered again."""
         ping = await self.store.read(lambda tx: post_repo.load_ping(tx, body.ping_id))
+        if resume and ping is not None and ping["campaign_id"] == campaign.id \
+                and ping["post_state"] in ("posting", "posted"):
+            return await self.recorded_answer(ping["id"])
         self._check_ping(ping, campaign, body.ping_id)
         offer = snap.offers[ping["offer_id"]]
         vertical = snap.verticals[offer.vertical_id]
@@ -209,12 +214,12 @@ class PostService:
     async def deliver_and_record(self, *, ping: Any, deliveries: list[Delivery], lead: dict[str, Any],
                                  consent: dict[str, Any], post_failures: dict[str, str]) -> PostOut:
         """Deliver in parallel; record each result in its own transaction; answer the post."""
-        verdicts = await asyncio.gather(*(self._deliver_one(ping, d, lead, consent) for d in deliveries))
+        verdicts = await asyncio.gather(*(self.deliver_one(ping, d, lead, consent) for d in deliveries))
         sales: list[SaleOut] = []
         rejected = [RejectedOut(bid_id=bid_id, reason=reason) for bid_id, reason in post_failures.items()]
         for delivery, (verdict, latency) in zip(deliveries, verdicts, strict=True):
             sale_id = await self.store.write(
-                partial(self._record, ping=ping, delivery=delivery, verdict=verdict, latency_ms=latency))
+                partial(self.record, ping=ping, delivery=delivery, verdict=verdict, latency_ms=latency))
             if verdict.accepted:
                 sales.append(SaleOut(sale_id=sale_id, bid_id=delivery.bid["bid_id"],
                                      payout_cents=delivery.bid["payout_cents"]))
@@ -229,7 +234,7 @@ class PostService:
         return PostOut(ping_id=ping["id"], status=status, sales=sales, rejected=rejected,
                        payout_total_cents=sum(s.payout_cents for s in sales))
 
-    async def _deliver_one(self, ping: Any, d: Delivery, lead: dict[str, Any],
+    async def deliver_one(self, ping: Any, d: Delivery, lead: dict[str, Any],
                            consent: dict[str, Any]) -> tuple[Verdict, int]:
         spec = d.contract.delivery or {}
         json_body, form_body = delivery_payload(ping=ping, bid=d.bid, contract=d.contract, lead=lead, consent=consent)
@@ -239,7 +244,7 @@ class PostService:
         DELIVERIES.labels(d.contract.id, verdict.outcome.value).inc()
         return verdict, result.latency_ms
 
-    async def _record(self, tx: Tx, *, ping: Any, delivery: Delivery, verdict: Verdict,
+    async def record(self, tx: Tx, *, ping: Any, delivery: Delivery, verdict: Verdict,
                       latency_ms: int) -> str | None:
         now = now_ms()
         bid = delivery.bid
@@ -260,3 +265,30 @@ class PostService:
         await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="delivery", bid_id=bid["bid_id"],
                                   detail=verdict.outcome.value)
         return sale_id
+
+    async def recorded_answer(self, ping_id: str) -> PostOut:
+        """The post answer rebuilt from recorded deliveries and sales (unfinished ones are post_unknown)."""
+
+        async def unit(tx: Tx) -> PostOut:
+            ping = await post_repo.load_ping(tx, ping_id)
+            bids = {b["bid_id"]: b for b in orjson.loads(ping["bids"])}
+            sales = {r["bid_id"]: r["id"] for r in await tx.fetch("SELECT id, bid_id FROM sales WHERE ping_id = :p",
+                                                                 {"p": ping_id})}
+            delivered = {r["bid_id"]: r for r in await tx.fetch(
+                "SELECT * FROM deliveries WHERE ping_id = :p ORDER BY id", {"p": ping_id})}
+            waterfall = {w["bid_id"]: w for w in orjson.loads(ping["waterfall"]) if w.get("bid_id")}
+            sold: list[SaleOut] = []
+            rejected: list[RejectedOut] = []
+            for bid_id, bid in bids.items():
+                d = delivered.get(bid_id)
+                if d is not None and d["state"] in ("accepted", "recorded"):
+                    sold.append(SaleOut(sale_id=sales.get(bid_id), bid_id=bid_id, payout_cents=bid["payout_cents"]))
+                elif d is not None:
+                    reason = d["outcome"] if d["state"] == "rejected" else PostOutcome.POST_UNKNOWN.value
+                    rejected.append(RejectedOut(bid_id=bid_id, reason=reason))
+                elif (w := waterfall.get(bid_id)) is not None and w.get("post_outcome"):
+                    rejected.append(RejectedOut(bid_id=bid_id, reason=w["post_outcome"]))
+            return PostOut(ping_id=ping_id, status="sold" if sold else "unsold", sales=sold, rejected=rejected,
+                           payout_total_cents=sum(x.payout_cents for x in sold))
+
+        return await self.store.read(unit)

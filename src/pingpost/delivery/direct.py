@@ -1,0 +1,178 @@
+"""Direct post (SPEC 2.8): the full lead in one call, offered to the best eligible fixed-price
+contracts in turn (price, then priority), up to the offer's `direct_post_attempts` deliveries.
+
+Each attempt has the crash-safe shape of a post: a short transaction reserves the contract's cap
+slot and hold and records a pending delivery, the delivery runs with nothing open, and its result
+is recorded in its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import orjson
+
+from pingpost import errors
+from pingpost.auction.bidders import BidResult
+from pingpost.auction.service import AuctionService, Row, Terms, lead_problem_error
+from pingpost.db import auction_repo, post_repo
+from pingpost.db.store import Store, Tx
+from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
+from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
+from pingpost.domain.leads import LeadProblem, validate_lead
+from pingpost.domain.model import Campaign, Snapshot
+from pingpost.domain.money import payout_cents
+from pingpost.domain.outcomes import Outcome, PostOutcome
+from pingpost.ids import new_id, now_ms
+
+PingCreated = Callable[[Tx, str], Awaitable[None]]
+
+
+class DirectPostService:
+    def __init__(self, *, store: Store, auction: AuctionService, posts: PostService) -> None:
+        self.store = store
+        self.auction = auction
+        self.posts = posts
+
+    async def direct_post(self, *, snap: Snapshot, campaign: Campaign, body: DirectPostIn,
+                          on_ping_created: PingCreated | None = None) -> PostOut:
+        offer = snap.offers[campaign.offer_id]
+        if offer.mode != "direct_post":
+            raise errors.Unprocessable("this offer takes pings, not direct posts", code="offer_mode_mismatch",
+                                       details={"offer": offer.id, "mode": offer.mode})
+        if "form" not in offer.channels:
+            raise errors.Unprocessable("this offer does not take form leads", code="channel_mismatch",
+                                       details={"channel": "form"})
+        vertical = snap.verticals[offer.vertical_id]
+        try:
+            lead = validate_lead(vertical, body.lead, allow_pii=True, require=True)
+        except LeadProblem as problem:
+            raise lead_problem_error(problem) from None
+        keyed = {n: self.posts.secret.keyed(h) for n, h in consumer_hashes(vertical, lead).items()}
+        consent = (body.consent or Consent()).model_dump()
+        received = now_ms()
+        ping_id = new_id("png")
+        rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
+        keys = self.auction.pre_state_checks(snap, rows, lead, "form", received)
+        open_rows = [r for r in rows if r.outcome is None]
+        state = await self.auction.read_state(open_rows, keyed, received)
+        self.auction.state_checks(open_rows, state, keys, "form", received)
+        for row in rows:
+            if row.outcome is None:
+                price = row.contract.price_cents
+                row.bid = BidResult(None, price, None, source="fixed") if price is not None else \
+                    BidResult(Outcome.NO_BID, detail="rtb_only_contract")
+        # A direct post sells the lead to one buyer at the contract's price.
+        self.auction.price_checks(rows, state, Terms(offer=offer, payout=campaign.payout, channel="form",
+                                                     min_payout=0, kinds=("exclusive",)))
+        candidates = sorted((r for r in rows if r.outcome is None),
+                            key=lambda r: (-(r.exclusive_cents or 0), r.contract.priority, r.contract.id))
+        for row in candidates:
+            row.outcome = Outcome.LOST_TO_HIGHER_BID.value
+        ping = {"id": ping_id, "offer_id": offer.id, "campaign_id": campaign.id, "partner_id": campaign.partner_id,
+                "channel": "form", "test": int(body.test)}
+
+        async def create(tx: Tx) -> None:
+            now = now_ms()
+            await auction_repo.insert_ping(tx, {
+                **ping, "mode": "direct_post", "status": "unsold", "post_state": "posting",
+                "partner_lead_id": body.partner_lead_id, "received_at": received, "decided_at": now,
+                "expires_at": now, "lead": orjson.dumps({k: v for k, v in lead.items()
+                                                         if not vertical.fields[k].pii}).decode(),
+                "consumer": orjson.dumps(keyed).decode(), "bids": "[]",
+                "waterfall": orjson.dumps([r.entry() for r in rows]).decode()})
+            await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
+                             {"id": new_id("pst"), "p": ping_id, "now": now, "c": self.posts.secret.encrypt(
+                                 orjson.dumps({"lead": lead, "consent": consent}))})
+            if on_ping_created is not None:
+                await on_ping_created(tx, ping_id)
+
+        await self.store.write(create)
+        sales: list[SaleOut] = []
+        rejected: list[RejectedOut] = []
+        attempts = 0
+        for row in candidates:
+            if sales or attempts >= offer.direct_post_attempts:
+                break
+            missing = missing_consent(row.contract.consent_required, consent)
+            if missing or not row.contract.delivery:
+                outcome = PostOutcome.CONSENT_MISSING if missing else PostOutcome.POST_ERROR
+                detail = ",".join(missing) if missing else "no_delivery_endpoint"
+                await self.store.write(partial(post_repo.update_waterfall, ping_id=ping_id, updates={
+                    row.contract.id: {"outcome": Outcome.NOT_SELECTED.value, "post_outcome": outcome.value,
+                                      "post_detail": detail}}))
+                continue
+            bid = await self.store.write(partial(self._reserve, ping=ping, row=row, keys=keys, keyed=keyed,
+                                                 payout=campaign.payout))
+            if bid is None:
+                continue  # lost a race for the cap or the funds: not an attempt
+            attempts += 1
+            row.bid_id = bid["bid_id"]
+            delivery = Delivery(bid, row.contract)
+            verdict, latency = await self.posts.deliver_one(ping, delivery, lead, consent)
+            sale_id = await self.store.write(partial(self.posts.record, ping=ping, delivery=delivery, verdict=verdict,
+                                                     latency_ms=latency))
+            if verdict.accepted:
+                sales.append(SaleOut(sale_id=sale_id, bid_id=bid["bid_id"], payout_cents=bid["payout_cents"]))
+            else:
+                rejected.append(RejectedOut(bid_id=bid["bid_id"], reason=verdict.outcome.value))
+        status = "sold" if sales else "unsold"
+
+        async def finish(tx: Tx) -> None:
+            await post_repo.set_post_state(tx, ping_id, post_state="posted", status=status)
+
+        await self.store.write(finish)
+        if not body.test:
+            won = {r.contract.id for r in candidates if r.bid_id}
+            for row in rows:
+                row.outcome = Outcome.WON.value if row.contract.id in won else row.outcome
+            self.auction.count(received, campaign, rows)
+        return PostOut(ping_id=ping_id, status=status, sales=sales, rejected=rejected,
+                       payout_total_cents=sum(s.payout_cents for s in sales))
+
+    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Row, keys: dict[str, Any], keyed: dict[str, str],
+                       payout: dict[str, Any]) -> dict[str, Any] | None:
+        """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race."""
+        now = now_ms()
+        c = row.contract
+        price = int(row.exclusive_cents or 0)
+        bid: dict[str, Any] = {"bid_id": new_id("bid"), "contract_id": c.id, "buyer_id": c.buyer_id,
+                               "price_cents": price, "payout_cents": payout_cents(payout, price),
+                               "sale_type": "exclusive", "source": "fixed", "bid_ref": None, "transfer": None,
+                               "role": "winner", "reservation_id": None}
+        update: dict[str, Any] = {"outcome": Outcome.WON.value, "bid_id": bid["bid_id"], "sale_type": "exclusive",
+                                  "bid_cents": price, "post_outcome": PostOutcome.POST_UNKNOWN.value,
+                                  "post_detail": "delivering"}
+        if not ping["test"]:
+            await auction_repo.lock_rows(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id])
+            await auction_repo.reclaim_expired(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id], now=now)
+            k = keys[c.id]
+            failure = None
+            if not await auction_repo.take_cap_slot(tx, contract_id=c.id, day=k.day, week=k.week, month=k.month):
+                failure = Outcome.CAP_REACHED
+            elif not await auction_repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price):
+                await auction_repo.return_cap_slot(tx, contract_id=c.id, day=k.day, week=k.week, month=k.month)
+                failure = Outcome.INSUFFICIENT_BALANCE
+            if failure is not None:
+                await post_repo.update_waterfall(tx, ping["id"], {c.id: {"outcome": failure.value,
+                                                                       "detail": "reserved_concurrently"}})
+                return None
+            bid["reservation_id"] = new_id("rsv")
+            timeout_ms = int((c.delivery or {}).get("timeout_ms") or 5000)
+            await auction_repo.insert_reservation(tx, {
+                "id": bid["reservation_id"], "bid_id": bid["bid_id"], "ping_id": ping["id"], "contract_id": c.id,
+                "buyer_id": c.buyer_id, "amount_cents": price, "day_key": k.day, "week_key": k.week,
+                "month_key": k.month, "live_call": 0, "expires_at": now + timeout_ms + self.posts.grace_ms,
+                "created_at": now})
+            await post_repo.move_to_posting(tx, bid["reservation_id"],
+                                            expires_at=now + timeout_ms + self.posts.grace_ms)
+            await auction_repo.record_dedup(tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), sold_at=now,
+                                            sale_id=post_repo.pending_sale_id(bid["bid_id"]))
+        await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
+        bids = orjson.loads(await tx.fetchval("SELECT bids FROM pings WHERE id = :p", {"p": ping["id"]}))
+        await tx.execute("UPDATE pings SET bids = :b WHERE id = :p",
+                         {"b": orjson.dumps([*bids, bid]).decode(), "p": ping["id"]})
+        await post_repo.update_waterfall(tx, ping["id"], {c.id: update})
+        return bid

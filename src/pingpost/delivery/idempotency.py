@@ -1,0 +1,157 @@
+"""Idempotency-Key for partner POSTs, across processes and restarts (DESIGN.md section 4).
+
+The first request with a key owns it (an `in_flight` row with a lease); the same key and body
+replays the stored answer for 24 h; another body is 422; a live lease is 409; a lapsed lease (the
+owner crashed) is taken over, and the taker answers from what was recorded, never repeating a
+delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from pydantic import BaseModel
+
+from pingpost import errors
+from pingpost.db.store import Store, Tx
+from pingpost.ids import now_ms
+
+DAY_MS = 86_400_000
+
+
+def request_sha256(body: Any) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    campaign_id: str
+    endpoint: str
+    key: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"c": self.campaign_id, "e": self.endpoint, "k": self.key}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`replay` is a stored (status, body); else this request owns the key (`took_over` after a crash)."""
+
+    replay: tuple[int, bytes] | None = None
+    took_over: bool = False
+    progress: dict[str, Any] | None = None
+
+
+_WHERE = "campaign_id = :c AND endpoint = :e AND key = :k"
+
+
+class Idempotency:
+    def __init__(self, store: Store, *, lease_ms: int) -> None:
+        self.store = store
+        self.lease_ms = lease_ms
+
+    async def begin(self, ref: KeyRef, sha: str) -> Claim:
+        """Own the key, replay its answer, or raise 422 idempotency_key_reused / 409 idempotency_in_flight."""
+
+        async def unit(tx: Tx) -> Claim:
+            now = now_ms()
+            params = {**ref.params, "h": sha, "until": now + self.lease_ms, "now": now}
+            insert = ("INSERT INTO idempotency_keys (campaign_id, endpoint, key, request_sha256, state, locked_until, "
+                      "created_at) VALUES (:c, :e, :k, :h, 'in_flight', :until, :now) ON CONFLICT DO NOTHING")
+            if await tx.execute(insert, params):
+                return Claim()
+            row = await tx.fetchrow(f"SELECT * FROM idempotency_keys WHERE {_WHERE}", ref.params)
+            if row is None or row["created_at"] <= now - DAY_MS:  # older than 24 h counts as absent
+                await tx.execute(f"DELETE FROM idempotency_keys WHERE {_WHERE}", ref.params)
+                await tx.execute(insert, params)
+                return Claim()
+            if row["request_sha256"] != sha:
+                raise errors.Unprocessable("this Idempotency-Key was used with another request body",
+                                           code="idempotency_key_reused")
+            if row["state"] == "done":
+                return Claim(replay=(int(row["status"]), str(row["body"]).encode()))
+            taken = await tx.execute(
+                f"UPDATE idempotency_keys SET locked_until = :until WHERE {_WHERE} AND state = 'in_flight' "
+                "AND locked_until <= :now", params)
+            if not taken:
+                raise errors.Conflict("a request with this Idempotency-Key is in flight",
+                                      code="idempotency_in_flight")
+            return Claim(took_over=True, progress=orjson.loads(row["body"]) if row["body"] else None)
+
+        return await self.store.write(unit)
+
+    @staticmethod
+    async def record_progress(tx: Tx, ref: KeyRef, progress: dict[str, Any]) -> None:
+        """Note what the owner created (e.g. a direct post's ping id), so a taker can find it."""
+        await tx.execute(f"UPDATE idempotency_keys SET body = :b WHERE {_WHERE} AND state = 'in_flight'",
+                         {**ref.params, "b": orjson.dumps(progress).decode()})
+
+    @staticmethod
+    async def record_answer(tx: Tx, ref: KeyRef, status: int, body: bytes) -> None:
+        await tx.execute(f"UPDATE idempotency_keys SET state = 'done', status = :s, body = :b WHERE {_WHERE}",
+                         {**ref.params, "s": status, "b": body.decode()})
+
+    async def finish(self, ref: KeyRef, status: int, body: bytes) -> None:
+        async def unit(tx: Tx) -> None:
+            await self.record_answer(tx, ref, status, body)
+
+        await self.store.write(unit)
+
+    async def abandon(self, ref: KeyRef) -> None:
+        """Forget the key after a server error, so the partner can retry."""
+
+        async def unit(tx: Tx) -> None:
+            await tx.execute(f"DELETE FROM idempotency_keys WHERE {_WHERE} AND state = 'in_flight'", ref.params)
+
+        await self.store.write(unit)
+
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+Runner = Callable[[KeyRef | None, Claim | None], Awaitable[BaseModel]]
+
+
+async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: str, endpoint: str,
+                         body: BaseModel, run: Runner, answer_in_unit: bool = False) -> Response:
+    """Run a partner POST under its Idempotency-Key header, if it has one.
+
+    With `answer_in_unit`, `run` stores the answer itself inside its effects' transaction (the ping);
+    otherwise the answer is stored by one short transaction after the effects (post, direct post).
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return _json(200, (await run(None, None)).model_dump_json().encode())
+    if not _KEY.match(key):
+        raise errors.ValidationFailed.one("Idempotency-Key", "1 to 255 visible ASCII characters")
+    ref = KeyRef(campaign_id, endpoint, key)
+    claim = await idem.begin(ref, request_sha256(body.model_dump(mode="json")))
+    if claim.replay is not None:
+        status, stored = claim.replay
+        response = _json(status, stored)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        result = await run(ref, claim)
+    except errors.PingpostError as exc:
+        if exc.status >= 500:
+            await idem.abandon(ref)
+        else:
+            await idem.finish(ref, exc.status, orjson.dumps(exc.body()))
+        raise
+    except BaseException:
+        await idem.abandon(ref)
+        raise
+    answer = result.model_dump_json().encode()
+    if not answer_in_unit:
+        await idem.finish(ref, 200, answer)
+    return _json(200, answer)
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(content=body, status_code=status, media_type="application/json")

@@ -1,0 +1,84 @@
+"""Per-contract report counters (pings evaluated, bids, wins), aggregated in memory and flushed.
+
+Incrementing up to 30 counter rows inside every ping's write transaction would double the
+database work of a ping; instead each process sums them in memory and upserts them about once a
+second (and at shutdown). A crash can lose at most that second of bid/win counts; sales, revenue
+and payouts in reports come from the sales table and are always exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pingpost.db.store import Store, Tx
+
+Key = tuple[str, str, str, str, str, str]  # day, offer, campaign, partner, contract ('' = ping row), buyer
+
+
+def utc_day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+class ReportCounters:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: dict[Key, list[int]] = {}  # pings, bids, wins
+        self._task: asyncio.Task[None] | None = None
+
+    def add_ping(self, *, at_ms: int, offer_id: str, campaign_id: str, partner_id: str,
+                 contracts: Iterable[tuple[str, str, bool, bool]]) -> None:
+        """Count one ping and, per evaluated contract (id, buyer, bid?, won?), its bid and win."""
+        day = utc_day(at_ms)
+        self._bump((day, offer_id, campaign_id, partner_id, "", ""), 1, 0, 0)
+        for contract_id, buyer_id, bid, won in contracts:
+            self._bump((day, offer_id, campaign_id, partner_id, contract_id, buyer_id), 1, int(bid), int(won))
+
+    def _bump(self, key: Key, pings: int, bids: int, wins: int) -> None:
+        counts = self._pending.get(key)
+        if counts is None:
+            self._pending[key] = [pings, bids, wins]
+        else:
+            counts[0] += pings
+            counts[1] += bids
+            counts[2] += wins
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+
+        async def unit(tx: Tx) -> None:
+            await tx.executemany(
+                "INSERT INTO report_counters (day, offer_id, campaign_id, partner_id, contract_id, buyer_id, pings, "
+                "bids, wins) VALUES (:d, :o, :c, :p, :ct, :b, :pings, :bids, :wins) "
+                "ON CONFLICT (day, contract_id, campaign_id) DO UPDATE SET pings = report_counters.pings + "
+                "excluded.pings, bids = report_counters.bids + excluded.bids, wins = report_counters.wins + "
+                "excluded.wins",
+                [{"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1],
+                  "wins": v[2]} for k, v in sorted(pending.items())])
+
+        try:
+            await self.store.write(unit)
+        except BaseException:
+            for key, (pings, bids, wins) in pending.items():  # keep the counts for the next flush
+                self._bump(key, pings, bids, wins)
+            raise
+
+    def start(self, interval_s: float = 1.0) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                with contextlib.suppress(Exception):  # a failed flush is retried with the next batch
+                    await self.flush()
+
+        self._task = asyncio.create_task(loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
