@@ -15,8 +15,8 @@ from pingpost.admin.pings import router as pings_router
 from pingpost.admin.sales import buyer_router
 from pingpost.admin.sales import router as sales_router
 from pingpost.admin.service import AdminService
-from pingpost.auction.bidders import UnavailableRtbBidder
 from pingpost.auction.endpoints import router as partner_router
+from pingpost.auction.rtb import AiohttpRtbBidder
 from pingpost.auction.service import AuctionService
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                                           grace_ms=settings.delivery_grace_ms)
             app.state.auction = AuctionService(
                 store=app.state.store, snapshots=SnapshotCache(app.state.store), secret=app.state.secret,
-                rtb=UnavailableRtbBidder(), static_fallback_default=settings.static_fallback,
+                rtb=AiohttpRtbBidder(app.state.client), static_fallback_default=settings.static_fallback,
                 counters=app.state.counters)
             app.state.direct_posts = DirectPostService(store=app.state.store, auction=app.state.auction,
                                                        posts=app.state.posts)

@@ -17,6 +17,7 @@ import orjson
 
 from pingpost import errors
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder, fixed_bid
+from pingpost.auction.rtb import contract_timeout_ms
 from pingpost.auction.schemas import BidOut, PingIn, PingOut, Transfer
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.db import auction_repo as repo
@@ -143,9 +144,10 @@ class AuctionService:
         open_rows = [r for r in rows if r.outcome is None]
         state = await self.read_state(open_rows, consumer, now)
         self.state_checks(open_rows, state, keys, body.channel, now)
+        plain_hashes = {k: v.lower() for k, v in (body.consumer.model_dump() if body.consumer else {}).items() if v}
         await self._bid([r for r in rows if r.outcome is None], BidRequest(
             ping_id=ping_id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel, lead=lead,
-            test=body.test, consumer={}), offer, consumer)
+            test=body.test, consumer=plain_hashes), offer)
         kinds = distribution.sale_types(offer.rule, offer.max_winners, body.channel)
         terms = Terms(offer=offer, payout=campaign.payout, channel=body.channel, min_payout=body.min_payout_cents,
                       kinds=kinds)
@@ -223,14 +225,14 @@ class AuctionService:
 
     # --- phase 2: bids ---------------------------------------------------------------------
 
-    async def _bid(self, rows: list[Row], request: BidRequest, offer: Offer, consumer: dict[str, str]) -> None:
+    async def _bid(self, rows: list[Row], request: BidRequest, offer: Offer) -> None:
         rtb_rows = [r for r in rows if r.contract.rtb]
         for row in rows:
             if not row.contract.rtb:
                 row.bid = fixed_bid(row.contract)
         if not rtb_rows:
             return
-        deadline = offer.auction_timeout_ms or max(_rtb_timeout(r.contract, request.channel) for r in rtb_rows)
+        deadline = offer.auction_timeout_ms or max(contract_timeout_ms(r.contract, request.channel) for r in rtb_rows)
         results = await self.rtb.bid_all([r.contract for r in rtb_rows], request, deadline)
         for row in rtb_rows:
             row.bid = results.get(row.contract.id) or BidResult(Outcome.BID_TIMEOUT, detail="no answer")
@@ -385,11 +387,6 @@ def _pre_bid_minimum(c: Contract) -> int:
     if c.rtb:
         return max(int(c.rtb.get("min_bid_cents") or 0), 1)
     return c.price_cents or 0
-
-
-def _rtb_timeout(c: Contract, channel: str) -> int:
-    default = 3000 if channel in ("call", "callback") else 1000
-    return int((c.rtb or {}).get("timeout_ms") or default)
 
 
 def _price_failure(price: int | None, *, offer: Offer, funds: repo.Funds | None, payout: dict[str, Any],
