@@ -121,11 +121,12 @@ def apply(file: Path, database: str = typer.Option(None, help="database URL")) -
 
 
 @app.command()
-def demo(port: int = 8000) -> None:
-    """Start a server on a fresh SQLite database with the example Medicare setup applied."""
+def demo(port: int = 8000, sandbox_port: int = 8700,
+         count: int = typer.Option(25, help="how many pings to send")) -> None:
+    """The exchange end to end: sandbox buyers, a server on SQLite, a stream of pings and posts."""
     from pingpost.demo import run_demo
 
-    run_demo(port=port)
+    run_demo(port=port, sandbox_port=sandbox_port, count=count)
 
 
 

@@ -1,47 +1,160 @@
-"""`pingpost demo`: a server on a fresh SQLite file with the example Medicare setup applied."""
+"""`pingpost demo`: the exchange working end to end on the embedded SQLite store.
+
+Starts the sandbox buyers and a pingpost server (each its own process), applies the Medicare
+setup of `examples/medicare.yaml`, then sends a stream of pings and posts, printing each
+auction's waterfall and a running summary. The server stays up (curl it) until Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import httpx
 import yaml
 from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
 from pingpost.config import Settings
+from pingpost.security import new_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "medicare.yaml"
+POSTING_KEY = "pp_demo_acme_medicare"
+STATES = ["FL", "TX", "AZ", "NC", "PA", "OH", "GA"]
+FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances"]
 
 
-def run_demo(*, port: int) -> None:
-    import asyncio
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", *args],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
-    import uvicorn
 
+def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited early")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not start")
+
+
+def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
     from pingpost.cli import _apply, prepare_database
 
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="pingpost-demo-"))
-    settings = Settings(database_url=f"sqlite:///{workdir / 'pingpost.db'}")
-    token = prepare_database(settings)
-    asyncio.run(_apply(settings, yaml.safe_load(EXAMPLE.read_text())))
+    token = new_key("ppa")
+    settings = Settings(database_url=f"sqlite:///{workdir / 'pingpost.db'}", admin_token=token,
+                        key_file=str(workdir / "pingpost.key"))
+    prepare_database(settings)
+    setup = yaml.safe_load(EXAMPLE.read_text().replace("127.0.0.1:8700", f"127.0.0.1:{sandbox_port}"))
+    asyncio.run(_apply(settings, setup))
+    env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": settings.key_file or "",
+           "PINGPOST_JSON_LOGS": "true"}
+    children = [_spawn(["sandbox-buyers", "--port", str(sandbox_port)], env, workdir / "sandbox.log")]
+    children.append(_spawn(["serve", "--port", str(port), "--database", settings.database_url], env,
+                           workdir / "server.log"))
     base = f"http://127.0.0.1:{port}"
-    console.rule("pingpost demo")
-    console.print(f"database: {workdir / 'pingpost.db'}")
-    console.print(f"admin token (shown once): [bold]{token}[/bold]")
-    console.print("Try, in another terminal:")
-    console.print(f"  export TOKEN={token}")
+    try:
+        _wait(f"http://127.0.0.1:{sandbox_port}/_received/none", children[0], "the sandbox buyers")
+        _wait(f"{base}/readyz", children[1], "the pingpost server")
+        console.rule("[bold]pingpost demo")
+        console.print(f"server {base} (SQLite at {workdir / 'pingpost.db'}), sandbox buyers on :{sandbox_port}")
+        console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
+        asyncio.run(_stream(console, base, token, count))
+        _hints(console, base, token)
+        console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=15)
+        console.print("stopped.")
+
+
+async def _stream(console: Console, base: str, token: str, count: int) -> None:
+    partner = {"Authorization": f"Bearer {POSTING_KEY}"}
+    admin = {"Authorization": f"Bearer {token}"}
+    wins: Counter[str] = Counter()
+    totals = {"pings": 0, "sold": 0, "revenue": 0, "payout": 0}
+    rng = random.Random(7)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("pings and posts", total=count)
+            for i in range(count):
+                lead = {"state": rng.choice(STATES), "zip": f"{rng.randint(10000, 99999)}", "age": rng.randint(62, 80)}
+                answer = (await client.post("/v1/ping", json={"lead": lead, "partner_lead_id": f"demo-{i}"},
+                                            headers=partner)).json()
+                totals["pings"] += 1
+                record = (await client.get(f"/v1/admin/pings/{answer['ping_id']}", headers=admin)).json()
+                if answer["status"] == "bids":
+                    full = {**lead, "first_name": rng.choice(FIRST), "last_name": "Example",
+                            "phone": f"305555{rng.randint(1000, 9999)}"}
+                    result = (await client.post("/v1/post", json={"ping_id": answer["ping_id"], "lead": full,
+                                                                   "consent": {"tcpa": True}},
+                                                headers=partner)).json()
+                    record = (await client.get(f"/v1/admin/pings/{answer['ping_id']}", headers=admin)).json()
+                    for sale in result.get("sales", []):
+                        totals["sold"] += 1
+                        totals["payout"] += sale["payout_cents"]
+                    for w in record["waterfall"]:
+                        if w["post_outcome"] == "post_accepted":
+                            totals["revenue"] += w["bid_cents"]
+                            wins[w["buyer_id"]] += 1
+                progress.console.print(_waterfall_table(i + 1, lead, record))
+                progress.advance(task)
+    summary = Table(title="running summary")
+    for column in ("pings", "sold", "revenue", "partner payout", "margin"):
+        summary.add_column(column, justify="right")
+    summary.add_row(str(totals["pings"]), str(totals["sold"]), _usd(totals["revenue"]), _usd(totals["payout"]),
+                    _usd(totals["revenue"] - totals["payout"]))
+    console.print(summary)
+    console.print("wins per buyer: " + ", ".join(f"{b} {n}" for b, n in wins.most_common()))
+
+
+def _waterfall_table(n: int, lead: dict[str, Any], record: dict[str, Any]) -> Table:
+    table = Table(title=f"ping {n}: {lead['state']} {lead['zip']} age {lead['age']} -> {record['status']} "
+                        f"in {record['decision_ms']} ms", title_justify="left")
+    for column in ("contract", "outcome", "detail", "bid", "source", "rtb ms", "post"):
+        table.add_column(column)
+    for w in record["waterfall"]:
+        style = "green" if w["outcome"] == "won" else ("yellow" if w["outcome"] == "lost_to_higher_bid" else "dim")
+        table.add_row(w["contract_id"], f"[{style}]{w['outcome']}[/{style}]", w["detail"] or "",
+                      _usd(w["bid_cents"]) if w["bid_cents"] is not None else "", w["source"] or "",
+                      str(w["rtb_latency_ms"] or ""), w["post_outcome"] or "")
+    return table
+
+
+def _usd(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def _hints(console: Console, base: str, token: str) -> None:
+    console.print("\nTry it yourself:")
     for cmd in (
-        f"curl -s {base}/v1/admin/offers -H \"Authorization: Bearer $TOKEN\"",
-        f"curl -s {base}/v1/admin/buyers/buyer-a -H \"Authorization: Bearer $TOKEN\"",
-        f"curl -s '{base}/v1/admin/ledger?account=buyer:buyer-a' -H \"Authorization: Bearer $TOKEN\"",
-        f"curl -s -X POST {base}/v1/admin/buyers/buyer-a/deposits -H \"Authorization: Bearer $TOKEN\" "
-        "-H 'content-type: application/json' -d '{\"amount_cents\": 25000, \"reference\": \"wire-42\"}'",
-        f"curl -s -X PATCH {base}/v1/admin/contracts/bravo-national -H \"Authorization: Bearer $TOKEN\" "
-        "-H 'content-type: application/json' -d '{\"status\": \"paused\"}'",
+        f"export TOKEN={token}",
+        f"curl -s -X POST {base}/v1/ping -H 'Authorization: Bearer {POSTING_KEY}' -H 'content-type: application/json' "
+        "-d '{\"lead\": {\"state\": \"FL\", \"zip\": \"33109\", \"age\": 67}}'",
+        f"curl -s {base}/v1/admin/pings?limit=5 -H \"Authorization: Bearer $TOKEN\"",
+        f"curl -s {base}/v1/admin/buyers/charlie -H \"Authorization: Bearer $TOKEN\"",
+        f"curl -s '{base}/v1/admin/reports/summary?group_by=buyer' -H \"Authorization: Bearer $TOKEN\"",
     ):
-        console.print(f"  {cmd}", soft_wrap=True)
-    console.print("Ctrl-C stops the server.")
-    os.environ["PINGPOST_DATABASE_URL"] = settings.database_url
-    uvicorn.run("pingpost.app:app_factory", factory=True, host="127.0.0.1", port=port, log_level="warning")
+        console.print(f"  {cmd}", soft_wrap=True, highlight=False)

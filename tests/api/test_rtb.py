@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, ping, waterfall
-from tests.api.test_post import FULL, post
+from tests.api.test_post import post
 from tests.conftest import Api, Sandbox
 
 
