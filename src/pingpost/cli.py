@@ -139,7 +139,7 @@ def sandbox_buyers(host: str = "127.0.0.1", port: int = 8700) -> None:
 
     console.print(f"sandbox buyers on http://{host}:{port} (deliver: /deliver/{{buyer}}/accept, "
                   f"bid: /bid/{{buyer}}/fixed?cents=9100)")
-    web.run_app(sandbox_app(), host=host, port=port, print=None, access_log=None)
+    web.run_app(sandbox_app(), host=host, port=port, print=None, access_log=None, shutdown_timeout=1)
 
 
 @app.command()

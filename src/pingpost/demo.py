@@ -75,19 +75,30 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
         console.rule("[bold]pingpost demo")
         console.print(f"server {base} (SQLite at {workdir / 'pingpost.db'}), sandbox buyers on :{sandbox_port}")
         console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
+        signal.signal(signal.SIGTERM, _stop)
         asyncio.run(_stream(console, base, token, count))
         _hints(console, base, token)
         console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, _stop)
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         for child in children:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)
         for child in children:
-            child.wait(timeout=15)
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
         console.print("stopped.")
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 async def _stream(console: Console, base: str, token: str, count: int) -> None:
