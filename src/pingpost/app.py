@@ -23,6 +23,8 @@ from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secre
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
 from pingpost.delivery.buyer_client import AiohttpBuyerClient, BuyerClient
+from pingpost.delivery.call_endpoints import router as calls_router
+from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
 from pingpost.delivery.idempotency import Idempotency
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                 counters=app.state.counters)
             app.state.direct_posts = DirectPostService(store=app.state.store, auction=app.state.auction,
                                                        posts=app.state.posts)
+            app.state.calls = CallService(store=app.state.store, posts=app.state.posts)
             app.state.idempotency = Idempotency(app.state.store, lease_ms=settings.idempotency_lease_s * 1000)
             yield
         finally:
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(partner_router)
     app.include_router(post_router)
+    app.include_router(calls_router)
     app.include_router(admin_router)
     app.include_router(pings_router)
     app.include_router(sales_router)

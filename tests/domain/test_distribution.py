@@ -18,10 +18,11 @@ def cand(cid: str, buyer: str, price: int | None, *, excl: int | None = None, pr
 
 
 def run(p: Plan, full: frozenset[str] = frozenset()) -> tuple[list[Choice], dict[str, tuple[str, str | None]]]:
-    async def reserve(choice: Choice) -> tuple[str, str] | None:
+    async def reserve(choice: Choice, standby: bool) -> tuple[str, str] | None:
         return ("cap_reached", "reserved_concurrently") if choice.candidate.contract_id in full else None
 
-    return asyncio.run(select_winners(p, reserve))
+    winners, _, outcomes = asyncio.run(select_winners(p, reserve))
+    return winners, outcomes
 
 
 CANDS = [cand("a", "A", 8500), cand("b", "B", 7200), cand("c", "C", 9100, excl=9500), cand("d", "D", 9100, prio=1)]
@@ -70,9 +71,17 @@ def test_round_robin_wraps_after_pointer() -> None:
                            candidates=CANDS, rr_last_key=keys[0]))[0][0] == "a"
 
 
-def test_calls_are_always_exclusive() -> None:
+def test_calls_are_always_exclusive_with_standbys() -> None:
     p = plan(rule="multisell", max_winners=3, hybrid_floor_cents=0, channel="call", candidates=CANDS)
     assert winners_of(p) == [("c", "exclusive", 9500)]
+
+    async def reserve(choice: Choice, standby: bool) -> tuple[str, str] | None:
+        return ("cap_reached", "reserved_concurrently") if choice.candidate.contract_id == "d" else None
+
+    winners, standbys, outcomes = asyncio.run(select_winners(p, reserve, standby=2))
+    assert [w.candidate.contract_id for w in winners] == ["c"]
+    assert [s.candidate.contract_id for s in standbys] == ["a", "b"]
+    assert outcomes == {"d": ("cap_reached", "reserved_concurrently")}
 
 
 def test_weighted_follows_weights() -> None:

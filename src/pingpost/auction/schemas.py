@@ -28,16 +28,11 @@ class PingIn(BaseModel):
     test: bool = False
 
 
-class Transfer(BaseModel):
-    phone: str | None = None
-    sip: str | None = None
-
-
 class BidOut(BaseModel):
     bid_id: str
     payout_cents: int
     sale_type: Literal["exclusive", "shared"]
-    transfer: Transfer | None = None
+    transfer: dict[Literal["phone", "sip"], str] | None = None  # E.164 phone or SIP URI, for calls
 
 
 class PingOut(BaseModel):

@@ -18,7 +18,7 @@ import orjson
 from pingpost import errors
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder, fixed_bid
 from pingpost.auction.rtb import contract_timeout_ms
-from pingpost.auction.schemas import BidOut, PingIn, PingOut, Transfer
+from pingpost.auction.schemas import BidOut, PingIn, PingOut
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.db import auction_repo as repo
 from pingpost.db.store import Store, Tx
@@ -323,7 +323,10 @@ class AuctionService:
                                                r.contract.weight, r.shared_cents, r.exclusive_cents)
                         for r in candidates])
 
-        async def try_reserve(choice: distribution.Choice) -> tuple[str, str] | None:
+        # A call's active bid holds a live-call slot from its win; callbacks take theirs at `connected`.
+        live_at_win = body.channel == "call"
+
+        async def try_reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
             row = by_id[choice.candidate.contract_id]
             row.bid_id = new_id("bid")
             if body.test:
@@ -334,29 +337,40 @@ class AuctionService:
             if not await repo.take_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents):
                 await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
                 return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
+            live = live_at_win and not standby
+            if live and not await repo.take_live_slot(tx, contract_id=row.contract.id):
+                await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
+                await repo.return_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents)
+                return Outcome.CONCURRENCY_CAP_REACHED.value, "reserved_concurrently"
             row.extra["reservation_id"] = new_id("rsv")
             await repo.insert_reservation(tx, {
                 "id": row.extra["reservation_id"], "bid_id": row.bid_id, "ping_id": ping_id,
                 "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
                 "amount_cents": choice.price_cents, "day_key": k.day, "week_key": k.week, "month_key": k.month,
-                "live_call": 0, "expires_at": expires_at, "created_at": now})
+                "live_call": int(live), "expires_at": expires_at, "created_at": now})
             return None
 
-        winners, outcomes = await distribution.select_winners(plan, try_reserve)
+        calls = body.channel in ("call", "callback")
+        winners, standbys, outcomes = await distribution.select_winners(
+            plan, try_reserve, standby=offer.call_standby if calls else 0)
         bids: list[dict[str, Any]] = []
         answer_bids: list[BidOut] = []
-        for choice in winners:
-            row = by_id[choice.candidate.contract_id]
-            row.outcome, row.sale_type, row.charged_cents = Outcome.WON.value, choice.sale_type, choice.price_cents
-            payout = payout_cents(campaign.payout, choice.price_cents)
-            transfer = (row.bid.transfer if row.bid else None) or row.contract.transfer
-            bids.append({"bid_id": row.bid_id, "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
-                         "price_cents": choice.price_cents, "payout_cents": payout, "sale_type": choice.sale_type,
-                         "source": row.source, "bid_ref": row.bid.bid_ref if row.bid else None,
-                         "transfer": transfer, "role": "winner",
-                         "reservation_id": row.extra.get("reservation_id")})
-            answer_bids.append(BidOut(bid_id=row.bid_id or "", payout_cents=payout, sale_type=choice.sale_type,
-                                      transfer=Transfer(**transfer) if transfer else None))
+        for role, chosen in (("winner", winners), ("standby", standbys)):
+            for choice in chosen:
+                row = by_id[choice.candidate.contract_id]
+                row.outcome = Outcome.WON.value if role == "winner" else Outcome.STANDBY.value
+                row.sale_type, row.charged_cents = choice.sale_type, choice.price_cents
+                payout = payout_cents(campaign.payout, choice.price_cents)
+                transfer = (row.bid.transfer if row.bid else None) or row.contract.transfer
+                bids.append({"bid_id": row.bid_id, "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
+                             "price_cents": choice.price_cents, "payout_cents": payout, "sale_type": choice.sale_type,
+                             "source": row.source, "bid_ref": row.bid.bid_ref if row.bid else None,
+                             "transfer": transfer, "role": role,
+                             "reservation_id": row.extra.get("reservation_id")})
+                if role == "winner":
+                    answer_bids.append(BidOut(bid_id=row.bid_id or "", payout_cents=payout,
+                                              sale_type=choice.sale_type,
+                                              transfer=transfer or None))
         for contract_id, (outcome, detail) in outcomes.items():
             row = by_id[contract_id]
             row.outcome, row.detail, row.bid_id = outcome, detail, None

@@ -77,6 +77,13 @@ async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence
             "WHERE state IN ('held', 'posting') AND expires_at <= :now "
             "AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
             {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
+        for r in await tx.fetch(
+                "SELECT contract_id FROM reservations WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
+                "AND contract_id IN (:cs)", {"now": now, "cs": list(contract_ids)}):
+            u = state.usage.get(r["contract_id"])
+            if u is not None:
+                state.usage[r["contract_id"]] = Usage(u.day_key, u.day_used, u.week_key, u.week_used, u.month_key,
+                                                      u.month_used, u.live_calls - 1)
         for r in stale:
             u = state.usage.get(r["contract_id"])
             if u is not None:
@@ -138,6 +145,13 @@ async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Seq
         f"AND (contract_id IN (:cs) OR buyer_id IN (:bs)) {_RETURNING}",
         {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
     await give_back(tx, rows)
+    # A connected call billed at connect is `sold` but holds its live-call slot until completed or expiry.
+    lapsed_calls = await tx.fetch(
+        "UPDATE reservations SET live_call = 0 WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
+        "AND contract_id IN (:cs) RETURNING contract_id", {"now": now, "cs": list(contract_ids)})
+    for r in lapsed_calls:
+        await tx.execute("UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c "
+                         "AND live_calls > 0", {"c": r["contract_id"]})
     return len(rows)
 
 
@@ -176,6 +190,30 @@ async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> bool:
         "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
         "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
         {"a": amount_cents, "b": buyer_id}) == 1
+
+
+async def take_live_slot(tx: Tx, *, contract_id: str) -> bool:
+    """A live-call slot under `max_concurrent_calls` (conditional, atomic like the caps)."""
+    return await tx.execute(
+        "UPDATE contract_usage SET live_calls = live_calls + 1 WHERE contract_id = :c "
+        "AND (max_live_calls IS NULL OR live_calls < max_live_calls)", {"c": contract_id}) == 1
+
+
+async def end_live_call(tx: Tx, reservation_id: str) -> None:
+    """Give back the live-call slot of a sold call (once: the flag is cleared in the same statement).
+
+    A reservation that was released or expired gave its slot back then (`give_back`)."""
+    contract_id = await tx.fetchval(
+        "UPDATE reservations SET live_call = 0 WHERE id = :r AND live_call = 1 AND state = 'sold' "
+        "RETURNING contract_id", {"r": reservation_id})
+    if contract_id is not None:
+        await tx.execute("UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c "
+                         "AND live_calls > 0", {"c": contract_id})
+
+
+async def return_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> None:
+    await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
+                     {"a": amount_cents, "b": buyer_id})
 
 
 async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:

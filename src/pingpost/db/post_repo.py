@@ -95,33 +95,51 @@ async def record_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], now: int) ->
     existing = await tx.fetchval("SELECT id FROM sales WHERE bid_id = :b", {"b": bid["bid_id"]})
     if existing is not None:
         return str(existing)
-    sale_id = new_id("sal")
+    await settle_reservation(tx, bid)
+    sale_id = await insert_sale(tx, ping=ping, bid=bid, status="charged", now=now)
+    await charge_sale(tx, ping=ping, bid=bid, sale_id=sale_id, now=now)
+    return sale_id
+
+
+async def settle_reservation(tx: Tx, bid: Mapping[str, Any]) -> None:
+    """Turn a bid's reservation into a sale: its cap slot becomes a count and its hold is released
+    (the ledger charge replaces it). A reservation that lapsed (a crash, a very long call) had its
+    slot given back, so the sale is counted again in the reservation's own period."""
     reservation_id = bid.get("reservation_id")
     sold = await tx.fetchrow(
         "UPDATE reservations SET state = 'sold' WHERE id = :r AND state IN ('held', 'posting') "
-        "RETURNING amount_cents, day_key, week_key, month_key", {"r": reservation_id})
+        "RETURNING amount_cents", {"r": reservation_id})
     if sold is not None:
         await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
                          {"a": int(sold["amount_cents"]), "b": bid["buyer_id"]})
-    else:
-        # The reservation lapsed (a crash or reconciliation): its slot was given back, so count the sale again.
-        lapsed = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": reservation_id})
-        if lapsed is not None:
-            await count_sale_slot(tx, lapsed)
-            await tx.execute("UPDATE reservations SET state = 'sold' WHERE id = :r", {"r": reservation_id})
+        return
+    lapsed = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r AND state <> 'sold'", {"r": reservation_id})
+    if lapsed is not None:
+        await count_sale_slot(tx, lapsed)
+        await tx.execute("UPDATE reservations SET state = 'sold' WHERE id = :r", {"r": reservation_id})
+
+
+async def insert_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], status: str, now: int) -> str:
+    sale_id = new_id("sal")
     await tx.execute(
         "INSERT INTO sales (id, ping_id, bid_id, offer_id, campaign_id, partner_id, contract_id, buyer_id, channel, "
         "sale_type, price_cents, payout_cents, status, created_at) VALUES (:id, :p, :b, :o, :c, :pa, :ct, :bu, :ch, "
-        ":st, :price, :payout, 'charged', :now)",
+        ":st, :price, :payout, :status, :now)",
         {"id": sale_id, "p": ping["id"], "b": bid["bid_id"], "o": ping["offer_id"], "c": ping["campaign_id"],
          "pa": ping["partner_id"], "ct": bid["contract_id"], "bu": bid["buyer_id"], "ch": ping["channel"],
-         "st": bid["sale_type"], "price": bid["price_cents"], "payout": bid["payout_cents"], "now": now})
+         "st": bid["sale_type"], "price": bid["price_cents"], "payout": bid["payout_cents"], "status": status,
+         "now": now})
+    return sale_id
+
+
+async def charge_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], sale_id: str, now: int) -> None:
+    """The sale's zero-sum ledger transaction and its dedup records."""
+    await tx.execute("UPDATE sales SET status = 'charged' WHERE id = :s", {"s": sale_id})
     await record_transaction(tx, kind="sale", now=now, sale_id=sale_id, reference=sale_id, entries=sale_entries(
         buyer_id=bid["buyer_id"], partner_id=ping["partner_id"], price_cents=int(bid["price_cents"]),
         payout_cents=int(bid["payout_cents"])))
     await tx.execute("UPDATE dedup_records SET sale_id = :s, sold_at = :now WHERE sale_id = :pending",
                      {"s": sale_id, "now": now, "pending": pending_sale_id(bid["bid_id"])})
-    return sale_id
 
 
 async def count_sale_slot(tx: Tx, reservation: Any) -> None:

@@ -103,7 +103,7 @@ class PostService:
         self._check_ping(ping, campaign, body.ping_id)
         offer = snap.offers[ping["offer_id"]]
         vertical = snap.verticals[offer.vertical_id]
-        lead = self._validate_lead(vertical, ping, body.lead)
+        lead = self.validate_lead(vertical, ping, body.lead)
         hashes = consumer_hashes(vertical, lead)
         keyed = {name: self.secret.keyed(value) for name, value in hashes.items()}
         stored = orjson.loads(ping["consumer"])
@@ -142,7 +142,7 @@ class PostService:
             raise errors.Gone("the ping expired", code="ping_expired", details={"ping_id": ping["id"]})
 
     @staticmethod
-    def _validate_lead(vertical: Vertical, ping: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    def validate_lead(vertical: Vertical, ping: Any, raw: dict[str, Any]) -> dict[str, Any]:
         try:
             lead = validate_lead(vertical, raw, allow_pii=True, require=True)
         except LeadProblem as problem:

@@ -116,31 +116,35 @@ class Choice:
 
 
 async def select_winners(
-    chosen_plan: Plan, try_reserve: Callable[[Choice], Awaitable[tuple[str, str] | None]]
-) -> tuple[list[Choice], dict[str, tuple[str, str | None]]]:
-    """Reserve in plan order until `max_winners`, one winning contract per buyer.
+    chosen_plan: Plan, try_reserve: Callable[[Choice, bool], Awaitable[tuple[str, str] | None]], *, standby: int = 0,
+) -> tuple[list[Choice], list[Choice], dict[str, tuple[str, str | None]]]:
+    """Reserve in plan order until `max_winners`, one winning contract per buyer, then up to
+    `standby` runners-up of other buyers (calls ring them if the winner fails).
 
-    `try_reserve` answers None when the reservation was taken, else (outcome, detail). Answers the
-    winners and, for every other candidate, its (outcome, detail).
+    `try_reserve(choice, is_standby)` answers None when the reservation was taken, else (outcome,
+    detail). Answers the winners, the standbys and, for every other candidate, its (outcome, detail).
     """
     winners: list[Choice] = []
+    standbys: list[Choice] = []
     outcomes: dict[str, tuple[str, str | None]] = {}
-    buyers_won: set[str] = set()
+    buyers_taken: set[str] = set()
     for cand, kind, price in chosen_plan.order:
-        if cand.contract_id in outcomes or any(w.candidate.contract_id == cand.contract_id for w in winners):
+        if cand.contract_id in outcomes or any(c.candidate.contract_id == cand.contract_id
+                                               for c in winners + standbys):
             continue
-        if len(winners) >= chosen_plan.max_winners:
+        full = len(winners) >= chosen_plan.max_winners
+        if full and len(standbys) >= standby:
             outcomes[cand.contract_id] = ("lost_to_higher_bid", None) if chosen_plan.price_ranked \
                 else ("not_selected", None)
             continue
-        if cand.buyer_id in buyers_won:
+        if cand.buyer_id in buyers_taken:
             outcomes[cand.contract_id] = ("not_selected", "one_per_buyer")
             continue
         choice = Choice(cand, kind, price)
-        failure = await try_reserve(choice)
+        failure = await try_reserve(choice, full)
         if failure is None:
-            winners.append(choice)
-            buyers_won.add(cand.buyer_id)
+            (standbys if full else winners).append(choice)
+            buyers_taken.add(cand.buyer_id)
         else:
             outcomes[cand.contract_id] = failure
-    return winners, outcomes
+    return winners, standbys, outcomes

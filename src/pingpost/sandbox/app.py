@@ -80,6 +80,8 @@ async def bid(request: web.Request) -> web.StreamResponse:
         if "phone" in q:
             answer["transfer"] = {"phone": q["phone"]}
         return _json(answer)
+    if behaviour == "call":  # a call buyer: a bid with the number to transfer the caller to
+        return _json({"bid_cents": int(q.get("cents", "4000")), "transfer": {"phone": q.get("phone", "+18005550100")}})
     if behaviour == "random":
         return _json({"bid_cents": random.randint(int(q.get("min", "1000")), int(q.get("max", "9000")))})
     if behaviour == "nobid":

@@ -1,0 +1,44 @@
+"""Wire shapes of call events from the operator's telephony platform (SPEC 5.2)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from pingpost.auction.schemas import BidOut
+from pingpost.delivery.schemas import Consent, Ident
+
+
+class Connected(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    bid_id: Ident
+    lead: dict[Annotated[str, StringConstraints(max_length=64)], Any] = Field(max_length=200)
+    consent: Consent | None = None
+
+
+class Failed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    bid_id: Ident
+    reason: Literal["no_answer", "busy", "rejected"]
+
+
+class Completed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    bid_id: Ident
+    duration_s: int = Field(ge=0, le=7 * 86400)
+
+
+class ConnectedOut(BaseModel):
+    sale_id: str | None
+    billable: bool | None
+    data_post: Literal["post_accepted", "post_rejected", "post_timeout", "post_error"]
+
+
+class FailedOut(BaseModel):
+    next_bid: BidOut | None
+
+
+class CompletedOut(BaseModel):
+    sale_id: str | None
+    billable: bool

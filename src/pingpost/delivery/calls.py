@@ -1,0 +1,284 @@
+"""Call events from the operator's telephony platform (SPEC 2.9, 5.2; DESIGN.md section 6).
+
+`connected` posts the caller record to that buyer only and starts billing (at once, or pending on
+`billable_after_s`); `failed` releases the bid and promotes the best standby; `completed` settles
+a pending sale. Each event is a row with UNIQUE(ping_id, bid_id, type) and its stored answer, so a
+repeat answers the same and changes nothing, and a different payload is 409 event_conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
+
+from pingpost import errors
+from pingpost.auction.schemas import BidOut
+from pingpost.db import auction_repo, post_repo
+from pingpost.db.store import Store, Tx
+from pingpost.delivery.call_schemas import Completed, CompletedOut, Connected, ConnectedOut, Failed, FailedOut
+from pingpost.delivery.idempotency import request_sha256
+from pingpost.delivery.schemas import Consent
+from pingpost.delivery.service import Delivery, PostService, consumer_hashes
+from pingpost.domain.model import Snapshot
+from pingpost.domain.outcomes import Outcome, PostOutcome
+from pingpost.ids import new_id, now_ms
+
+Out = TypeVar("Out", bound=BaseModel)
+
+
+def _bids(ping: Any) -> list[dict[str, Any]]:
+    bids: list[dict[str, Any]] = orjson.loads(ping["bids"])
+    return bids
+
+
+async def _save_bids(tx: Tx, ping_id: str, bids: list[dict[str, Any]]) -> None:
+    await tx.execute("UPDATE pings SET bids = :b WHERE id = :p", {"b": orjson.dumps(bids).decode(), "p": ping_id})
+
+
+class CallService:
+    def __init__(self, *, store: Store, posts: PostService) -> None:
+        self.store = store
+        self.posts = posts
+
+    # --- shared -----------------------------------------------------------------------------
+
+    async def _load(self, tx: Tx, ping_id: str, bid_id: str) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+        ping = await post_repo.load_ping(tx, ping_id)
+        if ping is None:
+            raise errors.NotFound("ping", ping_id)
+        if ping["channel"] not in ("call", "callback"):
+            raise errors.Unprocessable("call events are only for call and callback pings", code="channel_mismatch",
+                                       details={"channel": ping["channel"]})
+        bids = _bids(ping)
+        bid = next((b for b in bids if b["bid_id"] == bid_id), None)
+        if bid is None:
+            raise errors.NotFound("bid", bid_id)
+        return ping, bids, bid
+
+    @staticmethod
+    async def _live(tx: Tx, ping: Any, bid: dict[str, Any], now: int) -> Any:
+        """The bid's reservation if it is still live; 410 bid_expired otherwise."""
+        if ping["test"]:
+            if ping["expires_at"] <= now:
+                raise errors.Gone("the bid expired", code="bid_expired", details={"bid_id": bid["bid_id"]})
+            return None
+        row = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": bid["reservation_id"]})
+        if row is None or row["state"] not in ("held", "posting") or row["expires_at"] <= now:
+            raise errors.Gone("the bid expired", code="bid_expired", details={"bid_id": bid["bid_id"]})
+        return row
+
+    async def _replay(self, ping_id: str, bid_id: str, kind: str, sha: str, out: type[Out]) -> Out | None:
+        row = await self.store.read(lambda tx: tx.fetchrow(
+            "SELECT request_sha256, answer FROM call_events WHERE ping_id = :p AND bid_id = :b AND type = :t",
+            {"p": ping_id, "b": bid_id, "t": kind}))
+        if row is None:
+            return None
+        if row["request_sha256"] != sha:
+            raise errors.Conflict(f"a different `{kind}` event was already recorded for this bid",
+                                  code="event_conflict")
+        if not row["answer"]:
+            raise errors.Conflict(f"this `{kind}` event is being processed", code="event_conflict")
+        return out.model_validate_json(row["answer"])
+
+    @staticmethod
+    async def _claim_event(tx: Tx, ping_id: str, bid_id: str, kind: str, sha: str, now: int) -> None:
+        inserted = await tx.execute(
+            "INSERT INTO call_events (ping_id, bid_id, type, request_sha256, answer, created_at) "
+            "VALUES (:p, :b, :t, :h, '', :now) ON CONFLICT DO NOTHING",
+            {"p": ping_id, "b": bid_id, "t": kind, "h": sha, "now": now})
+        if not inserted:
+            raise errors.Conflict(f"a `{kind}` event was already recorded for this bid", code="event_conflict")
+
+    @staticmethod
+    async def _answer(tx: Tx, ping_id: str, bid_id: str, kind: str, answer: BaseModel) -> None:
+        await tx.execute("UPDATE call_events SET answer = :a WHERE ping_id = :p AND bid_id = :b AND type = :t",
+                         {"a": answer.model_dump_json(), "p": ping_id, "b": bid_id, "t": kind})
+
+    async def _once(self, ping_id: str, bid_id: str, kind: str, payload: BaseModel, out: type[Out],
+                    run: Callable[[str], Awaitable[Out]]) -> Out:
+        sha = request_sha256(payload.model_dump(mode="json"))
+        replay = await self._replay(ping_id, bid_id, kind, sha, out)
+        return replay if replay is not None else await run(sha)
+
+    # --- connected --------------------------------------------------------------------------
+
+    async def connected(self, *, snap: Snapshot, ping_id: str, body: Connected) -> ConnectedOut:
+        return await self._once(ping_id, body.bid_id, "connected", body, ConnectedOut,
+                                lambda sha: self._connected(snap, ping_id, body, sha))
+
+    async def _connected(self, snap: Snapshot, ping_id: str, body: Connected, sha: str) -> ConnectedOut:
+        ping = await self.store.read(lambda tx: post_repo.load_ping(tx, ping_id))
+        if ping is None:
+            raise errors.NotFound("ping", ping_id)
+        offer = snap.offers[ping["offer_id"]]
+        vertical = snap.verticals[offer.vertical_id]
+        lead = PostService.validate_lead(vertical, ping, body.lead)
+        keyed = {n: self.posts.secret.keyed(h) for n, h in consumer_hashes(vertical, lead).items()}
+        mismatched = [n for n, v in orjson.loads(ping["consumer"]).items() if keyed.get(n) != v]
+        if mismatched:
+            raise errors.Unprocessable("the caller record does not match the consumer hashes of the ping",
+                                       code="consumer_mismatch", details={"fields": mismatched})
+        consent = (body.consent or Consent()).model_dump()
+
+        async def claim(tx: Tx) -> tuple[Any, dict[str, Any], str | None, bool | None]:
+            now = now_ms()
+            ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
+            await self._claim_event(tx, ping_id, body.bid_id, "connected", sha, now)
+            if bid["role"] != "winner":
+                raise errors.Conflict("this bid is not the active bid of the call", details={"role": bid["role"]})
+            reservation = await self._live(tx, ping, bid, now)
+            contract = snap.contracts[bid["contract_id"]]
+            test = bool(ping["test"])
+            for other in bids:
+                if other["role"] == "standby":
+                    await post_repo.release_bid(tx, other)
+                    other["role"] = "released"
+            bid["role"] = "connected"
+            await _save_bids(tx, ping_id, bids)
+            if reservation is not None:
+                if ping["channel"] == "callback" and not reservation["live_call"]:
+                    # A callback's live-call slot starts now; the call is already up, so it is counted.
+                    await tx.execute("UPDATE contract_usage SET live_calls = live_calls + 1 WHERE contract_id = :c",
+                                     {"c": contract.id})
+                await tx.execute("UPDATE reservations SET state = 'posting', live_call = 1, expires_at = :e "
+                                 "WHERE id = :r", {"e": now + offer.max_call_duration_s * 1000, "r": reservation["id"]})
+                await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=sorted(keyed.values()),
+                                                sold_at=now, sale_id=post_repo.pending_sale_id(bid["bid_id"]))
+            billable: bool | None = True if contract.billable_after_s == 0 else None
+            sale_id = None
+            if not test:
+                if billable:
+                    sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
+                else:
+                    sale_id = await post_repo.insert_sale(tx, ping=ping, bid=bid, status="pending", now=now)
+            outcome = PostOutcome.CALL_BILLABLE if billable else PostOutcome.CALL_CONNECTED
+            await post_repo.update_waterfall(tx, ping_id, {contract.id: {
+                "post_outcome": outcome.value, "sale_id": sale_id}})
+            await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now) "
+                             "ON CONFLICT DO NOTHING", {"id": new_id("pst"), "p": ping_id, "now": now,
+                                                        "c": self.posts.secret.encrypt(orjson.dumps(
+                                                            {"lead": lead, "consent": consent}))})
+            if contract.delivery:
+                await post_repo.insert_delivery(tx, ping_id=ping_id, bid=bid, now=now)
+            await post_repo.set_post_state(tx, ping_id, post_state="posted", status="sold" if sale_id or test
+                                           else "connected")
+            await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="connected", bid_id=bid["bid_id"])
+            return ping, bid, sale_id, billable
+
+        ping, bid, sale_id, billable = await self.store.write(claim)
+        contract = snap.contracts[bid["contract_id"]]
+        data_post = PostOutcome.POST_ERROR.value
+        verdict = None
+        latency = 0
+        if contract.delivery:
+            # Informational: the data post's result is recorded but never changes billing.
+            verdict, latency = await self.posts.deliver_one(ping, Delivery(bid, contract), lead, consent)
+            data_post = verdict.outcome.value
+        answer = ConnectedOut(sale_id=sale_id, billable=billable, data_post=data_post)
+
+        async def record(tx: Tx) -> None:
+            now = now_ms()
+            if verdict is not None:
+                await post_repo.finish_delivery(
+                    tx, bid_id=bid["bid_id"], state="accepted" if verdict.accepted else "rejected",
+                    outcome=verdict.outcome.value, detail=verdict.detail, latency_ms=latency,
+                    buyer_lead_id=verdict.buyer_lead_id, now=now)
+            await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="data_post", bid_id=bid["bid_id"],
+                                      detail=data_post)
+            await self._answer(tx, ping_id, bid["bid_id"], "connected", answer)
+
+        await self.store.write(record)
+        return answer
+
+    # --- failed -----------------------------------------------------------------------------
+
+    async def failed(self, *, snap: Snapshot, ping_id: str, body: Failed) -> FailedOut:
+        async def run(sha: str) -> FailedOut:
+            return await self.store.write(lambda tx: self._failed(tx, snap, ping_id, body, sha))
+
+        return await self._once(ping_id, body.bid_id, "failed", body, FailedOut, run)
+
+    async def _failed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Failed, sha: str) -> FailedOut:
+        now = now_ms()
+        ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
+        await self._claim_event(tx, ping_id, body.bid_id, "failed", sha, now)
+        if bid["role"] != "winner":
+            raise errors.Conflict("this bid is not the active bid of the call", details={"role": bid["role"]})
+        await self._live(tx, ping, bid, now)
+        await post_repo.release_bid(tx, bid)
+        bid["role"] = "failed"
+        updates: dict[str, dict[str, Any]] = {bid["contract_id"]: {
+            "post_outcome": PostOutcome.CALL_FAILED.value, "post_detail": body.reason}}
+        next_bid = None
+        for standby in bids:
+            if standby["role"] != "standby":
+                continue
+            if not ping["test"]:
+                row = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": standby["reservation_id"]})
+                if row is None or row["state"] != "held" or row["expires_at"] <= now:
+                    continue
+                if ping["channel"] == "call":
+                    if not await auction_repo.take_live_slot(tx, contract_id=standby["contract_id"]):
+                        updates[standby["contract_id"]] = {"detail": Outcome.CONCURRENCY_CAP_REACHED.value}
+                        continue
+                    await tx.execute("UPDATE reservations SET live_call = 1 WHERE id = :r", {"r": row["id"]})
+            standby["role"] = "winner"
+            updates[standby["contract_id"]] = {"outcome": Outcome.WON.value, "detail": "promoted"}
+            next_bid = BidOut(bid_id=standby["bid_id"], payout_cents=standby["payout_cents"],
+                              sale_type=standby["sale_type"],
+                              transfer=standby["transfer"] or None)
+            break
+        await _save_bids(tx, ping_id, bids)
+        await post_repo.update_waterfall(tx, ping_id, updates)
+        await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="failed", bid_id=bid["bid_id"],
+                                  detail=body.reason)
+        if next_bid is not None:
+            await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="promoted", bid_id=next_bid.bid_id)
+        answer = FailedOut(next_bid=next_bid)
+        await self._answer(tx, ping_id, body.bid_id, "failed", answer)
+        return answer
+
+    # --- completed --------------------------------------------------------------------------
+
+    async def completed(self, *, snap: Snapshot, ping_id: str, body: Completed) -> CompletedOut:
+        async def run(sha: str) -> CompletedOut:
+            return await self.store.write(lambda tx: self._completed(tx, snap, ping_id, body, sha))
+
+        return await self._once(ping_id, body.bid_id, "completed", body, CompletedOut, run)
+
+    async def _completed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Completed, sha: str) -> CompletedOut:
+        now = now_ms()
+        ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
+        await self._claim_event(tx, ping_id, body.bid_id, "completed", sha, now)
+        if bid["role"] != "connected":
+            raise errors.Conflict("`completed` needs a connected bid", details={"role": bid["role"]})
+        contract = snap.contracts[bid["contract_id"]]
+        billable = body.duration_s >= contract.billable_after_s
+        sale = await tx.fetchrow("SELECT * FROM sales WHERE bid_id = :b", {"b": bid["bid_id"]})
+        sale_id = sale["id"] if sale is not None else None
+        if sale is not None and sale["status"] == "charged":
+            billable = True  # billed at connect
+        elif sale is not None and sale["status"] == "pending":
+            if billable:
+                await post_repo.settle_reservation(tx, bid)
+                await post_repo.charge_sale(tx, ping=ping, bid=bid, sale_id=sale["id"], now=now)
+            else:
+                await tx.execute("UPDATE sales SET status = 'void' WHERE id = :s", {"s": sale["id"]})
+                await post_repo.release_bid(tx, bid)  # nothing charged, nothing paid, the slot given back
+        if bid.get("reservation_id"):
+            await auction_repo.end_live_call(tx, bid["reservation_id"])
+        bid["role"] = "completed"
+        await _save_bids(tx, ping_id, bids)
+        outcome = PostOutcome.CALL_BILLABLE if billable else PostOutcome.CALL_VOID
+        await post_repo.update_waterfall(tx, ping_id, {contract.id: {
+            "post_outcome": outcome.value, "post_detail": f"{body.duration_s}s"}})
+        if not billable:
+            await tx.execute("UPDATE pings SET status = 'unsold' WHERE id = :p", {"p": ping_id})
+        await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="completed", bid_id=bid["bid_id"],
+                                  detail=f"{body.duration_s}s {'billable' if billable else 'void'}")
+        answer = CompletedOut(sale_id=sale_id, billable=billable)
+        await self._answer(tx, ping_id, body.bid_id, "completed", answer)
+        return answer
