@@ -77,6 +77,7 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
         console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
         signal.signal(signal.SIGTERM, _stop)
         asyncio.run(_stream(console, base, token, count))
+        asyncio.run(_call(console, base, token))
         _hints(console, base, token)
         console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
         signal.signal(signal.SIGTERM, _stop)
@@ -139,6 +140,40 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
                     _usd(totals["revenue"] - totals["payout"]))
     console.print(summary)
     console.print("wins per buyer: " + ", ".join(f"{b} {n}" for b, n in wins.most_common()))
+
+
+async def _call(console: Console, base: str, token: str) -> None:
+    """A phone call: IVR-qualified ping, the winner's transfer fails, the standby takes it, it bills."""
+    console.rule("a phone call")
+    admin = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        platform = (await client.post("/v1/admin/api-keys", headers=admin,
+                                      json={"kind": "call_platform", "name": "demo telephony"})).json()["key"]
+        tel = {"Authorization": f"Bearer {platform}"}
+        lead = {"state": "FL", "zip": "33139", "age": 66, "caller_area_code": "305", "ivr_interested": True}
+        answer = (await client.post("/v1/ping", json={"lead": lead, "channel": "call"},
+                                    headers={"Authorization": f"Bearer {POSTING_KEY}"})).json()
+        if not answer["bids"]:
+            console.print("no buyer took the call")
+            return
+        bid = answer["bids"][0]
+        console.print(f"call ping {answer['ping_id']}: transfer to {bid['transfer']} for "
+                      f"{_usd(bid['payout_cents'])} payout")
+        failed = (await client.post(f"/v1/calls/{answer['ping_id']}/failed", headers=tel,
+                                    json={"bid_id": bid["bid_id"], "reason": "busy"})).json()
+        nxt = failed.get("next_bid")
+        console.print(f"  busy -> next standby: {nxt['transfer'] if nxt else None}")
+        if nxt:
+            caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550188"}
+            connected = (await client.post(f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
+                                           json={"bid_id": nxt["bid_id"], "lead": caller})).json()
+            console.print(f"  connected: {connected}")
+            completed = (await client.post(f"/v1/calls/{answer['ping_id']}/completed", headers=tel,
+                                           json={"bid_id": nxt["bid_id"], "duration_s": 240})).json()
+            console.print(f"  completed after 240 s: {completed}")
+        record = (await client.get(f"/v1/admin/pings/{answer['ping_id']}", headers=admin)).json()
+        console.print(_waterfall_table(0, lead, record))
+        console.print("  timeline: " + " -> ".join(e["type"] for e in record["events"]))
 
 
 def _waterfall_table(n: int, lead: dict[str, Any], record: dict[str, Any]) -> Table:

@@ -104,3 +104,62 @@ def test_postgres_several_processes_never_oversell(tmp_path: Path, pg_database: 
             await conn.close()
 
     assert asyncio.run(count()) == CAP
+
+
+MAX_CALLS = 3
+
+
+async def setup_calls(base: str) -> tuple[str, str]:
+    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as c:
+        async def post(path: str, body: dict[str, Any]) -> Any:
+            r = await c.post(path, json=body)
+            assert r.status_code == 201, r.text
+            return r.json()
+
+        await post("/v1/admin/verticals", VERTICAL)
+        await post("/v1/admin/offers", {"id": "calls", "name": "Calls", "vertical": "medicare", "channels": ["call"],
+                                        "call_standby": 0})
+        await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
+        key = (await post("/v1/admin/campaigns", {"id": "cmp", "name": "C", "partner": "acme", "offer": "calls",
+                                                  "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+        await post("/v1/admin/buyers", {"id": "agency", "name": "Agency"})
+        await post("/v1/admin/buyers/agency/deposits", {"amount_cents": 10**9})
+        await post("/v1/admin/contracts", {"id": "agents", "name": "agents", "buyer": "agency", "offer": "calls",
+                                           "price_cents": PRICE, "transfer": {"phone": "+13055550100"},
+                                           "caps": {"max_concurrent_calls": MAX_CALLS}})
+        return str(key), "agents"
+
+
+@pytest.mark.skipif(not PG_URL, reason="PINGPOST_TEST_POSTGRES_URL is not set")
+def test_live_call_slots_across_processes(tmp_path: Path, pg_database: str) -> None:
+    async def truncate() -> None:
+        from tests.conftest import _truncate_pg
+        await _truncate_pg(pg_database)
+
+    asyncio.run(truncate())
+    with pingpost_server(pg_database, workers=2, workdir=tmp_path) as first, \
+            pingpost_server(pg_database, workers=1, workdir=tmp_path) as second:
+        key, _ = asyncio.run(setup_calls(first))
+
+        async def fire_calls() -> list[dict[str, Any]]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                async def one(i: int) -> dict[str, Any]:
+                    r = await client.post(f"{(first, second)[i % 2]}/v1/ping", json={"lead": LEAD, "channel": "call"},
+                                          headers={"Authorization": f"Bearer {key}"})
+                    assert r.status_code == 200, r.text
+                    body: dict[str, Any] = r.json()
+                    return body
+
+                return list(await asyncio.gather(*(one(i) for i in range(120))))
+
+        answers = asyncio.run(fire_calls())
+        assert sum(1 for a in answers if a["bids"]) == MAX_CALLS
+
+    async def live() -> int:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            return int(await conn.fetchval("SELECT live_calls FROM contract_usage WHERE contract_id = 'agents'"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(live()) == MAX_CALLS

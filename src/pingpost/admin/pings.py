@@ -19,7 +19,8 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 
 
 def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
-    winners = [b for b in orjson.loads(row["bids"]) if b["role"] == "winner"]
+    # roles move on (a call's winner fails, is connected, completes); standbys were never winners
+    winners = [b for b in orjson.loads(row["bids"]) if b["role"] in ("winner", "failed", "connected", "completed")]
     timeline = [{"at": rfc3339(row["received_at"]), "type": "ping", "bid_id": None, "detail": None},
                 {"at": rfc3339(row["decided_at"]), "type": "bids" if winners else "no_bids", "bid_id": None,
                  "detail": f"{len(winners)} winning bid(s)"}]
