@@ -187,5 +187,38 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
     console.print(table)
 
 
+@app.command()
+def bench(database: str = typer.Option(None, help="a PostgreSQL URL (default: a fresh SQLite per scenario)"),
+          workers: int = 1, duration: float = typer.Option(5.0, help="seconds per measured phase"),
+          rate: float = typer.Option(300.0, help="open-loop pings/s of the fixed-price scenario"),
+          json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+          scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang")) -> None:
+    """The SPEC section 10 benchmark: fixed-price, RTB and hanging-buyer scenarios."""
+    import orjson
+    from rich.table import Table
+
+    from pingpost.bench.run import run_bench
+
+    results = run_bench(database=database, workers=workers, duration=duration, rate=rate,
+                        scenarios=tuple(scenario))
+    if json_out:
+        print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"pingpost bench ({results['database']}, {workers} worker(s), {duration:g} s a phase)")
+    table.add_column("scenario")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name in ("fixed", "rtb", "hang"):
+        for figure, value in (results.get(name) or {}).items():
+            table.add_row(name, figure, f"{value:.2f}" if isinstance(value, float) else str(value))
+    for figure, value in (results.get("no_oversell") or {}).items():
+        table.add_row("no_oversell", figure, str(value))
+    console.print(table)
+    fixed = results.get("fixed")
+    if fixed:
+        print(f"ratio ping/healthz: {fixed['ratio_ping_healthz']:.2f}")
+        print(f"p99 at {fixed['rate']:g} pings/s: {fixed['p99_ms']:.1f} ms")
+
+
 def main() -> None:
     app()

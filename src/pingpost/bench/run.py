@@ -1,0 +1,288 @@
+"""`pingpost bench`: the SPEC section 10 benchmark, driven from this process against a pingpost
+server started as its own process(es), loopback only, bounded in time and requests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from pingpost.security import new_key
+
+LEAD = {"state": "FL", "zip": "33109", "age": 67}
+VERTICAL = {"id": "medicare", "name": "Medicare", "fields": [
+    {"name": "state", "type": "state", "required": True}, {"name": "zip", "type": "zip", "required": True},
+    {"name": "age", "type": "integer", "required": True},
+    {"name": "first_name", "type": "string", "required": True, "pii": True},
+    {"name": "phone", "type": "phone", "required": True, "pii": True}]}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    proc = subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", *args], env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited: {log.read_text()[-1500:]}")
+            try:
+                httpx.get(ready_url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{args[0]} did not start") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class Driver:
+    """An aiohttp load generator: closed loop at max, or open loop at a fixed rate."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def closed_loop(self, call: Callable[[], Awaitable[int]], *, seconds: float, concurrency: int) -> float:
+        done = 0
+        errors = 0
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < stop:
+                status = await call()
+                if status == 200:
+                    done += 1
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+    async def open_loop(self, call: Callable[[], Awaitable[int]], *, rate: float, seconds: float
+                        ) -> tuple[list[float], int]:
+        """Latencies (ms) measured from each request's scheduled start, so queueing counts."""
+        latencies: list[float] = []
+        errors = 0
+        n = int(rate * seconds)
+        start = time.perf_counter() + 0.05
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            status = await call()
+            if status == 200:
+                latencies.append((time.perf_counter() - scheduled) * 1000)
+            else:
+                errors += 1
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return latencies, errors
+
+
+async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as c:
+        async def post(path: str, body: dict[str, Any]) -> Any:
+            r = await c.post(path, json=body)
+            if r.status_code != 201:
+                raise RuntimeError(f"setup failed: {r.text}")
+            return r.json()
+
+        await post("/v1/admin/verticals", VERTICAL)
+        rule = {"rule": "multisell", "max_winners": 3} if scenario == "fixed" else {"rule": "exclusive"}
+        await post("/v1/admin/offers", {"id": "bench", "name": "bench", "vertical": "medicare", "distribution": rule,
+                                        "ping_ttl_s": 60})
+        await post("/v1/admin/partners", {"id": "p", "name": "p"})
+        key = (await post("/v1/admin/campaigns", {"id": "c", "name": "c", "partner": "p", "offer": "bench",
+                                                  "payout": {"type": "revshare", "percent": 70}}))["posting_key"]
+        count = {"fixed": 30, "rtb": 10, "hang": 2}[scenario]
+        for i in range(count):
+            await post("/v1/admin/buyers", {"id": f"b{i}", "name": f"b{i}"})
+            await post(f"/v1/admin/buyers/b{i}/deposits", {"amount_cents": 10**11})
+            body: dict[str, Any] = {"id": f"k{i:02d}", "name": f"k{i}", "buyer": f"b{i}", "offer": "bench",
+                                    "dedup_days": 0, "delivery": {"url": f"{sandbox}/deliver/b{i}/accept"}}
+            if scenario == "fixed":
+                body |= {"price_cents": 1000 + 10 * i, "filters": [{"field": "age", "op": "gte", "value": 18}]}
+            elif scenario == "rtb":
+                body["rtb"] = {"url": f"{sandbox}/bid/b{i}/slow?ms=50&cents={2000 + i}", "timeout_ms": 1000}
+            else:
+                behaviour = "hang" if i == 0 else "fixed?cents=1500"
+                body["rtb"] = {"url": f"{sandbox}/bid/b{i}/{behaviour}", "timeout_ms": 300}
+            await post("/v1/admin/contracts", body)
+        return str(key)
+
+
+async def _measure(base: str, key: str, *, scenario: str, duration: float, rate: float,
+                   out: dict[str, Any]) -> None:
+    connector = aiohttp.TCPConnector(limit=512, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        driver = Driver(session)
+        auth = {"Authorization": f"Bearer {key}"}
+        payload = {"lead": LEAD}
+
+        async def ping() -> int:
+            async with session.post(f"{base}/v1/ping", json=payload, headers=auth) as r:
+                await r.read()
+                return r.status
+
+        async def healthz() -> int:
+            async with session.get(f"{base}/healthz") as r:
+                await r.read()
+                return r.status
+
+        await driver.closed_loop(ping, seconds=1.0, concurrency=16)  # warm up
+        if scenario == "fixed":
+            out["healthz_peak_rps"] = await driver.closed_loop(healthz, seconds=duration, concurrency=32)
+            out["ping_peak_rps"] = await driver.closed_loop(ping, seconds=duration, concurrency=32)
+            out["ratio_ping_healthz"] = out["ping_peak_rps"] / out["healthz_peak_rps"]
+        latencies, errors = await driver.open_loop(ping, rate=rate, seconds=duration)
+        out.update(rate=rate, pings=len(latencies), errors=errors, p50_ms=_pct(latencies, 50),
+                   p95_ms=_pct(latencies, 95), p99_ms=_pct(latencies, 99),
+                   mean_ms=statistics.fmean(latencies) if latencies else float("nan"))
+        if scenario == "fixed":
+            post_latencies = []
+            for i in range(20):
+                async with session.post(f"{base}/v1/ping", json=payload, headers=auth) as r:
+                    answer = await r.json()
+                lead = {**LEAD, "first_name": "Bench", "phone": f"305555{1000 + i}"}
+                started = time.perf_counter()
+                async with session.post(f"{base}/v1/post", json={"ping_id": answer["ping_id"], "lead": lead},
+                                        headers=auth) as r:
+                    await r.read()
+                post_latencies.append((time.perf_counter() - started) * 1000)
+            out["post_p50_ms"] = _pct(post_latencies, 50)
+            out["post_p99_ms"] = _pct(post_latencies, 99)
+
+
+def run_bench(*, database: str | None, workers: int, duration: float, rate: float,
+              scenarios: tuple[str, ...] = ("fixed", "rtb", "hang")) -> dict[str, Any]:
+    """Run each scenario on a fresh server (fresh SQLite, or the given database) and answer the figures."""
+    workdir = Path(tempfile.mkdtemp(prefix="pingpost-bench-"))
+    token = new_key("ppa")
+    sandbox_port = _port()
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"),
+           "PINGPOST_LOG_LEVEL": "warning"}
+    results: dict[str, Any] = {"workers": workers, "database": "postgresql" if database else "sqlite",
+                               "duration_s": duration}
+    with _process(["sandbox-buyers", "--port", str(sandbox_port)], env, f"{sandbox}/_received/x",
+                  workdir / "sandbox.log"):
+        for scenario in scenarios:
+            url = database or f"sqlite:///{workdir / f'{scenario}.db'}"
+            if database:
+                _reset_postgres(database)
+            port = _port()
+            base = f"http://127.0.0.1:{port}"
+            with _process(["serve", "--port", str(port), "--workers", str(workers), "--database", url], env,
+                          f"{base}/readyz", workdir / f"server-{scenario}.log"):
+                key = asyncio.run(_setup(base, token, sandbox, scenario))
+                figures: dict[str, Any] = {}
+                scenario_rate = rate if scenario == "fixed" else 50.0
+                asyncio.run(_measure(base, key, scenario=scenario, duration=duration, rate=scenario_rate,
+                                     out=figures))
+                if scenario == "rtb":
+                    figures["rtb_overhead_p50_ms"] = figures["p50_ms"] - 50
+                    figures["rtb_overhead_p99_ms"] = figures["p99_ms"] - 50
+                if scenario == "hang":
+                    figures["hang_cost_over_timeout_p99_ms"] = figures["p99_ms"] - 300
+                results[scenario] = figures
+        if database:
+            results["no_oversell"] = _oversell(database, env, workdir, sandbox, token, workers)
+    return results
+
+
+def _reset_postgres(url: str) -> None:
+    from pingpost.db.migrate import migrate
+    from pingpost.db.tables import metadata
+
+    async def wipe() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("DROP TABLE IF EXISTS alembic_version, " + ", ".join(
+                t.name for t in metadata.sorted_tables) + " CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(wipe())
+    migrate(url)
+
+
+def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, token: str,
+              workers: int) -> dict[str, Any]:
+    """2,000 concurrent pings against a cap of 50 from two server processes sharing PostgreSQL."""
+    _reset_postgres(database)
+    ports = [_port(), _port()]
+    bases = [f"http://127.0.0.1:{p}" for p in ports]
+    with _process(["serve", "--port", str(ports[0]), "--workers", str(workers), "--database", database], env,
+                  f"{bases[0]}/readyz", workdir / "oversell-a.log"), \
+            _process(["serve", "--port", str(ports[1]), "--workers", str(workers), "--database", database], env,
+                     f"{bases[1]}/readyz", workdir / "oversell-b.log"):
+        key = asyncio.run(_setup(bases[0], token, sandbox, "hang"))
+        httpx.patch(f"{bases[0]}/v1/admin/contracts/k01", json={"caps": {"daily": 50}},
+                    headers={"Authorization": f"Bearer {token}"})
+        httpx.patch(f"{bases[0]}/v1/admin/contracts/k00", json={"status": "paused"},
+                    headers={"Authorization": f"Bearer {token}"})
+
+        async def fire() -> int:
+            connector = aiohttp.TCPConnector(limit=400, limit_per_host=0)
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as s:
+                async def one(i: int) -> bool:
+                    async with s.post(f"{bases[i % 2]}/v1/ping", json={"lead": LEAD},
+                                      headers={"Authorization": f"Bearer {key}"}) as r:
+                        return bool((await r.json()).get("bids"))
+
+                return sum(await asyncio.gather(*(one(i) for i in range(2000))))
+
+        won = asyncio.run(fire())
+
+    async def reserved() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return int(await conn.fetchval("SELECT COUNT(*) FROM reservations WHERE contract_id = 'k01'"))
+        finally:
+            await conn.close()
+
+    count = asyncio.run(reserved())
+    return {"pings": 2000, "cap": 50, "bids_answered": won, "reservations": count, "exact": count == 50 == won}
