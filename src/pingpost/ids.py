@@ -11,16 +11,21 @@ import os
 import secrets
 import time
 
-_PROCESS_TAG = secrets.token_hex(3)
+_process_tag = secrets.token_hex(3)
 _counter = itertools.count(secrets.randbelow(1 << 20))
-_pid = os.getpid()
+
+
+def _new_process_tag() -> None:
+    """A forked worker must never share the parent's tag."""
+    global _process_tag
+    _process_tag = secrets.token_hex(3)
+
+
+os.register_at_fork(after_in_child=_new_process_tag)
 
 
 def new_id(prefix: str) -> str:
-    global _PROCESS_TAG, _pid
-    if os.getpid() != _pid:  # forked worker: never share a tag with the parent
-        _pid, _PROCESS_TAG = os.getpid(), secrets.token_hex(3)
-    return f"{prefix}_{int(time.time() * 1000):011x}{_PROCESS_TAG}{next(_counter) & 0xFFFFFF:06x}"
+    return f"{prefix}_{int(time.time() * 1000):011x}{_process_tag}{next(_counter) & 0xFFFFFF:06x}"
 
 
 def now_ms() -> int:

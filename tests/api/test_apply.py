@@ -32,13 +32,13 @@ async def test_apply_example_twice_changes_nothing(store: Store) -> None:
     admin, ledger = AdminService(store), LedgerService(store)
     document = yaml.safe_load(EXAMPLE.read_text())
     first = await apply_setup(document, admin, ledger)
-    assert "contract charlie-premium" in first.created and not first.updated
+    assert "contract charlie-rtb" in first.created and not first.updated
     before = await snapshot(store)
     second = await apply_setup(document, admin, ledger)
     assert second.created == [] and second.updated == []
     assert len(second.unchanged) == len(first.created)
     assert await snapshot(store) == before
-    buyer = await admin.get("buyer", "buyer-a")
+    buyer = await admin.get("buyer", "alpha")
     assert buyer["balance_cents"] == 1_000_000
     # the known demo posting key is stored only as a hash
     rows = await store.read(lambda tx: tx.fetch("SELECT posting_key_sha256 FROM campaigns"))
@@ -46,8 +46,8 @@ async def test_apply_example_twice_changes_nothing(store: Store) -> None:
     # a changed document updates only what changed
     document["contracts"][0]["price_cents"] = 8600
     third = await apply_setup(document, admin, ledger)
-    assert third.updated == ["contract alpha-fl-65"]
-    assert (await admin.get("contract", "alpha-fl-65"))["price_cents"] == 8600
+    assert third.updated == ["contract alpha-rtb"]
+    assert (await admin.get("contract", "alpha-rtb"))["price_cents"] == 8600
 
 
 async def test_apply_refuses_invalid_documents(store: Store) -> None:

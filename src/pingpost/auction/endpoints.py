@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["partner"])
 async def ping(body: PingIn, request: Request) -> Response:
     auction: AuctionService = request.app.state.auction
     idem: Idempotency = request.app.state.idempotency
-    snap, campaign = await auction.authenticate(bearer(request))
+    snap, campaign = await auction.authenticate(bearer(request), cached=True)
 
     async def run(ref: KeyRef | None, _: Claim | None) -> PingOut:
         async def finalize(tx: Tx, answer: PingOut) -> None:

@@ -30,8 +30,7 @@ from pingpost.domain.eligibility import (
     first_failing_filter,
     in_schedule,
     is_duplicate,
-    local_time,
-    period_keys,
+    local_minute,
 )
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Offer, Snapshot
@@ -104,19 +103,30 @@ class AuctionService:
         self.rtb = rtb
         self.static_fallback_default = static_fallback_default
 
-    async def authenticate(self, token: str) -> tuple[Snapshot, Campaign]:
-        """The campaign whose posting key this is (401), if it, its partner and offer are active (403)."""
-        snap = await self.snapshots.current()
-        campaign = snap.campaigns_by_key.get(key_hash(token))
+    async def authenticate(self, token: str, *, cached: bool = False) -> tuple[Snapshot, Campaign]:
+        """The campaign whose posting key this is (401), if it, its partner and offer are active (403).
+
+        With `cached`, the process's snapshot is used as it is (the ping re-checks its version in its
+        state read); a key the snapshot does not know is looked up again in a fresh one."""
+        snap = await (self.snapshots.cached() if cached else self.snapshots.current())
+        digest = key_hash(token)
+        campaign = snap.campaigns_by_key.get(digest)
+        if campaign is None and cached:
+            snap = await self.snapshots.current()
+            campaign = snap.campaigns_by_key.get(digest)
         if campaign is None:
             raise errors.Unauthorized("unknown posting key")
+        self.check_active(snap, campaign)
+        return snap, campaign
+
+    @staticmethod
+    def check_active(snap: Snapshot, campaign: Campaign) -> None:
         if campaign.status != "active":
             raise errors.Forbidden("campaign is paused", details={"campaign": campaign.id})
         if snap.partner_status.get(campaign.partner_id) != "active":
             raise errors.Forbidden("partner is paused", details={"partner": campaign.partner_id})
         if snap.offers[campaign.offer_id].status != "active":
             raise errors.Forbidden("offer is paused", details={"offer": campaign.offer_id})
-        return snap, campaign
 
     def consumer_hmacs(self, consumer: dict[str, str | None]) -> dict[str, str]:
         return {name: self.secret.keyed(value.lower()) for name, value in consumer.items() if value}
@@ -142,7 +152,15 @@ class AuctionService:
         rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
         keys = self.pre_state_checks(snap, rows, lead, body.channel, now)
         open_rows = [r for r in rows if r.outcome is None]
-        state = await self.read_state(open_rows, consumer, now)
+        state = await self.read_state(open_rows, consumer, now, calls=body.channel in ("call", "callback"))
+        if state.config_version != snap.version:
+            # Configuration changed (maybe in another process): start again on the fresh snapshot.
+            fresh = await self.snapshots.current()
+            current = fresh.campaigns.get(campaign.id)
+            if current is None:
+                raise errors.Unauthorized("unknown posting key")
+            self.check_active(fresh, current)
+            return await self.ping(snap=fresh, campaign=current, body=body, finalize=finalize)
         self.state_checks(open_rows, state, keys, body.channel, now)
         plain_hashes = {k: v.lower() for k, v in (body.consumer.model_dump() if body.consumer else {}).items() if v}
         await self._bid([r for r in rows if r.outcome is None], BidRequest(
@@ -180,8 +198,7 @@ class AuctionService:
         for row in rows:
             c = row.contract
             buyer = snap.buyers.get(c.buyer_id)
-            local = local_time(now, c.tz)
-            keys[c.id] = period_keys(local)
+            local, keys[c.id] = local_minute(now, c.tz)
             if c.status != "active":
                 row.fail(Outcome.CONTRACT_PAUSED)
             elif buyer is None or buyer.status != "active":
@@ -196,13 +213,15 @@ class AuctionService:
                 row.fail(Outcome.MISSING_REQUIRED_FIELDS, ",".join(missing))
         return keys
 
-    async def read_state(self, rows: list[Row], consumer: dict[str, str], now: int) -> repo.AuctionState:
+    async def read_state(self, rows: list[Row], consumer: dict[str, str], now: int,
+                         calls: bool = False) -> repo.AuctionState:
         contract_ids = [r.contract.id for r in rows]
         buyer_ids = sorted({r.contract.buyer_id for r in rows})
         hashes = sorted(consumer.values())
 
         async def unit(tx: Tx) -> repo.AuctionState:
-            return await repo.read_state(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, hashes=hashes, now=now)
+            return await repo.read_state(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, hashes=hashes, now=now,
+                                         calls=calls)
 
         return await self.store.read(unit)
 
@@ -311,9 +330,10 @@ class AuctionService:
         ttl_s = offer.callback_ttl_s if body.channel == "callback" else offer.ping_ttl_s
         expires_at = now + ttl_s * 1000
         rr_key = ""
+        calls = body.channel in ("call", "callback")
         if candidates and not body.test:
             await repo.lock_rows(tx, contract_ids=contract_ids, buyer_ids=buyer_ids)
-            await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now)
+            await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now, calls=calls)
             if offer.rule == "round_robin":
                 rr_key = await repo.rr_last_key(tx, offer.id)
         plan = distribution.plan(
@@ -350,7 +370,6 @@ class AuctionService:
                 "live_call": int(live), "expires_at": expires_at, "created_at": now})
             return None
 
-        calls = body.channel in ("call", "callback")
         winners, standbys, outcomes = await distribution.select_winners(
             plan, try_reserve, standby=offer.call_standby if calls else 0)
         bids: list[dict[str, Any]] = []

@@ -15,6 +15,10 @@ class SnapshotCache:
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
 
+    async def cached(self) -> Snapshot:
+        """The snapshot this process holds (loaded once); the ping checks its version in its own read."""
+        return self._snapshot if self._snapshot is not None else await self.current()
+
     async def current(self) -> Snapshot:
         """The snapshot at the database's current config version (one tiny read a call)."""
         version = await self.store.read(auction_repo.config_version)

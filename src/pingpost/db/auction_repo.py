@@ -54,15 +54,17 @@ class Funds:
 
 @dataclass
 class AuctionState:
+    config_version: int = 0
     usage: dict[str, Usage] = field(default_factory=dict)
     funds: dict[str, Funds] = field(default_factory=dict)
     last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
 
 
 async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],
-                     now: int) -> AuctionState:
-    """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted."""
-    state = AuctionState()
+                     now: int, calls: bool = False) -> AuctionState:
+    """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted, and
+    the configuration version (so a stale in-memory snapshot is noticed in the same read)."""
+    state = AuctionState(config_version=await config_version(tx))
     if contract_ids:
         for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": contract_ids}):
             state.usage[r["contract_id"]] = Usage(r["day_key"], r["day_used"], r["week_key"], r["week_used"],
@@ -77,9 +79,10 @@ async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence
             "WHERE state IN ('held', 'posting') AND expires_at <= :now "
             "AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
             {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
-        for r in await tx.fetch(
-                "SELECT contract_id FROM reservations WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
-                "AND contract_id IN (:cs)", {"now": now, "cs": list(contract_ids)}):
+        lapsed_calls = await tx.fetch(
+            "SELECT contract_id FROM reservations WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
+            "AND contract_id IN (:cs)", {"now": now, "cs": list(contract_ids)}) if calls else []
+        for r in lapsed_calls:
             u = state.usage.get(r["contract_id"])
             if u is not None:
                 state.usage[r["contract_id"]] = Usage(u.day_key, u.day_used, u.week_key, u.week_used, u.month_key,
@@ -138,13 +141,16 @@ async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
 _RETURNING = "RETURNING contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call"
 
 
-async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], now: int) -> int:
+async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], now: int,
+                          calls: bool = False) -> int:
     """Expire lapsed reservations of these contracts/buyers; the state guard frees each exactly once."""
     rows = await tx.fetch(
         "UPDATE reservations SET state = 'expired' WHERE state IN ('held', 'posting') AND expires_at <= :now "
         f"AND (contract_id IN (:cs) OR buyer_id IN (:bs)) {_RETURNING}",
         {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
     await give_back(tx, rows)
+    if not calls:
+        return len(rows)
     # A connected call billed at connect is `sold` but holds its live-call slot until completed or expiry.
     lapsed_calls = await tx.fetch(
         "UPDATE reservations SET live_call = 0 WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "

@@ -1,8 +1,11 @@
 """SQLite store: stdlib sqlite3 called inline, one connection per process (DESIGN.md section 8).
 
-A unit of work runs synchronously inside `BEGIN IMMEDIATE ... COMMIT`: its awaits never
-suspend, so the write lock is held for the fraction of a millisecond the SQL takes and never
-across an event-loop hand-off.
+Units of work never suspend (their only awaits are this store's inline calls), so each is driven
+to completion synchronously: no event-loop hand-off ever happens while SQLite's write lock is held.
+Writes use group commit: every unit queued during one turn of the event loop runs in one
+`BEGIN IMMEDIATE ... COMMIT`, each inside its own SAVEPOINT so a failing unit rolls back alone,
+and each caller gets its own result only after the shared COMMIT. One durable commit then covers
+a whole batch of pings instead of one each.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pingpost.config import sqlite_path
 from pingpost.db.store import Params, Row, compile_sql
 
 T = TypeVar("T")
+_BUSY = ("locked", "busy")
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -27,6 +31,17 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
+
+
+def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+    """Drive a coroutine that never suspends; a unit that awaits anything else is a bug."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError("a store unit awaited something other than the store (it must not suspend)")
 
 
 class _SqliteTx:
@@ -58,50 +73,85 @@ class _SqliteTx:
         self._conn.executemany(text, [compile_sql(sql, r, "sqlite")[1] for r in rows])
 
 
+Unit = Callable[[Any], Awaitable[Any]]
+
+
 class SqliteStore:
     dialect = "sqlite"
 
     def __init__(self, url: str, conn: sqlite3.Connection) -> None:
         self.url = url
         self._conn = conn
-        self._lock = asyncio.Lock()
         self._tx = _SqliteTx(conn)
+        self._queue: list[tuple[Unit, asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
 
     @classmethod
     def open(cls, url: str) -> SqliteStore:
         return cls(url, connect(sqlite_path(url)))
 
-    async def _run(self, unit: Callable[[_SqliteTx], Awaitable[T]], begin: str) -> T:
-        async with self._lock:
-            for attempt in range(50):
-                try:
-                    self._conn.execute(begin)
-                except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        time.sleep(0.002 * (attempt + 1))
-                        continue
+    def _begin(self, statement: str) -> None:
+        for attempt in range(100):
+            try:
+                self._conn.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if not any(word in str(exc) for word in _BUSY):
                     raise
-                try:
-                    result = await unit(self._tx)
-                except sqlite3.OperationalError as exc:
-                    self._conn.execute("ROLLBACK")
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        time.sleep(0.002 * (attempt + 1))
-                        continue
-                    raise
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-                return result
-            raise sqlite3.OperationalError("database is locked (gave up after retries)")
+                time.sleep(0.002 * (attempt + 1))
+        raise sqlite3.OperationalError("database is locked (gave up after retries)")
 
     async def write(self, unit: Callable[[Any], Awaitable[T]]) -> T:
-        return await self._run(unit, "BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((unit, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        """Run every queued unit in one transaction, each in a savepoint; answer after COMMIT."""
+        self._flush_scheduled = False
+        batch, self._queue = self._queue, []
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            self._begin("BEGIN IMMEDIATE")
+            for unit, future in batch:
+                if future.cancelled():
+                    continue
+                self._conn.execute("SAVEPOINT unit")
+                try:
+                    value: Any = run_inline(unit(self._tx))  # type: ignore[arg-type]
+                except BaseException as exc:  # the unit's failure is its caller's alone
+                    self._conn.execute("ROLLBACK TO unit")
+                    self._conn.execute("RELEASE unit")
+                    outcomes.append((future, False, exc))
+                    continue
+                self._conn.execute("RELEASE unit")
+                outcomes.append((future, True, value))
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, ok, value in outcomes:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     async def read(self, unit: Callable[[Any], Awaitable[T]]) -> T:
-        return await self._run(unit, "BEGIN")
+        self._begin("BEGIN")
+        try:
+            return run_inline(unit(self._tx))  # type: ignore[arg-type]
+        finally:
+            self._conn.execute("COMMIT")
 
     async def ping(self) -> bool:
         self._conn.execute("SELECT 1").fetchone()

@@ -67,6 +67,25 @@ def local_time(now_ms: int, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(now_ms / 1000, tz)
 
 
+_MINUTE_CACHE: dict[tuple[str, int], tuple[datetime, PeriodKeys]] = {}
+
+
+def local_minute(now_ms: int, tz: ZoneInfo) -> tuple[datetime, PeriodKeys]:
+    """The local wall clock (to the minute) and cap period keys for `tz` at `now_ms`.
+
+    Schedules and periods change only at minute boundaries in every IANA zone, so the answer is
+    cached per zone and UTC minute: 30 contracts in one zone cost one conversion, not 30."""
+    minute = now_ms // 60_000
+    key = (str(tz), minute)
+    hit = _MINUTE_CACHE.get(key)
+    if hit is None:
+        local = datetime.fromtimestamp(minute * 60, tz)
+        if len(_MINUTE_CACHE) > 4096:
+            _MINUTE_CACHE.clear()
+        hit = _MINUTE_CACHE[key] = (local, period_keys(local))
+    return hit
+
+
 def in_schedule(windows: tuple[Window, ...] | None, local: datetime) -> bool:
     """Local wall clock within a window's [start, end); end <= start crosses midnight into the next day."""
     if windows is None:
