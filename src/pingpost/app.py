@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             app.state.auction = AuctionService(
                 store=app.state.store, snapshots=SnapshotCache(app.state.store), secret=app.state.secret,
                 rtb=AiohttpRtbBidder(app.state.client), static_fallback_default=settings.static_fallback,
-                counters=app.state.counters)
+                counters=app.state.counters, default_rate_limit=settings.ping_rate_limit_per_s)
             app.state.direct_posts = DirectPostService(store=app.state.store, auction=app.state.auction,
                                                        posts=app.state.posts)
             app.state.calls = CallService(store=app.state.store, posts=app.state.posts)
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app = FastAPI(title="pingpost", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse,
                   description="Real-time lead and call exchange: ping, auction, post, ledger.")
     app.state.settings = settings
+    app.state.in_flight_pings = 0
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(partner_router)

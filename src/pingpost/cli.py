@@ -220,5 +220,28 @@ def bench(database: str = typer.Option(None, help="a PostgreSQL URL (default: a 
         print(f"p99 at {fixed['rate']:g} pings/s: {fixed['p99_ms']:.1f} ms")
 
 
+@app.command()
+def purge(days: int = typer.Option(None, help="retention in days (default PINGPOST_POST_RETENTION_DAYS, 90)"),
+          database: str = typer.Option(None, help="database URL")) -> None:
+    """Delete stored post PII (lead and consent) older than the retention setting."""
+    from pingpost.db.store import open_store
+    from pingpost.delivery.retention import purge_post_pii
+
+    settings = _settings(database)
+    keep = settings.post_retention_days if days is None else days
+    if keep < 0:
+        console.print("[red]--days must be 0 or more[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        store = await open_store(settings.database_url)
+        try:
+            return await purge_post_pii(store, older_than_days=keep)
+        finally:
+            await store.close()
+
+    console.print(f"purged the PII of {asyncio.run(run())} post(s) older than {keep} day(s)")
+
+
 def main() -> None:
     app()

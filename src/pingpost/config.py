@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     delivery_grace_ms: int = 30_000
     idempotency_lease_s: int = 300
+    ping_rate_limit_per_s: int = 0  # per campaign, across processes; 0 = no limit unless the campaign sets one
+    max_in_flight_pings: int = 1000  # per process; beyond it pings answer 503 at once
 
 
 def normalise_database_url(url: str) -> str:

@@ -156,6 +156,7 @@ class CampaignIn(Strict):
     partner: Slug
     offer: Slug
     payout: Payout
+    rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)  # pings a second, all processes
     status: Status = "active"
 
 

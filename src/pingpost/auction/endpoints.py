@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from pingpost import errors
 from pingpost.auction.schemas import PingIn, PingOut
 from pingpost.auction.service import AuctionService
 from pingpost.auth import bearer
@@ -16,6 +17,18 @@ router = APIRouter(prefix="/v1", tags=["partner"])
 @router.post("/ping", response_model=PingOut,
              summary="Ping with anonymous lead data; answers the winning bids as payouts")
 async def ping(body: PingIn, request: Request) -> Response:
+    """Pings beyond the process's in-flight limit are refused at once (503) instead of queueing."""
+    state = request.app.state
+    if state.in_flight_pings >= state.settings.max_in_flight_pings:
+        raise errors.Overloaded("too many pings in flight; retry shortly", headers={"Retry-After": "1"})
+    state.in_flight_pings += 1
+    try:
+        return await _ping(body, request)
+    finally:
+        state.in_flight_pings -= 1
+
+
+async def _ping(body: PingIn, request: Request) -> Response:
     auction: AuctionService = request.app.state.auction
     idem: Idempotency = request.app.state.idempotency
     snap, campaign = await auction.authenticate(bearer(request), cached=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 
 from pingpost import errors
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder, fixed_bid
@@ -42,6 +43,7 @@ from pingpost.reports.counters import ReportCounters
 from pingpost.security import SecretKey, key_hash
 from pingpost.timefmt import rfc3339
 
+log = structlog.get_logger("pingpost.auction")
 RTB_FAILURES = (Outcome.BID_TIMEOUT, Outcome.BID_ERROR, Outcome.BID_INVALID)
 
 
@@ -95,7 +97,9 @@ class Row:
 
 class AuctionService:
     def __init__(self, *, store: Store, snapshots: SnapshotCache, secret: SecretKey, rtb: RtbBidder,
-                 static_fallback_default: bool, counters: ReportCounters | None = None) -> None:
+                 static_fallback_default: bool, counters: ReportCounters | None = None,
+                 default_rate_limit: int = 0) -> None:
+        self.default_rate_limit = default_rate_limit
         self.counters = counters
         self.store = store
         self.snapshots = snapshots
@@ -152,7 +156,9 @@ class AuctionService:
         rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
         keys = self.pre_state_checks(snap, rows, lead, body.channel, now)
         open_rows = [r for r in rows if r.outcome is None]
-        state = await self.read_state(open_rows, consumer, now, calls=body.channel in ("call", "callback"))
+        limit = campaign.rate_limit_per_s or self.default_rate_limit
+        state = await self.read_state(open_rows, consumer, now, calls=body.channel in ("call", "callback"),
+                                      rate_campaign=campaign.id if limit else None)
         if state.config_version != snap.version:
             # Configuration changed (maybe in another process): start again on the fresh snapshot.
             fresh = await self.snapshots.current()
@@ -161,6 +167,9 @@ class AuctionService:
                 raise errors.Unauthorized("unknown posting key")
             self.check_active(fresh, current)
             return await self.ping(snap=fresh, campaign=current, body=body, finalize=finalize)
+        if limit and state.rate_used >= limit:
+            raise errors.RateLimited(f"over {limit} pings a second for this campaign", headers={"Retry-After": "1"},
+                                     details={"limit_per_s": limit})
         self.state_checks(open_rows, state, keys, body.channel, now)
         plain_hashes = {k: v.lower() for k, v in (body.consumer.model_dump() if body.consumer else {}).items() if v}
         await self._bid([r for r in rows if r.outcome is None], BidRequest(
@@ -178,6 +187,8 @@ class AuctionService:
             consumer=consumer, rows=rows, keys=keys, received=now, finalize=finalize))
         if self.counters is not None and not body.test:
             self.count(now, campaign, rows)
+        log.info("ping_decided", ping_id=answer.ping_id, offer=offer.id, campaign=campaign.id, channel=body.channel,
+                 status=answer.status, bids=len(answer.bids), test=body.test)
         PINGS.labels(offer.id, answer.status).inc()
         PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
         return answer
@@ -214,14 +225,14 @@ class AuctionService:
         return keys
 
     async def read_state(self, rows: list[Row], consumer: dict[str, str], now: int,
-                         calls: bool = False) -> repo.AuctionState:
+                         calls: bool = False, rate_campaign: str | None = None) -> repo.AuctionState:
         contract_ids = [r.contract.id for r in rows]
         buyer_ids = sorted({r.contract.buyer_id for r in rows})
         hashes = sorted(consumer.values())
 
         async def unit(tx: Tx) -> repo.AuctionState:
             return await repo.read_state(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, hashes=hashes, now=now,
-                                         calls=calls)
+                                         calls=calls, rate_campaign=rate_campaign)
 
         return await self.store.read(unit)
 
@@ -396,6 +407,8 @@ class AuctionService:
         for row in candidates:
             if row.outcome is None:  # a candidate the plan never reached (e.g. hybrid's exclusive branch)
                 row.outcome = Outcome.LOST_TO_HIGHER_BID.value if plan.price_ranked else Outcome.NOT_SELECTED.value
+        if campaign.rate_limit_per_s or self.default_rate_limit:
+            await repo.count_rate_window(tx, campaign_id=campaign.id, now=received)
         if winners and offer.rule == "round_robin" and not body.test:
             await repo.set_rr_last_key(tx, offer.id, winners[-1].candidate.rank_key)
         status = "bids" if winners else "no_bids"

@@ -29,7 +29,8 @@ async def load_snapshot(tx: Tx) -> Snapshot:
         snap.buyers[row["id"]] = Buyer(row["id"], row["status"])
     for row in await tx.fetch("SELECT id, posting_key_sha256, body FROM campaigns"):
         body = orjson.loads(row["body"])
-        campaign = Campaign(row["id"], body["partner"], body["offer"], body["status"], body["payout"])
+        campaign = Campaign(row["id"], body["partner"], body["offer"], body["status"], body["payout"],
+                            body.get("rate_limit_per_s"))
         snap.campaigns[row["id"]] = campaign
         snap.campaigns_by_key[row["posting_key_sha256"]] = campaign
     for row in await tx.fetch("SELECT id, body FROM contracts"):
@@ -58,13 +59,19 @@ class AuctionState:
     usage: dict[str, Usage] = field(default_factory=dict)
     funds: dict[str, Funds] = field(default_factory=dict)
     last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
+    rate_used: int = 0  # the campaign's pings in the current one-second window
 
 
 async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],
-                     now: int, calls: bool = False) -> AuctionState:
+                     now: int, calls: bool = False, rate_campaign: str | None = None) -> AuctionState:
     """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted, and
     the configuration version (so a stale in-memory snapshot is noticed in the same read)."""
     state = AuctionState(config_version=await config_version(tx))
+    if rate_campaign is not None:
+        window = await tx.fetchrow("SELECT window_start, pings FROM rate_windows WHERE campaign_id = :c",
+                                   {"c": rate_campaign})
+        if window is not None and window["window_start"] == now // 1000:
+            state.rate_used = int(window["pings"])
     if contract_ids:
         for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": contract_ids}):
             state.usage[r["contract_id"]] = Usage(r["day_key"], r["day_used"], r["week_key"], r["week_used"],
@@ -244,6 +251,14 @@ async def rr_last_key(tx: Tx, offer_id: str) -> str:
 
 async def set_rr_last_key(tx: Tx, offer_id: str, key: str) -> None:
     await tx.execute("UPDATE rr_pointer SET last_key = :k WHERE offer_id = :o", {"k": key, "o": offer_id})
+
+
+async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
+    """One more ping in the campaign's current one-second window (a new second starts at 1)."""
+    await tx.execute(
+        "INSERT INTO rate_windows (campaign_id, window_start, pings) VALUES (:c, :w, 1) "
+        "ON CONFLICT (campaign_id) DO UPDATE SET pings = CASE WHEN rate_windows.window_start = :w "
+        "THEN rate_windows.pings + 1 ELSE 1 END, window_start = :w", {"c": campaign_id, "w": now // 1000})
 
 
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:

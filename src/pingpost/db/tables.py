@@ -317,3 +317,11 @@ report_counters = Table(
     Column("pings", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("day", "contract_id", "campaign_id"),
 )
+
+# Per-campaign ping rate windows (one-second fixed windows), shared by every process.
+rate_windows = Table(
+    "rate_windows", metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("pings", BigInteger, nullable=False),
+)

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+import structlog
 
 from pingpost import errors
 from pingpost.auction.service import lead_problem_error
@@ -34,6 +35,7 @@ from pingpost.ids import new_id, now_ms
 from pingpost.metrics import DELIVERIES
 from pingpost.security import SecretKey
 
+log = structlog.get_logger("pingpost.delivery")
 GRACE_MS = 30_000  # a posting reservation outlives its delivery deadline by this much
 
 
@@ -231,6 +233,7 @@ class PostService:
             await post_repo.set_post_state(tx, ping["id"], post_state="posted", status=status)
 
         await self.store.write(finish)
+        log.info("post_recorded", ping_id=ping["id"], status=status, sales=len(sales), rejected=len(rejected))
         return PostOut(ping_id=ping["id"], status=status, sales=sales, rejected=rejected,
                        payout_total_cents=sum(s.payout_cents for s in sales))
 
@@ -242,6 +245,8 @@ class PostService:
                                         timeout_ms=int(spec.get("timeout_ms") or 5000))
         verdict = judge(status=result.status, body=result.body, error=result.error, rule=spec.get("response"))
         DELIVERIES.labels(d.contract.id, verdict.outcome.value).inc()
+        log.info("delivery", ping_id=ping["id"], bid_id=d.bid["bid_id"], contract=d.contract.id,
+                 outcome=verdict.outcome.value, latency_ms=result.latency_ms)
         return verdict, result.latency_ms
 
     async def record(self, tx: Tx, *, ping: Any, delivery: Delivery, verdict: Verdict,

@@ -144,6 +144,7 @@ class Campaign:
     offer_id: str
     status: str
     payout: dict[str, Any]
+    rate_limit_per_s: int | None = None
 
 
 @dataclass(frozen=True)
