@@ -62,8 +62,33 @@ async def deliver(request: web.Request) -> web.StreamResponse:
         return web.Response(text=q.get("text", "Lead matched"), content_type="text/plain")
     if behaviour == "redirect":
         raise web.HTTPFound("/deliver/other/accept")
-    if behaviour == "huge":
-        return web.Response(body=b"x" * int(q.get("bytes", str(2 * 1024 * 1024))))
+    if behaviour == "huge":  # streamed, so a 50 MB answer costs the sandbox no memory
+        total = int(q.get("bytes", str(2 * 1024 * 1024)))
+        stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await stream.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            for _ in range(total // len(chunk)):
+                await stream.write(chunk)
+        except (ConnectionError, RuntimeError):
+            return stream
+        return stream
+    if behaviour == "drip":  # a valid answer, one byte at a time, slowly
+        stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await stream.prepare(request)
+        try:
+            for byte in b'{"status": "accepted"}':
+                await stream.write(bytes([byte]))
+                await asyncio.sleep(int(q.get("ms", "100")) / 1000)
+        except (ConnectionError, RuntimeError):
+            return stream
+        return stream
+    if behaviour == "badutf8":
+        return web.Response(body=b'\xff\xfe{"status": "acc\xe9pted"}', content_type="application/json")
+    if behaviour == "reset":  # drop the connection without an answer
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
     raise web.HTTPNotFound()
 
 
