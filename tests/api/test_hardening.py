@@ -57,9 +57,9 @@ async def test_faulty_bidders_never_leak_into_other_outcomes(api: Api, sandbox: 
 async def limited_api(settings: Settings, store: Store) -> Any:
     settings.max_in_flight_pings = 1
     app = create_app(settings, store=store)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield Api(client)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield Api(c)
 
 
 async def test_rate_limit_and_in_flight_limit(limited_api: Api, sandbox: Sandbox) -> None:
