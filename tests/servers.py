@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -96,3 +97,19 @@ def kill_server(base: str) -> None:
     proc = PROCESSES[base]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+Create = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+@asynccontextmanager
+async def admin_session(base: str) -> AsyncIterator[Create]:
+    """`post(path, body)` for admin creates against a server process; anything but 201 fails the test."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                                 timeout=30) as client:
+        async def post(path: str, body: dict[str, Any]) -> Any:
+            r = await client.post(path, json=body)
+            assert r.status_code == 201, r.text
+            return r.json()
+
+        yield post

@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.setup_data import LEAD, VERTICAL
 from tests.conftest import ADMIN_TOKEN, PG_URL
-from tests.servers import pingpost_server
+from tests.servers import admin_session, pingpost_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PRICE = 1000
@@ -21,11 +21,7 @@ FUNDED_SLOTS = 20
 
 
 async def setup_exchange(base: str) -> str:
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as c:
-        async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            assert r.status_code == 201, r.text
-            return r.json()
+    async with admin_session(base) as post:
 
         await post("/v1/admin/verticals", VERTICAL)
         await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare",
@@ -110,11 +106,7 @@ MAX_CALLS = 3
 
 
 async def setup_calls(base: str) -> tuple[str, str]:
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as c:
-        async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            assert r.status_code == 201, r.text
-            return r.json()
+    async with admin_session(base) as post:
 
         await post("/v1/admin/verticals", VERTICAL)
         await post("/v1/admin/offers", {"id": "calls", "name": "Calls", "vertical": "medicare", "channels": ["call"],

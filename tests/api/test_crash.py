@@ -14,7 +14,7 @@ from tests.api.setup_data import LEAD, VERTICAL
 from tests.api.test_ledger import ledger_invariants
 from tests.api.test_post import FULL
 from tests.conftest import ADMIN_TOKEN
-from tests.servers import kill_server, pingpost_server, sandbox_server
+from tests.servers import admin_session, kill_server, pingpost_server, sandbox_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DELIVERY_TIMEOUT_MS = 1500
@@ -22,11 +22,7 @@ GRACE_MS = 300
 
 
 async def setup(base: str, sandbox: str) -> str:
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as c:
-        async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            assert r.status_code == 201, r.text
-            return r.json()
+    async with admin_session(base) as post:
 
         await post("/v1/admin/verticals", VERTICAL)
         await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare",

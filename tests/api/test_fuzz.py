@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from tests.api.setup_data import VERTICAL
 from tests.conftest import ADMIN_TOKEN
-from tests.servers import pingpost_server
+from tests.servers import admin_session, pingpost_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TOKENS: dict[str, str] = {}
@@ -22,11 +21,7 @@ TOKENS: dict[str, str] = {}
 
 async def seed(base: str) -> None:
     """An exchange for the fuzzer to poke at: one of everything, with readable ids."""
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as c:
-        async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            assert r.status_code == 201, r.text
-            return r.json()
+    async with admin_session(base) as post:
 
         await post("/v1/admin/verticals", VERTICAL)
         await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare",

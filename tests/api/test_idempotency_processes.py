@@ -13,17 +13,13 @@ from pingpost.db.store import open_store
 from tests.api.setup_data import LEAD, VERTICAL
 from tests.api.test_post import FULL
 from tests.conftest import ADMIN_TOKEN
-from tests.servers import kill_server, pingpost_server, sandbox_server
+from tests.servers import admin_session, kill_server, pingpost_server, sandbox_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 async def setup(base: str, sandbox: str, *, behaviour: str, mode: str = "ping_post") -> str:
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=30) as c:
-        async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            assert r.status_code == 201, r.text
-            return r.json()
+    async with admin_session(base) as post:
 
         await post("/v1/admin/verticals", VERTICAL)
         for offer, m in (("med", "ping_post"), ("direct", "direct_post")):

@@ -154,7 +154,7 @@ async def start_sandbox(host: str = "127.0.0.1", port: int = 0) -> tuple[web.App
     """Start the sandbox in the running loop; answer the runner and its base URL."""
     runner = web.AppRunner(sandbox_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)  # hanging handlers must not hold up shutdown
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
