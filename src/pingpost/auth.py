@@ -9,7 +9,7 @@ from fastapi import Request
 
 from pingpost import errors
 from pingpost.db.store import Tx
-from pingpost.security import key_hash
+from pingpost.security import key_hash, same_secret
 
 
 def bearer(request: Request) -> str:
@@ -34,10 +34,12 @@ async def api_key(request: Request, kind: str) -> ApiKey:
 
     async def unit(tx: Tx) -> Any:
         return await tx.fetchrow(
-            "SELECT id, kind, buyer_id, status FROM api_keys WHERE key_sha256 = :h", {"h": digest})
+            "SELECT id, kind, buyer_id, status, key_sha256 FROM api_keys WHERE key_sha256 = :h", {"h": digest})
 
     row = await store.read(unit)
-    if row is None or row["status"] != "active" or row["kind"] != kind:
+    # Looked up by the SHA-256 of a 256-bit random key, then compared in constant time all the same.
+    if row is None or not same_secret(row["key_sha256"], digest) or row["status"] != "active" \
+            or row["kind"] != kind:
         raise errors.Unauthorized(f"a valid {kind} key is required")
     return ApiKey(id=row["id"], kind=row["kind"], buyer_id=row["buyer_id"])
 
