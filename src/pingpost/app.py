@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -63,6 +64,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                                                        posts=app.state.posts)
             app.state.calls = CallService(store=app.state.store, posts=app.state.posts)
             app.state.idempotency = Idempotency(app.state.store, lease_ms=settings.idempotency_lease_s * 1000)
+            await app.state.auction.snapshots.current()
+            # Everything alive now lives for the whole process: keep it out of the collector's full
+            # passes, which otherwise stalled the event loop for ~70 ms (seen as the RTB p99).
+            gc.collect()
+            gc.freeze()
             yield
         finally:
             if getattr(app.state, "counters", None) is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+MAX_KEPT = 200
 RECEIVED: web.AppKey[dict[str, list[dict[str, Any]]]] = web.AppKey("received", dict)
 
 
@@ -30,7 +31,12 @@ async def _record(request: web.Request) -> dict[str, Any]:
     entry = {"path": request.path, "query": dict(request.query),
              "headers": {str(k): v for k, v in request.headers.items()}, "body": body,
              "raw": raw.decode("utf-8", errors="replace")}
-    request.app[RECEIVED].setdefault(request.match_info.get("buyer", "_"), []).append(entry)
+    # Only the latest requests per buyer are kept: a long benchmark must not grow the sandbox's heap
+    # (its garbage-collection pauses would show up as buyer latency).
+    kept = request.app[RECEIVED].setdefault(request.match_info.get("buyer", "_"), [])
+    kept.append(entry)
+    if len(kept) > MAX_KEPT:
+        del kept[: len(kept) - MAX_KEPT]
     return entry
 
 
