@@ -190,7 +190,7 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
 @app.command()
 def bench(database: str = typer.Option(None, help="a PostgreSQL URL (default: a fresh SQLite per scenario)"),
           workers: int = 1, duration: float = typer.Option(5.0, help="seconds per measured phase"),
-          rate: float = typer.Option(300.0, help="open-loop pings/s of the fixed-price scenario"),
+          rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
           json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
           scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang")) -> None:
     """The SPEC section 10 benchmark: fixed-price, RTB and hanging-buyer scenarios."""
