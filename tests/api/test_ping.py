@@ -49,6 +49,9 @@ async def test_exclusive_highest_bid_wins(api: Api, store: Store) -> None:
     assert [e["type"] for e in record["events"]] == ["ping", "bids"]
     listed = await api.ok("GET", "/v1/admin/pings", params={"partner_lead_id": "lead-1"})
     assert [p["ping_id"] for p in listed["items"]] == [answer["ping_id"]]
+    by_winner = await api.ok("GET", "/v1/admin/pings", params={"buyer": "buyer-c"})
+    assert [p["ping_id"] for p in by_winner["items"]] == [answer["ping_id"]]
+    assert (await api.ok("GET", "/v1/admin/pings", params={"buyer": "buyer-a"}))["items"] == []
 
 
 async def test_multisell_top_n_one_per_buyer(api: Api) -> None:

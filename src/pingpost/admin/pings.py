@@ -64,7 +64,8 @@ def _time(value: str | None, name: str) -> int | None:
 @router.get("/pings", summary="List pings, newest first")
 async def list_pings(request: Request, page: Page = Depends(),
                      offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
-                     partner: str | None = Query(None, max_length=64), status: str | None = Query(None, max_length=32),
+                     partner: str | None = Query(None, max_length=64), buyer: str | None = Query(None, max_length=64),
+                     status: str | None = Query(None, max_length=32),
                      partner_lead_id: str | None = Query(None, max_length=100),
                      from_: str | None = Query(None, alias="from", max_length=40),
                      to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
@@ -76,6 +77,9 @@ async def list_pings(request: Request, page: Page = Depends(),
         if value is not None:
             where.append(f"{column} = :{column}")
             params[column] = value
+    if buyer is not None:  # pings in which the buyer won a bid
+        where.append("id IN (SELECT ping_id FROM reservations WHERE buyer_id = :buyer)")
+        params["buyer"] = buyer
     start, end = _time(from_, "from"), _time(to, "to")
     if start is not None:
         where.append("received_at >= :start")
