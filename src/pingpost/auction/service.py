@@ -120,7 +120,12 @@ class AuctionService:
             campaign = snap.campaigns_by_key.get(digest)
         if campaign is None:
             raise errors.Unauthorized("unknown posting key")
-        self.check_active(snap, campaign)
+        try:
+            self.check_active(snap, campaign)
+        except errors.Forbidden:
+            if not cached:
+                raise
+            return await self.authenticate(token)  # paused in a cached snapshot: check a fresh one
         return snap, campaign
 
     @staticmethod
