@@ -16,6 +16,7 @@ from pingpost.admin.pings import router as pings_router
 from pingpost.admin.sales import buyer_router
 from pingpost.admin.sales import router as sales_router
 from pingpost.admin.service import AdminService
+from pingpost.auction.endpoints import ping_route
 from pingpost.auction.endpoints import router as partner_router
 from pingpost.auction.rtb import AiohttpRtbBidder
 from pingpost.auction.service import AuctionService
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(partner_router)
+    app.router.routes.insert(0, ping_route)  # serves POST /v1/ping; the FastAPI route documents it
     app.include_router(post_router)
     app.include_router(calls_router)
     app.include_router(admin_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,13 +27,16 @@ def error_response(exc: errors.PingpostError) -> Response:
     return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
 
-def _validation_error(exc: RequestValidationError) -> errors.PingpostError:
+def validation_error(errs: Sequence[Any]) -> errors.PingpostError:
+    """One PingpostError for pydantic/FastAPI validation errors: 400 for a body that is not a JSON
+    object, else 422 naming each field (never echoing the value)."""
     problems = []
-    for e in exc.errors():
-        if e.get("type") in ("json_invalid", "json_type") or (e.get("type") == "model_attributes_type"
-                                                              and tuple(e.get("loc", ())) == ("body",)):
+    for e in errs:
+        where = tuple(e.get("loc", ()))
+        if e.get("type") in ("json_invalid", "json_type") or (
+                e.get("type") in ("model_attributes_type", "model_type") and where in (("body",), ())):
             return errors.MalformedJson("the request body is not a JSON object")
-        loc = [str(p) for p in e.get("loc", ())]
+        loc = [str(p) for p in where]
         if loc and loc[0] in ("body", "query", "path"):
             loc = loc[1:] or loc
         # Never echo pydantic's `input`: it may hold PII.
@@ -47,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        return error_response(_validation_error(exc))
+        return error_response(validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

@@ -1,8 +1,16 @@
-"""Partner ping endpoint (SPEC 5.1)."""
+"""Partner ping endpoint (SPEC 5.1).
+
+The route FastAPI documents (OpenAPI, /docs) is served by `ping_route`, a plain Starlette route
+that validates the same `PingIn` model with pydantic's compiled JSON parser: FastAPI's request
+machinery (dependency solving, body reading, validation wrapping) cost ~0.26 ms of CPU a request
+against ~0.1 ms here, and the ping is the hot path (docs/performance.md).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+from starlette.routing import Route
 
 from pingpost import errors
 from pingpost.auction.schemas import PingIn, PingOut
@@ -10,6 +18,7 @@ from pingpost.auction.service import AuctionService
 from pingpost.auth import bearer
 from pingpost.db.store import Tx
 from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.http import validation_error
 
 router = APIRouter(prefix="/v1", tags=["partner"])
 
@@ -42,3 +51,15 @@ async def _ping(body: PingIn, request: Request) -> Response:
 
     return await run_idempotent(request, idem=idem, campaign_id=campaign.id, endpoint="ping", body=body, run=run,
                                 answer_in_unit=True)
+
+
+async def _fast_ping(request: Request) -> Response:
+    try:
+        body = PingIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_input=False)) from None
+    return await ping(body, request)
+
+
+# Inserted ahead of the documented FastAPI route for the same path and method.
+ping_route = Route("/v1/ping", _fast_ping, methods=["POST"])
