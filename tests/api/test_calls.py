@@ -76,6 +76,10 @@ async def test_call_auction_connect_and_bill(api: Api, store: Store, sandbox: Sa
     assert done == {"sale_id": connected["sale_id"], "billable": True}
     assert (await waterfall(api, answer["ping_id"]))["a"]["post_outcome"] == "call_billable"
     await ledger_invariants(store)
+    # a form lead never carries a transfer destination, even from a buyer that answers with one
+    await api.ok("PATCH", "/v1/admin/contracts/no-transfer", json={"status": "paused"})
+    form = await ping(api, key, lead={**CALL_LEAD, "age": 71})
+    assert form["bids"] and all(b["transfer"] is None for b in form["bids"])
 
 
 async def test_ring_next_after_failed(api: Api, sandbox: Sandbox) -> None:

@@ -399,7 +399,7 @@ class AuctionService:
                 row.outcome = Outcome.WON.value if role == "winner" else Outcome.STANDBY.value
                 row.sale_type, row.charged_cents = choice.sale_type, choice.price_cents
                 payout = payout_cents(campaign.payout, choice.price_cents)
-                transfer = (row.bid.transfer if row.bid else None) or row.contract.transfer
+                transfer = ((row.bid.transfer if row.bid else None) or row.contract.transfer) if calls else None
                 bids.append({"bid_id": row.bid_id, "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
                              "price_cents": choice.price_cents, "payout_cents": payout, "sale_type": choice.sale_type,
                              "source": row.source, "bid_ref": row.bid.bid_ref if row.bid else None,
