@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -15,15 +12,10 @@ from typing import Any
 
 import httpx
 
+from pingpost.processes import free_port, pingpost_process
 from tests.conftest import ADMIN_TOKEN
 
 PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -34,62 +26,25 @@ def pingpost_server(database_url: str, *, workers: int = 1, workdir: Path, pool_
     env = {**os.environ, "PINGPOST_ADMIN_TOKEN": ADMIN_TOKEN, "PINGPOST_SECRET_KEY": "test-secret-key",
            "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"), "PINGPOST_DB_POOL_SIZE": str(pool_size),
            **(extra_env or {})}
-    log = open(workdir / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from pingpost.cli import main; main()", "serve", "--port", str(port),
-         "--workers", str(workers), "--database", database_url],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    PROCESSES[base] = proc
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(workdir / f'server-{port}.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.1)
-        yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        PROCESSES.pop(base, None)
-        log.close()
+    with pingpost_process(["serve", "--port", str(port), "--workers", str(workers), "--database", database_url],
+                          env=env, log=workdir / f"server-{port}.log", ready_url=f"{base}/readyz",
+                          grace_s=15) as proc:
+        PROCESSES[base] = proc
+        try:
+            yield base
+        finally:
+            PROCESSES.pop(base, None)
 
 
 @contextmanager
 def sandbox_server(workdir: Path) -> Iterator[str]:
     """`pingpost sandbox-buyers` as its own process (survives killing the pingpost server)."""
     port = free_port()
-    log = open(workdir / "sandbox.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", "sandbox-buyers",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/_received/none", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("sandbox did not start") from None
-                time.sleep(0.1)
+    with pingpost_process(["sandbox-buyers", "--port", str(port)], env=None, log=workdir / "sandbox.log",
+                          ready_url=f"{base}/_received/none", timeout_s=30, grace_s=1):
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
 
 
 def kill_server(base: str) -> None:

@@ -8,11 +8,10 @@ auction's waterfall and a running summary. The server stays up (curl it) until C
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,30 +25,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from pingpost.config import Settings
+from pingpost.processes import pingpost_process
 from pingpost.security import new_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "medicare.yaml"
 POSTING_KEY = "pp_demo_acme_medicare"
 STATES = ["FL", "TX", "AZ", "NC", "PA", "OH", "GA"]
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances"]
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", *args],
-                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited early")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not start")
 
 
 def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
@@ -65,36 +47,30 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
     asyncio.run(_apply(settings, setup))
     env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": settings.key_file or "",
            "PINGPOST_JSON_LOGS": "true"}
-    children = [_spawn(["sandbox-buyers", "--port", str(sandbox_port)], env, workdir / "sandbox.log")]
-    children.append(_spawn(["serve", "--port", str(port), "--database", settings.database_url], env,
-                           workdir / "server.log"))
     base = f"http://127.0.0.1:{port}"
+    signal.signal(signal.SIGTERM, _stop)  # stop the children like Ctrl-C does
     try:
-        _wait(f"http://127.0.0.1:{sandbox_port}/_received/none", children[0], "the sandbox buyers")
-        _wait(f"{base}/readyz", children[1], "the pingpost server")
-        console.rule("[bold]pingpost demo")
-        console.print(f"server {base} (SQLite at {workdir / 'pingpost.db'}), sandbox buyers on :{sandbox_port}")
-        console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
-        signal.signal(signal.SIGTERM, _stop)
-        asyncio.run(_stream(console, base, token, count))
-        asyncio.run(_call(console, base, token))
-        _hints(console, base, token)
-        console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
-        signal.signal(signal.SIGTERM, _stop)
-        while True:
-            time.sleep(3600)
+        with contextlib.ExitStack() as children:
+            children.enter_context(pingpost_process(
+                ["sandbox-buyers", "--port", str(sandbox_port)], env=env, log=workdir / "sandbox.log",
+                ready_url=f"http://127.0.0.1:{sandbox_port}/_received/none", grace_s=5))
+            children.enter_context(pingpost_process(
+                ["serve", "--port", str(port), "--database", settings.database_url], env=env,
+                log=workdir / "server.log", ready_url=f"{base}/readyz", grace_s=5))
+            console.rule("[bold]pingpost demo")
+            console.print(f"server {base} (SQLite at {workdir / 'pingpost.db'}), sandbox buyers on :{sandbox_port}")
+            console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
+            asyncio.run(_stream(console, base, token, count))
+            asyncio.run(_call(console, base, token))
+            _hints(console, base, token)
+            console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
+            while True:
+                time.sleep(3600)
     except (KeyboardInterrupt, SystemExit):
         pass
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     finally:
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
         console.print("stopped.")
 
 

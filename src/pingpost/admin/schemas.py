@@ -37,7 +37,6 @@ Cents = Annotated[int, Field(ge=0, le=MAX_CENTS)]
 Status = Literal["active", "paused"]
 Channel = Literal["form", "call", "callback"]
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "date", "zip", "state", "phone", "email"]
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HTTP_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
@@ -196,7 +195,6 @@ class AuthBasic(Strict):
 
 Auth = Annotated[AuthNone | AuthBearer | AuthHeader | AuthBasic, Field(discriminator="type")]
 
-FILTER_OPS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "exists", "prefix")
 # Filter operands are lead attributes (age, zip, answers), never money.
 Scalar = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)] | int | bool | float
 
@@ -342,9 +340,6 @@ def _timezone(value: str) -> str:
 
 
 _ZONES = available_timezones() | {"UTC"}
-
-CONSENT_FIELDS = ("tcpa", "text", "captured_at", "ip", "user_agent", "page_url", "trustedform_cert_url",
-                  "jornaya_leadid")
 
 
 class ContractIn(Strict):

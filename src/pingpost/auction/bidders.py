@@ -47,11 +47,3 @@ class RtbBidder(Protocol):
                       deadline_ms: int) -> dict[str, BidResult]:
         """Ask every contract's buyer concurrently; answer a result for each within `deadline_ms`."""
         ...
-
-
-class UnavailableRtbBidder:
-    """Used where no HTTP client is configured: every RTB contract records a bid_error."""
-
-    async def bid_all(self, contracts: Sequence[Contract], request: BidRequest,
-                      deadline_ms: int) -> dict[str, BidResult]:
-        return {c.id: BidResult(Outcome.BID_ERROR, detail="rtb_unavailable") for c in contracts}

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,6 +16,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from pingpost.processes import free_port, pingpost_process
 from pingpost.security import new_key
 
 LEAD = {"state": "FL", "zip": "33109", "age": 67}
@@ -30,36 +27,10 @@ VERTICAL = {"id": "medicare", "name": "Medicare", "fields": [
     {"name": "phone", "type": "phone", "required": True, "pii": True}]}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _process(args: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    proc = subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", *args], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{args[0]} exited: {log.read_text()[-1500:]}")
-            try:
-                httpx.get(ready_url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{args[0]} did not start") from None
-                time.sleep(0.1)
+    with pingpost_process(args, env=env, log=log, ready_url=ready_url):
         yield
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -197,7 +168,7 @@ def run_bench(*, database: str | None, workers: int, duration: float, rate: floa
     """Run each scenario on a fresh server (fresh SQLite, or the given database) and answer the figures."""
     workdir = Path(tempfile.mkdtemp(prefix="pingpost-bench-"))
     token = new_key("ppa")
-    sandbox_port = _port()
+    sandbox_port = free_port()
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"),
            "PINGPOST_LOG_LEVEL": "warning"}
@@ -209,7 +180,7 @@ def run_bench(*, database: str | None, workers: int, duration: float, rate: floa
             url = database or f"sqlite:///{workdir / f'{scenario}.db'}"
             if database:
                 _reset_postgres(database)
-            port = _port()
+            port = free_port()
             base = f"http://127.0.0.1:{port}"
             with _process(["serve", "--port", str(port), "--workers", str(workers), "--database", url], env,
                           f"{base}/readyz", workdir / f"server-{scenario}.log"):
@@ -251,7 +222,7 @@ def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, t
               workers: int) -> dict[str, Any]:
     """2,000 concurrent pings against a cap of 50 from two server processes sharing PostgreSQL."""
     _reset_postgres(database)
-    ports = [_port(), _port()]
+    ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     with _process(["serve", "--port", str(ports[0]), "--workers", str(workers), "--database", database], env,
                   f"{bases[0]}/readyz", workdir / "oversell-a.log"), \

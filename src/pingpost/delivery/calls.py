@@ -196,10 +196,8 @@ class CallService:
     # --- failed -----------------------------------------------------------------------------
 
     async def failed(self, *, snap: Snapshot, ping_id: str, body: Failed) -> FailedOut:
-        async def run(sha: str) -> FailedOut:
-            return await self.store.write(lambda tx: self._failed(tx, snap, ping_id, body, sha))
-
-        return await self._once(ping_id, body.bid_id, "failed", body, FailedOut, run)
+        return await self._once(ping_id, body.bid_id, "failed", body, FailedOut,
+                                lambda sha: self.store.write(lambda tx: self._failed(tx, snap, ping_id, body, sha)))
 
     async def _failed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Failed, sha: str) -> FailedOut:
         now = now_ms()
@@ -244,10 +242,9 @@ class CallService:
     # --- completed --------------------------------------------------------------------------
 
     async def completed(self, *, snap: Snapshot, ping_id: str, body: Completed) -> CompletedOut:
-        async def run(sha: str) -> CompletedOut:
-            return await self.store.write(lambda tx: self._completed(tx, snap, ping_id, body, sha))
-
-        return await self._once(ping_id, body.bid_id, "completed", body, CompletedOut, run)
+        return await self._once(ping_id, body.bid_id, "completed", body, CompletedOut,
+                                lambda sha: self.store.write(
+                                    lambda tx: self._completed(tx, snap, ping_id, body, sha)))
 
     async def _completed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Completed, sha: str) -> CompletedOut:
         now = now_ms()

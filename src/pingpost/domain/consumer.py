@@ -6,8 +6,6 @@ import hashlib
 import re
 
 _NON_DIGITS = re.compile(r"\D")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-HASH_NAMES = ("phone_sha256", "email_sha256")
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -31,7 +29,3 @@ def phone_sha256(raw: str) -> str | None:
 
 def email_sha256(raw: str) -> str:
     return hashlib.sha256(normalise_email(raw).encode()).hexdigest()
-
-
-def is_sha256_hex(value: object) -> bool:
-    return isinstance(value, str) and bool(_HEX64.match(value.lower()))
