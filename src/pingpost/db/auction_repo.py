@@ -68,18 +68,11 @@ async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence
     the configuration version (so a stale in-memory snapshot is noticed in the same read)."""
     state = AuctionState(config_version=await config_version(tx))
     if rate_campaign is not None:
-        window = await tx.fetchrow("SELECT window_start, pings FROM rate_windows WHERE campaign_id = :c",
-                                   {"c": rate_campaign})
-        if window is not None and window["window_start"] == now // 1000:
-            state.rate_used = int(window["pings"])
+        state.rate_used = await _rate_used(tx, rate_campaign, now)
     if contract_ids:
-        for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": contract_ids}):
-            state.usage[r["contract_id"]] = Usage(r["day_key"], r["day_used"], r["week_key"], r["week_used"],
-                                                  r["month_key"], r["month_used"], r["live_calls"])
+        await _read_usage(tx, contract_ids, state.usage)
     if buyer_ids:
-        for r in await tx.fetch("SELECT * FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": buyer_ids}):
-            state.funds[r["buyer_id"]] = Funds(int(r["balance_cents"]), int(r["credit_limit_cents"]),
-                                               int(r["holds_cents"]))
+        await _read_funds(tx, buyer_ids, state.funds)
     if contract_ids or buyer_ids:
         stale = await tx.fetch(
             "SELECT contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call FROM reservations "
@@ -102,12 +95,93 @@ async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence
             if f is not None:
                 f.holds_cents -= int(r["amount_cents"])
     if hashes and buyer_ids:
-        for r in await tx.fetch(
-                "SELECT buyer_id, MAX(sold_at) AS sold_at FROM dedup_records "
-                "WHERE buyer_id IN (:bs) AND hash_hmac IN (:hs) GROUP BY buyer_id",
-                {"bs": buyer_ids, "hs": hashes}):
-            state.last_sold[r["buyer_id"]] = int(r["sold_at"])
+        state.last_sold = await _last_sold(tx, buyer_ids, hashes)
     return state
+
+
+@dataclass
+class BatchState:
+    """Rows shared by the fixed-price ping units of one write batch (`Store.write(batch_cache=True)`).
+
+    Exact because the batch holds the write lock and every change these units make to the rows goes
+    through `take_cap_slot` / `take_hold`, which update it; any other change drops it (`forget`)."""
+
+    config_version: int | None = None
+    usage: dict[str, Usage] = field(default_factory=dict)
+    funds: dict[str, Funds] = field(default_factory=dict)
+    buyers_read: set[str] = field(default_factory=set)
+    reclaimed: set[tuple[str, ...]] = field(default_factory=set)
+
+
+def _batch(tx: Tx) -> BatchState | None:
+    batch: BatchState | None = tx.cache.get("auction")
+    return batch
+
+
+def forget(tx: Tx) -> None:
+    """Usage or funds changed other than by a reservation taken here: read them again."""
+    tx.cache.pop("auction", None)
+
+
+async def read_state_for_write(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str],
+                               hashes: Sequence[str], now: int, rate_campaign: str | None = None) -> AuctionState:
+    """The state read inside the deciding write (auctions without RTB contracts, form channels).
+
+    Lapsed reservations are reclaimed first, so usage and funds are read exactly; rows already read by
+    an earlier ping of the same batch (and kept current by its reservations) are not read again."""
+    batch = _batch(tx)
+    if batch is None:
+        batch = tx.cache["auction"] = BatchState()
+    key = tuple(contract_ids)
+    if key not in batch.reclaimed:
+        # Within one batch (a few milliseconds) a reservation lapsing after this is freed by the next one.
+        if await reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now):
+            batch = tx.cache["auction"] = BatchState()
+        batch.reclaimed.add(key)
+    if batch.config_version is None:
+        batch.config_version = await config_version(tx)
+    missing = [c for c in contract_ids if c not in batch.usage]
+    if missing:
+        for c in missing:
+            batch.usage[c] = Usage()
+        await _read_usage(tx, missing, batch.usage)
+    missing = [b for b in buyer_ids if b not in batch.buyers_read]
+    if missing:
+        batch.buyers_read.update(missing)
+        await _read_funds(tx, missing, batch.funds)
+    state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds)
+    if rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, rate_campaign, now)
+    if hashes and buyer_ids:
+        state.last_sold = await _last_sold(tx, buyer_ids, hashes)
+    return state
+
+
+async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
+    window = await tx.fetchrow("SELECT window_start, pings FROM rate_windows WHERE campaign_id = :c",
+                               {"c": campaign_id})
+    if window is not None and window["window_start"] == now // 1000:
+        return int(window["pings"])
+    return 0
+
+
+async def _read_usage(tx: Tx, contract_ids: Sequence[str], into: dict[str, Usage]) -> None:
+    for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}):
+        into[r["contract_id"]] = Usage(r["day_key"], r["day_used"], r["week_key"], r["week_used"],
+                                       r["month_key"], r["month_used"], r["live_calls"])
+
+
+async def _read_funds(tx: Tx, buyer_ids: Sequence[str], into: dict[str, Funds]) -> None:
+    for r in await tx.fetch("SELECT * FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}):
+        into[r["buyer_id"]] = Funds(int(r["balance_cents"]), int(r["credit_limit_cents"]), int(r["holds_cents"]))
+
+
+async def _last_sold(tx: Tx, buyer_ids: Sequence[str], hashes: Sequence[str]) -> dict[str, int]:
+    rows = await tx.fetch(
+        "SELECT buyer_id, MAX(sold_at) AS sold_at FROM dedup_records "
+        "WHERE buyer_id IN (:bs) AND hash_hmac IN (:hs) GROUP BY buyer_id",
+        {"bs": list(buyer_ids), "hs": list(hashes)})
+    return {r["buyer_id"]: int(r["sold_at"]) for r in rows}
 
 
 def _minus(u: Usage, r: Any) -> Usage:
@@ -140,6 +214,8 @@ async def relax_durability(tx: Tx) -> None:
 
 async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
     """Return the cap slots and holds of reservations that just left held/posting."""
+    if rows:
+        forget(tx)
     for r in rows:
         await tx.execute(
             "UPDATE contract_usage SET "
@@ -172,9 +248,10 @@ async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Seq
         "UPDATE reservations SET live_call = 0 WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
         "AND contract_id IN (:cs) RETURNING contract_id", {"now": now, "cs": list(contract_ids)})
     for r in lapsed_calls:
+        forget(tx)
         await tx.execute("UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c "
                          "AND live_calls > 0", {"c": r["contract_id"]})
-    return len(rows)
+    return len(rows) + len(lapsed_calls)
 
 
 async def release(tx: Tx, reservation_ids: Sequence[str], *, to_state: str = "released") -> int:
@@ -190,7 +267,7 @@ async def release(tx: Tx, reservation_ids: Sequence[str], *, to_state: str = "re
 
 async def take_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> bool:
     """One slot in every cap period at once, rolling stale periods in place; False when a cap is full."""
-    return await tx.execute(
+    taken = await tx.execute(
         "UPDATE contract_usage SET "
         "day_used = CASE WHEN day_key = :d THEN day_used ELSE 0 END + 1, day_key = :d, "
         "week_used = CASE WHEN week_key = :w THEN week_used ELSE 0 END + 1, week_key = :w, "
@@ -200,6 +277,16 @@ async def take_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month:
         "AND (weekly_cap IS NULL OR CASE WHEN week_key = :w THEN week_used ELSE 0 END < weekly_cap) "
         "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)",
         {"c": contract_id, "d": day, "w": week, "m": month}) == 1
+    batch = _batch(tx)
+    if batch is not None:
+        u = batch.usage.get(contract_id)
+        if not taken or u is None:
+            forget(tx)
+        else:  # the same arithmetic as the UPDATE above
+            batch.usage[contract_id] = Usage(
+                day, (u.day_used if u.day_key == day else 0) + 1, week, (u.week_used if u.week_key == week else 0) + 1,
+                month, (u.month_used if u.month_key == month else 0) + 1, u.live_calls)
+    return taken
 
 
 async def return_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> None:
@@ -208,14 +295,23 @@ async def return_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, mont
 
 
 async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> bool:
-    return await tx.execute(
+    held = await tx.execute(
         "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
         "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
         {"a": amount_cents, "b": buyer_id}) == 1
+    batch = _batch(tx)
+    if batch is not None:
+        funds = batch.funds.get(buyer_id)
+        if not held or funds is None:
+            forget(tx)
+        else:
+            funds.holds_cents += amount_cents
+    return held
 
 
 async def take_live_slot(tx: Tx, *, contract_id: str) -> bool:
     """A live-call slot under `max_concurrent_calls` (conditional, atomic like the caps)."""
+    forget(tx)
     return await tx.execute(
         "UPDATE contract_usage SET live_calls = live_calls + 1 WHERE contract_id = :c "
         "AND (max_live_calls IS NULL OR live_calls < max_live_calls)", {"c": contract_id}) == 1
@@ -229,11 +325,13 @@ async def end_live_call(tx: Tx, reservation_id: str) -> None:
         "UPDATE reservations SET live_call = 0 WHERE id = :r AND live_call = 1 AND state = 'sold' "
         "RETURNING contract_id", {"r": reservation_id})
     if contract_id is not None:
+        forget(tx)
         await tx.execute("UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c "
                          "AND live_calls > 0", {"c": contract_id})
 
 
 async def return_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> None:
+    forget(tx)
     await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
                      {"a": amount_cents, "b": buyer_id})
 

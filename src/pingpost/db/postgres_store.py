@@ -20,6 +20,7 @@ class _PgTx:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self.cache: dict[str, Any] = {}  # one transaction's (batch_cache units share nothing here)
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
         text, args = compile_sql(sql, params, "postgresql")
@@ -72,7 +73,7 @@ class PostgresStore:
                 raise
         raise RuntimeError("unreachable")
 
-    async def write(self, unit: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False) -> T:
         return await self._run(unit, readonly=False)
 
     async def read(self, unit: Callable[[Any], Awaitable[T]]) -> T:

@@ -6,6 +6,11 @@ Writes use group commit: every unit queued during one turn of the event loop run
 `BEGIN IMMEDIATE ... COMMIT`, each inside its own SAVEPOINT so a failing unit rolls back alone,
 and each caller gets its own result only after the shared COMMIT. One durable commit then covers
 a whole batch of pings instead of one each.
+
+Units written with `batch_cache=True` share `tx.cache`, a dict that lives for one batch: while the
+batch holds SQLite's write lock no other connection can change anything, so what one such unit
+read (and kept up to date with its own writes) is still exact for the next. Any other unit, and
+any unit that fails, empties it first (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class _SqliteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.cache: dict[str, Any] = {}
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
         text, args = compile_sql(sql, params, "sqlite")
@@ -83,7 +89,7 @@ class SqliteStore:
         self.url = url
         self._conn = conn
         self._tx = _SqliteTx(conn)
-        self._queue: list[tuple[Unit, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Unit, asyncio.Future[Any], bool]] = []
         self._flush_scheduled = False
 
     @classmethod
@@ -103,10 +109,10 @@ class SqliteStore:
                 time.sleep(0.002 * (attempt + 1))
         raise sqlite3.OperationalError("database is locked (gave up after retries)")
 
-    async def write(self, unit: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((unit, future))
+        self._queue.append((unit, future, batch_cache))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -117,15 +123,20 @@ class SqliteStore:
         self._flush_scheduled = False
         batch, self._queue = self._queue, []
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        cache = self._tx.cache
+        cache.clear()
         try:
             self._begin("BEGIN IMMEDIATE")
-            for unit, future in batch:
+            for unit, future, shares_cache in batch:
                 if future.cancelled():
                     continue
+                if not shares_cache:
+                    cache.clear()
                 self._conn.execute("SAVEPOINT unit")
                 try:
                     value: Any = run_inline(unit(self._tx))  # type: ignore[arg-type]
                 except BaseException as exc:  # the unit's failure is its caller's alone
+                    cache.clear()
                     self._conn.execute("ROLLBACK TO unit")
                     self._conn.execute("RELEASE unit")
                     outcomes.append((future, False, exc))
@@ -133,10 +144,12 @@ class SqliteStore:
                 self._conn.execute("RELEASE unit")
                 outcomes.append((future, True, value))
             self._conn.execute("COMMIT")
+            cache.clear()
         except BaseException as exc:
+            cache.clear()
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
@@ -149,6 +162,7 @@ class SqliteStore:
                 future.set_exception(value)
 
     async def read(self, unit: Callable[[Any], Awaitable[T]]) -> T:
+        self._tx.cache.clear()
         self._begin("BEGIN")
         try:
             return run_inline(unit(self._tx))  # type: ignore[arg-type]

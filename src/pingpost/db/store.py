@@ -65,6 +65,7 @@ class Tx(Protocol):
     """One open transaction (or read snapshot)."""
 
     dialect: str
+    cache: dict[str, Any]  # see Store.write(batch_cache=...)
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]: ...
 
@@ -83,8 +84,11 @@ class Store(Protocol):
     dialect: str
     url: str
 
-    async def write(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `unit` in one short write transaction; retried whole on lock contention."""
+    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, batch_cache: bool = False) -> T:
+        """Run `unit` in one short write transaction; retried whole on lock contention.
+
+        With `batch_cache`, the unit may keep what it read in `tx.cache` for the next such unit of the
+        same transaction (SQLite's group commit); it must keep that cache exact with its own writes."""
         ...
 
     async def read(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
