@@ -18,6 +18,18 @@ from pingpost.timefmt import parse_rfc3339, rfc3339
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
+WATERFALL_KEYS = ("contract_id", "buyer_id", "outcome", "detail", "bid_cents", "source", "rtb_latency_ms", "bid_id",
+                  "sale_type", "post_outcome", "post_detail", "post_latency_ms", "sale_id")
+
+
+def waterfall_entry(stored: dict[str, Any]) -> dict[str, Any]:
+    """A waterfall entry with every key: entries are stored without their empty (null) keys, which
+    keeps the ping row small (it is written on every ping; docs/performance.md)."""
+    entry = {key: stored.get(key) for key in WATERFALL_KEYS}
+    entry.update(stored)  # and what later steps added (a reversal, a call's events)
+    return entry
+
+
 def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
     # roles move on (a call's winner fails, is connected, completes); standbys were never winners
     winners = [b for b in orjson.loads(row["bids"]) if b["role"] in ("winner", "failed", "connected", "completed")]
@@ -34,7 +46,7 @@ def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
         "partner_lead_id": row["partner_lead_id"], "received_at": rfc3339(row["received_at"]),
         "decided_at": rfc3339(row["decided_at"]), "decision_ms": row["decided_at"] - row["received_at"],
         "expires_at": rfc3339(row["expires_at"]), "lead": orjson.loads(row["lead"]),
-        "waterfall": orjson.loads(row["waterfall"]), "events": timeline,
+        "waterfall": [waterfall_entry(w) for w in orjson.loads(row["waterfall"])], "events": timeline,
     }
 
 

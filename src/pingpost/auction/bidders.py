@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pingpost.domain.model import Contract
-from pingpost.domain.outcomes import Outcome
+from pingpost.domain.model import BidResult, Contract
+
+__all__ = ["BidRequest", "BidResult", "RtbBidder", "fixed_bid"]
 
 
 @dataclass(frozen=True)
@@ -23,23 +24,9 @@ class BidRequest:
     consumer: Mapping[str, str]
 
 
-@dataclass(frozen=True)
-class BidResult:
-    """A price (`outcome` None) or the reason there is none."""
-
-    outcome: Outcome | None
-    bid_cents: int | None = None
-    exclusive_bid_cents: int | None = None
-    bid_ref: str | None = None
-    transfer: dict[str, str] | None = None
-    latency_ms: int | None = None
-    detail: str | None = None
-    source: str = "rtb"
-
-
 def fixed_bid(contract: Contract) -> BidResult:
-    assert contract.price_cents is not None
-    return BidResult(None, contract.price_cents, contract.exclusive_price_cents, source="fixed")
+    """A fixed-price contract's bid (immutable: built once per contract and configuration snapshot)."""
+    return contract.fixed_bid
 
 
 class RtbBidder(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -71,7 +71,7 @@ class Terms:
     kinds: tuple[str, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """One contract's line in the waterfall while the auction runs."""
 
@@ -85,19 +85,31 @@ class Row:
     bid_id: str | None = None
     sale_type: str | None = None
     charged_cents: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    reservation_id: str | None = None
 
     def fail(self, outcome: Outcome, detail: str | None = None) -> None:
         self.outcome, self.detail = outcome.value, detail
 
     def entry(self) -> dict[str, Any]:
+        """The stored waterfall entry: only the keys that have a value (`waterfall_entry` restores the rest)."""
+        entry: dict[str, Any] = {"contract_id": self.contract.id, "buyer_id": self.contract.buyer_id,
+                                 "outcome": self.outcome}
+        if self.detail is not None:
+            entry["detail"] = self.detail
+        bid = self.bid
         bid_cents = self.charged_cents if self.charged_cents is not None else (
-            self.bid.bid_cents if self.bid is not None else None)
-        return {"contract_id": self.contract.id, "buyer_id": self.contract.buyer_id, "outcome": self.outcome,
-                "detail": self.detail, "bid_cents": bid_cents, "source": self.source,
-                "rtb_latency_ms": self.bid.latency_ms if self.bid is not None else None,
-                "bid_id": self.bid_id, "sale_type": self.sale_type, "post_outcome": None,
-                "post_detail": None, "post_latency_ms": None, "sale_id": None}
+            bid.bid_cents if bid is not None else None)
+        if bid_cents is not None:
+            entry["bid_cents"] = bid_cents
+        if self.source is not None:
+            entry["source"] = self.source
+        if bid is not None and bid.latency_ms is not None:
+            entry["rtb_latency_ms"] = bid.latency_ms
+        if self.bid_id is not None:
+            entry["bid_id"] = self.bid_id
+        if self.sale_type is not None:
+            entry["sale_type"] = self.sale_type
+        return entry
 
 
 class AuctionService:
@@ -278,15 +290,16 @@ class AuctionService:
     @staticmethod
     def state_checks(rows: list[Row], state: repo.AuctionState, keys: dict[str, PeriodKeys], channel: str,
                       now: int) -> None:
+        calls = channel in ("call", "callback")
         for row in rows:
             c = row.contract
-            usage = state.usage.get(c.id, Usage())
+            usage = state.usage.get(c.id, _NO_USAGE)
             funds = state.funds.get(c.buyer_id)
-            if is_duplicate(c, state.last_sold.get(c.buyer_id), now):
+            if c.dedup_days and is_duplicate(c, state.last_sold.get(c.buyer_id), now):
                 row.fail(Outcome.DUPLICATE)
-            elif (period := cap_reached(c, usage, keys[c.id])) is not None:
+            elif c.capped and (period := cap_reached(c, usage, keys[c.id])) is not None:
                 row.fail(Outcome.CAP_REACHED, period)
-            elif channel in ("call", "callback") and c.max_concurrent_calls is not None \
+            elif calls and c.max_concurrent_calls is not None \
                     and usage.live_calls >= c.max_concurrent_calls:
                 row.fail(Outcome.CONCURRENCY_CAP_REACHED)
             elif funds is None or funds.available_cents < _pre_bid_minimum(c):
@@ -416,9 +429,9 @@ class AuctionService:
                 await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
                 await repo.return_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents)
                 return Outcome.CONCURRENCY_CAP_REACHED.value, "reserved_concurrently"
-            row.extra["reservation_id"] = new_id("rsv")
+            row.reservation_id = new_id("rsv")
             await repo.insert_reservation(tx, {
-                "id": row.extra["reservation_id"], "bid_id": row.bid_id, "ping_id": ping_id,
+                "id": row.reservation_id, "bid_id": row.bid_id, "ping_id": ping_id,
                 "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
                 "amount_cents": choice.price_cents, "day_key": k.day, "week_key": k.week, "month_key": k.month,
                 "live_call": int(live), "expires_at": expires_at, "created_at": now})
@@ -439,7 +452,7 @@ class AuctionService:
                              "price_cents": choice.price_cents, "payout_cents": payout, "sale_type": choice.sale_type,
                              "source": row.source, "bid_ref": row.bid.bid_ref if row.bid else None,
                              "transfer": transfer, "role": role,
-                             "reservation_id": row.extra.get("reservation_id")})
+                             "reservation_id": row.reservation_id})
                 if role == "winner":
                     answer_bids.append(BidOut(bid_id=row.bid_id or "", payout_cents=payout,
                                               sale_type=choice.sale_type,
@@ -469,6 +482,9 @@ class AuctionService:
         if finalize is not None:
             await finalize(tx, answer)
         return answer
+
+
+_NO_USAGE = Usage()
 
 
 def _pre_bid_minimum(c: Contract) -> int:

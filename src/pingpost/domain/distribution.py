@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
     contract_id: str
     buyer_id: str
@@ -108,7 +108,7 @@ def round_robin_order(cands: Sequence[Candidate], last_key: str) -> list[Candida
     return after + before
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Choice:
     candidate: Candidate
     sale_type: str
@@ -128,9 +128,9 @@ async def select_winners(
     standbys: list[Choice] = []
     outcomes: dict[str, tuple[str, str | None]] = {}
     buyers_taken: set[str] = set()
+    chosen: set[str] = set()
     for cand, kind, price in chosen_plan.order:
-        if cand.contract_id in outcomes or any(c.candidate.contract_id == cand.contract_id
-                                               for c in winners + standbys):
+        if cand.contract_id in outcomes or cand.contract_id in chosen:
             continue
         full = len(winners) >= chosen_plan.max_winners
         if full and len(standbys) >= standby:
@@ -145,6 +145,7 @@ async def select_winners(
         if failure is None:
             (standbys if full else winners).append(choice)
             buyers_taken.add(cand.buyer_id)
+            chosen.add(cand.contract_id)
         else:
             outcomes[cand.contract_id] = failure
     return winners, standbys, outcomes

@@ -67,7 +67,7 @@ def local_time(now_ms: int, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(now_ms / 1000, tz)
 
 
-_MINUTE_CACHE: dict[tuple[str, int], tuple[datetime, PeriodKeys]] = {}
+_MINUTE_CACHE: dict[tuple[ZoneInfo, int], tuple[datetime, PeriodKeys]] = {}
 
 
 def local_minute(now_ms: int, tz: ZoneInfo) -> tuple[datetime, PeriodKeys]:
@@ -76,7 +76,7 @@ def local_minute(now_ms: int, tz: ZoneInfo) -> tuple[datetime, PeriodKeys]:
     Schedules and periods change only at minute boundaries in every IANA zone, so the answer is
     cached per zone and UTC minute: 30 contracts in one zone cost one conversion, not 30."""
     minute = now_ms // 60_000
-    key = (str(tz), minute)
+    key = (tz, minute)
     hit = _MINUTE_CACHE.get(key)
     if hit is None:
         local = datetime.fromtimestamp(minute * 60, tz)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from pingpost.domain.outcomes import Outcome
 
 DAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
@@ -43,6 +46,20 @@ class FilterRule:
     value: Any
 
 
+@dataclass(frozen=True, slots=True)
+class BidResult:
+    """A price (`outcome` None) or the reason there is none."""
+
+    outcome: Outcome | None
+    bid_cents: int | None = None
+    exclusive_bid_cents: int | None = None
+    bid_ref: str | None = None
+    transfer: dict[str, str] | None = None
+    latency_ms: int | None = None
+    detail: str | None = None
+    source: str = "rtb"
+
+
 @dataclass(frozen=True)
 class Contract:
     id: str
@@ -73,6 +90,17 @@ class Contract:
     def rank_key(self) -> str:
         """Stable (priority, id) order used for ties and the round-robin pointer."""
         return f"{self.priority:010d}:{self.id}"
+
+    @cached_property
+    def capped(self) -> bool:
+        """Whether any cap period applies (most contracts have none: their cap check is skipped)."""
+        return self.daily_cap is not None or self.weekly_cap is not None or self.monthly_cap is not None
+
+    @cached_property
+    def fixed_bid(self) -> BidResult:
+        """This contract's fixed-price bid, built once (the contract is immutable)."""
+        assert self.price_cents is not None
+        return BidResult(None, self.price_cents, self.exclusive_price_cents, source="fixed")
 
     @classmethod
     def from_body(cls, ident: str, body: dict[str, Any]) -> Contract:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from functools import lru_cache
 from typing import Any
 
 
@@ -12,8 +13,13 @@ def payout_cents(payout: dict[str, Any], price_cents: int) -> int:
     """The partner's payout for one sale at `price_cents`: fixed, or revshare rounded down to the cent."""
     if payout["type"] == "fixed":
         return int(payout["amount_cents"])
-    basis_points = int((Decimal(str(payout["percent"])) * 100).to_integral_value(ROUND_FLOOR))
-    return price_cents * basis_points // 10_000
+    return price_cents * _basis_points(payout["percent"]) // 10_000
+
+
+@lru_cache(maxsize=1024)
+def _basis_points(percent: int | float | str) -> int:
+    """A revshare percent as whole basis points, rounded down (exact decimal arithmetic, cached)."""
+    return int((Decimal(str(percent)) * 100).to_integral_value(ROUND_FLOOR))
 
 
 @dataclass(frozen=True)
