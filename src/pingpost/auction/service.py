@@ -25,7 +25,7 @@ from pingpost.db import auction_repo as repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain import distribution
 from pingpost.domain.eligibility import (
-    PeriodKeys,
+    PeriodKeysByContract,
     Usage,
     cap_reached,
     first_failing_filter,
@@ -259,25 +259,21 @@ class AuctionService:
     # --- phase 1: eligibility --------------------------------------------------------------
 
     def pre_state_checks(self, snap: Snapshot, rows: list[Row], lead: dict[str, Any], channel: str,
-                          now: int) -> dict[str, PeriodKeys]:
-        keys: dict[str, PeriodKeys] = {}
-        for row in rows:
+                          now: int) -> PeriodKeysByContract:
+        """The checks before any state is read, in SPEC order; answers the cap period keys (lazily)."""
+        offer_id = rows[0].contract.offer_id if rows else ""
+        for row, fixed in zip(rows, _config_outcomes(snap, offer_id, channel), strict=True):
+            if fixed is not None:
+                row.fail(*fixed)
+                continue
             c = row.contract
-            buyer = snap.buyers.get(c.buyer_id)
-            local, keys[c.id] = local_minute(now, c.tz)
-            if c.status != "active":
-                row.fail(Outcome.CONTRACT_PAUSED)
-            elif buyer is None or buyer.status != "active":
-                row.fail(Outcome.BUYER_PAUSED)
-            elif c.channels is not None and channel not in c.channels:
-                row.fail(Outcome.CHANNEL_MISMATCH, channel)
-            elif not in_schedule(c.windows, local):
+            if c.windows is not None and not in_schedule(c.windows, local := local_minute(now, c.tz)[0]):
                 row.fail(Outcome.OUTSIDE_SCHEDULE, local.strftime("%a %H:%M").lower())
-            elif (failing := first_failing_filter(c, lead)) is not None:
+            elif c.filters and (failing := first_failing_filter(c, lead)) is not None:
                 row.fail(Outcome.FILTER_MISMATCH, failing)
             elif c.rtb and (missing := [f for f in c.rtb.get("required_fields") or [] if f not in lead]):
                 row.fail(Outcome.MISSING_REQUIRED_FIELDS, ",".join(missing))
-        return keys
+        return PeriodKeysByContract(snap.contracts, now)
 
     async def read_state(self, rows: list[Row], consumer: dict[str, str], now: int) -> repo.AuctionState:
         """Usage, funds and dedup of these contracts in a read of their own (direct posts)."""
@@ -288,7 +284,7 @@ class AuctionService:
                                                                 hashes=hashes, now=now))
 
     @staticmethod
-    def state_checks(rows: list[Row], state: repo.AuctionState, keys: dict[str, PeriodKeys], channel: str,
+    def state_checks(rows: list[Row], state: repo.AuctionState, keys: PeriodKeysByContract, channel: str,
                       now: int) -> None:
         calls = channel in ("call", "callback")
         for row in rows:
@@ -383,7 +379,7 @@ class AuctionService:
 
     async def _decide(self, tx: Tx, *, ping_id: str, snap: Snapshot, offer: Offer, campaign: Campaign,
                       body: PingIn, lead: dict[str, Any], consumer: dict[str, str], rows: list[Row],
-                      keys: dict[str, PeriodKeys], received: int,
+                      keys: PeriodKeysByContract, received: int,
                       finalize: Callable[[Tx, PingOut], Awaitable[None]] | None, reclaimed: bool = False) -> PingOut:
         now = now_ms()
         candidates = [r for r in rows if r.outcome is None]
@@ -485,6 +481,28 @@ class AuctionService:
 
 
 _NO_USAGE = Usage()
+
+
+def _config_outcomes(snap: Snapshot, offer_id: str, channel: str) -> list[tuple[Outcome, str | None] | None]:
+    """Per contract of the offer (in `contracts_by_offer` order), the outcome decided by configuration
+    alone (paused contract or buyer, channel), memoised per snapshot: the same for every ping until
+    the configuration changes."""
+    memo_key = ("config_outcomes", offer_id, channel)
+    outcomes: list[tuple[Outcome, str | None] | None] | None = snap.memo.get(memo_key)
+    if outcomes is None:
+        outcomes = []
+        for c in snap.contracts_by_offer.get(offer_id, []):
+            buyer = snap.buyers.get(c.buyer_id)
+            if c.status != "active":
+                outcomes.append((Outcome.CONTRACT_PAUSED, None))
+            elif buyer is None or buyer.status != "active":
+                outcomes.append((Outcome.BUYER_PAUSED, None))
+            elif c.channels is not None and channel not in c.channels:
+                outcomes.append((Outcome.CHANNEL_MISMATCH, channel))
+            else:
+                outcomes.append(None)
+        snap.memo[memo_key] = outcomes
+    return outcomes
 
 
 def _pre_bid_minimum(c: Contract) -> int:

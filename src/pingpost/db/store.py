@@ -50,6 +50,8 @@ def compile_sql(sql: str, params: Params, dialect: str) -> tuple[str, list[Any]]
     params = params or {}
     sizes = tuple(sorted((k, len(v)) for k, v in params.items() if isinstance(v, (list, tuple))))
     text, order = _compile(sql, sizes, dialect)
+    if not sizes:  # the common case: scalars only
+        return text, [int(v) if (v := params[name]).__class__ is bool else v for name in order]
     args: list[Any] = []
     for name in order:
         if "\x00" in name:

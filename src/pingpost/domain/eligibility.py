@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,6 +85,20 @@ def local_minute(now_ms: int, tz: ZoneInfo) -> tuple[datetime, PeriodKeys]:
             _MINUTE_CACHE.clear()
         hit = _MINUTE_CACHE[key] = (local, period_keys(local))
     return hit
+
+
+class PeriodKeysByContract(dict[str, "PeriodKeys"]):
+    """Cap period keys per contract id at one instant, computed on first use (most contracts of a
+    ping never need theirs: only capped ones and the winners do)."""
+
+    def __init__(self, contracts: Mapping[str, Contract], now_ms: int) -> None:
+        super().__init__()
+        self._contracts = contracts
+        self._now_ms = now_ms
+
+    def __missing__(self, contract_id: str) -> PeriodKeys:
+        keys = self[contract_id] = local_minute(self._now_ms, self._contracts[contract_id].tz)[1]
+        return keys
 
 
 def in_schedule(windows: tuple[Window, ...] | None, local: datetime) -> bool:

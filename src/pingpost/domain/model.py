@@ -194,3 +194,4 @@ class Snapshot:
     buyers: dict[str, Buyer] = field(default_factory=dict)
     contracts_by_offer: dict[str, list[Contract]] = field(default_factory=dict)
     contracts: dict[str, Contract] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)  # values derived from this snapshot alone
