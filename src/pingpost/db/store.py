@@ -45,10 +45,21 @@ def _compile(sql: str, list_sizes: tuple[tuple[str, int], ...], dialect: str) ->
     return _PARAM.sub(repl, sql), tuple(order)
 
 
+_LIST_PARAM = re.compile(r"\(:([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+@lru_cache(maxsize=2048)
+def _list_params(sql: str) -> tuple[str, ...]:
+    """The names written `(:name)`, the only ones a list may be passed for (`IN (:ids)`)."""
+    return tuple(sorted(set(_LIST_PARAM.findall(sql))))
+
+
 def compile_sql(sql: str, params: Params, dialect: str) -> tuple[str, list[Any]]:
-    """Turn `:name` SQL into the driver's placeholders and an ordered argument list."""
+    """Turn `:name` SQL into the driver's placeholders and an ordered argument list.
+
+    A list or tuple passed for a name written `(:name)` expands to one placeholder per item."""
     params = params or {}
-    sizes = tuple(sorted((k, len(v)) for k, v in params.items() if isinstance(v, (list, tuple))))
+    sizes = tuple((k, len(v)) for k in _list_params(sql) if isinstance(v := params.get(k), (list, tuple)))
     text, order = _compile(sql, sizes, dialect)
     if not sizes:  # the common case: scalars only
         return text, [int(v) if (v := params[name]).__class__ is bool else v for name in order]
