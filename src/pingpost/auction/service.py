@@ -251,10 +251,11 @@ class AuctionService:
     def count(self, at_ms: int, campaign: Campaign, rows: list[Row]) -> None:
         """Report counters: the ping, and per contract whether it was evaluated, bid and won."""
         if self.counters is not None:
+            won = Outcome.WON.value
             self.counters.add_ping(at_ms=at_ms, offer_id=campaign.offer_id, campaign_id=campaign.id,
                                    partner_id=campaign.partner_id, contracts=[
-                                       (r.contract.id, r.contract.buyer_id, r.source is not None,
-                                        r.outcome == Outcome.WON.value) for r in rows])
+                                       (r.contract.id, r.contract.buyer_id, r.source is not None, r.outcome == won)
+                                       for r in rows])
 
     # --- phase 1: eligibility --------------------------------------------------------------
 
@@ -456,9 +457,10 @@ class AuctionService:
         for contract_id, (outcome, detail) in outcomes.items():
             row = by_id[contract_id]
             row.outcome, row.detail, row.bid_id = outcome, detail, None
+        unreached = Outcome.LOST_TO_HIGHER_BID.value if plan.price_ranked else Outcome.NOT_SELECTED.value
         for row in candidates:
             if row.outcome is None:  # a candidate the plan never reached (e.g. hybrid's exclusive branch)
-                row.outcome = Outcome.LOST_TO_HIGHER_BID.value if plan.price_ranked else Outcome.NOT_SELECTED.value
+                row.outcome = unreached
         if campaign.rate_limit_per_s or self.default_rate_limit:
             await repo.count_rate_window(tx, campaign_id=campaign.id, now=received)
         if winners and offer.rule == "round_robin" and not body.test:

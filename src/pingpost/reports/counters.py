@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from pingpost.db.store import Store, Tx
 
@@ -19,7 +20,12 @@ Key = tuple[str, str, str, str, str, str]  # day, offer, campaign, partner, cont
 
 
 def utc_day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    return _utc_day(ms // 86_400_000)
+
+
+@lru_cache(maxsize=64)
+def _utc_day(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86_400, UTC).date().isoformat()
 
 
 class ReportCounters:
