@@ -427,15 +427,17 @@ class AuctionService:
                 await repo.return_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents)
                 return Outcome.CONCURRENCY_CAP_REACHED.value, "reserved_concurrently"
             row.reservation_id = new_id("rsv")
-            await repo.insert_reservation(tx, {
+            reservations.append({
                 "id": row.reservation_id, "bid_id": row.bid_id, "ping_id": ping_id,
                 "contract_id": row.contract.id, "buyer_id": row.contract.buyer_id,
                 "amount_cents": choice.price_cents, "day_key": k.day, "week_key": k.week, "month_key": k.month,
                 "live_call": int(live), "expires_at": expires_at, "created_at": now})
             return None
 
+        reservations: list[dict[str, Any]] = []  # inserted together once every winner is reserved
         winners, standbys, outcomes = await distribution.select_winners(
             plan, try_reserve, standby=offer.call_standby if calls else 0)
+        await repo.insert_reservations(tx, reservations)
         bids: list[dict[str, Any]] = []
         answer_bids: list[BidOut] = []
         for role, chosen in (("winner", winners), ("standby", standbys)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -336,12 +337,25 @@ async def return_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> None:
                      {"a": amount_cents, "b": buyer_id})
 
 
+_RESERVATION_COLUMNS = ("id", "bid_id", "ping_id", "contract_id", "buyer_id", "amount_cents", "day_key", "week_key",
+                        "month_key", "live_call", "expires_at", "created_at")
+
+
+@lru_cache(maxsize=32)
+def _insert_reservations_sql(count: int) -> str:
+    values = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _RESERVATION_COLUMNS) + ", 'held')" for i in range(count))
+    return f"INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}, state) VALUES {values}"
+
+
+async def insert_reservations(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """New `held` reservations, all in one statement (a ping's winners and standbys)."""
+    if rows:
+        await tx.execute(_insert_reservations_sql(len(rows)),
+                         {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS})
+
+
 async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:
-    await tx.execute(
-        "INSERT INTO reservations (id, bid_id, ping_id, contract_id, buyer_id, amount_cents, day_key, week_key, "
-        "month_key, live_call, state, expires_at, created_at) VALUES (:id, :bid_id, :ping_id, :contract_id, "
-        ":buyer_id, :amount_cents, :day_key, :week_key, :month_key, :live_call, 'held', :expires_at, :created_at)",
-        row)
+    await insert_reservations(tx, [row])
 
 
 async def rr_last_key(tx: Tx, offer_id: str) -> str:
