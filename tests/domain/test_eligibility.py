@@ -7,11 +7,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pingpost.domain.eligibility import (
     PeriodKeys,
     Usage,
     cap_reached,
+    compiled_filter,
     filter_holds,
     in_schedule,
     is_duplicate,
@@ -38,6 +41,27 @@ LEAD = {"state": "FL", "zip": "33109", "age": 67, "smoker": False, "coverage": "
 ])
 def test_filters(field: str, op: str, value: Any, holds: bool) -> None:
     assert filter_holds(FilterRule(field, op, value), LEAD) is holds
+    assert compiled_filter(FilterRule(field, op, value))(LEAD) is holds
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-5, 5, allow_nan=False),
+                    st.sampled_from(["", "a", "b", "3", "2026-01-01"]))
+
+
+@given(op=st.sampled_from(["gt", "gte", "lt", "lte", "eq", "ne", "prefix", "exists"]), target=_VALUES,
+       value=_VALUES, present=st.booleans())
+def test_compiled_filters_agree_with_filter_holds(op: str, target: Any, value: Any, present: bool) -> None:
+    lead = {"x": value} if present else {}
+    rule = FilterRule("x", op, target)
+    try:
+        expected: Any = filter_holds(rule, lead)
+    except TypeError:
+        expected = TypeError
+    try:
+        got: Any = compiled_filter(rule)(lead)
+    except TypeError:
+        got = TypeError
+    assert got == expected
 
 
 def _ms(text: str) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -56,10 +58,31 @@ def filter_holds(rule: FilterRule, lead: dict[str, Any]) -> bool:
     return False
 
 
+_ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
+    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
+def compiled_filter(rule: FilterRule) -> Callable[[dict[str, Any]], bool]:
+    """`filter_holds` for one rule as a function of the lead: the ordering ops (the common ones) get a
+    direct comparison; every other op goes through `filter_holds` itself."""
+    compare = _ORDERINGS.get(rule.op)
+    if compare is None:
+        return partial(filter_holds, rule)
+    name, target = rule.field, rule.value
+
+    def holds(lead: dict[str, Any]) -> bool:
+        if name not in lead:
+            return False
+        value = lead[name]
+        return _comparable(value, target) and bool(compare(value, target))
+
+    return holds
+
+
 def first_failing_filter(contract: Contract, lead: dict[str, Any]) -> str | None:
     """The field of the first filter that fails, or None when all hold."""
-    for rule in contract.filters:
-        if not filter_holds(rule, lead):
+    for rule, holds in zip(contract.filters, contract.filter_checks, strict=True):
+        if not holds(lead):
             return rule.field
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -90,6 +91,13 @@ class Contract:
     def rank_key(self) -> str:
         """Stable (priority, id) order used for ties and the round-robin pointer."""
         return f"{self.priority:010d}:{self.id}"
+
+    @cached_property
+    def filter_checks(self) -> tuple[Callable[[dict[str, Any]], bool], ...]:
+        """The filters compiled once per contract, in order (see eligibility.compiled_filter)."""
+        from pingpost.domain.eligibility import compiled_filter
+
+        return tuple(compiled_filter(rule) for rule in self.filters)
 
     @cached_property
     def capped(self) -> bool:
