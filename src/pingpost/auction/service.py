@@ -217,7 +217,7 @@ class AuctionService:
                 fallback = offer.static_fallback if offer.static_fallback is not None else self.static_fallback_default
                 if fallback and not any(r.outcome is None for r in rows):
                     self._static_fallback(rows, state, terms)
-                answer = await self.store.write(decide)
+                answer = await self.store.write(decide, durable=False)
             else:
                 # Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait
                 # for in between), sharing the rows read with the batch's other pings.
@@ -231,7 +231,7 @@ class AuctionService:
                     self.price_checks(rows, state, terms)
                     return await decide(tx, reclaimed=True)
 
-                answer = await self.store.write(whole, batch_cache=True)
+                answer = await self.store.write(whole, batch_cache=True, durable=False)
         except _StaleSnapshot:
             # Configuration changed (maybe in another process): start again on the fresh snapshot.
             fresh = await self.snapshots.current()
@@ -395,7 +395,6 @@ class AuctionService:
             # No up-front lock of every candidate's rows: on PostgreSQL that serialised every ping of the
             # offer on the same 30 hot rows (measured: 174 pings/s). The conditional UPDATEs lock only
             # the rows of the winners actually tried, in rank order; a rare deadlock is retried whole.
-            await repo.relax_durability(tx)
             if not reclaimed:  # the fixed-price path reclaimed in its state read, in this same unit
                 await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now, calls=calls)
             if offer.rule == "round_robin":

@@ -204,15 +204,6 @@ async def lock_rows(tx: Tx, *, contract_ids: Iterable[str], buyer_ids: Iterable[
         await tx.fetch("SELECT 1 FROM buyer_funds WHERE buyer_id IN (:bs) ORDER BY buyer_id FOR UPDATE", {"bs": bs})
 
 
-async def relax_durability(tx: Tx) -> None:
-    """PostgreSQL: commit this ping without waiting for the WAL flush (DESIGN.md section 8).
-
-    A crash may lose the last few hundred milliseconds of pings together with their reservations and
-    idempotency answers, which only frees slots early; sales and the ledger never use this."""
-    if tx.dialect == "postgresql":
-        await tx.execute("SET LOCAL synchronous_commit = off")
-
-
 async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
     """Return the cap slots and holds of reservations that just left held/posting."""
     if rows:

@@ -59,12 +59,14 @@ class PostgresStore:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
         return cls(url, pool)
 
-    async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool) -> T:
+    async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
         for attempt in range(20):
             try:
                 async with self._pool.acquire() as conn, conn.transaction(
                     isolation="repeatable_read" if readonly else "read_committed", readonly=readonly
                 ):
+                    if not durable:
+                        await conn.execute("SET LOCAL synchronous_commit = off")
                     return await unit(_PgTx(conn))
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES and attempt < 19:
@@ -73,8 +75,9 @@ class PostgresStore:
                 raise
         raise RuntimeError("unreachable")
 
-    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False) -> T:
-        return await self._run(unit, readonly=False)
+    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False,
+                    durable: bool = True) -> T:
+        return await self._run(unit, readonly=False, durable=durable)
 
     async def read(self, unit: Callable[[Any], Awaitable[T]]) -> T:
         return await self._run(unit, readonly=True)

@@ -7,6 +7,13 @@ Writes use group commit: every unit queued during one turn of the event loop run
 and each caller gets its own result only after the shared COMMIT. One durable commit then covers
 a whole batch of pings instead of one each.
 
+A batch whose units were all written with `durable=False` (ping decisions) commits with
+`synchronous=NORMAL`: in WAL mode that survives a crash of the process, and an OS crash or power
+loss may lose the last such commits whole (pings with their reservations and idempotency answers,
+which only frees slots early), as `synchronous_commit = off` does on PostgreSQL (DESIGN.md 8). Any
+durable unit in the batch (a sale, the ledger, configuration) makes its COMMIT `synchronous=FULL`,
+which also syncs every earlier frame of the WAL.
+
 Units written with `batch_cache=True` share `tx.cache`, a dict that lives for one batch: while the
 batch holds SQLite's write lock no other connection can change anything, so what one such unit
 read (and kept up to date with its own writes) is still exact for the next. Any other unit, and
@@ -89,7 +96,8 @@ class SqliteStore:
         self.url = url
         self._conn = conn
         self._tx = _SqliteTx(conn)
-        self._queue: list[tuple[Unit, asyncio.Future[Any], bool]] = []
+        self._queue: list[tuple[Unit, asyncio.Future[Any], bool, bool]] = []
+        self._synchronous = "FULL"
         self._flush_scheduled = False
 
     @classmethod
@@ -109,10 +117,11 @@ class SqliteStore:
                 time.sleep(0.002 * (attempt + 1))
         raise sqlite3.OperationalError("database is locked (gave up after retries)")
 
-    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False) -> T:
+    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False,
+                    durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((unit, future, batch_cache))
+        self._queue.append((unit, future, batch_cache, durable))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -126,8 +135,12 @@ class SqliteStore:
         cache = self._tx.cache
         cache.clear()
         try:
+            synchronous = "FULL" if any(entry[3] for entry in batch) else "NORMAL"
+            if synchronous != self._synchronous:
+                self._conn.execute(f"PRAGMA synchronous={synchronous}")
+                self._synchronous = synchronous
             self._begin("BEGIN IMMEDIATE")
-            for unit, future, shares_cache in batch:
+            for unit, future, shares_cache, _ in batch:
                 if future.cancelled():
                     continue
                 if not shares_cache:
@@ -149,7 +162,7 @@ class SqliteStore:
             cache.clear()
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            for _, future, _ in batch:
+            for _, future, _, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return

@@ -97,11 +97,14 @@ class Store(Protocol):
     dialect: str
     url: str
 
-    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, batch_cache: bool = False) -> T:
+    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, batch_cache: bool = False,
+                    durable: bool = True) -> T:
         """Run `unit` in one short write transaction; retried whole on lock contention.
 
         With `batch_cache`, the unit may keep what it read in `tx.cache` for the next such unit of the
-        same transaction (SQLite's group commit); it must keep that cache exact with its own writes."""
+        same transaction (SQLite's group commit); it must keep that cache exact with its own writes.
+        With `durable=False` (ping decisions only; never sales or the ledger) the commit does not wait
+        for the disk: an OS crash or power loss may lose it whole (DESIGN.md section 8)."""
         ...
 
     async def read(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
