@@ -99,3 +99,16 @@ async def test_pings_of_one_batch_see_each_others_reservations(api: Api, store: 
         assert ("cap_reached", "reserved_concurrently") not in other
         assert ("insufficient_balance", "reserved_concurrently") not in other
         assert ("cap_reached", "daily") in other
+
+
+async def test_a_batch_commits_without_fsync_only_when_every_unit_allows_it(tmp_path: Any) -> None:
+    store = SqliteStore.open(f"sqlite:///{tmp_path / 's.db'}")
+
+    async def synchronous(tx: Tx) -> int:
+        return int(await tx.fetchval("PRAGMA synchronous"))  # 1 = NORMAL, 2 = FULL
+
+    pings_only = await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous, durable=False))
+    mixed = await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous))
+    alone = await store.write(synchronous)
+    assert (pings_only, mixed, alone) == ([1, 1], [2, 2], 2)
+    await store.close()
