@@ -103,12 +103,19 @@ async def test_pings_of_one_batch_see_each_others_reservations(api: Api, store: 
 
 async def test_a_batch_commits_without_fsync_only_when_every_unit_allows_it(tmp_path: Any) -> None:
     store = SqliteStore.open(f"sqlite:///{tmp_path / 's.db'}")
+    store.sync_interval_s = 3600.0
 
     async def synchronous(tx: Tx) -> int:
         return int(await tx.fetchval("PRAGMA synchronous"))  # 1 = NORMAL, 2 = FULL
 
-    pings_only = await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous, durable=False))
+    async def ping_batch() -> list[int]:
+        return list(await asyncio.gather(store.write(synchronous, durable=False),
+                                         store.write(synchronous, durable=False)))
+
+    assert await ping_batch() == [2, 2]  # the first batch: nothing was synced yet
+    assert await ping_batch() == [1, 1]  # within the sync interval: no fsync
     mixed = await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous))
-    alone = await store.write(synchronous)
-    assert (pings_only, mixed, alone) == ([1, 1], [2, 2], 2)
+    assert (mixed, await store.write(synchronous)) == ([2, 2], 2)
+    store.sync_interval_s = 0.0  # past the interval: the next batch of pings syncs everything before it
+    assert await ping_batch() == [2, 2]
     await store.close()

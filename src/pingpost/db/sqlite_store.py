@@ -12,7 +12,10 @@ A batch whose units were all written with `durable=False` (ping decisions) commi
 loss may lose the last such commits whole (pings with their reservations and idempotency answers,
 which only frees slots early), as `synchronous_commit = off` does on PostgreSQL (DESIGN.md 8). Any
 durable unit in the batch (a sale, the ledger, configuration) makes its COMMIT `synchronous=FULL`,
-which also syncs every earlier frame of the WAL.
+which also syncs every earlier frame of the WAL, and so does the first batch `sync_interval_s`
+(50 ms) after the last such sync: what such an OS crash can lose is bounded, like PostgreSQL's WAL
+writer bounds it, and a WAL checkpoint never has seconds of unsynced WAL to flush inside a request
+(measured: p99 at 300 pings/s 6.5-8 ms without this bound, 4-5 ms with it).
 
 Units written with `batch_cache=True` share `tx.cache`, a dict that lives for one batch: while the
 batch holds SQLite's write lock no other connection can change anything, so what one such unit
@@ -92,12 +95,14 @@ Unit = Callable[[Any], Awaitable[Any]]
 class SqliteStore:
     dialect = "sqlite"
 
-    def __init__(self, url: str, conn: sqlite3.Connection) -> None:
+    def __init__(self, url: str, conn: sqlite3.Connection, *, sync_interval_s: float = 0.05) -> None:
         self.url = url
+        self.sync_interval_s = sync_interval_s
         self._conn = conn
         self._tx = _SqliteTx(conn)
         self._queue: list[tuple[Unit, asyncio.Future[Any], bool, bool]] = []
         self._synchronous = "FULL"
+        self._synced_at = float("-inf")  # monotonic time of the last COMMIT with synchronous=FULL
         self._flush_scheduled = False
 
     @classmethod
@@ -135,7 +140,9 @@ class SqliteStore:
         cache = self._tx.cache
         cache.clear()
         try:
-            synchronous = "FULL" if any(entry[3] for entry in batch) else "NORMAL"
+            started = time.monotonic()
+            synchronous = "FULL" if started - self._synced_at >= self.sync_interval_s or any(
+                entry[3] for entry in batch) else "NORMAL"
             if synchronous != self._synchronous:
                 self._conn.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous
@@ -157,6 +164,8 @@ class SqliteStore:
                 self._conn.execute("RELEASE unit")
                 outcomes.append((future, True, value))
             self._conn.execute("COMMIT")
+            if synchronous == "FULL":
+                self._synced_at = started
             cache.clear()
         except BaseException as exc:
             cache.clear()
