@@ -56,6 +56,10 @@ def lead_problem_error(problem: LeadProblem) -> errors.PingpostError:
 
 
 @dataclass(frozen=True)
+class _Contended(Exception):
+    """An optimistic ping write found a counter row changed since its read (see AuctionService._decide)."""
+
+
 class _StaleSnapshot(Exception):
     """The ping's configuration snapshot is older than the database's configuration version."""
 
@@ -158,8 +162,11 @@ class AuctionService:
         return {name: self.secret.keyed(value.lower()) for name, value in consumer.items() if value}
 
     async def ping(self, *, snap: Snapshot, campaign: Campaign, body: PingIn,
-                   finalize: Callable[[Tx, PingOut], Awaitable[None]] | None = None) -> PingOut:
-        """Run the auction; `finalize` runs inside the deciding transaction (the idempotency answer)."""
+                   finalize: Callable[[Tx, PingOut], Awaitable[None]] | None = None,
+                   optimistic: bool = True) -> PingOut:
+        """Run the auction; `finalize` runs inside the deciding transaction (the idempotency answer).
+
+        `optimistic`: see `_decide` (a ping whose optimistic write met contention runs again without)."""
         started = time.perf_counter()
         offer = snap.offers[campaign.offer_id]
         if offer.mode != "ping_post":
@@ -189,10 +196,10 @@ class AuctionService:
         hashes = sorted(consumer.values())
         rate_campaign = campaign.id if limit else None
 
-        def decide(tx: Tx, reclaimed: bool = False) -> Awaitable[PingOut]:
+        def decide(tx: Tx, reclaimed: bool = False, optimistic: bool = False) -> Awaitable[PingOut]:
             return self._decide(tx, ping_id=ping_id, snap=snap, offer=offer, campaign=campaign, body=body, lead=lead,
                                 consumer=consumer, rows=rows, keys=keys, received=now, finalize=finalize,
-                                reclaimed=reclaimed)
+                                reclaimed=reclaimed, optimistic=optimistic)
 
         def checked(state: repo.AuctionState) -> None:
             if state.config_version != snap.version:
@@ -229,7 +236,9 @@ class AuctionService:
                         if row.outcome is None:
                             row.bid = fixed_bid(row.contract)
                     self.price_checks(rows, state, terms)
-                    return await decide(tx, reclaimed=True)
+                    # PostgreSQL: other processes commit between this read and the reservations, so the
+                    # hot counter rows are taken last, after the inserts (see _decide).
+                    return await decide(tx, reclaimed=True, optimistic=optimistic and tx.dialect == "postgresql")
 
                 answer = await self.store.write(whole, batch_cache=True, durable=False)
         except _StaleSnapshot:
@@ -239,7 +248,11 @@ class AuctionService:
             if current is None:
                 raise errors.Unauthorized("unknown posting key") from None
             self.check_active(fresh, current)
-            return await self.ping(snap=fresh, campaign=current, body=body, finalize=finalize)
+            return await self.ping(snap=fresh, campaign=current, body=body, finalize=finalize, optimistic=optimistic)
+        except _Contended:
+            # A counter row moved since this unit read it: nothing was written; decide again, taking each
+            # winner's slots before the next one is chosen.
+            return await self.ping(snap=snap, campaign=campaign, body=body, finalize=finalize, optimistic=False)
         if self.counters is not None and not body.test:
             self.count(now, campaign, rows)
         log.info("ping_decided", ping_id=answer.ping_id, offer=offer.id, campaign=campaign.id, channel=body.channel,
@@ -381,7 +394,16 @@ class AuctionService:
     async def _decide(self, tx: Tx, *, ping_id: str, snap: Snapshot, offer: Offer, campaign: Campaign,
                       body: PingIn, lead: dict[str, Any], consumer: dict[str, str], rows: list[Row],
                       keys: PeriodKeysByContract, received: int,
-                      finalize: Callable[[Tx, PingOut], Awaitable[None]] | None, reclaimed: bool = False) -> PingOut:
+                      finalize: Callable[[Tx, PingOut], Awaitable[None]] | None, reclaimed: bool = False,
+                      optimistic: bool = False) -> PingOut:
+        """Reserve the winners and write the ping with its waterfall, in the unit's transaction.
+
+        By default each winner's cap slot and hold are taken (conditional UPDATEs) as the plan is walked,
+        so a winner that lost a race is replaced by the next candidate. `optimistic` (PostgreSQL, fixed
+        prices, state read in this transaction) trusts that read: every row is inserted first and all the
+        winners' counter rows are taken last, in two statements, so the rows every ping of the offer
+        updates stay locked only for those statements and the commit (DESIGN.md section 8). If any of
+        them moved meanwhile, `_Contended` undoes the whole unit and the ping runs again by default."""
         now = now_ms()
         candidates = [r for r in rows if r.outcome is None]
         by_id = {r.contract.id: r for r in rows}
@@ -415,9 +437,11 @@ class AuctionService:
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
             k = keys[row.contract.id]
-            if not await repo.take_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month):
+            if optimistic:
+                pass  # the state read passed its cap and funds: taken after the inserts
+            elif not await repo.take_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month):
                 return Outcome.CAP_REACHED.value, "reserved_concurrently"
-            if not await repo.take_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents):
+            elif not await repo.take_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents):
                 await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
                 return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
             live = live_at_win and not standby
@@ -480,6 +504,8 @@ class AuctionService:
                          bids=answer_bids)
         if finalize is not None:
             await finalize(tx, answer)
+        if optimistic and reservations and not await repo.take_slots(tx, reservations):
+            raise _Contended
         return answer
 
 

@@ -281,6 +281,50 @@ async def take_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month:
     return taken
 
 
+async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
+    """Every reservation's cap slot and hold at once, under the same conditions as `take_cap_slot` and
+    `take_hold`; False (the caller undoes its transaction) unless every one was taken.
+
+    PostgreSQL: two statements for all the rows (each contract and buyer appears once: one winner per
+    buyer), so a ping holds the offer's hot counter rows only from here to its commit."""
+    if tx.dialect != "postgresql":
+        for r in reservations:
+            if not await take_cap_slot(tx, contract_id=r["contract_id"], day=r["day_key"], week=r["week_key"],
+                                       month=r["month_key"]):
+                return False
+            if not await take_hold(tx, buyer_id=r["buyer_id"], amount_cents=r["amount_cents"]):
+                return False
+        return True
+    # Rows are locked in key order first (the CTE): an UPDATE ... FROM alone locks them in whatever order
+    # its join meets them, and two pings meeting the same rows in different orders deadlock.
+    caps = await tx.fetch(
+        "WITH locked AS (SELECT contract_id FROM contract_usage WHERE contract_id = ANY(:cs::text[]) "
+        "ORDER BY contract_id FOR UPDATE) "
+        "UPDATE contract_usage AS u SET "
+        "day_used = CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END + 1, day_key = v.d, "
+        "week_used = CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END + 1, week_key = v.w, "
+        "month_used = CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END + 1, month_key = v.m "
+        "FROM unnest(:cs::text[], :ds::text[], :ws::text[], :ms::text[]) AS v(c, d, w, m), locked AS l "
+        "WHERE u.contract_id = v.c AND l.contract_id = v.c "
+        "AND (u.daily_cap IS NULL OR CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END < u.daily_cap) "
+        "AND (u.weekly_cap IS NULL OR CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END < u.weekly_cap) "
+        "AND (u.monthly_cap IS NULL OR CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END < u.monthly_cap) "
+        "RETURNING u.contract_id",
+        {"cs": [r["contract_id"] for r in reservations], "ds": [r["day_key"] for r in reservations],
+         "ws": [r["week_key"] for r in reservations], "ms": [r["month_key"] for r in reservations]})
+    if len(caps) != len(reservations):
+        return False
+    holds = await tx.fetch(
+        "WITH locked AS (SELECT buyer_id FROM buyer_funds WHERE buyer_id = ANY(:bs::text[]) "
+        "ORDER BY buyer_id FOR UPDATE) "
+        "UPDATE buyer_funds AS f SET holds_cents = f.holds_cents + v.a "
+        "FROM unnest(:bs::text[], :amounts::bigint[]) AS v(b, a), locked AS l "
+        "WHERE f.buyer_id = v.b AND l.buyer_id = v.b AND f.balance_cents + f.credit_limit_cents - f.holds_cents >= v.a "
+        "RETURNING f.buyer_id",
+        {"bs": [r["buyer_id"] for r in reservations], "amounts": [r["amount_cents"] for r in reservations]})
+    return len(holds) == len(reservations)
+
+
 async def return_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> None:
     await give_back(tx, [{"day_key": day, "week_key": week, "month_key": month, "live_call": 0,
                           "contract_id": contract_id, "amount_cents": 0, "buyer_id": ""}])
