@@ -295,34 +295,35 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
             if not await take_hold(tx, buyer_id=r["buyer_id"], amount_cents=r["amount_cents"]):
                 return False
         return True
-    # Rows are locked in key order first (the CTE): an UPDATE ... FROM alone locks them in whatever order
-    # its join meets them, and two pings meeting the same rows in different orders deadlock.
-    caps = await tx.fetch(
-        "WITH locked AS (SELECT contract_id FROM contract_usage WHERE contract_id = ANY(:cs::text[]) "
-        "ORDER BY contract_id FOR UPDATE) "
-        "UPDATE contract_usage AS u SET "
+    # One statement, so the hot rows stay locked only until the commit that follows it (a second
+    # statement would wait for this process's event loop while holding them). Rows are locked in key
+    # order first (`lc`, `lb`): an UPDATE ... FROM alone locks them in whatever order its join meets
+    # them, and two pings meeting the same rows in different orders deadlock.
+    row = await tx.fetchrow(
+        "WITH lc AS (SELECT contract_id FROM contract_usage WHERE contract_id = ANY(:cs::text[]) "
+        "ORDER BY contract_id FOR UPDATE), "
+        "caps AS (UPDATE contract_usage AS u SET "
         "day_used = CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END + 1, day_key = v.d, "
         "week_used = CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END + 1, week_key = v.w, "
         "month_used = CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END + 1, month_key = v.m "
-        "FROM unnest(:cs::text[], :ds::text[], :ws::text[], :ms::text[]) AS v(c, d, w, m), locked AS l "
-        "WHERE u.contract_id = v.c AND l.contract_id = v.c "
+        "FROM unnest(:cs::text[], :ds::text[], :ws::text[], :ms::text[]) AS v(c, d, w, m), lc "
+        "WHERE u.contract_id = v.c AND lc.contract_id = v.c "
         "AND (u.daily_cap IS NULL OR CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END < u.daily_cap) "
         "AND (u.weekly_cap IS NULL OR CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END < u.weekly_cap) "
         "AND (u.monthly_cap IS NULL OR CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END < u.monthly_cap) "
-        "RETURNING u.contract_id",
+        "RETURNING 1), "
+        "lb AS (SELECT buyer_id FROM buyer_funds WHERE buyer_id = ANY(:bs::text[]) "
+        "AND (SELECT count(*) FROM caps) = :n ORDER BY buyer_id FOR UPDATE), "
+        "holds AS (UPDATE buyer_funds AS f SET holds_cents = f.holds_cents + v.a "
+        "FROM unnest(:bs::text[], :amounts::bigint[]) AS v(b, a), lb "
+        "WHERE f.buyer_id = v.b AND lb.buyer_id = v.b "
+        "AND f.balance_cents + f.credit_limit_cents - f.holds_cents >= v.a RETURNING 1) "
+        "SELECT (SELECT count(*) FROM caps) AS caps, (SELECT count(*) FROM holds) AS holds",
         {"cs": [r["contract_id"] for r in reservations], "ds": [r["day_key"] for r in reservations],
-         "ws": [r["week_key"] for r in reservations], "ms": [r["month_key"] for r in reservations]})
-    if len(caps) != len(reservations):
-        return False
-    holds = await tx.fetch(
-        "WITH locked AS (SELECT buyer_id FROM buyer_funds WHERE buyer_id = ANY(:bs::text[]) "
-        "ORDER BY buyer_id FOR UPDATE) "
-        "UPDATE buyer_funds AS f SET holds_cents = f.holds_cents + v.a "
-        "FROM unnest(:bs::text[], :amounts::bigint[]) AS v(b, a), locked AS l "
-        "WHERE f.buyer_id = v.b AND l.buyer_id = v.b AND f.balance_cents + f.credit_limit_cents - f.holds_cents >= v.a "
-        "RETURNING f.buyer_id",
-        {"bs": [r["buyer_id"] for r in reservations], "amounts": [r["amount_cents"] for r in reservations]})
-    return len(holds) == len(reservations)
+         "ws": [r["week_key"] for r in reservations], "ms": [r["month_key"] for r in reservations],
+         "bs": [r["buyer_id"] for r in reservations], "amounts": [r["amount_cents"] for r in reservations],
+         "n": len(reservations)})
+    return row is not None and row["caps"] == row["holds"] == len(reservations)
 
 
 async def return_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> None:
