@@ -85,7 +85,10 @@ class Idempotency:
                                       code="idempotency_in_flight")
             return Claim(took_over=True, progress=orjson.loads(row["body"]) if row["body"] else None)
 
-        return await self.store.write(unit)
+        # The claim touches only idempotency_keys, so it leaves a write batch's shared auction state exact.
+        # A ping's claim is no more durable than the ping decision it guards (both may be lost whole to an
+        # OS crash, the claim never without the decision: the WAL loses only its tail).
+        return await self.store.write(unit, batch_cache=True, durable=ref.endpoint != "ping")
 
     @staticmethod
     async def record_progress(tx: Tx, ref: KeyRef, progress: dict[str, Any]) -> None:
