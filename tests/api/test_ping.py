@@ -275,3 +275,31 @@ async def test_fallback_to_static_price(api: Api) -> None:
     assert (wf["rtb-static"]["outcome"], wf["rtb-static"]["source"], wf["rtb-static"]["bid_cents"]) == (
         "won", "static_fallback", 4500)
     assert wf["rtb-never"]["outcome"] == "bid_error"
+
+
+async def test_ping_entry_point_keeps_the_body_limit_error_shape_and_methods(
+        api: Api, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /v1/ping bypasses the middleware stack (docs/performance.md); what the stack gives every
+    other route must hold for it too."""
+    key = await three_buyers(api)
+    big = b'{"lead": {"state": "' + b"x" * 300_000 + b'"}}'
+    r = await api.request("POST", "/v1/ping", token=key, content=big, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
+
+    async def chunked() -> Any:  # no Content-Length: the limit applies to what streams in
+        for _ in range(40):
+            yield b" " * 10_000
+
+    r = await api.request("POST", "/v1/ping", token=key, content=chunked(),
+                          headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
+    assert (await api.request("GET", "/v1/ping", token=key)).status_code == 405
+    assert await reservations(store) == []
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret detail 3055550100")
+
+    monkeypatch.setattr("pingpost.auction.service.AuctionService.ping", broken)
+    r = await api.request("POST", "/v1/ping", token=key, json={"lead": LEAD})
+    assert (r.status_code, r.json()["error"]["code"]) == (500, "internal_error")
+    assert "secret" not in r.text and "3055550100" not in r.text
