@@ -55,7 +55,6 @@ def lead_problem_error(problem: LeadProblem) -> errors.PingpostError:
     return errors.Unprocessable(message, code=problem.kind, details={"errors": problem.problems})
 
 
-@dataclass(frozen=True)
 class _Contended(Exception):
     """An optimistic ping write found a counter row changed since its read (see AuctionService._decide)."""
 
@@ -401,8 +400,8 @@ class AuctionService:
         By default each winner's cap slot and hold are taken (conditional UPDATEs) as the plan is walked,
         so a winner that lost a race is replaced by the next candidate. `optimistic` (PostgreSQL, fixed
         prices, state read in this transaction) trusts that read: every row is inserted first and all the
-        winners' counter rows are taken last, in two statements, so the rows every ping of the offer
-        updates stay locked only for those statements and the commit (DESIGN.md section 8). If any of
+        winners' counter rows are taken last, in one statement, so the rows every ping of the offer
+        updates stay locked only for that statement and the commit (DESIGN.md section 8). If any of
         them moved meanwhile, `_Contended` undoes the whole unit and the ping runs again by default."""
         now = now_ms()
         candidates = [r for r in rows if r.outcome is None]

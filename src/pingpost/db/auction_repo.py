@@ -285,7 +285,7 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
     """Every reservation's cap slot and hold at once, under the same conditions as `take_cap_slot` and
     `take_hold`; False (the caller undoes its transaction) unless every one was taken.
 
-    PostgreSQL: two statements for all the rows (each contract and buyer appears once: one winner per
+    PostgreSQL: one statement for all the rows (each contract and buyer appears once: one winner per
     buyer), so a ping holds the offer's hot counter rows only from here to its commit."""
     if tx.dialect != "postgresql":
         for r in reservations:
