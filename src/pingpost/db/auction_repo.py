@@ -282,19 +282,11 @@ async def take_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month:
 
 
 async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
-    """Every reservation's cap slot and hold at once, under the same conditions as `take_cap_slot` and
-    `take_hold`; False (the caller undoes its transaction) unless every one was taken.
-
-    PostgreSQL: one statement for all the rows (each contract and buyer appears once: one winner per
-    buyer), so a ping holds the offer's hot counter rows only from here to its commit."""
-    if tx.dialect != "postgresql":
-        for r in reservations:
-            if not await take_cap_slot(tx, contract_id=r["contract_id"], day=r["day_key"], week=r["week_key"],
-                                       month=r["month_key"]):
-                return False
-            if not await take_hold(tx, buyer_id=r["buyer_id"], amount_cents=r["amount_cents"]):
-                return False
-        return True
+    """PostgreSQL: every reservation's cap slot and hold at once, under the same conditions as
+    `take_cap_slot` and `take_hold`; False (the caller undoes its transaction) unless every one was
+    taken. One statement for all the rows (each contract and buyer appears once: one winner per
+    buyer), so a ping holds the offer's hot counter rows only from here to its commit. (SQLite never
+    needs this: its write batch holds the only write lock.)"""
     # One statement, so the hot rows stay locked only until the commit that follows it (a second
     # statement would wait for this process's event loop while holding them). Rows are locked in key
     # order first (`lc`, `lb`): an UPDATE ... FROM alone locks them in whatever order its join meets
