@@ -3,7 +3,9 @@
 Three phases, none holding a transaction across an outbound call (DESIGN.md section 1):
 (1) one read of usage, funds and dedup; (2) bids, RTB concurrently under one deadline;
 (3) one write transaction: reclaim expired reservations, reserve winners in rank order, write the
-ping with its waterfall and the round-robin pointer.
+ping with its waterfall and the round-robin pointer. A ping whose open contracts all have fixed
+prices has nothing to wait for between (1) and (3): it runs all three as one unit of the write
+batch, and the pings of one SQLite batch share the rows they read (`repo.read_state_for_write`).
 """
 
 from __future__ import annotations
