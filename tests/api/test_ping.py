@@ -303,3 +303,25 @@ async def test_ping_entry_point_keeps_the_body_limit_error_shape_and_methods(
     r = await api.request("POST", "/v1/ping", token=key, json={"lead": LEAD})
     assert (r.status_code, r.json()["error"]["code"]) == (500, "internal_error")
     assert "secret" not in r.text and "3055550100" not in r.text
+
+
+async def test_integers_beyond_64_bits_are_refused_everywhere_a_lead_or_filter_goes(api: Api, store: Store) -> None:
+    """Found by the fuzzer: such an integer could not be hashed or stored as JSON and answered 500."""
+    key = await three_buyers(api)
+    platform = (await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "call_platform", "name": "t"}))["key"]
+    huge = {**LEAD, "age": 2**64}
+    for path, body, headers, token in (
+            ("/v1/ping", {"lead": huge}, {}, key),
+            ("/v1/ping", {"lead": {**LEAD, "extra": {"n": [-(2**63) - 1]}}}, {"Idempotency-Key": "k-1"}, key),
+            ("/v1/post", {"ping_id": "png_x", "lead": huge}, {}, key),
+            ("/v1/direct-post", {"lead": huge}, {}, key),
+            ("/v1/calls/png_x/connected", {"bid_id": "bid_x", "lead": {"": -9223372036854775809}}, {}, platform)):
+        r = await api.request("POST", path, token=token, json=body, headers=headers)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error"), (path, r.text)
+        assert r.json()["error"]["details"]["errors"][0]["field"].startswith("lead"), r.text
+    r = await api.request("POST", "/v1/admin/contracts", json={
+        "name": "x", "buyer": "buyer-a", "offer": "med", "price_cents": 100,
+        "filters": [{"field": "age", "op": "gte", "value": 2**64}]})
+    assert r.status_code == 201 and r.json()["filters"][0]["value"] == float(2**64), r.text  # a number, kept
+    assert (await api.ok("POST", "/v1/ping", token=key, json={"lead": LEAD}))["status"] == "bids"
+    assert len(await reservations(store)) == 1  # only the last, valid ping reserved anything

@@ -195,8 +195,30 @@ class AuthBasic(Strict):
 
 Auth = Annotated[AuthNone | AuthBearer | AuthHeader | AuthBasic, Field(discriminator="type")]
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_storable(value: Any) -> Any:
+    """Integers anywhere in the value fit 64 bits (what is stored as JSON and in integer columns)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("integers must fit 64 bits")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _json_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _json_storable(item)
+    return value
+
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+# A lead as partners send it: up to 200 fields of any JSON value, checked against the vertical later.
+LeadFields = Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Any], Field(max_length=200),
+                       AfterValidator(_json_storable)]
+
 # Filter operands are lead attributes (age, zip, answers), never money.
-Scalar = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)] | int | bool | float
+Scalar = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)] | Int64 | bool | float
 
 
 class Filter(Strict):

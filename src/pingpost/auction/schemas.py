@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from pingpost.admin.schemas import Cents
+from pingpost.admin.schemas import Cents, LeadFields
 
 PartnerLeadId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -20,7 +20,7 @@ class Consumer(BaseModel):
 
 class PingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    lead: dict[Annotated[str, StringConstraints(max_length=64)], Any] = Field(max_length=200)
+    lead: LeadFields
     consumer: Consumer | None = None
     channel: Literal["form", "call", "callback"] = "form"
     partner_lead_id: PartnerLeadId | None = None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
+from pingpost.admin.schemas import LeadFields
 from pingpost.auction.schemas import BidOut
 from pingpost.delivery.schemas import Consent, Ident
 
@@ -13,7 +14,7 @@ from pingpost.delivery.schemas import Consent, Ident
 class Connected(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     bid_id: Ident
-    lead: dict[Annotated[str, StringConstraints(max_length=64)], Any] = Field(max_length=200)
+    lead: LeadFields
     consent: Consent | None = None
 
 

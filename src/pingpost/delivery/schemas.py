@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from pingpost.admin.schemas import LeadFields
 from pingpost.auction.schemas import PartnerLeadId
 
 Short = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
@@ -28,13 +29,13 @@ class PostIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     ping_id: Ident
     bid_ids: list[Ident] | None = Field(default=None, max_length=50)
-    lead: dict[Annotated[str, StringConstraints(max_length=64)], Any] = Field(max_length=200)
+    lead: LeadFields
     consent: Consent | None = None
 
 
 class DirectPostIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    lead: dict[Annotated[str, StringConstraints(max_length=64)], Any] = Field(max_length=200)
+    lead: LeadFields
     consent: Consent | None = None
     partner_lead_id: PartnerLeadId | None = None
     test: bool = False
