@@ -18,7 +18,11 @@ def payout_cents(payout: dict[str, Any], price_cents: int) -> int:
 
 @lru_cache(maxsize=1024)
 def _basis_points(percent: int | float | str) -> int:
-    """A revshare percent as whole basis points, rounded down (exact decimal arithmetic, cached)."""
+    """A revshare percent as whole basis points, rounded down (exact decimal arithmetic, cached).
+
+    `percent` is the stored JSON value, validated to at most two decimals; a JSON number may arrive as
+    a float, whose shortest repr (`str`) is that two-decimal value exactly, so no float arithmetic
+    touches money: the payout is integer cents times integer basis points."""
     return int((Decimal(str(percent)) * 100).to_integral_value(ROUND_FLOOR))
 
 
