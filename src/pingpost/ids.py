@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-import time
+
+from pingpost.clock import now_ms
 
 _process_tag = secrets.token_hex(3)
 _counter = itertools.count(secrets.randbelow(1 << 20))
@@ -25,8 +26,7 @@ os.register_at_fork(after_in_child=_new_process_tag)
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{int(time.time() * 1000):011x}{_process_tag}{next(_counter) & 0xFFFFFF:06x}"
+    return f"{prefix}_{now_ms():011x}{_process_tag}{next(_counter) & 0xFFFFFF:06x}"
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+__all__ = ["new_id", "now_ms"]

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from pingpost import faults
+from pingpost.clock import Clock
 from pingpost.db.store import Params, Row, compile_sql
 
 T = TypeVar("T")
@@ -18,9 +20,22 @@ _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 class _PgTx:
     dialect = "postgresql"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, shared_clock: Clock | None = None) -> None:
         self._conn = conn
         self.cache: dict[str, Any] = {}  # one transaction's (batch_cache units share nothing here)
+        self._shared_clock = shared_clock
+        self._now: int | None = None
+
+    async def now_ms(self) -> int:
+        """The database's clock, read once in this transaction: every host decides expiry and cap
+        periods by the same time, however far apart their own clocks are (docs/crash-safety.md)."""
+        if self._now is None:
+            if self._shared_clock is not None:
+                self._now = self._shared_clock.now_ms()
+            else:
+                self._now = int(await self._conn.fetchval(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
+        return self._now
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
         text, args = compile_sql(sql, params, "postgresql")
@@ -50,14 +65,16 @@ class _PgTx:
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(self, url: str, pool: Any) -> None:
+    def __init__(self, url: str, pool: Any, *, shared_clock: Clock | None = None) -> None:
         self.url = url
         self._pool = pool
+        self._shared_clock = shared_clock
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> PostgresStore:
+    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 20,
+                   shared_clock: Clock | None = None) -> PostgresStore:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-        return cls(url, pool)
+        return cls(url, pool, shared_clock=shared_clock)
 
     async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
         for attempt in range(20):
@@ -67,7 +84,14 @@ class PostgresStore:
                 ):
                     if not durable:
                         await conn.execute("SET LOCAL synchronous_commit = off")
-                    return await unit(_PgTx(conn))
+                    result = await unit(_PgTx(conn, self._shared_clock))
+                    if not readonly:
+                        faults.hit("before_commit")
+                    return result
+            except faults.InjectedConflict:
+                if attempt < 19:
+                    continue
+                raise
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES and attempt < 19:
                     await asyncio.sleep(random.uniform(0.001, 0.01) * (attempt + 1))

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
+from pingpost.clock import Clock
+
 T = TypeVar("T")
 Row = Any  # sqlite3.Row or asyncpg.Record: both support row["column"]
 Params = Mapping[str, Any] | None
@@ -92,6 +94,11 @@ class Tx(Protocol):
 
     async def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
+    async def now_ms(self) -> int:
+        """The time for decisions other processes share (expiry, cap periods), read once per
+        transaction: on PostgreSQL the database's clock, on SQLite the host's (docs/crash-safety.md)."""
+        ...
+
 
 class Store(Protocol):
     dialect: str
@@ -116,13 +123,15 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_store(url: str, *, pool_size: int = 10) -> Store:
+async def open_store(url: str, *, pool_size: int = 10, shared_clock: Clock | None = None) -> Store:
+    """`shared_clock` replaces the database's clock for shared decisions (the simulator's one clock)."""
     from pingpost.config import is_postgres, normalise_database_url
 
     if is_postgres(url):
         from pingpost.db.postgres_store import PostgresStore
 
-        return await PostgresStore.open(normalise_database_url(url), min_size=1, max_size=pool_size)
+        return await PostgresStore.open(normalise_database_url(url), min_size=1, max_size=pool_size,
+                                        shared_clock=shared_clock)
     from pingpost.db.sqlite_store import SqliteStore
 
-    return SqliteStore.open(url)
+    return SqliteStore.open(url, shared_clock=shared_clock)
