@@ -27,6 +27,7 @@ from pingpost.db import auction_repo as repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain import distribution
 from pingpost.domain.eligibility import (
+    PeriodKeys,
     PeriodKeysByContract,
     Usage,
     cap_reached,
@@ -95,6 +96,15 @@ class Row:
     def fail(self, outcome: Outcome, detail: str | None = None) -> None:
         self.outcome, self.detail = outcome.value, detail
 
+    def saved(self) -> tuple[Any, ...]:
+        """What a write unit may change, so a retried unit starts from the same line (docs/crash-safety.md)."""
+        return (self.outcome, self.detail, self.bid, self.source, self.shared_cents, self.exclusive_cents,
+                self.bid_id, self.sale_type, self.charged_cents, self.reservation_id)
+
+    def restore(self, saved: tuple[Any, ...]) -> None:
+        (self.outcome, self.detail, self.bid, self.source, self.shared_cents, self.exclusive_cents,
+         self.bid_id, self.sale_type, self.charged_cents, self.reservation_id) = saved
+
     def entry(self) -> dict[str, Any]:
         """The stored waterfall entry: only the keys that have a value (`waterfall_entry` restores the rest)."""
         entry: dict[str, Any] = {"contract_id": self.contract.id, "buyer_id": self.contract.buyer_id,
@@ -104,6 +114,8 @@ class Row:
         bid = self.bid
         bid_cents = self.charged_cents if self.charged_cents is not None else (
             bid.bid_cents if bid is not None else None)
+        if bid_cents is None and self.source == "static_fallback":  # a fallback bid that lost shows its price
+            bid_cents = self.shared_cents if self.shared_cents is not None else self.exclusive_cents
         if bid_cents is not None:
             entry["bid_cents"] = bid_cents
         if self.source is not None:
@@ -199,16 +211,16 @@ class AuctionService:
 
         def decide(tx: Tx, reclaimed: bool = False, optimistic: bool = False) -> Awaitable[PingOut]:
             return self._decide(tx, ping_id=ping_id, snap=snap, offer=offer, campaign=campaign, body=body, lead=lead,
-                                consumer=consumer, rows=rows, keys=keys, received=now, finalize=finalize,
+                                consumer=consumer, rows=rows, received=now, finalize=finalize,
                                 reclaimed=reclaimed, optimistic=optimistic)
 
-        def checked(state: repo.AuctionState) -> None:
+        def checked(state: repo.AuctionState, period_keys: PeriodKeysByContract) -> None:
             if state.config_version != snap.version:
                 raise _StaleSnapshot
             if limit and state.rate_used >= limit:
                 raise errors.RateLimited(f"over {limit} pings a second for this campaign",
                                          headers={"Retry-After": "1"}, details={"limit_per_s": limit})
-            self.state_checks(open_rows, state, keys, body.channel, now)
+            self.state_checks(open_rows, state, period_keys, body.channel, now)
 
         try:
             if calls or any(r.contract.rtb for r in open_rows):
@@ -216,7 +228,7 @@ class AuctionService:
                 state = await self.store.read(lambda tx: repo.read_state(
                     tx, contract_ids=contract_ids, buyer_ids=buyer_ids, hashes=hashes, now=now, calls=calls,
                     rate_campaign=rate_campaign))
-                checked(state)
+                checked(state, keys)
                 plain_hashes = {k: v.lower() for k, v in consumer_plain.items() if v}
                 await self._bid([r for r in rows if r.outcome is None], BidRequest(
                     ping_id=ping_id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel,
@@ -225,14 +237,30 @@ class AuctionService:
                 fallback = offer.static_fallback if offer.static_fallback is not None else self.static_fallback_default
                 if fallback and not any(r.outcome is None for r in rows):
                     self._static_fallback(rows, state, terms)
-                answer = await self.store.write(decide, durable=False)
+                before = [r.saved() for r in rows]
+
+                def decide_afresh(tx: Tx) -> Awaitable[PingOut]:
+                    # A unit retried after a deadlock or serialization failure decides again from the
+                    # lines as they were before its first attempt (docs/crash-safety.md).
+                    for row, saved in zip(rows, before, strict=True):
+                        row.restore(saved)
+                    return decide(tx)
+
+                answer = await self.store.write(decide_afresh, durable=False)
             else:
                 # Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait
                 # for in between), sharing the rows read with the batch's other pings.
+                before = [r.saved() for r in rows]
+
                 async def whole(tx: Tx) -> PingOut:
+                    for row, saved in zip(rows, before, strict=True):  # a retried unit starts afresh
+                        row.restore(saved)
+                    at = await tx.now_ms()  # the one clock of shared decisions (docs/crash-safety.md)
+                    if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
+                        await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
                     state = await repo.read_state_for_write(tx, contract_ids=contract_ids, buyer_ids=buyer_ids,
-                                                            hashes=hashes, now=now, rate_campaign=rate_campaign)
-                    checked(state)
+                                                            hashes=hashes, now=at, rate_campaign=rate_campaign)
+                    checked(state, PeriodKeysByContract(snap.contracts, at))
                     for row in open_rows:
                         if row.outcome is None:
                             row.bid = fixed_bid(row.contract)
@@ -394,7 +422,7 @@ class AuctionService:
 
     async def _decide(self, tx: Tx, *, ping_id: str, snap: Snapshot, offer: Offer, campaign: Campaign,
                       body: PingIn, lead: dict[str, Any], consumer: dict[str, str], rows: list[Row],
-                      keys: PeriodKeysByContract, received: int,
+                      received: int,
                       finalize: Callable[[Tx, PingOut], Awaitable[None]] | None, reclaimed: bool = False,
                       optimistic: bool = False) -> PingOut:
         """Reserve the winners and write the ping with its waterfall, in the unit's transaction.
@@ -404,8 +432,12 @@ class AuctionService:
         prices, state read in this transaction) trusts that read: every row is inserted first and all the
         winners' counter rows are taken last, in one statement, so the rows every ping of the offer
         updates stay locked only for that statement and the commit (DESIGN.md section 8). If any of
-        them moved meanwhile, `_Contended` undoes the whole unit and the ping runs again by default."""
-        now = now_ms()
+        them moved meanwhile, `_Contended` undoes the whole unit and the ping runs again by default.
+
+        Expiry and the cap periods a slot counts in are decided now, by the store's clock for shared
+        decisions, not when the ping arrived (docs/crash-safety.md)."""
+        now = await tx.now_ms()
+        keys = PeriodKeysByContract(snap.contracts, now)
         candidates = [r for r in rows if r.outcome is None]
         by_id = {r.contract.id: r for r in rows}
         contract_ids = [r.contract.id for r in candidates]
@@ -418,10 +450,15 @@ class AuctionService:
             # No up-front lock of every candidate's rows: on PostgreSQL that serialised every ping of the
             # offer on the same 30 hot rows (measured: 174 pings/s). The conditional UPDATEs lock only
             # the rows of the winners actually tried, in rank order; a rare deadlock is retried whole.
-            if not reclaimed:  # the fixed-price path reclaimed in its state read, in this same unit
-                await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now, calls=calls)
+            # One lock order on PostgreSQL (docs/crash-safety.md): the round-robin pointer, then counter
+            # rows (contracts by id, then buyers by id), then reservations. This careful path takes its
+            # winners' slots one by one in rank order, so it locks every candidate's rows first.
             if offer.rule == "round_robin":
                 rr_key = await repo.rr_last_key(tx, offer.id)
+            if not optimistic:
+                await repo.lock_rows(tx, contract_ids=contract_ids, buyer_ids=buyer_ids)
+            if not reclaimed:  # the fixed-price path reclaimed in its state read, in this same unit
+                await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now, calls=calls)
         plan = distribution.plan(
             rule=offer.rule, max_winners=offer.max_winners, hybrid_floor_cents=offer.hybrid_floor_cents,
             channel=body.channel, rr_last_key=rr_key,
@@ -437,17 +474,18 @@ class AuctionService:
             row.bid_id = new_id("bid")
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
-            k = keys[row.contract.id]
+            k: PeriodKeys | None = keys[row.contract.id]
             if optimistic:
                 pass  # the state read passed its cap and funds: taken after the inserts
-            elif not await repo.take_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month):
+            elif (k := await repo.take_cap_slot(tx, contract_id=row.contract.id, keys=keys[row.contract.id])) is None:
                 return Outcome.CAP_REACHED.value, "reserved_concurrently"
             elif not await repo.take_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents):
-                await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
+                await repo.return_cap_slot(tx, contract_id=row.contract.id, keys=k)
                 return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
+            assert k is not None
             live = live_at_win and not standby
             if live and not await repo.take_live_slot(tx, contract_id=row.contract.id):
-                await repo.return_cap_slot(tx, contract_id=row.contract.id, day=k.day, week=k.week, month=k.month)
+                await repo.return_cap_slot(tx, contract_id=row.contract.id, keys=k)
                 await repo.return_hold(tx, buyer_id=row.contract.buyer_id, amount_cents=choice.price_cents)
                 return Outcome.CONCURRENCY_CAP_REACHED.value, "reserved_concurrently"
             row.reservation_id = new_id("rsv")

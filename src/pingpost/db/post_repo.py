@@ -49,10 +49,11 @@ async def add_event(tx: Tx, *, ping_id: str, at: int, type_: str, bid_id: str | 
                      {"id": new_id("evt"), "p": ping_id, "at": at, "t": type_, "b": bid_id, "d": detail})
 
 
-async def move_to_posting(tx: Tx, reservation_id: str, *, expires_at: int) -> bool:
+async def move_to_posting(tx: Tx, reservation_id: str, *, expires_at: int, now: int) -> bool:
+    """A live reservation (held, not lapsed at `now`) moves to `posting`; False when it lapsed."""
     return await tx.execute(
-        "UPDATE reservations SET state = 'posting', expires_at = :e WHERE id = :r AND state = 'held'",
-        {"e": expires_at, "r": reservation_id}) == 1
+        "UPDATE reservations SET state = 'posting', expires_at = :e WHERE id = :r AND state = 'held' "
+        "AND expires_at > :now", {"e": expires_at, "r": reservation_id, "now": now}) == 1
 
 
 async def recent_purchase(tx: Tx, *, buyer_id: str, hashes: Sequence[str], since: int) -> bool:

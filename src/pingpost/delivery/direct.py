@@ -21,6 +21,7 @@ from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
 from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
+from pingpost.domain.eligibility import local_minute
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Snapshot
 from pingpost.domain.money import payout_cents
@@ -104,7 +105,7 @@ class DirectPostService:
                     row.contract.id: {"outcome": Outcome.NOT_SELECTED.value, "post_outcome": outcome.value,
                                       "post_detail": detail}}))
                 continue
-            bid = await self.store.write(partial(self._reserve, ping=ping, row=row, keys=keys, keyed=keyed,
+            bid = await self.store.write(partial(self._reserve, ping=ping, row=row, keyed=keyed,
                                                  payout=campaign.payout))
             if bid is None:
                 continue  # lost a race for the cap or the funds: not an attempt
@@ -132,10 +133,14 @@ class DirectPostService:
         return PostOut(ping_id=ping_id, status=status, sales=sales, rejected=rejected,
                        payout_total_cents=sum(s.payout_cents for s in sales))
 
-    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Row, keys: dict[str, Any], keyed: dict[str, str],
+    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Row, keyed: dict[str, str],
                        payout: dict[str, Any]) -> dict[str, Any] | None:
-        """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race."""
-        now = now_ms()
+        """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race.
+
+        Dedup is checked again here, inside the write that reserves the attempt, as a post does: a
+        concurrent direct post (or post) of the same consumer to this buyer is seen (docs/crash-safety.md).
+        The cap periods and expiry come from the store's clock at this moment, not at arrival."""
+        now = await tx.now_ms()
         c = row.contract
         price = int(row.exclusive_cents or 0)
         bid: dict[str, Any] = {"bid_id": new_id("bid"), "contract_id": c.id, "buyer_id": c.buyer_id,
@@ -148,16 +153,20 @@ class DirectPostService:
         if not ping["test"]:
             await auction_repo.lock_rows(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id])
             await auction_repo.reclaim_expired(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id], now=now)
-            k = keys[c.id]
-            failure = None
-            if not await auction_repo.take_cap_slot(tx, contract_id=c.id, day=k.day, week=k.week, month=k.month):
+            failure, detail = None, "reserved_concurrently"
+            k = None
+            if c.dedup_days > 0 and await post_repo.recent_purchase(
+                    tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), since=now - c.dedup_days * 86_400_000):
+                failure, detail = Outcome.DUPLICATE, "sold_concurrently"
+            elif (k := await auction_repo.take_cap_slot(tx, contract_id=c.id,
+                                                        keys=local_minute(now, c.tz)[1])) is None:
                 failure = Outcome.CAP_REACHED
             elif not await auction_repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price):
-                await auction_repo.return_cap_slot(tx, contract_id=c.id, day=k.day, week=k.week, month=k.month)
+                await auction_repo.return_cap_slot(tx, contract_id=c.id, keys=k)
                 failure = Outcome.INSUFFICIENT_BALANCE
-            if failure is not None:
-                await post_repo.update_waterfall(tx, ping["id"], {c.id: {"outcome": failure.value,
-                                                                       "detail": "reserved_concurrently"}})
+            if failure is not None or k is None:
+                await post_repo.update_waterfall(tx, ping["id"], {c.id: {"outcome": (failure or Outcome.CAP_REACHED)
+                                                                       .value, "detail": detail}})
                 return None
             bid["reservation_id"] = new_id("rsv")
             timeout_ms = int((c.delivery or {}).get("timeout_ms") or 5000)
@@ -167,7 +176,7 @@ class DirectPostService:
                 "month_key": k.month, "live_call": 0, "expires_at": now + timeout_ms + self.posts.grace_ms,
                 "created_at": now})
             await post_repo.move_to_posting(tx, bid["reservation_id"],
-                                            expires_at=now + timeout_ms + self.posts.grace_ms)
+                                            expires_at=now + timeout_ms + self.posts.grace_ms, now=now)
             await auction_repo.record_dedup(tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), sold_at=now,
                                             sale_id=post_repo.pending_sale_id(bid["bid_id"]))
         await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)

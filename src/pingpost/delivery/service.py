@@ -140,7 +140,7 @@ class PostService:
             raise errors.Conflict("this ping was already posted", code="already_posted")
         if ping["post_state"] == "closed":
             raise errors.Conflict("this ping has no bids to post", details={"status": ping["status"]})
-        if ping["expires_at"] <= (now or now_ms()):
+        if now is not None and ping["expires_at"] <= now:  # decided by the store's clock only (the claim)
             raise errors.Gone("the ping expired", code="ping_expired", details={"ping_id": ping["id"]})
 
     @staticmethod
@@ -159,12 +159,17 @@ class PostService:
     async def _claim(self, tx: Tx, *, snap: Snapshot, ping: Any, campaign: Campaign, winners: list[dict[str, Any]],
                      chosen: set[str], lead: dict[str, Any], consent: dict[str, Any],
                      keyed: list[str]) -> tuple[list[Delivery], dict[str, str]]:
-        now = now_ms()
+        # Expiry is decided by the store's clock (on PostgreSQL the database's): hosts whose clocks
+        # disagree still agree on which reservations are live (docs/crash-safety.md).
+        now = await tx.now_ms()
         if not await post_repo.claim_ping(tx, ping_id=ping["id"], campaign_id=campaign.id, now=now):
             self._check_ping(await post_repo.load_ping(tx, ping["id"]), campaign, ping["id"], now=now)
             raise errors.Conflict("this ping was already posted", code="already_posted")
         test = bool(ping["test"])
-        await auction_repo.lock_rows(tx, contract_ids=[], buyer_ids=[b["buyer_id"] for b in winners])
+        # The one lock order: counter rows (contracts, then buyers) before any reservation row. The
+        # buyers' rows also serialise posts to one buyer, so the dedup re-check below is exact.
+        await auction_repo.lock_rows(tx, contract_ids=[b["contract_id"] for b in winners],
+                                     buyer_ids=[b["buyer_id"] for b in winners])
         deliveries: list[Delivery] = []
         failures: dict[str, str] = {}
         updates: dict[str, dict[str, Any]] = {}
@@ -181,8 +186,14 @@ class PostService:
                 await post_repo.release_bid(tx, bid)
                 continue
             timeout_ms = int((contract.delivery or {}).get("timeout_ms") or 5000)
-            if bid.get("reservation_id"):
-                await post_repo.move_to_posting(tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms)
+            if bid.get("reservation_id") and not await post_repo.move_to_posting(
+                    tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms, now=now):
+                # The reservation lapsed (its slot and hold may already serve another ping): nothing is
+                # delivered or charged for this bid.
+                failures[bid["bid_id"]] = PostOutcome.NOT_POSTED.value
+                updates[contract.id] = {"post_outcome": PostOutcome.NOT_POSTED.value, "post_detail": "bid_expired"}
+                await post_repo.release_bid(tx, bid)
+                continue
             if not test:
                 await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=keyed, sold_at=now,
                                                 sale_id=post_repo.pending_sale_id(bid["bid_id"]))
@@ -253,6 +264,7 @@ class PostService:
                       latency_ms: int) -> str | None:
         now = now_ms()
         bid = delivery.bid
+        await auction_repo.lock_rows(tx, contract_ids=[bid["contract_id"]], buyer_ids=[bid["buyer_id"]])
         test = bool(ping["test"])
         if not await post_repo.finish_delivery(
                 tx, bid_id=bid["bid_id"], state="accepted" if verdict.accepted else "rejected",
