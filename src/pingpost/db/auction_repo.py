@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from pingpost.db.store import Tx
+from pingpost.domain.auction import AuctionState, Funds
 from pingpost.domain.eligibility import PeriodKeys, Usage
 from pingpost.domain.model import Buyer, Campaign, Contract, Offer, Snapshot, Vertical
 
@@ -41,26 +42,6 @@ async def load_snapshot(tx: Tx) -> Snapshot:
     for contracts in snap.contracts_by_offer.values():
         contracts.sort(key=lambda c: c.rank_key)
     return snap
-
-
-@dataclass
-class Funds:
-    balance_cents: int
-    credit_limit_cents: int
-    holds_cents: int
-
-    @property
-    def available_cents(self) -> int:
-        return self.balance_cents + self.credit_limit_cents - self.holds_cents
-
-
-@dataclass
-class AuctionState:
-    config_version: int = 0
-    usage: dict[str, Usage] = field(default_factory=dict)
-    funds: dict[str, Funds] = field(default_factory=dict)
-    last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
-    rate_used: int = 0  # the campaign's pings in the current one-second window
 
 
 async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],

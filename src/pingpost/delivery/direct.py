@@ -15,12 +15,13 @@ from typing import Any
 import orjson
 
 from pingpost import errors
-from pingpost.auction.bidders import BidResult
-from pingpost.auction.service import AuctionService, Row, Terms, lead_problem_error
+from pingpost.auction.service import AuctionService, lead_problem_error
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
 from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
+from pingpost.domain import auction as rules
+from pingpost.domain.auction import Line, Terms
 from pingpost.domain.eligibility import local_minute
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Snapshot
@@ -55,23 +56,16 @@ class DirectPostService:
         consent = (body.consent or Consent()).model_dump()
         received = now_ms()
         ping_id = new_id("png")
-        rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
-        keys = self.auction.pre_state_checks(snap, rows, lead, "form", received)
-        open_rows = [r for r in rows if r.outcome is None]
+        rows = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
+        keys = rules.pre_state_checks(snap, rows, lead, "form", received)
+        open_rows = rules.open_lines(rows)
         state = await self.auction.read_state(open_rows, keyed, received)
-        self.auction.state_checks(open_rows, state, keys, "form", received)
-        for row in rows:
-            if row.outcome is None:
-                price = row.contract.price_cents
-                row.bid = BidResult(None, price, None, source="fixed") if price is not None else \
-                    BidResult(Outcome.NO_BID, detail="rtb_only_contract")
+        rules.state_checks(open_rows, state, keys, "form", received)
+        rules.direct_post_bids(rows)
         # A direct post sells the lead to one buyer at the contract's price.
-        self.auction.price_checks(rows, state, Terms(offer=offer, payout=campaign.payout, channel="form",
-                                                     min_payout=0, kinds=("exclusive",)))
-        candidates = sorted((r for r in rows if r.outcome is None),
-                            key=lambda r: (-(r.exclusive_cents or 0), r.contract.priority, r.contract.id))
-        for row in candidates:
-            row.outcome = Outcome.LOST_TO_HIGHER_BID.value
+        rules.price_checks(rows, state, Terms(offer=offer, payout=campaign.payout, channel="form", min_payout=0,
+                                              kinds=("exclusive",)))
+        candidates = rules.direct_post_order(rows)
         ping = {"id": ping_id, "offer_id": offer.id, "campaign_id": campaign.id, "partner_id": campaign.partner_id,
                 "channel": "form", "test": int(body.test)}
 
@@ -133,7 +127,7 @@ class DirectPostService:
         return PostOut(ping_id=ping_id, status=status, sales=sales, rejected=rejected,
                        payout_total_cents=sum(s.payout_cents for s in sales))
 
-    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Row, keyed: dict[str, str],
+    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Line, keyed: dict[str, str],
                        payout: dict[str, Any]) -> dict[str, Any] | None:
         """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race.
 
