@@ -13,12 +13,13 @@ from pingpost.admin.pings import _time
 from pingpost.admin.schemas import ReverseIn
 from pingpost.auth import ApiKey, require_admin, require_buyer
 from pingpost.db import post_repo
+from pingpost.db.ledger_repo import record_transaction, sale_entries_of
 from pingpost.db.store import Store, Tx
-from pingpost.domain.money import Entry, reversal_entries
+from pingpost.domain.money import reversal_entries
 from pingpost.domain.outcomes import PostOutcome
 from pingpost.http import Page
 from pingpost.ids import now_ms
-from pingpost.ledger.service import record_transaction, transaction_view
+from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import ReportCounters
 from pingpost.reports.summary import summary
 from pingpost.timefmt import rfc3339
@@ -175,13 +176,9 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
             raise errors.NotFound("sale", ident)
         if sale["status"] != "charged":
             raise errors.Conflict(f"a {sale['status']} sale cannot be reversed", details={"status": sale["status"]})
-        rows = await tx.fetch(
-            "SELECT e.account, e.amount_cents FROM ledger_entries e JOIN ledger_transactions t "
-            "ON t.id = e.transaction_id WHERE t.kind = 'sale' AND t.sale_id = :s ORDER BY e.id", {"s": ident})
         now = now_ms()
-        txn_id = await record_transaction(
-            tx, kind="reversal", now=now, sale_id=ident, reference=ident,
-            entries=reversal_entries([Entry(r["account"], int(r["amount_cents"])) for r in rows]))
+        txn_id = await record_transaction(tx, kind="reversal", now=now, sale_id=ident, reference=ident,
+                                          entries=reversal_entries(await sale_entries_of(tx, ident)))
         await tx.execute("UPDATE sales SET status = 'reversed' WHERE id = :id", {"id": ident})
         await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
             "reversal": {"at": rfc3339(now), "reason": body.reason[:200], "transaction_id": txn_id}}})

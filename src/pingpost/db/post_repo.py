@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from pingpost.db import auction_repo
+from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Tx
 from pingpost.domain.money import sale_entries
 from pingpost.ids import new_id
-from pingpost.ledger.service import record_transaction
 
 
 async def load_ping(tx: Tx, ping_id: str) -> Any:
