@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Request
 
 from pingpost import errors
-from pingpost.db.store import Tx
+from pingpost.db import keys_repo
 from pingpost.security import key_hash, same_secret
 
 
@@ -32,11 +31,7 @@ async def api_key(request: Request, kind: str) -> ApiKey:
     digest = key_hash(bearer(request))
     store = request.app.state.store
 
-    async def unit(tx: Tx) -> Any:
-        return await tx.fetchrow(
-            "SELECT id, kind, buyer_id, status, key_sha256 FROM api_keys WHERE key_sha256 = :h", {"h": digest})
-
-    row = await store.read(unit)
+    row = await store.read(lambda tx: keys_repo.api_key_by_hash(tx, digest))
     # Looked up by the SHA-256 of a 256-bit random key, then compared in constant time all the same.
     if row is None or not same_secret(row["key_sha256"], digest) or row["status"] != "active" \
             or row["kind"] != kind:

@@ -78,9 +78,8 @@ class DirectPostService:
                                                          if not vertical.fields[k].pii}).decode(),
                 "consumer": orjson.dumps(keyed).decode(), "bids": "[]",
                 "waterfall": orjson.dumps([r.entry() for r in rows]).decode()})
-            await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
-                             {"id": new_id("pst"), "p": ping_id, "now": now, "c": self.posts.secret.encrypt(
-                                 orjson.dumps({"lead": lead, "consent": consent}))})
+            await post_repo.insert_post(tx, ping_id=ping_id, now=now, pii_ciphertext=self.posts.secret.encrypt(
+                orjson.dumps({"lead": lead, "consent": consent})))
             if on_ping_created is not None:
                 await on_ping_created(tx, ping_id)
 
@@ -174,8 +173,6 @@ class DirectPostService:
             await auction_repo.record_dedup(tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), sold_at=now,
                                             sale_id=post_repo.pending_sale_id(bid["bid_id"]))
         await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
-        bids = orjson.loads(await tx.fetchval("SELECT bids FROM pings WHERE id = :p", {"p": ping["id"]}))
-        await tx.execute("UPDATE pings SET bids = :b WHERE id = :p",
-                         {"b": orjson.dumps([*bids, bid]).decode(), "p": ping["id"]})
+        await post_repo.add_bid(tx, ping["id"], bid)
         await post_repo.update_waterfall(tx, ping["id"], {c.id: update})
         return bid

@@ -31,7 +31,7 @@ from pingpost.domain.eligibility import first_failing_filter
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
-from pingpost.ids import new_id, now_ms
+from pingpost.ids import now_ms
 from pingpost.metrics import DELIVERIES
 from pingpost.security import SecretKey
 
@@ -200,10 +200,8 @@ class PostService:
             await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
             updates[contract.id] = {"post_outcome": PostOutcome.POST_UNKNOWN.value, "post_detail": "delivering"}
             deliveries.append(Delivery(bid, contract))
-        await tx.execute(
-            "INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
-            {"id": new_id("pst"), "p": ping["id"], "now": now,
-             "c": self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))})
+        sealed = self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))
+        await post_repo.insert_post(tx, ping_id=ping["id"], now=now, pii_ciphertext=sealed)
         await post_repo.update_waterfall(tx, ping["id"], updates)
         await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="post",
                                   detail=f"{len(deliveries)} delivering, {len(failures)} not delivered")
@@ -289,10 +287,8 @@ class PostService:
         async def unit(tx: Tx) -> PostOut:
             ping = await post_repo.load_ping(tx, ping_id)
             bids = {b["bid_id"]: b for b in orjson.loads(ping["bids"])}
-            sales = {r["bid_id"]: r["id"] for r in await tx.fetch("SELECT id, bid_id FROM sales WHERE ping_id = :p",
-                                                                 {"p": ping_id})}
-            delivered = {r["bid_id"]: r for r in await tx.fetch(
-                "SELECT * FROM deliveries WHERE ping_id = :p ORDER BY id", {"p": ping_id})}
+            sales = await post_repo.sales_of_ping(tx, ping_id)
+            delivered = await post_repo.deliveries_of_ping(tx, ping_id)
             waterfall = {w["bid_id"]: w for w in orjson.loads(ping["waterfall"]) if w.get("bid_id")}
             sold: list[SaleOut] = []
             rejected: list[RejectedOut] = []
