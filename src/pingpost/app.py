@@ -25,7 +25,6 @@ from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
-from pingpost.delivery.buyer_client import AiohttpBuyerClient, BuyerClient
 from pingpost.delivery.call_endpoints import router as calls_router
 from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
@@ -35,6 +34,7 @@ from pingpost.delivery.service import PostService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
 from pingpost.ledger.service import LedgerService
 from pingpost.logs import configure_logging
+from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient
 from pingpost.reports.counters import ReportCounters
 
 

@@ -19,6 +19,7 @@ from pingpost.app import create_app
 from pingpost.clock import ManualClock, SkewedClock, use_clock
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
+from pingpost.outbound.fake import Sent
 from tests.api import setup_data as sd
 from tests.conftest import Api
 from tests.support.buyers import FakeBuyerClient, accepts, bids
@@ -71,7 +72,7 @@ async def test_a_ping_waiting_across_midnight_counts_in_the_new_day(world: World
     clock.set(at("2026-12-02T23:59:58"))
     new_day_pings: list[dict[str, Any]] = []
 
-    async def slow_bid(_: Any) -> tuple[int, Any]:
+    async def slow_bid(_: Sent) -> tuple[int, Any]:
         if not new_day_pings:  # the first ping waits for its buyer across midnight ...
             clock.set(at("2026-12-03T00:00:04"))
             new_day_pings.append({})  # ... while two pings of the new day take both slots
@@ -102,7 +103,7 @@ async def test_direct_posts_of_one_consumer_never_sell_it_twice_to_one_buyer(wor
         "dedup_days": 30, "delivery": {"url": DELIVER_URL}})
     gate = asyncio.Event()
 
-    async def slow_accept(_: Any) -> tuple[int, Any]:
+    async def slow_accept(_: Sent) -> tuple[int, Any]:
         await gate.wait()
         return 200, {"status": "accepted"}
 
@@ -122,7 +123,7 @@ async def test_direct_posts_of_one_consumer_never_sell_it_twice_to_one_buyer(wor
     later = (await direct_post()).json()
     assert later["status"] == "unsold"
     assert await count(world.store, "SELECT count(*) FROM sales WHERE buyer_id = 'alpha'") == 1
-    assert len([u for u, _ in world.buyers.seen if u == DELIVER_URL]) == 1
+    assert len(world.buyers.to(DELIVER_URL)) == 1
 
 
 @pytest.mark.parametrize("fixed", [True, False], ids=["fixed_price", "rtb"])
@@ -206,7 +207,7 @@ async def test_a_lapsed_reservation_of_a_live_ping_is_not_posted(world: World) -
     assert posted["rejected"] == [{"bid_id": first["bids"][0]["bid_id"], "reason": "not_posted"}]
     line = (await sd.waterfall(api, first["ping_id"]))["alpha-c"]
     assert (line["post_outcome"], line["post_detail"]) == ("not_posted", "bid_expired")
-    assert not [u for u, _ in world.buyers.seen if u == DELIVER_URL]
+    assert not world.buyers.to(DELIVER_URL)
     funds = await api.ok("GET", "/v1/admin/buyers/alpha")
     assert funds["balance_cents"] == 5000 and funds["holds_cents"] == 0
 

@@ -1,47 +1,15 @@
-"""A BuyerClient fake: answers by URL from handlers the test sets, and records every request."""
+"""Buyer answers for tests, over the outbound seam's fake transport (`pingpost.outbound.fake`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from pingpost.outbound.fake import FakeBuyerClient, Handler, answers
 
-import orjson
-
-from pingpost.delivery.buyer_client import HttpResult
-
-Handler = Callable[[dict[str, Any] | None], Awaitable[tuple[int, Any]]]
-
-
-@dataclass
-class FakeBuyerClient:
-    """`handlers[url]` answers (status, json body); `seen` keeps (url, body) of every request."""
-
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    seen: list[tuple[str, Any]] = field(default_factory=list)
-
-    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
-                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
-        self.seen.append((url, json_body if json_body is not None else form_body))
-        handler = self.handlers.get(url)
-        if handler is None:
-            return HttpResult(status=None, body=b"", latency_ms=0, error="connection_error")
-        status, body = await handler(json_body)
-        return HttpResult(status=status, body=orjson.dumps(body), latency_ms=1)
-
-    async def close(self) -> None:
-        return None
+__all__ = ["FakeBuyerClient", "accepts", "bids"]
 
 
 def bids(amount_cents: int) -> Handler:
-    async def answer(_: dict[str, Any] | None) -> tuple[int, Any]:
-        return 200, {"bid": True, "bid_cents": amount_cents}
-
-    return answer
+    return answers(200, {"bid_cents": amount_cents})
 
 
 def accepts() -> Handler:
-    async def answer(_: dict[str, Any] | None) -> tuple[int, Any]:
-        return 200, {"status": "accepted"}
-
-    return answer
+    return answers(200, {"status": "accepted"})

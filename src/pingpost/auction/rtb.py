@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pingpost.auction.bidders import BidRequest, BidResult
-from pingpost.delivery.buyer_client import BuyerClient
 from pingpost.domain.model import Contract
 from pingpost.domain.outcomes import Outcome
 from pingpost.domain.rtb_response import parse_bid
 from pingpost.metrics import BID_OUTCOMES, BID_REQUESTS, BID_SECONDS
+from pingpost.outbound.client import BuyerClient
 
 # The auction waits this much past its deadline for answers already in hand before cutting.
 DEADLINE_SLACK_S = 0.005

@@ -23,7 +23,6 @@ from pingpost import errors
 from pingpost.auction.service import lead_problem_error
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
-from pingpost.delivery.buyer_client import BuyerClient
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
@@ -33,6 +32,7 @@ from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
 from pingpost.ids import now_ms
 from pingpost.metrics import DELIVERIES
+from pingpost.outbound.client import BuyerClient
 from pingpost.security import SecretKey
 
 log = structlog.get_logger("pingpost.delivery")
