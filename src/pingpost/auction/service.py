@@ -42,14 +42,6 @@ from pingpost.timefmt import rfc3339
 log = structlog.get_logger("pingpost.auction")
 
 
-def lead_problem_error(problem: LeadProblem) -> errors.PingpostError:
-    if problem.kind == "invalid":
-        return errors.ValidationFailed(problem.problems, message="the lead does not fit the vertical")
-    message = {"pii_in_ping": "a ping must not carry PII fields",
-               "unknown_field": "the lead has fields the vertical does not define"}[problem.kind]
-    return errors.Unprocessable(message, code=problem.kind, details={"errors": problem.problems})
-
-
 class _Contended(Exception):
     """An optimistic ping write found a counter row changed since its read (see AuctionService._decide)."""
 
@@ -120,7 +112,7 @@ class AuctionService:
         try:
             lead = validate_lead(snap.verticals[offer.vertical_id], body.lead, allow_pii=False, require=False)
         except LeadProblem as problem:
-            raise lead_problem_error(problem) from None
+            raise errors.lead_problem_error(problem) from None
         consumer_plain = body.consumer.model_dump() if body.consumer else {}
         now = now_ms()
         lines = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pingpost.admin.schemas import LeadFields
 from pingpost.auction.schemas import BidOut
 from pingpost.delivery.schemas import Consent, Ident
+from pingpost.fields import LeadFields
 
 
 class Connected(BaseModel):

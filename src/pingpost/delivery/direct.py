@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from pingpost import errors
-from pingpost.auction.service import AuctionService, lead_problem_error
+from pingpost.auction.service import AuctionService
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
@@ -51,7 +51,7 @@ class DirectPostService:
         try:
             lead = validate_lead(vertical, body.lead, allow_pii=True, require=True)
         except LeadProblem as problem:
-            raise lead_problem_error(problem) from None
+            raise errors.lead_problem_error(problem) from None
         keyed = {n: self.posts.secret.keyed(h) for n, h in consumer_hashes(vertical, lead).items()}
         consent = (body.consent or Consent()).model_dump()
         received = now_ms()

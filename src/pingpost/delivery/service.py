@@ -20,7 +20,6 @@ import orjson
 import structlog
 
 from pingpost import errors
-from pingpost.auction.service import lead_problem_error
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
@@ -148,7 +147,7 @@ class PostService:
         try:
             lead = validate_lead(vertical, raw, allow_pii=True, require=True)
         except LeadProblem as problem:
-            raise lead_problem_error(problem) from None
+            raise errors.lead_problem_error(problem) from None
         pinged = orjson.loads(ping["lead"])
         changed = sorted(name for name, value in pinged.items() if lead.get(name) != value)
         if changed:
