@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel
 
-from pingpost import errors
+from pingpost import errors, faults
 from pingpost.auction.schemas import BidOut
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
@@ -154,6 +154,7 @@ class CallService:
                     sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
                 else:
                     sale_id = await post_repo.insert_sale(tx, ping=ping, bid=bid, status="pending", now=now)
+            faults.hit("call_connected_in_claim")
             outcome = PostOutcome.CALL_BILLABLE if billable else PostOutcome.CALL_CONNECTED
             await post_repo.update_waterfall(tx, ping_id, {contract.id: {
                 "post_outcome": outcome.value, "sale_id": sale_id}})
@@ -169,6 +170,7 @@ class CallService:
             return ping, bid, sale_id, billable
 
         ping, bid, sale_id, billable = await self.store.write(claim)
+        faults.hit("call_connected_after_claim")
         contract = snap.contracts[bid["contract_id"]]
         data_post = PostOutcome.POST_ERROR.value
         verdict = None
@@ -177,6 +179,7 @@ class CallService:
             # Informational: the data post's result is recorded but never changes billing.
             verdict, latency = await self.posts.deliver_one(ping, Delivery(bid, contract), lead, consent)
             data_post = verdict.outcome.value
+        faults.hit("call_connected_before_record")
         answer = ConnectedOut(sale_id=sale_id, billable=billable, data_post=data_post)
 
         async def record(tx: Tx) -> None:
@@ -188,16 +191,22 @@ class CallService:
                     buyer_lead_id=verdict.buyer_lead_id, now=now)
             await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="data_post", bid_id=bid["bid_id"],
                                       detail=data_post)
+            faults.hit("call_connected_in_record")
             await self._answer(tx, ping_id, bid["bid_id"], "connected", answer)
 
         await self.store.write(record)
+        faults.hit("call_connected_after_record")
         return answer
 
     # --- failed -----------------------------------------------------------------------------
 
     async def failed(self, *, snap: Snapshot, ping_id: str, body: Failed) -> FailedOut:
-        return await self._once(ping_id, body.bid_id, "failed", body, FailedOut,
-                                lambda sha: self.store.write(lambda tx: self._failed(tx, snap, ping_id, body, sha)))
+        async def run(sha: str) -> FailedOut:
+            answer = await self.store.write(lambda tx: self._failed(tx, snap, ping_id, body, sha))
+            faults.hit("call_failed_after_commit")
+            return answer
+
+        return await self._once(ping_id, body.bid_id, "failed", body, FailedOut, run)
 
     async def _failed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Failed, sha: str) -> FailedOut:
         now = now_ms()
@@ -208,6 +217,7 @@ class CallService:
         await self._live(tx, ping, bid, now)
         await post_repo.release_bid(tx, bid)
         bid["role"] = "failed"
+        faults.hit("call_failed_after_release")
         updates: dict[str, dict[str, Any]] = {bid["contract_id"]: {
             "post_outcome": PostOutcome.CALL_FAILED.value, "post_detail": body.reason}}
         next_bid = None
@@ -242,9 +252,12 @@ class CallService:
     # --- completed --------------------------------------------------------------------------
 
     async def completed(self, *, snap: Snapshot, ping_id: str, body: Completed) -> CompletedOut:
-        return await self._once(ping_id, body.bid_id, "completed", body, CompletedOut,
-                                lambda sha: self.store.write(
-                                    lambda tx: self._completed(tx, snap, ping_id, body, sha)))
+        async def run(sha: str) -> CompletedOut:
+            answer = await self.store.write(lambda tx: self._completed(tx, snap, ping_id, body, sha))
+            faults.hit("call_completed_after_commit")
+            return answer
+
+        return await self._once(ping_id, body.bid_id, "completed", body, CompletedOut, run)
 
     async def _completed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Completed, sha: str) -> CompletedOut:
         now = now_ms()
@@ -265,6 +278,7 @@ class CallService:
             else:
                 await tx.execute("UPDATE sales SET status = 'void' WHERE id = :s", {"s": sale["id"]})
                 await post_repo.release_bid(tx, bid)  # nothing charged, nothing paid, the slot given back
+        faults.hit("call_completed_after_settle")
         if bid.get("reservation_id"):
             await auction_repo.end_live_call(tx, bid["reservation_id"])
         bid["role"] = "completed"
