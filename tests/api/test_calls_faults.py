@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from pingpost import faults
+from pingpost.clock import ManualClock, use_clock
 from pingpost.db.store import Store
+from pingpost.ids import now_ms
 from tests.api.setup_data import ping, waterfall
 from tests.api.test_ledger import ledger_invariants
 from tests.api.test_post import saw_pii
@@ -251,4 +253,95 @@ async def test_completed_retry_after_a_crash(api: Api, store: Store, sandbox: Sa
     assert await live_calls(store, "a") == 0
     [reservation] = await fetch(store, "SELECT * FROM reservations WHERE bid_id = :b", {"b": bid})
     assert reservation["state"] == "sold" and not reservation["live_call"]
+    await ledger_invariants(store)
+
+
+async def test_callbacks_respect_max_concurrent_calls(api: Api, store: Store, sandbox: Sandbox) -> None:
+    key, platform = await call_setup(api, sandbox, max_calls=1)
+    first = await ping(api, key, lead=CALL_LEAD, channel="callback")
+    second = await ping(api, key, lead=CALL_LEAD, channel="callback")
+    for answer in (first, second):  # a callback takes its live slot at `connected`, not at the win
+        assert (await waterfall(api, answer["ping_id"]))["a"]["outcome"] == "won"
+    bid1, bid2 = first["bids"][0]["bid_id"], second["bids"][0]["bid_id"]
+    await event(api, platform, first["ping_id"], "connected", {"bid_id": bid1, "lead": CALLER})
+    assert await live_calls(store, "a") == 1
+
+    before = await fetch(store, "SELECT bid_id, state, live_call, expires_at FROM reservations "
+                                "WHERE ping_id = :p ORDER BY bid_id", {"p": second["ping_id"]})
+    r = await api.request("POST", f"/v1/calls/{second['ping_id']}/connected", token=platform,
+                          json={"bid_id": bid2, "lead": CALLER})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "concurrency_cap_reached"), r.text
+    # ... and changes nothing: no slot, no sale, no data post, the standbys still held
+    assert await live_calls(store, "a") == 1
+    assert await fetch(store, "SELECT bid_id, state, live_call, expires_at FROM reservations "
+                              "WHERE ping_id = :p ORDER BY bid_id", {"p": second["ping_id"]}) == before
+    assert await fetch(store, "SELECT id FROM sales WHERE ping_id = :p", {"p": second["ping_id"]}) == []
+    assert await data_posts(sandbox, "a") == 1
+    assert (await waterfall(api, second["ping_id"]))["a"].get("post_outcome") is None
+
+    await event(api, platform, first["ping_id"], "completed", {"bid_id": bid1, "duration_s": 30})
+    assert await live_calls(store, "a") == 0
+    connected = await event(api, platform, second["ping_id"], "connected", {"bid_id": bid2, "lead": CALLER})
+    assert connected["billable"] is True and connected["data_post"] == "post_accepted"
+    assert await live_calls(store, "a") == 1
+    await event(api, platform, second["ping_id"], "completed", {"bid_id": bid2, "duration_s": 30})
+    await event(api, platform, second["ping_id"], "completed", {"bid_id": bid2, "duration_s": 30})
+    assert await live_calls(store, "a") == 0
+    assert await buyer_money(api, "buyer-a") == (82_000, 0)
+    await ledger_invariants(store)
+
+
+async def test_callback_at_the_cap_rings_the_next_bid(api: Api, store: Store, sandbox: Sandbox) -> None:
+    key, platform = await call_setup(api, sandbox, max_calls=1)
+    first = await ping(api, key, lead=CALL_LEAD, channel="callback")
+    second = await ping(api, key, lead=CALL_LEAD, channel="callback")
+    bid1, bid2 = first["bids"][0]["bid_id"], second["bids"][0]["bid_id"]
+    await event(api, platform, first["ping_id"], "connected", {"bid_id": bid1, "lead": CALLER})
+    r = await api.request("POST", f"/v1/calls/{second['ping_id']}/connected", token=platform,
+                          json={"bid_id": bid2, "lead": CALLER})
+    assert r.status_code == 409
+    nxt = await event(api, platform, second["ping_id"], "failed", {"bid_id": bid2, "reason": "rejected"})
+    assert nxt["next_bid"]["transfer"] == {"sip": "sip:queue@b.example"}
+    assert await live_calls(store, "a") == 1  # `failed` gave back no slot the callback never took
+    connected = await event(api, platform, second["ping_id"], "connected",
+                            {"bid_id": nxt["next_bid"]["bid_id"], "lead": CALLER})
+    assert connected["billable"] is True
+    assert (await live_calls(store, "a"), await live_calls(store, "b")) == (1, 1)
+    await ledger_invariants(store)
+
+
+async def test_a_lapsed_pending_call_gives_its_live_slot_back_once(api: Api, store: Store,
+                                                                   sandbox: Sandbox) -> None:
+    key, platform = await call_setup(api, sandbox, billable_after_s=90, max_calls=1)
+    await api.ok("PATCH", "/v1/admin/offers/med", json={"max_call_duration_s": 60})
+    with use_clock(ManualClock(now_ms())) as clock:
+        first = await ping(api, key, lead=CALL_LEAD, channel="call")
+        bid1 = first["bids"][0]["bid_id"]
+        await event(api, platform, first["ping_id"], "connected", {"bid_id": bid1, "lead": CALLER})
+        clock.advance(61_000)  # the call outlives max_call_duration_s: its reservation lapses
+        second = await ping(api, key, lead=CALL_LEAD, channel="call")
+        assert (await waterfall(api, second["ping_id"]))["a"]["outcome"] == "won"
+        assert await live_calls(store, "a") == 1  # the lapsed call's slot went to the new call
+        done = await event(api, platform, first["ping_id"], "completed", {"bid_id": bid1, "duration_s": 120})
+        assert done["billable"] is True
+        assert await live_calls(store, "a") == 1  # the second call is still live
+        third = await ping(api, key, lead=CALL_LEAD, channel="call")
+        assert (await waterfall(api, third["ping_id"]))["a"]["outcome"] == "concurrency_cap_reached"
+    await ledger_invariants(store)
+
+
+async def test_a_callback_may_take_the_slot_of_a_call_that_lapsed(api: Api, store: Store, sandbox: Sandbox) -> None:
+    key, platform = await call_setup(api, sandbox, max_calls=1)
+    await api.ok("PATCH", "/v1/admin/offers/med", json={"max_call_duration_s": 60})
+    with use_clock(ManualClock(now_ms())) as clock:
+        first = await ping(api, key, lead=CALL_LEAD, channel="callback")
+        second = await ping(api, key, lead=CALL_LEAD, channel="callback")
+        bid1, bid2 = first["bids"][0]["bid_id"], second["bids"][0]["bid_id"]
+        await event(api, platform, first["ping_id"], "connected", {"bid_id": bid1, "lead": CALLER})
+        clock.advance(61_000)  # the platform never reported `completed`: the first call lapsed
+        connected = await event(api, platform, second["ping_id"], "connected", {"bid_id": bid2, "lead": CALLER})
+        assert connected["billable"] is True
+        assert await live_calls(store, "a") == 1
+        await event(api, platform, first["ping_id"], "completed", {"bid_id": bid1, "duration_s": 61})
+        assert await live_calls(store, "a") == 1  # the lapsed call's slot is not given back twice
     await ledger_invariants(store)

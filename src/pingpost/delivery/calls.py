@@ -225,6 +225,8 @@ class CallService:
         offer = snap.offers[ping["offer_id"]]
         contract = snap.contracts[bid["contract_id"]]
         test = bool(ping["test"])
+        if reservation is not None and not reservation["live_call"]:
+            await self._take_live_slot(tx, contract_id=contract.id, bid_id=bid["bid_id"], now=now)
         for other in bids:
             if other["role"] == "standby":
                 await post_repo.release_bid(tx, other)
@@ -232,10 +234,6 @@ class CallService:
         bid["role"] = "connected"
         await _save_bids(tx, ping_id, bids)
         if reservation is not None:
-            if ping["channel"] == "callback" and not reservation["live_call"]:
-                # A callback's live-call slot starts now; the call is already up, so it is counted.
-                await tx.execute("UPDATE contract_usage SET live_calls = live_calls + 1 WHERE contract_id = :c",
-                                 {"c": contract.id})
             await tx.execute("UPDATE reservations SET state = 'posting', live_call = 1, expires_at = :e "
                              "WHERE id = :r", {"e": now + offer.max_call_duration_s * 1000, "r": reservation["id"]})
             await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=sorted(keyed.values()),
@@ -264,6 +262,21 @@ class CallService:
         await call_repo.store_answer(tx, ping_id=ping_id, bid_id=bid["bid_id"], type_="connected",
                                      answer=orjson.dumps({"claimed": claim.model_dump()}).decode())
         return claim
+
+    @staticmethod
+    async def _take_live_slot(tx: Tx, *, contract_id: str, bid_id: str, now: int) -> None:
+        """The live-call slot of a bid that holds none yet (a callback: it takes its slot when the call
+        is up). At `max_concurrent_calls` this is 409 concurrency_cap_reached and the claim rolls back
+        whole, so nothing changes; the platform then reports `failed` (reason `rejected`) to ring the
+        next bid (docs/crash-safety.md, "Call events")."""
+        if await auction_repo.take_live_slot(tx, contract_id=contract_id):
+            return
+        # The count may still hold calls that lapsed without `completed`: free those, then ask again.
+        if await auction_repo.reclaim_expired(tx, contract_ids=[contract_id], buyer_ids=[], now=now, calls=True) \
+                and await auction_repo.take_live_slot(tx, contract_id=contract_id):
+            return
+        raise errors.Conflict("the buyer's contract is at its max_concurrent_calls", code="concurrency_cap_reached",
+                              details={"bid_id": bid_id})
 
     async def _claim_of_old_version(self, snap: Snapshot, bid: dict[str, Any]) -> ConnectedClaim:
         """The claim of an event claimed by a version that did not store it (its answer is empty):
