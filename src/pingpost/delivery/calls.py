@@ -14,9 +14,7 @@ leaves the event claimed but unanswered, and its retry finishes the last two pha
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -26,6 +24,7 @@ from pingpost import errors, faults
 from pingpost.auction.schemas import BidOut
 from pingpost.db import auction_repo, call_repo, post_repo
 from pingpost.db.store import Store, Tx
+from pingpost.delivery.call_events import EventTurns, check_same_event, connected_state
 from pingpost.delivery.call_schemas import (
     Completed,
     CompletedOut,
@@ -55,23 +54,6 @@ async def _save_bids(tx: Tx, ping_id: str, bids: list[dict[str, Any]]) -> None:
     await tx.execute("UPDATE pings SET bids = :b WHERE id = :p", {"b": orjson.dumps(bids).decode(), "p": ping_id})
 
 
-def _check_same_event(row: Any, kind: str, sha: str) -> None:
-    if row["request_sha256"] != sha:
-        raise errors.Conflict(f"a different `{kind}` event was already recorded for this bid",
-                              code="event_conflict")
-
-
-def _connected_state(answer: str) -> ConnectedOut | ConnectedClaim | None:
-    """A `connected` row's stored answer: the final answer, the claim still waiting for it, or None for a
-    claim stored by a version that kept no claim (an empty answer)."""
-    if not answer:
-        return None
-    stored = orjson.loads(answer)
-    if "claimed" in stored:
-        return ConnectedClaim.model_validate(stored["claimed"])
-    return ConnectedOut.model_validate(stored)
-
-
 def _settled_data_post(delivery: Any) -> str:
     """The data post's result when this attempt sends nothing: no delivery configured, or settled by an
     operator from the reconciliation list."""
@@ -82,33 +64,11 @@ def _settled_data_post(delivery: Any) -> str:
     return PostOutcome.POST_ERROR.value
 
 
-class _EventTurns:
-    """One at a time per call event in this process: a duplicate that arrives while the first is still
-    posting the caller record waits, then replays its answer, instead of posting the record again."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def turn(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        lock, waiting = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, waiting + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, waiting = self._locks[key]
-            if waiting == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, waiting - 1)
-
-
 class CallService:
     def __init__(self, *, store: Store, posts: PostService) -> None:
         self.store = store
         self.posts = posts
-        self._connected_turns = _EventTurns()
+        self._connected_turns = EventTurns()
 
     # --- shared -----------------------------------------------------------------------------
 
@@ -141,7 +101,7 @@ class CallService:
         row = await self.store.read(lambda tx: call_repo.find_event(tx, ping_id=ping_id, bid_id=bid_id, type_=kind))
         if row is None:
             return None
-        _check_same_event(row, kind, sha)
+        check_same_event(row, kind, sha)
         return out.model_validate_json(row["answer"])
 
     @staticmethod
@@ -151,7 +111,7 @@ class CallService:
         if await call_repo.insert_event(tx, ping_id=ping_id, bid_id=bid_id, type_=kind, sha=sha, now=now):
             return None
         row = await call_repo.find_event(tx, ping_id=ping_id, bid_id=bid_id, type_=kind)
-        _check_same_event(row, kind, sha)
+        check_same_event(row, kind, sha)
         return str(row["answer"])
 
     async def _once(self, ping_id: str, bid_id: str, kind: str, payload: BaseModel, out: type[Out],
@@ -176,8 +136,8 @@ class CallService:
             tx, ping_id=ping_id, bid_id=body.bid_id, type_="connected"))
         state: ConnectedOut | ConnectedClaim | None = None
         if row is not None:
-            _check_same_event(row, "connected", sha)
-            state = _connected_state(row["answer"])
+            check_same_event(row, "connected", sha)
+            state = connected_state(row["answer"])
             if isinstance(state, ConnectedOut):
                 return state
         ping = await self.store.read(lambda tx: post_repo.load_ping(tx, ping_id))
@@ -218,7 +178,7 @@ class CallService:
         now = now_ms()
         ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
         if (stored := await self._claim_event(tx, ping_id, body.bid_id, "connected", sha, now)) is not None:
-            return _connected_state(stored)
+            return connected_state(stored)
         if bid["role"] != "winner":
             raise errors.Conflict("this bid is not the active bid of the call", details={"role": bid["role"]})
         reservation = await self._live(tx, ping, bid, now)
@@ -307,7 +267,7 @@ class CallService:
             now = now_ms()
             row = await call_repo.find_event(tx, ping_id=ping["id"], bid_id=bid["bid_id"], type_="connected",
                                              lock=True)
-            if isinstance(stored := _connected_state(row["answer"]), ConnectedOut):
+            if isinstance(stored := connected_state(row["answer"]), ConnectedOut):
                 return stored  # a duplicate of this event recorded its answer first
             if verdict is not None:
                 await post_repo.finish_delivery(
