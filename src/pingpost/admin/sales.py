@@ -12,7 +12,7 @@ from pingpost.admin.endpoints import IdPath
 from pingpost.admin.pings import _time
 from pingpost.admin.schemas import ReverseIn
 from pingpost.auth import ApiKey, require_admin, require_buyer
-from pingpost.db import post_repo
+from pingpost.db import call_repo, post_repo
 from pingpost.db.ledger_repo import record_transaction, sale_entries_of
 from pingpost.db.store import Store, Tx
 from pingpost.domain.money import reversal_entries
@@ -118,6 +118,9 @@ async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, 
         ping = await post_repo.load_ping(tx, row["ping_id"])
         bid = next(b for b in orjson.loads(ping["bids"]) if b["bid_id"] == row["bid_id"])
         now = now_ms()
+        if ping["channel"] in ("call", "callback"):
+            return await _settle_call_data_post(tx, delivery_id=delivery_id, ping=ping, bid=bid, action=action,
+                                                now=now)
         sale_id = None
         state = "recorded" if action == "record-sale" else "voided"
         await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
@@ -139,6 +142,30 @@ async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, 
 
     result: dict[str, Any] = await request.app.state.store.write(unit)
     return result
+
+
+async def _settle_call_data_post(tx: Tx, *, delivery_id: str, ping: Any, bid: dict[str, Any], action: str,
+                                 now: int) -> dict[str, Any]:
+    """Settle the data post of a call: only the delivery record changes, never billing.
+
+    A call is billed by its events (`connected`, `completed`), not by the data post, so `record-sale`
+    charges nothing more and answers the call's sale, and `void` is refused while the call has a sale
+    that is charged or pending: to refund the buyer, reverse the sale (docs/crash-safety.md)."""
+    sale = await call_repo.find_sale(tx, bid["bid_id"])
+    if action == "void" and sale is not None and sale["status"] in ("charged", "pending"):
+        raise errors.Conflict(
+            f"this call's sale is {sale['status']}; voiding its data post would not refund it: reverse the sale "
+            f"(POST /v1/admin/sales/{sale['id']}/reverse) before voiding", code="sale_exists",
+            details={"sale_id": sale["id"], "status": sale["status"]})
+    state = "recorded" if action == "record-sale" else "voided"
+    await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
+                                    outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded"
+                                    else PostOutcome.POST_UNKNOWN.value, detail=f"reconciled: {state}",
+                                    latency_ms=None, buyer_lead_id=None, now=now)
+    await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
+                              detail=f"data post {state}")
+    return {"delivery_id": delivery_id, "state": state,
+            "sale_id": sale["id"] if sale is not None and state == "recorded" else None}
 
 
 @router.post("/reconciliation/{ident}/record-sale", summary="The buyer has the lead: record the sale")

@@ -117,7 +117,10 @@ async def settle_reservation(tx: Tx, bid: Mapping[str, Any]) -> None:
     lapsed = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r AND state <> 'sold'", {"r": reservation_id})
     if lapsed is not None:
         await count_sale_slot(tx, lapsed)
-        await tx.execute("UPDATE reservations SET state = 'sold' WHERE id = :r", {"r": reservation_id})
+        # A lapsed call gave its live-call slot back when it lapsed: a sold row still flagged would
+        # give it back a second time at `completed` (auction_repo.end_live_call).
+        await tx.execute("UPDATE reservations SET state = 'sold', live_call = 0 WHERE id = :r",
+                         {"r": reservation_id})
 
 
 async def insert_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], status: str, now: int) -> str:

@@ -43,3 +43,12 @@ class FailedOut(BaseModel):
 class CompletedOut(BaseModel):
     sale_id: str | None
     billable: bool
+
+
+class ConnectedClaim(BaseModel):
+    """What `connected` decided when it claimed the bid (committed before the data post): stored in
+    the event row until the record transaction replaces it with the answer, so a retry after a crash
+    answers the same sale and billing (docs/crash-safety.md, "Call events")."""
+
+    sale_id: str | None
+    billable: bool | None
