@@ -227,3 +227,23 @@ async def test_a_static_fallback_bid_that_lost_shows_its_price(world: World) -> 
     assert lines["bravo-c"]["outcome"] == "lost_to_higher_bid"
     assert (lines["bravo-c"]["source"], lines["bravo-c"]["bid_cents"]) == ("static_fallback", 4200)
 
+
+
+async def test_postgres_decides_shared_time_by_its_own_clock(settings: Settings) -> None:
+    """Without a shared clock given, a PostgreSQL transaction reads the database's clock, whatever the
+    host's says; once per transaction."""
+    if not settings.database_url.startswith("postgres"):
+        pytest.skip("PostgreSQL only")
+    store = await open_store(settings.database_url)
+    try:
+        with use_clock(ManualClock(at("2001-01-01T00:00:00"))):
+            async def unit(tx: Any) -> tuple[int, int, int]:
+                first = await tx.now_ms()
+                db = int(await tx.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
+                return first, await tx.now_ms(), db
+
+            first, again, db = await store.write(unit)
+    finally:
+        await store.close()
+    assert first == again
+    assert 0 <= db - first < 60_000

@@ -175,7 +175,7 @@ class CallService:
         """The claim transaction: standbys released, the reservation kept for the call, the sale (charged,
         or pending on `billable_after_s`), the post and a pending delivery, the event row holding the
         claim. Answers the claim, or what a duplicate of this event stored first."""
-        now = now_ms()
+        now = await tx.now_ms()  # expiry by the store's clock (docs/crash-safety.md)
         ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
         if (stored := await self._claim_event(tx, ping_id, body.bid_id, "connected", sha, now)) is not None:
             return connected_state(stored)
@@ -296,7 +296,7 @@ class CallService:
         return await self._once(ping_id, body.bid_id, "failed", body, FailedOut, run)
 
     async def _failed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Failed, sha: str) -> FailedOut:
-        now = now_ms()
+        now = await tx.now_ms()
         ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
         if (stored := await self._claim_event(tx, ping_id, body.bid_id, "failed", sha, now)) is not None:
             return FailedOut.model_validate_json(stored)  # a duplicate of this event answered first
@@ -349,7 +349,7 @@ class CallService:
         return await self._once(ping_id, body.bid_id, "completed", body, CompletedOut, run)
 
     async def _completed(self, tx: Tx, snap: Snapshot, ping_id: str, body: Completed, sha: str) -> CompletedOut:
-        now = now_ms()
+        now = await tx.now_ms()
         ping, bids, bid = await self._load(tx, ping_id, body.bid_id)
         if (stored := await self._claim_event(tx, ping_id, body.bid_id, "completed", sha, now)) is not None:
             return CompletedOut.model_validate_json(stored)  # a duplicate of this event answered first
