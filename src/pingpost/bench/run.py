@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 
 from pingpost.processes import free_port, pingpost_process
 from pingpost.security import new_key
@@ -88,14 +87,23 @@ class Driver:
         return latencies, errors
 
 
+def _admin_session(base: str, token: str) -> aiohttp.ClientSession:
+    """The admin API of the server under test (aiohttp: the bench runs on a plain install, without httpx)."""
+    return aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=aiohttp.ClientTimeout(total=60))
+
+
+async def _admin_call(c: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any], status: int) -> Any:
+    async with c.request(method, path, json=body) as r:
+        if r.status != status:
+            raise RuntimeError(f"setup failed: {method} {path}: {r.status} {await r.text()}")
+        return await r.json()
+
+
 async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as c:
+    async with _admin_session(base, token) as c:
         async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            if r.status_code != 201:
-                raise RuntimeError(f"setup failed: {r.text}")
-            return r.json()
+            return await _admin_call(c, "POST", path, body, 201)
 
         await post("/v1/admin/verticals", VERTICAL)
         rule = {"rule": "multisell", "max_winners": 3} if scenario == "fixed" else {"rule": "exclusive"}
@@ -229,10 +237,13 @@ def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, t
             _process(["serve", "--port", str(ports[1]), "--workers", str(workers), "--database", database], env,
                      f"{bases[1]}/readyz", workdir / "oversell-b.log"):
         key = asyncio.run(_setup(bases[0], token, sandbox, "hang"))
-        httpx.patch(f"{bases[0]}/v1/admin/contracts/k01", json={"caps": {"daily": 50}},
-                    headers={"Authorization": f"Bearer {token}"})
-        httpx.patch(f"{bases[0]}/v1/admin/contracts/k00", json={"status": "paused"},
-                    headers={"Authorization": f"Bearer {token}"})
+
+        async def cap_one_contract() -> None:
+            async with _admin_session(bases[0], token) as c:
+                await _admin_call(c, "PATCH", "/v1/admin/contracts/k01", {"caps": {"daily": 50}}, 200)
+                await _admin_call(c, "PATCH", "/v1/admin/contracts/k00", {"status": "paused"}, 200)
+
+        asyncio.run(cap_one_contract())
 
         async def fire() -> int:
             connector = aiohttp.TCPConnector(limit=400, limit_per_host=0)
