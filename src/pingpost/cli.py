@@ -188,7 +188,10 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
 
 
 @app.command()
-def bench(database: str = typer.Option(None, help="a PostgreSQL URL (default: a fresh SQLite per scenario)"),
+def bench(database: str = typer.Option(None, help="an empty database's URL, SQLite or PostgreSQL (default: a "
+                                                   "fresh SQLite per scenario)"),
+          reset: bool = typer.Option(False, "--reset", help="let the bench drop pingpost's tables and data in "
+                                                            "--database (refused otherwise if it holds any table)"),
           workers: int = 1, duration: float = typer.Option(5.0, help="seconds per measured phase"),
           rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
           json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
@@ -197,10 +200,14 @@ def bench(database: str = typer.Option(None, help="a PostgreSQL URL (default: a 
     import orjson
     from rich.table import Table
 
-    from pingpost.bench.run import run_bench
+    from pingpost.bench.run import DatabaseInUse, run_bench
 
-    results = run_bench(database=database, workers=workers, duration=duration, rate=rate,
-                        scenarios=tuple(scenario))
+    try:
+        results = run_bench(database=database, workers=workers, duration=duration, rate=rate,
+                            scenarios=tuple(scenario), reset=reset)
+    except DatabaseInUse as exc:
+        typer.echo(f"pingpost bench: {exc}", err=True)
+        raise typer.Exit(2) from None
     if json_out:
         print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
         return

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 
-from pingpost.auth import require_call_platform
+from pingpost.auth import call_platform_key
 from pingpost.delivery.call_schemas import Completed, CompletedOut, Connected, ConnectedOut, Failed, FailedOut
 from pingpost.delivery.calls import CallService
 from pingpost.domain.model import Snapshot
 
-router = APIRouter(prefix="/v1/calls", tags=["calls"], dependencies=[Depends(require_call_platform)])
+# The key is checked before the body is read (docs/security.md).
+router = APIRouter(prefix="/v1/calls", tags=["calls"], route_class=call_platform_key.route)
 PingPath = Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 

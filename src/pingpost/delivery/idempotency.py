@@ -1,9 +1,9 @@
-"""Idempotency-Key for partner POSTs, across processes and restarts (DESIGN.md section 4).
+"""Idempotency-Key for partner POSTs, across processes and restarts (docs/security.md).
 
 The first request with a key owns it (an `in_flight` row with a lease); the same key and body
 replays the stored answer for 24 h; another body is 422; a live lease is 409; a lapsed lease (the
 owner crashed) is taken over, and the taker answers from what was recorded, never repeating a
-delivery.
+delivery. Only final answers are stored: a temporary refusal or a server error releases the key.
 """
 
 from __future__ import annotations
@@ -108,12 +108,24 @@ class Idempotency:
         await self.store.write(unit)
 
     async def abandon(self, ref: KeyRef) -> None:
-        """Forget the key after a server error, so the partner can retry."""
+        """Forget the key after an answer that is not final (a server error, a temporary refusal), so
+        the partner's retry runs afresh."""
 
         async def unit(tx: Tx) -> None:
             await tx.execute(f"DELETE FROM idempotency_keys WHERE {_WHERE} AND state = 'in_flight'", ref.params)
 
         await self.store.write(unit)
+
+
+# The refusals the same request would get again, whenever it is retried: stored and replayed like an
+# answer. Every other refusal (401, 403, 409 but `already_posted`, 429, 503, 5xx) says "not now"; it
+# releases the key, so the retry runs afresh (docs/security.md, "Idempotency-Key").
+_FINAL_STATUSES = frozenset({400, 404, 410, 413, 422})
+
+
+def is_final(exc: errors.PingpostError) -> bool:
+    """Whether a refusal is the request's final answer, to be replayed under its Idempotency-Key."""
+    return exc.status in _FINAL_STATUSES or (exc.status == 409 and exc.code == "already_posted")
 
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -142,10 +154,10 @@ async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: st
     try:
         result = await run(ref, claim)
     except errors.PingpostError as exc:
-        if exc.status >= 500:
-            await idem.abandon(ref)
-        else:
+        if is_final(exc):
             await idem.finish(ref, exc.status, orjson.dumps(exc.body()))
+        else:
+            await idem.abandon(ref)
         raise
     except BaseException:
         await idem.abandon(ref)
