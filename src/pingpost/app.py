@@ -29,9 +29,9 @@ from pingpost.delivery.call_endpoints import router as calls_router
 from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
-from pingpost.delivery.idempotency import Idempotency
 from pingpost.delivery.service import PostService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
+from pingpost.idempotency import Idempotency
 from pingpost.ledger.service import LedgerService
 from pingpost.logs import configure_logging
 from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient

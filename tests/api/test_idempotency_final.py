@@ -12,7 +12,7 @@ from starlette.requests import Request
 from pingpost import errors
 from pingpost.clock import ManualClock, use_clock
 from pingpost.db.store import Store
-from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, ping
 from tests.api.test_post import FULL
 from tests.conftest import Api
@@ -133,3 +133,21 @@ async def test_which_refusals_are_recorded(store: Store, endpoint: str) -> None:
     rows = await key_rows(store)
     assert [(r["key"], r["status"]) for r in rows] == sorted((f"k{n}", e.status) for n, e in enumerate(FINAL))
     assert all(r["state"] == "done" and r["endpoint"] == endpoint for r in rows)
+
+
+async def test_an_owner_whose_lease_was_taken_over_changes_nothing(api: Api, store: Store) -> None:
+    """The lease is a fencing token: the first owner finishing late neither records nor releases."""
+    await one_buyer(api)
+    idem = Idempotency(store, lease_ms=1_000)
+    clock = ManualClock(1_900_000_000_000)
+    with use_clock(clock):
+        first = await idem.begin(KeyRef("acme-med", "post", "k1"), "sha")
+        clock.advance(1_001)  # the first owner looks crashed
+        second = await idem.begin(KeyRef("acme-med", "post", "k1"), "sha")
+        assert second.took_over and second.ref.lease > first.ref.lease
+        await idem.finish(first.ref, 200, b'{"late": true}')
+        await idem.abandon(first.ref)
+        assert await key_rows(store) == [{"endpoint": "post", "key": "k1", "state": "in_flight", "status": None}]
+        await idem.finish(second.ref, 200, b'{"taker": true}')
+        replay = await idem.begin(KeyRef("acme-med", "post", "k1"), "sha")
+    assert replay.replay == (200, b'{"taker": true}')

@@ -20,9 +20,9 @@ from pingpost.auction.schemas import PingIn, PingOut
 from pingpost.auction.service import AuctionService
 from pingpost.auth import KeyCheck, bearer
 from pingpost.db.store import Tx
-from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 from pingpost.domain.model import Campaign, Snapshot
 from pingpost.http import error_response, read_body, unexpected_error_response, validation_error
+from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 
 
 async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:

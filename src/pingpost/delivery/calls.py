@@ -34,12 +34,12 @@ from pingpost.delivery.call_schemas import (
     Failed,
     FailedOut,
 )
-from pingpost.delivery.idempotency import request_sha256
 from pingpost.delivery.schemas import Consent
 from pingpost.delivery.service import Delivery, PostService, consumer_hashes
 from pingpost.domain.delivery_rules import Verdict
 from pingpost.domain.model import Snapshot
 from pingpost.domain.outcomes import Outcome, PostOutcome
+from pingpost.idempotency import request_sha256
 from pingpost.ids import new_id, now_ms
 
 Out = TypeVar("Out", bound=BaseModel)

@@ -9,10 +9,10 @@ from pingpost.auction.service import AuctionService
 from pingpost.auth import KeyCheck, bearer
 from pingpost.db.store import Tx
 from pingpost.delivery.direct import DirectPostService
-from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 from pingpost.delivery.schemas import DirectPostIn, PostIn, PostOut
 from pingpost.delivery.service import PostService
 from pingpost.domain.model import Campaign, Snapshot
+from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 
 
 async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
