@@ -12,7 +12,7 @@ from pingpost.admin.endpoints import IdPath
 from pingpost.admin.pings import _time
 from pingpost.admin.schemas import ReverseIn
 from pingpost.auth import ApiKey, admin_key, buyer_key
-from pingpost.db import call_repo, post_repo
+from pingpost.db import call_repo, post_repo, sales_repo
 from pingpost.db.ledger_repo import record_transaction, sale_entries_of
 from pingpost.db.store import Store, Tx
 from pingpost.domain.money import reversal_entries
@@ -37,22 +37,13 @@ def sale_view(row: Any) -> dict[str, Any]:
             "status": row["status"], "created_at": rfc3339(row["created_at"])}
 
 
-async def list_sales(store: Store, page: Page, filters: dict[str, Any]) -> dict[str, Any]:
-    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
-    params: dict[str, Any] = {"cursor": page.cursor, "lim": page.limit + 1}
-    for column, value in filters.items():
-        if value is None:
-            continue
-        if column == "start":
-            where.append("created_at >= :start")
-        elif column == "end":
-            where.append("created_at < :end")
-        else:
-            where.append(f"{column} = :{column}")
-        params[column] = value
+async def list_sales(store: Store, page: Page, filters: dict[str, Any], *, start: int | None = None,
+                     end: int | None = None) -> dict[str, Any]:
+    present = {column: value for column, value in filters.items() if value is not None}
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        rows = await tx.fetch(f"SELECT * FROM sales WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params)
+        rows = await sales_repo.page_sales(tx, filters=present, start=start, end=end, cursor=page.cursor,
+                                           limit=page.limit + 1)
         return {"items": [sale_view(r) for r in rows[:page.limit]],
                 "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
 
@@ -67,26 +58,19 @@ async def admin_sales(request: Request, page: Page = Depends(),
                       from_: str | None = Query(None, alias="from", max_length=40),
                       to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
     return await list_sales(request.app.state.store, page, {
-        "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status,
-        "start": _time(from_, "from"), "end": _time(to, "to")})
+        "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status},
+        start=_time(from_, "from"), end=_time(to, "to"))
 
 
 @router.get("/sales/{ident}", summary="One sale")
 async def admin_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
-    row = await request.app.state.store.read(lambda tx: tx.fetchrow("SELECT * FROM sales WHERE id = :id",
-                                                                    {"id": ident}))
+    row = await request.app.state.store.read(lambda tx: sales_repo.sale(tx, ident))
     if row is None:
         raise errors.NotFound("sale", ident)
     return sale_view(row)
 
 
 # --- reconciliation ------------------------------------------------------------------------------
-
-_UNKNOWN = ("SELECT d.*, r.expires_at AS reservation_expires_at FROM deliveries d "
-            "LEFT JOIN pings p ON p.id = d.ping_id "
-            "LEFT JOIN reservations r ON r.bid_id = d.bid_id "
-            "WHERE d.state = 'pending' AND (r.expires_at IS NULL OR r.expires_at <= :now OR r.state <> 'posting')")
-
 
 def delivery_view(row: Any) -> dict[str, Any]:
     return {"delivery_id": row["id"], "ping_id": row["ping_id"], "bid_id": row["bid_id"],
@@ -98,9 +82,8 @@ def delivery_view(row: Any) -> dict[str, Any]:
 @router.get("/reconciliation", summary="Deliveries whose result is unknown (a crash mid-delivery)")
 async def reconciliation(request: Request, page: Page = Depends()) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        rows = await tx.fetch(_UNKNOWN + " AND (CAST(:cursor AS TEXT) IS NULL OR d.id > :cursor) "
-                              "ORDER BY d.id LIMIT :lim", {"now": now_ms(), "cursor": page.cursor,
-                                                          "lim": page.limit + 1})
+        rows = await sales_repo.unknown_deliveries(tx, now=await tx.now_ms(), cursor=page.cursor,
+                                                   limit=page.limit + 1)
         return {"items": [delivery_view(r) for r in rows[:page.limit]],
                 "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
 
@@ -110,9 +93,9 @@ async def reconciliation(request: Request, page: Page = Depends()) -> dict[str, 
 
 async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        row = await tx.fetchrow(_UNKNOWN + " AND d.id = :id", {"now": now_ms(), "id": delivery_id})
+        row = await sales_repo.unknown_delivery(tx, delivery_id, now=await tx.now_ms())
         if row is None:
-            exists = await tx.fetchval("SELECT state FROM deliveries WHERE id = :id", {"id": delivery_id})
+            exists = await sales_repo.delivery_state(tx, delivery_id)
             if exists is None:
                 raise errors.NotFound("delivery", delivery_id)
             raise errors.Conflict("this delivery is not awaiting reconciliation", details={"state": exists})
@@ -138,7 +121,7 @@ async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, 
         await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
                                   detail=state)
         if sale_id:
-            await tx.execute("UPDATE pings SET status = 'sold' WHERE id = :p", {"p": ping["id"]})
+            await post_repo.set_ping_status(tx, ping["id"], "sold")
         return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
 
     result: dict[str, Any] = await request.app.state.store.write(unit)
@@ -199,7 +182,7 @@ async def buyer_balance(request: Request, key: ApiKey = Depends(buyer_key)) -> d
 @router.post("/sales/{ident}/reverse", summary="Refund the buyer and claw back the partner payout")
 async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        sale = await tx.fetchrow("SELECT * FROM sales WHERE id = :id", {"id": ident})
+        sale = await sales_repo.sale(tx, ident)
         if sale is None:
             raise errors.NotFound("sale", ident)
         if sale["status"] != "charged":
@@ -207,7 +190,7 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
         now = now_ms()
         txn_id = await record_transaction(tx, kind="reversal", now=now, sale_id=ident, reference=ident,
                                           entries=reversal_entries(await sale_entries_of(tx, ident)))
-        await tx.execute("UPDATE sales SET status = 'reversed' WHERE id = :id", {"id": ident})
+        await post_repo.set_sale_status(tx, ident, "reversed")
         await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
             "reversal": {"at": rfc3339(now), "reason": body.reason[:200], "transaction_id": txn_id}}})
         await post_repo.add_event(tx, ping_id=sale["ping_id"], at=now, type_="reversal", bid_id=sale["bid_id"],

@@ -278,13 +278,14 @@ def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, t
         won = asyncio.run(fire())
 
     async def reserved() -> int:
-        import asyncpg
+        from pingpost.db import auction_repo
+        from pingpost.db.store import open_store
 
-        conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+        store = await open_store(database, pool_size=1)
         try:
-            return int(await conn.fetchval("SELECT COUNT(*) FROM reservations WHERE contract_id = 'k01'"))
+            return await store.read(lambda tx: auction_repo.count_reservations(tx, "k01"))
         finally:
-            await conn.close()
+            await store.close()
 
     count = asyncio.run(reserved())
     return {"pings": 2000, "cap": 50, "bids_answered": won, "reservations": count, "exact": count == 50 == won}

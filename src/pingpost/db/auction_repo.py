@@ -448,3 +448,8 @@ async def record_dedup(tx: Tx, *, buyer_id: str, hashes: Sequence[str], sold_at:
         "INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) VALUES (:b, :h, :t, :s) "
         "ON CONFLICT DO NOTHING",
         [{"b": buyer_id, "h": h, "t": sold_at, "s": sale_id} for h in hashes])
+
+
+async def count_reservations(tx: Tx, contract_id: str) -> int:
+    """Every reservation ever taken for the contract (the benchmark's exactness check)."""
+    return int(await tx.fetchval("SELECT COUNT(*) FROM reservations WHERE contract_id = :c", {"c": contract_id}))

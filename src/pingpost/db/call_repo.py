@@ -40,3 +40,14 @@ async def find_delivery(tx: Tx, bid_id: str) -> Any:
 
 async def find_sale(tx: Tx, bid_id: str) -> Any:
     return await tx.fetchrow("SELECT id, status FROM sales WHERE bid_id = :b", {"b": bid_id})
+
+
+async def start_call(tx: Tx, reservation_id: str, *, expires_at: int) -> None:
+    """The connected call's reservation: in delivery, holding a live-call slot, until `expires_at`."""
+    await tx.execute("UPDATE reservations SET state = 'posting', live_call = 1, expires_at = :e WHERE id = :r",
+                     {"e": expires_at, "r": reservation_id})
+
+
+async def mark_live(tx: Tx, reservation_id: str) -> None:
+    """The reservation now holds a live-call slot (taken by the caller)."""
+    await tx.execute("UPDATE reservations SET live_call = 1 WHERE id = :r", {"r": reservation_id})

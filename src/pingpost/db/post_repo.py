@@ -165,9 +165,10 @@ async def release_bid(tx: Tx, bid: Mapping[str, Any]) -> None:
                      {"pending": pending_sale_id(bid["bid_id"])})
 
 
-async def insert_post(tx: Tx, *, ping_id: str, pii_ciphertext: str, now: int) -> None:
-    """The posted lead and consent, encrypted (docs/security.md)."""
-    await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
+async def insert_post(tx: Tx, *, ping_id: str, pii_ciphertext: str, now: int, once: bool = False) -> None:
+    """The posted lead and consent, encrypted (docs/security.md); with `once`, not if already there."""
+    await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)"
+                     + (" ON CONFLICT DO NOTHING" if once else ""),
                      {"id": new_id("pst"), "p": ping_id, "now": now, "c": pii_ciphertext})
 
 
@@ -222,3 +223,19 @@ async def page_pings(tx: Tx, *, filters: Mapping[str, Any], buyer: str | None, s
         params["end"] = end
     return list(await tx.fetch(f"SELECT * FROM pings WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim",
                                params))
+
+
+async def set_bids(tx: Tx, ping_id: str, bids: Sequence[Mapping[str, Any]]) -> None:
+    await tx.execute("UPDATE pings SET bids = :b WHERE id = :p", {"b": orjson.dumps(bids).decode(), "p": ping_id})
+
+
+async def set_ping_status(tx: Tx, ping_id: str, status: str) -> None:
+    await tx.execute("UPDATE pings SET status = :s WHERE id = :p", {"s": status, "p": ping_id})
+
+
+async def reservation(tx: Tx, reservation_id: str) -> Any:
+    return await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": reservation_id})
+
+
+async def set_sale_status(tx: Tx, sale_id: str, status: str) -> None:
+    await tx.execute("UPDATE sales SET status = :st WHERE id = :s", {"st": status, "s": sale_id})

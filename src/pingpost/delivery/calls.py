@@ -40,7 +40,7 @@ from pingpost.domain.delivery_rules import Verdict
 from pingpost.domain.model import Snapshot
 from pingpost.domain.outcomes import Outcome, PostOutcome
 from pingpost.idempotency import request_sha256
-from pingpost.ids import new_id, now_ms
+from pingpost.ids import now_ms
 
 Out = TypeVar("Out", bound=BaseModel)
 
@@ -51,7 +51,7 @@ def _bids(ping: Any) -> list[dict[str, Any]]:
 
 
 async def _save_bids(tx: Tx, ping_id: str, bids: list[dict[str, Any]]) -> None:
-    await tx.execute("UPDATE pings SET bids = :b WHERE id = :p", {"b": orjson.dumps(bids).decode(), "p": ping_id})
+    await post_repo.set_bids(tx, ping_id, bids)
 
 
 def _settled_data_post(delivery: Any) -> str:
@@ -92,7 +92,7 @@ class CallService:
             if ping["expires_at"] <= now:
                 raise errors.Gone("the bid expired", code="bid_expired", details={"bid_id": bid["bid_id"]})
             return None
-        row = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": bid["reservation_id"]})
+        row = await post_repo.reservation(tx, bid["reservation_id"])
         if row is None or row["state"] not in ("held", "posting") or row["expires_at"] <= now:
             raise errors.Gone("the bid expired", code="bid_expired", details={"bid_id": bid["bid_id"]})
         return row
@@ -194,8 +194,7 @@ class CallService:
         bid["role"] = "connected"
         await _save_bids(tx, ping_id, bids)
         if reservation is not None:
-            await tx.execute("UPDATE reservations SET state = 'posting', live_call = 1, expires_at = :e "
-                             "WHERE id = :r", {"e": now + offer.max_call_duration_s * 1000, "r": reservation["id"]})
+            await call_repo.start_call(tx, reservation["id"], expires_at=now + offer.max_call_duration_s * 1000)
             await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=sorted(keyed.values()),
                                             sold_at=now, sale_id=post_repo.pending_sale_id(bid["bid_id"]))
         billable: bool | None = True if contract.billable_after_s == 0 else None
@@ -209,10 +208,8 @@ class CallService:
         outcome = PostOutcome.CALL_BILLABLE if billable else PostOutcome.CALL_CONNECTED
         await post_repo.update_waterfall(tx, ping_id, {contract.id: {
             "post_outcome": outcome.value, "sale_id": sale_id}})
-        await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now) "
-                         "ON CONFLICT DO NOTHING", {"id": new_id("pst"), "p": ping_id, "now": now,
-                                                    "c": self.posts.secret.encrypt(orjson.dumps(
-                                                        {"lead": lead, "consent": consent}))})
+        await post_repo.insert_post(tx, ping_id=ping_id, now=now, once=True, pii_ciphertext=self.posts.secret.encrypt(
+            orjson.dumps({"lead": lead, "consent": consent})))
         if contract.delivery:
             await post_repo.insert_delivery(tx, ping_id=ping_id, bid=bid, now=now)
         await post_repo.set_post_state(tx, ping_id, post_state="posted", status="sold" if sale_id or test
@@ -313,14 +310,14 @@ class CallService:
             if standby["role"] != "standby":
                 continue
             if not ping["test"]:
-                row = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": standby["reservation_id"]})
+                row = await post_repo.reservation(tx, standby["reservation_id"])
                 if row is None or row["state"] != "held" or row["expires_at"] <= now:
                     continue
                 if ping["channel"] == "call":
                     if not await auction_repo.take_live_slot(tx, contract_id=standby["contract_id"]):
                         updates[standby["contract_id"]] = {"detail": Outcome.CONCURRENCY_CAP_REACHED.value}
                         continue
-                    await tx.execute("UPDATE reservations SET live_call = 1 WHERE id = :r", {"r": row["id"]})
+                    await call_repo.mark_live(tx, row["id"])
             standby["role"] = "winner"
             updates[standby["contract_id"]] = {"outcome": Outcome.WON.value, "detail": "promoted"}
             next_bid = BidOut(bid_id=standby["bid_id"], payout_cents=standby["payout_cents"],
@@ -357,7 +354,7 @@ class CallService:
             raise errors.Conflict("`completed` needs a connected bid", details={"role": bid["role"]})
         contract = snap.contracts[bid["contract_id"]]
         billable = body.duration_s >= contract.billable_after_s
-        sale = await tx.fetchrow("SELECT * FROM sales WHERE bid_id = :b", {"b": bid["bid_id"]})
+        sale = await call_repo.find_sale(tx, bid["bid_id"])
         sale_id = sale["id"] if sale is not None else None
         if sale is not None and sale["status"] == "charged":
             billable = True  # billed at connect
@@ -366,7 +363,7 @@ class CallService:
                 await post_repo.settle_reservation(tx, bid)
                 await post_repo.charge_sale(tx, ping=ping, bid=bid, sale_id=sale["id"], now=now)
             else:
-                await tx.execute("UPDATE sales SET status = 'void' WHERE id = :s", {"s": sale["id"]})
+                await post_repo.set_sale_status(tx, sale["id"], "void")
                 await post_repo.release_bid(tx, bid)  # nothing charged, nothing paid, the slot given back
         faults.hit("call_completed_after_settle")
         if bid.get("reservation_id"):
@@ -377,7 +374,7 @@ class CallService:
         await post_repo.update_waterfall(tx, ping_id, {contract.id: {
             "post_outcome": outcome.value, "post_detail": f"{body.duration_s}s"}})
         if not billable:
-            await tx.execute("UPDATE pings SET status = 'unsold' WHERE id = :p", {"p": ping_id})
+            await post_repo.set_ping_status(tx, ping_id, "unsold")
         await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="completed", bid_id=bid["bid_id"],
                                   detail=f"{body.duration_s}s {'billable' if billable else 'void'}")
         answer = CompletedOut(sale_id=sale_id, billable=billable)
