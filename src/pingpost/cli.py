@@ -50,7 +50,7 @@ def prepare_database(settings: Settings) -> str | None:
 
 def announce_token(token: str | None) -> None:
     if token:
-        # Printed once to the console, never to the structured log (SPEC 9).
+        # Printed once to the console, never to the structured log (docs/security.md).
         console.print(f"[bold]Admin token (shown once, store it now):[/bold] {token}")
 
 
@@ -196,7 +196,7 @@ def bench(database: str = typer.Option(None, help="an empty database's URL, SQLi
           rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
           json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
           scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang")) -> None:
-    """The SPEC section 10 benchmark: fixed-price, RTB and hanging-buyer scenarios."""
+    """The benchmark of docs/performance.md: fixed-price, RTB and hanging-buyer scenarios."""
     import orjson
     from rich.table import Table
 

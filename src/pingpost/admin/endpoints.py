@@ -1,4 +1,4 @@
-"""Admin API (SPEC 5.4): CRUD for every resource, deposits and the ledger."""
+"""Admin API (docs/protocol.md, Operators): CRUD for every resource, deposits and the ledger."""
 
 from typing import Any, Optional
 

@@ -1,4 +1,4 @@
-"""Validated shapes of every configuration object (SPEC section 3).
+"""Validated shapes of every configuration object (docs/protocol.md).
 
 Bodies are stored as the JSON of these models; secrets inside them are stored but never shown.
 """

@@ -1,4 +1,4 @@
-"""Partner ping endpoint (SPEC 5.1).
+"""Partner ping endpoint (docs/protocol.md, Partners).
 
 The route FastAPI documents (OpenAPI, /docs) is served by `serve_ping`, which the application
 calls straight from its ASGI entry point (`app.PingpostApp`), ahead of the middleware stack and the

@@ -18,7 +18,7 @@ DEADLINE_SLACK_S = 0.005
 
 
 def bid_request_body(request: BidRequest, contract: Contract, timeout_ms: int) -> dict[str, Any]:
-    """The non-PII ping as buyers see it (SPEC 5.3); consumer hashes only with send_consumer_hashes."""
+    """The non-PII ping as buyers see it (docs/protocol.md, Buyers); consumer hashes only with send_consumer_hashes."""
     body: dict[str, Any] = {"ping_id": request.ping_id, "offer": request.offer_id, "vertical": request.vertical_id,
                             "channel": request.channel, "lead": dict(request.lead), "test": request.test,
                             "timeout_ms": timeout_ms}

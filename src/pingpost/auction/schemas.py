@@ -1,4 +1,4 @@
-"""Wire shapes of the partner ping (SPEC 5.1)."""
+"""Wire shapes of the partner ping (docs/protocol.md, Partners)."""
 
 from __future__ import annotations
 

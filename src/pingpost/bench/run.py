@@ -1,4 +1,4 @@
-"""`pingpost bench`: the SPEC section 10 benchmark, driven from this process against a pingpost
+"""`pingpost bench`: the benchmark of docs/performance.md, driven from this process against a pingpost
 server started as its own process(es), loopback only, bounded in time and requests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Call events (SPEC 5.2), authenticated with a call_platform API key, never a posting key."""
+"""Call events (docs/protocol.md, Calls), authenticated with a call_platform API key, never a posting key."""
 
 from __future__ import annotations
 

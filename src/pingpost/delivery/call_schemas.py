@@ -1,4 +1,4 @@
-"""Wire shapes of call events from the operator's telephony platform (SPEC 5.2)."""
+"""Wire shapes of call events from the operator's telephony platform (docs/protocol.md, Calls)."""
 
 from __future__ import annotations
 

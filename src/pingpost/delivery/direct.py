@@ -1,4 +1,4 @@
-"""Direct post (SPEC 2.8): the full lead in one call, offered to the best eligible fixed-price
+"""Direct post (docs/protocol.md, Partners): the full lead in one call, offered to the best eligible fixed-price
 contracts in turn (price, then priority), up to the offer's `direct_post_attempts` deliveries.
 
 Each attempt has the crash-safe shape of a post: a short transaction reserves the contract's cap

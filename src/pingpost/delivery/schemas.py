@@ -1,4 +1,4 @@
-"""Wire shapes of posts and direct posts (SPEC 5.1)."""
+"""Wire shapes of posts and direct posts (docs/protocol.md, Partners)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What happens on a post (DESIGN.md section 3): claim, deliver with nothing open, record.
+"""What happens on a post (docs/crash-safety.md): claim, deliver with nothing open, record.
 
 T1 claims the ping, moves accepted reservations to `posting`, re-checks filters, dedup and
 consent on the full lead, stores the post (PII encrypted) and one pending delivery per bid.
@@ -64,7 +64,7 @@ def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[st
 
 def delivery_payload(*, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any],
                      consent: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
-    """The buyer protocol body (SPEC 5.3), or the flat form fields for `format: form`."""
+    """The buyer protocol body (docs/protocol.md, Buyers), or the flat form fields for `format: form`."""
     delivery = contract.delivery or {}
     field_map = delivery.get("field_map") or {}
     mapped = {field_map.get(k, k): v for k, v in lead.items()}

@@ -1,6 +1,6 @@
 """The auction's rules as functions of data: why each contract won or lost, in one file.
 
-A ping's lines (one per contract of the offer) go through, in SPEC order (docs/protocol.md):
+A ping's lines (one per contract of the offer) go through, in the order of docs/protocol.md:
 1. `config_outcomes`: contract paused, buyer paused, channel (configuration alone, memoised);
 2. `pre_state_checks`: schedule, filters, the RTB contract's required fields;
 3. `state_checks` against what was read: dedup, caps, live calls, funds;
@@ -127,12 +127,12 @@ class Line:
             entry["sale_type"] = self.sale_type
         return entry
 
-# --- eligibility: configuration, then what is read (SPEC order) ---
+# --- eligibility: configuration, then what is read (the order of docs/protocol.md) ---
 
 
 def pre_state_checks(snap: Snapshot, lines: list[Line], lead: dict[str, Any], channel: str,
                       now: int) -> PeriodKeysByContract:
-    """The checks before any state is read, in SPEC order; answers the cap period keys (lazily)."""
+    """The checks before any state is read, in the order of docs/protocol.md; answers the cap period keys (lazily)."""
     offer_id = lines[0].contract.offer_id if lines else ""
     for line, fixed in zip(lines, config_outcomes(snap, offer_id, channel), strict=True):
         if fixed is not None:

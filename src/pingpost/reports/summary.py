@@ -1,4 +1,4 @@
-"""The operator summary report (SPEC 5.4), from aggregate counters and the sales table."""
+"""The operator summary report (docs/protocol.md, Operators), from aggregate counters and the sales table."""
 
 from __future__ import annotations
 
