@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pingpost.bench.run import DatabaseInUse, claim_database
-from pingpost.cli import app, prepare_database
+from pingpost.bootstrap import prepare_database
+from pingpost.cli import app
 from pingpost.config import Settings
 from pingpost.db.tables import metadata
 from pingpost.security import key_hash

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from pingpost.config import Settings, is_postgres, sqlite_path
@@ -58,3 +59,23 @@ async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
         return token if inserted else None
 
     return await store.write(unit)
+
+
+async def _first_start(settings: Settings) -> str | None:
+    """Fingerprint check and first admin token, in the parent before any worker starts."""
+    from pingpost.db.store import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        await check_fingerprint(store, load_secret_key(settings))
+        return await ensure_admin_token(store, settings)
+    finally:
+        await store.close()
+
+
+def prepare_database(settings: Settings) -> str | None:
+    """Run migrations and first-start duties once; answer a newly created admin token."""
+    from pingpost.db.migrate import migrate
+
+    migrate(settings.database_url)
+    return asyncio.run(_first_start(settings))

@@ -35,7 +35,8 @@ FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances"]
 
 
 def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
-    from pingpost.cli import _apply, prepare_database
+    from pingpost.admin.apply import apply_file
+    from pingpost.bootstrap import prepare_database
 
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="pingpost-demo-"))
@@ -44,7 +45,7 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
                         key_file=str(workdir / "pingpost.key"))
     prepare_database(settings)
     setup = yaml.safe_load(EXAMPLE.read_text().replace("127.0.0.1:8700", f"127.0.0.1:{sandbox_port}"))
-    asyncio.run(_apply(settings, setup))
+    asyncio.run(apply_file(settings, setup))
     env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": settings.key_file or "",
            "PINGPOST_JSON_LOGS": "true"}
     base = f"http://127.0.0.1:{port}"

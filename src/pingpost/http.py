@@ -7,13 +7,14 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pingpost import errors
+from pingpost.timefmt import parse_rfc3339
 
 log = structlog.get_logger("pingpost.http")
 
@@ -136,3 +137,17 @@ class Page:
                  cursor: str | None = Query(None, max_length=200)) -> None:
         self.limit = limit
         self.cursor = cursor
+
+
+# A readable or generated resource id in a path (the admin and buyer APIs).
+IdPath = Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def query_time(value: str | None, name: str) -> int | None:
+    """An RFC 3339 `from`/`to` query parameter in epoch milliseconds; 422 naming it when malformed."""
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise errors.ValidationFailed.one(name, "must be an RFC 3339 time") from None

@@ -2,13 +2,13 @@
 
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, create_model
 
 from pingpost.admin import schemas as s
 from pingpost.admin.service import RESOURCES, AdminService
 from pingpost.auth import admin_key
-from pingpost.http import Page
+from pingpost.http import IdPath, Page
 from pingpost.ledger.service import LedgerService
 
 # The admin token is checked before the body is read (docs/security.md).
@@ -16,9 +16,6 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.rou
 
 PATHS = {"vertical": "verticals", "offer": "offers", "partner": "partners", "campaign": "campaigns",
          "buyer": "buyers", "contract": "contracts", "api_key": "api-keys"}
-IdPath = Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
 def _patch_model(model: type[BaseModel]) -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (Optional[info.annotation], None)  # noqa: UP045 - a runtime type for create_model

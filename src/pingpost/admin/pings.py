@@ -8,13 +8,12 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
 from pingpost import errors
-from pingpost.admin.endpoints import IdPath
 from pingpost.auth import admin_key
 from pingpost.db import post_repo
 from pingpost.db.store import Store, Tx
-from pingpost.http import Page
+from pingpost.http import IdPath, Page, query_time
 from pingpost.ids import now_ms
-from pingpost.timefmt import parse_rfc3339, rfc3339
+from pingpost.timefmt import rfc3339
 
 # The admin token is checked before the body is read (docs/security.md).
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route)
@@ -66,15 +65,6 @@ async def get_ping(request: Request, ident: str = IdPath) -> dict[str, Any]:
     return await store.read(unit)
 
 
-def _time(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_rfc3339(value)
-    except ValueError:
-        raise errors.ValidationFailed.one(name, "must be an RFC 3339 time") from None
-
-
 @router.get("/pings", summary="List pings, newest first")
 async def list_pings(request: Request, page: Page = Depends(),
                      offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
@@ -87,7 +77,7 @@ async def list_pings(request: Request, page: Page = Depends(),
     filters = {column: value for column, value in (
         ("offer_id", offer), ("campaign_id", campaign), ("partner_id", partner), ("status", status),
         ("partner_lead_id", partner_lead_id)) if value is not None}
-    start, end = _time(from_, "from"), _time(to, "to")
+    start, end = query_time(from_, "from"), query_time(to, "to")
 
     async def unit(tx: Tx) -> dict[str, Any]:
         rows = await post_repo.page_pings(tx, filters=filters, buyer=buyer, start=start, end=end, cursor=page.cursor,

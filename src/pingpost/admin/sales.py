@@ -8,8 +8,6 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
 from pingpost import errors
-from pingpost.admin.endpoints import IdPath
-from pingpost.admin.pings import _time
 from pingpost.admin.schemas import ReverseIn
 from pingpost.auth import ApiKey, admin_key, buyer_key
 from pingpost.db import call_repo, post_repo, sales_repo
@@ -17,7 +15,7 @@ from pingpost.db.ledger_repo import record_transaction, sale_entries_of
 from pingpost.db.store import Store, Tx
 from pingpost.domain.money import reversal_entries
 from pingpost.domain.outcomes import PostOutcome
-from pingpost.http import Page
+from pingpost.http import IdPath, Page, query_time
 from pingpost.ids import now_ms
 from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import ReportCounters
@@ -59,7 +57,7 @@ async def admin_sales(request: Request, page: Page = Depends(),
                       to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
     return await list_sales(request.app.state.store, page, {
         "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status},
-        start=_time(from_, "from"), end=_time(to, "to"))
+        start=query_time(from_, "from"), end=query_time(to, "to"))
 
 
 @router.get("/sales/{ident}", summary="One sale")
@@ -208,6 +206,6 @@ async def report_summary(request: Request, group_by: str = Query("offer", max_le
                          to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
     counters: ReportCounters = request.app.state.counters
     await counters.flush()
-    rows = await summary(request.app.state.store, group_by=group_by, start_ms=_time(from_, "from"),
-                         end_ms=_time(to, "to"))
+    rows = await summary(request.app.state.store, group_by=group_by, start_ms=query_time(from_, "from"),
+                         end_ms=query_time(to, "to"))
     return {"group_by": group_by, "rows": rows}
