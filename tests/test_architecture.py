@@ -48,3 +48,23 @@ def test_comments_cite_the_repository_docs_only() -> None:
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if re.search(r"DESIGN(\.md)?\b|SPEC\b|SPEC\.md|STYLE\.md", line)]
     assert cited == []
+
+
+async def test_a_middleware_the_ping_fast_path_would_skip_stops_the_app(tmp_path: Path) -> None:
+    """POST /v1/ping is served ahead of the middleware stack: a middleware it would skip is refused."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from pingpost.app import create_app
+    from pingpost.config import Settings
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", secret_key="k", admin_token="t",
+                              key_file=str(tmp_path / "k")))
+    app.add_middleware(BaseHTTPMiddleware, dispatch=lambda request, call_next: call_next(request))
+    try:
+        app.build_middleware_stack()
+    except RuntimeError as exc:
+        assert "BaseHTTPMiddleware" in str(exc) and "/v1/ping" in str(exc)
+    else:
+        raise AssertionError("the app accepted a middleware its ping fast path skips")
+    create_app(Settings(database_url=f"sqlite:///{tmp_path / 'q.db'}", secret_key="k", admin_token="t",
+                        key_file=str(tmp_path / "k"))).build_middleware_stack()  # the default stack is fine

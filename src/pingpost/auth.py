@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from pingpost import errors
 from pingpost.db import keys_repo
 from pingpost.security import key_hash, same_secret
+from pingpost.services import services
 
 
 def bearer(request: Request) -> str:
@@ -37,7 +38,7 @@ class ApiKey:
 async def api_key(request: Request, kind: str) -> ApiKey:
     """The active API key of `kind` presented in the Authorization header, or 401."""
     digest = key_hash(bearer(request))
-    store = request.app.state.store
+    store = services(request).store
 
     row = await store.read(lambda tx: keys_repo.api_key_by_hash(tx, digest))
     # Looked up by the SHA-256 of a 256-bit random key, then compared in constant time all the same.

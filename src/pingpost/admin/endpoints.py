@@ -10,6 +10,7 @@ from pingpost.admin.service import RESOURCES, AdminService
 from pingpost.auth import admin_key
 from pingpost.http import IdPath, Page
 from pingpost.ledger.service import LedgerService
+from pingpost.services import services
 
 # The admin token is checked before the body is read (docs/security.md).
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route)
@@ -25,7 +26,7 @@ def _patch_model(model: type[BaseModel]) -> type[BaseModel]:
 
 
 def admin_service(request: Request) -> AdminService:
-    service: AdminService = request.app.state.admin
+    service: AdminService = services(request).admin
     return service
 
 
@@ -61,7 +62,7 @@ for _kind in PATHS:
 
 
 def ledger_service(request: Request) -> LedgerService:
-    service: LedgerService = request.app.state.ledger
+    service: LedgerService = services(request).ledger
     return service
 
 

@@ -13,6 +13,7 @@ from pingpost.db import post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.http import IdPath, Page, query_time
 from pingpost.ids import now_ms
+from pingpost.services import services
 from pingpost.timefmt import rfc3339
 
 # The admin token is checked before the body is read (docs/security.md).
@@ -53,7 +54,7 @@ def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
 
 @router.get("/pings/{ident}", summary="The audit record of one ping: waterfall and timeline")
 async def get_ping(request: Request, ident: str = IdPath) -> dict[str, Any]:
-    store: Store = request.app.state.store
+    store: Store = services(request).store
 
     async def unit(tx: Tx) -> dict[str, Any]:
         row = await post_repo.load_ping(tx, ident)
@@ -73,7 +74,7 @@ async def list_pings(request: Request, page: Page = Depends(),
                      partner_lead_id: str | None = Query(None, max_length=100),
                      from_: str | None = Query(None, alias="from", max_length=40),
                      to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
-    store: Store = request.app.state.store
+    store: Store = services(request).store
     filters = {column: value for column, value in (
         ("offer_id", offer), ("campaign_id", campaign), ("partner_id", partner), ("status", status),
         ("partner_lead_id", partner_lead_id)) if value is not None}

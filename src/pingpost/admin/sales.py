@@ -20,6 +20,7 @@ from pingpost.ids import now_ms
 from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import ReportCounters
 from pingpost.reports.summary import summary
+from pingpost.services import services
 from pingpost.timefmt import rfc3339
 
 # The admin token is checked before the body is read (docs/security.md).
@@ -55,14 +56,14 @@ async def admin_sales(request: Request, page: Page = Depends(),
                       status: str | None = Query(None, max_length=32),
                       from_: str | None = Query(None, alias="from", max_length=40),
                       to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
-    return await list_sales(request.app.state.store, page, {
+    return await list_sales(services(request).store, page, {
         "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status},
         start=query_time(from_, "from"), end=query_time(to, "to"))
 
 
 @router.get("/sales/{ident}", summary="One sale")
 async def admin_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
-    row = await request.app.state.store.read(lambda tx: sales_repo.sale(tx, ident))
+    row = await services(request).store.read(lambda tx: sales_repo.sale(tx, ident))
     if row is None:
         raise errors.NotFound("sale", ident)
     return sale_view(row)
@@ -85,7 +86,7 @@ async def reconciliation(request: Request, page: Page = Depends()) -> dict[str, 
         return {"items": [delivery_view(r) for r in rows[:page.limit]],
                 "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
 
-    result: dict[str, Any] = await request.app.state.store.read(unit)
+    result: dict[str, Any] = await services(request).store.read(unit)
     return result
 
 
@@ -122,7 +123,7 @@ async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, 
             await post_repo.set_ping_status(tx, ping["id"], "sold")
         return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
 
-    result: dict[str, Any] = await request.app.state.store.write(unit)
+    result: dict[str, Any] = await services(request).store.write(unit)
     return result
 
 
@@ -165,12 +166,14 @@ async def void(request: Request, ident: str = IdPath) -> dict[str, Any]:
 
 @buyer_router.get("/sales", summary="The calling buyer's own sales")
 async def buyer_sales(request: Request, page: Page = Depends(), key: ApiKey = Depends(buyer_key)) -> dict[str, Any]:
-    return await list_sales(request.app.state.store, page, {"buyer_id": key.buyer_id})
+    return await list_sales(services(request).store, page, {"buyer_id": key.buyer_id})
 
 
 @buyer_router.get("/balance", summary="The calling buyer's balance, holds and available funds")
 async def buyer_balance(request: Request, key: ApiKey = Depends(buyer_key)) -> dict[str, Any]:
-    view = await request.app.state.admin.get("buyer", key.buyer_id)
+    if key.buyer_id is None:  # a buyer key always names its buyer (admin validation)
+        raise errors.Unauthorized("a valid buyer key is required")
+    view = await services(request).admin.get("buyer", key.buyer_id)
     return {k: view[k] for k in ("id", "balance_cents", "holds_cents", "available_cents", "credit_limit_cents")}
 
 
@@ -196,7 +199,7 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
         return {"sale": sale_view({**dict(sale), "status": "reversed"}),
                 "transaction": await transaction_view(tx, txn_id)}
 
-    result: dict[str, Any] = await request.app.state.store.write(unit)
+    result: dict[str, Any] = await services(request).store.write(unit)
     return result
 
 
@@ -204,8 +207,8 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
 async def report_summary(request: Request, group_by: str = Query("offer", max_length=16),
                          from_: str | None = Query(None, alias="from", max_length=40),
                          to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
-    counters: ReportCounters = request.app.state.counters
+    counters: ReportCounters = services(request).counters
     await counters.flush()
-    rows = await summary(request.app.state.store, group_by=group_by, start_ms=query_time(from_, "from"),
+    rows = await summary(services(request).store, group_by=group_by, start_ms=query_time(from_, "from"),
                          end_ms=query_time(to, "to"))
     return {"group_by": group_by, "rows": rows}

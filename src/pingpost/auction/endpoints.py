@@ -23,11 +23,12 @@ from pingpost.db.store import Tx
 from pingpost.domain.model import Campaign, Snapshot
 from pingpost.http import error_response, read_body, unexpected_error_response, validation_error
 from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.services import services
 
 
 async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
     """The campaign of the posting key, from this process's snapshot (401 unknown, 403 paused)."""
-    auction: AuctionService = request.app.state.auction
+    auction: AuctionService = services(request).auction
     return await auction.authenticate(bearer(request), cached=True)
 
 
@@ -40,19 +41,19 @@ router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route
 async def ping(body: PingIn, request: Request,
                caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
     """Pings beyond the process's in-flight limit are refused at once (503) instead of queueing."""
-    state = request.app.state
-    if state.in_flight_pings >= state.settings.max_in_flight_pings:
+    svc = services(request)
+    if svc.in_flight_pings >= svc.settings.max_in_flight_pings:
         raise errors.Overloaded("too many pings in flight; retry shortly", headers={"Retry-After": "1"})
-    state.in_flight_pings += 1
+    svc.in_flight_pings += 1
     try:
         return await _ping(body, request, caller)
     finally:
-        state.in_flight_pings -= 1
+        svc.in_flight_pings -= 1
 
 
 async def _ping(body: PingIn, request: Request, caller: tuple[Snapshot, Campaign]) -> Response:
-    auction: AuctionService = request.app.state.auction
-    idem: Idempotency = request.app.state.idempotency
+    auction: AuctionService = services(request).auction
+    idem: Idempotency = services(request).idempotency
     snap, campaign = caller
 
     async def run(ref: KeyRef | None, _: Claim | None) -> PingOut:
@@ -73,7 +74,7 @@ async def serve_ping(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive)
     try:
         caller = await _posting_key(request)
-        raw = await read_body(scope, receive, request.app.state.settings.max_body_bytes)
+        raw = await read_body(scope, receive, services(request).settings.max_body_bytes)
         try:
             body = PingIn.model_validate_json(raw)
         except ValidationError as exc:

@@ -8,6 +8,7 @@ from pingpost.auth import call_platform_key
 from pingpost.delivery.call_schemas import Completed, CompletedOut, Connected, ConnectedOut, Failed, FailedOut
 from pingpost.delivery.calls import CallService
 from pingpost.domain.model import Snapshot
+from pingpost.services import services
 
 # The key is checked before the body is read (docs/security.md).
 router = APIRouter(prefix="/v1/calls", tags=["calls"], route_class=call_platform_key.route)
@@ -15,8 +16,8 @@ PingPath = Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 async def _context(request: Request) -> tuple[CallService, Snapshot]:
-    service: CallService = request.app.state.calls
-    return service, await request.app.state.auction.snapshots.current()
+    service: CallService = services(request).calls
+    return service, await services(request).auction.snapshots.current()
 
 
 @router.post("/{ping_id}/connected", summary="The call connected: post the caller record to that buyer only")

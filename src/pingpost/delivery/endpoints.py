@@ -13,11 +13,12 @@ from pingpost.delivery.schemas import DirectPostIn, PostIn, PostOut
 from pingpost.delivery.service import PostService
 from pingpost.domain.model import Campaign, Snapshot
 from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.services import services
 
 
 async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
     """The campaign of the posting key, on the current snapshot (401 unknown, 403 paused)."""
-    auction: AuctionService = request.app.state.auction
+    auction: AuctionService = services(request).auction
     return await auction.authenticate(bearer(request))
 
 
@@ -29,14 +30,14 @@ router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route
              summary="Post the full lead for a ping; delivered to the accepted winners only")
 async def post(body: PostIn, request: Request,
                caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
-    service: PostService = request.app.state.posts
+    service: PostService = services(request).posts
     snap, campaign = caller
 
     async def run(_: KeyRef | None, claim: Claim | None) -> PostOut:
         return await service.post(snap=snap, campaign=campaign, body=body,
                                   resume=claim is not None and claim.took_over)
 
-    return await run_idempotent(request, idem=request.app.state.idempotency, campaign_id=campaign.id,
+    return await run_idempotent(request, idem=services(request).idempotency, campaign_id=campaign.id,
                                 endpoint="post", body=body, run=run)
 
 
@@ -44,8 +45,8 @@ async def post(body: PostIn, request: Request,
              summary="Post a full lead to a direct-post offer: the best eligible contract gets it")
 async def direct_post(body: DirectPostIn, request: Request,
                       caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
-    service: DirectPostService = request.app.state.direct_posts
-    idem: Idempotency = request.app.state.idempotency
+    service: DirectPostService = services(request).direct_posts
+    idem: Idempotency = services(request).idempotency
     snap, campaign = caller
 
     async def run(ref: KeyRef | None, claim: Claim | None) -> PostOut:
