@@ -10,12 +10,13 @@ import orjson
 
 from pingpost.delivery.buyer_client import HttpResult
 
-Handler = Callable[[dict[str, Any] | None], Awaitable[tuple[int, Any]]]
+# A handler answers (status, json body), or a whole HttpResult (a timeout, a body that is not JSON).
+Handler = Callable[[dict[str, Any] | None], Awaitable[tuple[int, Any] | HttpResult]]
 
 
 @dataclass
 class FakeBuyerClient:
-    """`handlers[url]` answers (status, json body); `seen` keeps (url, body) of every request."""
+    """`handlers[url]` answers (status, json body) or an HttpResult; `seen` keeps (url, body) of every request."""
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     seen: list[tuple[str, Any]] = field(default_factory=list)
@@ -26,7 +27,10 @@ class FakeBuyerClient:
         handler = self.handlers.get(url)
         if handler is None:
             return HttpResult(status=None, body=b"", latency_ms=0, error="connection_error")
-        status, body = await handler(json_body)
+        answer = await handler(json_body)
+        if isinstance(answer, HttpResult):
+            return answer
+        status, body = answer
         return HttpResult(status=status, body=orjson.dumps(body), latency_ms=1)
 
     async def close(self) -> None:
