@@ -230,7 +230,7 @@ async def apply_setup(api: Api, scenario: Scenario) -> str:
 
 
 def consumer_hashes(consumer: dict[str, str]) -> dict[str, str]:
-    """A ping's consumer: plain `email` / `phone` are hashed as a partner would (SPEC 6); `*_sha256` pass."""
+    """A ping's consumer: plain `email` / `phone` are hashed as a partner would; `*_sha256` pass."""
     out = {k: v for k, v in consumer.items() if k.endswith("_sha256")}
     if "email" in consumer:
         out["email_sha256"] = email_sha256(consumer["email"])
