@@ -91,6 +91,7 @@ class Line:
     sale_type: str | None = None
     charged_cents: int | None = None
     reservation_id: str | None = None
+    price_failures: dict[str, tuple[Outcome, str | None]] = field(default_factory=dict)  # by sale type
 
     def fail(self, outcome: Outcome, detail: str | None = None) -> None:
         self.outcome, self.detail = outcome.value, detail
@@ -98,11 +99,12 @@ class Line:
     def saved(self) -> tuple[Any, ...]:
         """What a write unit may change, so a retried unit starts from the same line (docs/crash-safety.md)."""
         return (self.outcome, self.detail, self.bid, self.source, self.shared_cents, self.exclusive_cents,
-                self.bid_id, self.sale_type, self.charged_cents, self.reservation_id)
+                self.bid_id, self.sale_type, self.charged_cents, self.reservation_id, dict(self.price_failures))
 
     def restore(self, saved: tuple[Any, ...]) -> None:
         (self.outcome, self.detail, self.bid, self.source, self.shared_cents, self.exclusive_cents,
-         self.bid_id, self.sale_type, self.charged_cents, self.reservation_id) = saved
+         self.bid_id, self.sale_type, self.charged_cents, self.reservation_id, failures) = saved
+        self.price_failures = dict(failures)
 
     def entry(self) -> dict[str, Any]:
         """The stored waterfall entry: only the keys that have a value (`waterfall_entry` restores the rest)."""
@@ -177,23 +179,26 @@ def price_checks(lines: list[Line], state: AuctionState, terms: Terms) -> None:
             line.fail(bid.outcome, bid.detail)
             continue
         line.source = bid.source
-        min_bid = (line.contract.rtb or {}).get("min_bid_cents")
-        if bid.source == "rtb" and min_bid is not None and (bid.bid_cents or 0) < min_bid:
-            line.fail(Outcome.BELOW_MIN_BID)
-            continue
-        check_prices(line, bid.bid_cents, bid.exclusive_bid_cents, state, terms)
+        min_bid = (line.contract.rtb or {}).get("min_bid_cents") if bid.source == "rtb" else None
+        check_prices(line, bid.bid_cents, bid.exclusive_bid_cents, state, terms, min_bid_cents=min_bid)
 
 
 def check_prices(line: Line, bid_cents: int | None, exclusive_cents: int | None,
-                  state: AuctionState, terms: Terms) -> None:
-    """Floor, funds, margin, partner minimum and transfer, at each price that could be charged."""
+                 state: AuctionState, terms: Terms, *, min_bid_cents: int | None = None) -> None:
+    """Minimum bid, floor, funds, margin, partner minimum and transfer, at each price that could be
+    charged (the ordinary bid when shared, the exclusive bid, or else the ordinary one, when
+    exclusive). Each kind's failure is kept: distribution reports it when it sells that kind."""
     first_failure: tuple[Outcome, str | None] | None = None
     funds = state.funds.get(line.contract.buyer_id)
     for kind in terms.kinds:
         price = (exclusive_cents if exclusive_cents is not None else bid_cents) if kind == "exclusive" \
             else bid_cents
-        failure = price_failure(price, offer=terms.offer, funds=funds, payout=terms.payout,
-                                 min_payout=terms.min_payout)
+        failure: tuple[Outcome, str | None] | None = None
+        if min_bid_cents is not None and price is not None and 0 < price < min_bid_cents:
+            failure = (Outcome.BELOW_MIN_BID, None)
+        else:
+            failure = price_failure(price, offer=terms.offer, funds=funds, payout=terms.payout,
+                                    min_payout=terms.min_payout)
         if failure is None and is_voice(terms.channel) and not (
                 (line.bid and line.bid.transfer) or line.contract.transfer):
             failure = (Outcome.MISSING_TRANSFER, None)
@@ -202,8 +207,10 @@ def check_prices(line: Line, bid_cents: int | None, exclusive_cents: int | None,
                 line.exclusive_cents = price
             else:
                 line.shared_cents = price
-        elif first_failure is None:
-            first_failure = failure
+        else:
+            line.price_failures[kind] = failure
+            if first_failure is None:
+                first_failure = failure
     if line.exclusive_cents is None and line.shared_cents is None and first_failure is not None:
         line.fail(*first_failure)
 
@@ -310,7 +317,11 @@ def settle_lines(lines: Sequence[Line], plan: distribution.Plan, *, winners: Seq
     unreached = Outcome.LOST_TO_HIGHER_BID.value if plan.price_ranked else Outcome.NOT_SELECTED.value
     for line in lines:
         if line.outcome is None:  # a candidate the plan never reached (e.g. hybrid's exclusive branch)
-            line.outcome = unreached
+            failed = line.price_failures.get(plan.kind) if plan.kind else None
+            if failed is not None and (line.shared_cents if plan.kind == "shared" else line.exclusive_cents) is None:
+                line.fail(*failed)  # it could not be sold as the plan sells: its own price check says why
+            else:
+                line.outcome = unreached
 
 
 # --- direct post: one buyer at a fixed price, tried in order ---------------------------------

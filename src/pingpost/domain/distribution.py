@@ -32,6 +32,7 @@ class Plan:
     order: list[tuple[Candidate, str, int]]
     max_winners: int
     price_ranked: bool  # losers are lost_to_higher_bid (price rules) or not_selected
+    kind: str | None = None  # the sale type every winner gets, when there is one ("exclusive", "shared")
 
 
 def sale_types(rule: str, max_winners: int, channel: str) -> tuple[str, ...]:
@@ -66,19 +67,19 @@ def plan(*, rule: str, max_winners: int, hybrid_floor_cents: int, channel: str, 
          rr_last_key: str = "", rng: random.Random | None = None) -> Plan:
     """Order the candidates to try under `rule`."""
     if channel in ("call", "callback"):
-        return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True)
+        return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True, "exclusive")
     if rule == "exclusive":
-        return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True)
+        return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True, "exclusive")
     if rule == "multisell":
-        return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True)
+        return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True, "shared")
     if rule == "hybrid":
         exclusive = _by_price(candidates, "exclusive")
         if exclusive and (exclusive[0].exclusive_cents or 0) >= hybrid_floor_cents:
             # The exclusive branch: if that winner loses its reservation race the next exclusive
             # bid above the floor is tried; shared bids are tried only when none is left.
             above = [c for c in exclusive if (c.exclusive_cents or 0) >= hybrid_floor_cents]
-            return Plan(_priced(above, "exclusive"), 1, True)
-        return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True)
+            return Plan(_priced(above, "exclusive"), 1, True, "exclusive")
+        return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True, "shared")
     kind = "exclusive" if max_winners == 1 else "shared"
     usable = [c for c in candidates if (c.exclusive_cents if kind == "exclusive" else c.shared_cents) is not None]
     if rule == "priority":
@@ -90,7 +91,7 @@ def plan(*, rule: str, max_winners: int, hybrid_floor_cents: int, channel: str, 
         ordered = round_robin_order(usable, rr_last_key)
     else:
         raise ValueError(f"unknown distribution rule {rule}")
-    return Plan(_priced(ordered, kind), max_winners, False)
+    return Plan(_priced(ordered, kind), max_winners, False, kind)
 
 
 def weighted_order(cands: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
