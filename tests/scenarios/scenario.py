@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from fastapi import FastAPI
 
 from pingpost.app import create_app
 from pingpost.clock import ManualClock, use_clock
 from pingpost.config import Settings
-from pingpost.db.store import Store, open_store
+from pingpost.db.store import Store, Tx, open_store
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.eligibility import local_minute
 from pingpost.outbound.client import HttpResult
-from pingpost.outbound.fake import Sent
+from pingpost.outbound.fake import Handler, Sent
 from pingpost.timefmt import parse_rfc3339
 from tests.api.setup_data import VERTICAL
 from tests.conftest import ADMIN_TOKEN, Api
-from tests.support.buyers import FakeBuyerClient, Handler
+from tests.support.buyers import FakeBuyerClient
 
 ROOT = Path(__file__).parent
 DEFAULT_NOW = "2026-12-02T15:00:00Z"  # a Wednesday
@@ -243,7 +244,8 @@ def consumer_hashes(consumer: dict[str, str]) -> dict[str, str]:
     return out
 
 
-async def apply_state(store: Store, keyed: Any, scenario: Scenario) -> None:
+async def apply_state(store: Store, keyed: Callable[[dict[str, str | None]], dict[str, str]],
+                      scenario: Scenario) -> None:
     """Write the scenario's state the way the app would have left it. `keyed` is the app's
     `consumer_hmacs` (past sales are stored as keyed hashes only)."""
     state, now = scenario.state, scenario.now_ms
@@ -265,7 +267,8 @@ async def apply_state(store: Store, keyed: Any, scenario: Scenario) -> None:
         for i, sale in enumerate(sales):
             sale = sale if isinstance(sale, dict) else {"consumer": sale}
             value = sale["consumer"]
-            plain = consumer_hashes({"email": value} if "@" in value else {"phone": value})
+            by_kind = {"email": value} if "@" in value else {"phone": value}
+            plain: dict[str, str | None] = {**consumer_hashes(by_kind)}
             for hashed in keyed(plain).values():
                 rows.append(("INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) "
                              "VALUES (:b, :h, :t, :s)",
@@ -277,7 +280,7 @@ async def apply_state(store: Store, keyed: Any, scenario: Scenario) -> None:
                      "ON CONFLICT (offer_id) DO UPDATE SET last_key = excluded.last_key",
                      {"o": scenario.offer["id"], "k": f"{last.get('priority', 100):010d}:{last['id']}"}))
 
-    async def write_state(tx: Any) -> None:
+    async def write_state(tx: Tx) -> None:
         for sql, params in rows:
             assert await tx.execute(sql, params) == 1, (sql, params)
 
@@ -316,7 +319,7 @@ class ScenarioStore:
 
 @dataclass
 class SharedApp:
-    app: Any
+    app: FastAPI
     store: ScenarioStore
     buyers: FakeBuyerClient
 
