@@ -44,13 +44,24 @@ async def load_snapshot(tx: Tx) -> Snapshot:
     return snap
 
 
-async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],
-                     now: int, calls: bool = False, rate_campaign: str | None = None) -> AuctionState:
+@dataclass(frozen=True, slots=True)
+class StateQuery:
+    """What one ping's state read covers: its open contracts, their buyers, the consumer's keyed hashes
+    (dedup) and, when the campaign is rate limited, the campaign whose rate window to read."""
+
+    contract_ids: Sequence[str]
+    buyer_ids: Sequence[str]
+    hashes: Sequence[str]
+    rate_campaign: str | None = None
+
+
+async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False) -> AuctionState:
     """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted, and
     the configuration version (so a stale in-memory snapshot is noticed in the same read)."""
+    contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
     state = AuctionState(config_version=await config_version(tx))
-    if rate_campaign is not None:
-        state.rate_used = await _rate_used(tx, rate_campaign, now)
+    if query.rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if contract_ids:
         await _read_usage(tx, contract_ids, state.usage)
     if buyer_ids:
@@ -105,12 +116,12 @@ def forget(tx: Tx) -> None:
     tx.cache.pop("auction", None)
 
 
-async def read_state_for_write(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str],
-                               hashes: Sequence[str], now: int, rate_campaign: str | None = None) -> AuctionState:
+async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> AuctionState:
     """The state read inside the deciding write (auctions without RTB contracts, form channels).
 
     Lapsed reservations are reclaimed first, so usage and funds are read exactly; rows already read by
     an earlier ping of the same batch (and kept current by its reservations) are not read again."""
+    contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
     batch = _batch(tx)
     if batch is None:
         batch = tx.cache["auction"] = BatchState()
@@ -132,8 +143,8 @@ async def read_state_for_write(tx: Tx, *, contract_ids: Sequence[str], buyer_ids
         batch.buyers_read.update(missing)
         await _read_funds(tx, missing, batch.funds)
     state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds)
-    if rate_campaign is not None:
-        state.rate_used = await _rate_used(tx, rate_campaign, now)
+    if query.rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if hashes and buyer_ids:
         state.last_sold = await _last_sold(tx, buyer_ids, hashes)
     return state
