@@ -142,33 +142,48 @@ def load(path: Path) -> Scenario:
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path.name}: not JSON: {exc}") from None
     scenario = Scenario(path, doc)
+    _check_keys(scenario)
+    contracts = {c["id"]: c for c in scenario.contracts}
+    _check_state_and_bids(scenario, contracts)
+    _check_expect(scenario, contracts)
+    return scenario
 
+
+def _check_keys(scenario: Scenario) -> None:
+    """Every section known, the required ones present."""
     def unknown(where: str, obj: dict[str, Any], allowed: set[str]) -> None:
         extra = set(obj) - allowed
         if extra:
             raise ScenarioError(f"{scenario.name}: unknown keys in {where}: {sorted(extra)}")
 
-    unknown("the file", doc, TOP_KEYS)
+    unknown("the file", scenario.doc, TOP_KEYS)
     for key in ("description", "setup", "ping", "expect"):
-        if key not in doc:
+        if key not in scenario.doc:
             raise ScenarioError(f"{scenario.name}: `{key}` is required")
     unknown("setup", scenario.setup, SETUP_KEYS)
     unknown("state", scenario.state, STATE_KEYS)
     unknown("expect", scenario.expect, EXPECT_KEYS)
-    contracts = {c["id"]: c for c in scenario.contracts}
     for contract, usage in scenario.state.get("usage", {}).items():
         unknown(f"state.usage.{contract}", usage, USAGE_KEYS)
+
+
+def _check_state_and_bids(scenario: Scenario, contracts: dict[str, dict[str, Any]]) -> None:
+    """State and bids name contracts of the setup (bids: RTB ones)."""
     for section in ("usage", "live_calls"):
         for contract in scenario.state.get(section, {}):
             if contract not in contracts:
                 raise ScenarioError(f"{scenario.name}: state.{section} names unknown contract {contract}")
-    for contract in doc.get("bids", {}):
+    for contract in scenario.doc.get("bids", {}):
         if "rtb" not in contracts.get(contract, {}):
             raise ScenarioError(f"{scenario.name}: bids.{contract} is not an RTB contract of the setup")
+
+
+def _check_expect(scenario: Scenario, contracts: dict[str, dict[str, Any]]) -> None:
+    """A refused ping expects only its error; any other, a status and every contract's waterfall entry."""
     if "error" in scenario.expect:
         if set(scenario.expect) != {"error"}:
             raise ScenarioError(f"{scenario.name}: a refused ping expects only `error`")
-        return scenario
+        return
     for key in ("status", "waterfall"):
         if key not in scenario.expect:
             raise ScenarioError(f"{scenario.name}: `expect.{key}` is required")
@@ -176,7 +191,6 @@ def load(path: Path) -> Scenario:
     if listed != set(contracts):
         raise ScenarioError(f"{scenario.name}: expect.waterfall must list every contract of the setup; "
                             f"missing {sorted(set(contracts) - listed)}, unknown {sorted(listed - set(contracts))}")
-    return scenario
 
 
 # --- the buyers ------------------------------------------------------------------------------
