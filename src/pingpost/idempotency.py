@@ -125,7 +125,7 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 Runner = Callable[[KeyRef | None, Claim | None], Awaitable[BaseModel]]
 
 
-async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: str, endpoint: str,
+async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: str, endpoint: str,  # noqa: PLR0913 -- endpoints call it; refactor after the OpenAPI merge
                          body: BaseModel, run: Runner, answer_in_unit: bool = False) -> Response:
     """Run a partner POST under its Idempotency-Key header, if it has one.
 
