@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
 
+# mypy --strict over src/ and tests/ (the files are listed in pyproject.toml [tool.mypy])
 types: $(STAMP)
 	$(BIN)/mypy
 

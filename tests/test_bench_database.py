@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from pingpost.bench.run import DatabaseInUse, claim_database
 from pingpost.bootstrap import prepare_database
@@ -30,7 +30,7 @@ def _pg(url: str) -> str:
 async def _pg_run(url: str, *statements: str) -> list[Any]:
     conn = await asyncpg.connect(_pg(url))
     try:
-        out = []
+        out: list[Any] = []  # asyncpg records and status strings: asyncpg is untyped
         for sql in statements:
             out += await conn.fetch(sql) if sql.startswith("SELECT") else [await conn.execute(sql)]
         return out
@@ -76,7 +76,7 @@ def pingpost_data(url: str, tmp_path: Path) -> None:
                               key_file=str(tmp_path / "pingpost.key")))
 
 
-def bench(*args: str) -> Any:
+def bench(*args: str) -> Result:
     return CliRunner().invoke(app, ["bench", "--duration", "0.1", "--scenario", "hang", *args])
 
 

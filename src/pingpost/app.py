@@ -20,7 +20,7 @@ from pingpost.admin.service import AdminService
 from pingpost.auction.endpoints import router as partner_router
 from pingpost.auction.endpoints import serve_ping
 from pingpost.auction.rtb import AiohttpRtbBidder
-from pingpost.auction.service import AuctionService
+from pingpost.auction.service import AuctionDefaults, AuctionService
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
 from pingpost.config import Settings
@@ -87,8 +87,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
             auction = AuctionService(
                 store=opened, snapshots=SnapshotCache(opened), secret=secret, rtb=AiohttpRtbBidder(outbound),
-                static_fallback_default=settings.static_fallback, counters=counters,
-                default_rate_limit=settings.ping_rate_limit_per_s)
+                defaults=AuctionDefaults(static_fallback=settings.static_fallback,
+                                         rate_limit_per_s=settings.ping_rate_limit_per_s),
+                counters=counters)
             app.state.services = Services(
                 settings=settings, store=opened, secret=secret, admin=AdminService(opened),
                 ledger=LedgerService(opened), counters=counters, client=outbound, posts=posts, auction=auction,

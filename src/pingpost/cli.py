@@ -156,7 +156,7 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
 
 
 @app.command()
-def bench(database: str = typer.Option(None, help="an empty database's URL, SQLite or PostgreSQL (default: a "
+def bench(database: str = typer.Option(None, help="an empty database's URL, SQLite or PostgreSQL (default: a "  # noqa: PLR0913 -- Typer: one parameter per option
                                                    "fresh SQLite per scenario)"),
           reset: bool = typer.Option(False, "--reset", help="let the bench drop pingpost's tables and data in "
                                                             "--database (refused otherwise if it holds any table)"),

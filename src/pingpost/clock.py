@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class Clock(Protocol):
@@ -78,8 +78,11 @@ def current() -> Clock:
     return _current.get()
 
 
+AnyClock = TypeVar("AnyClock", bound=Clock)
+
+
 @contextmanager
-def use_clock(clock: Clock) -> Iterator[Clock]:
+def use_clock(clock: AnyClock) -> Iterator[AnyClock]:
     """Run the block (and every task it starts) on `clock`."""
     token = _current.set(clock)
     try:

@@ -39,8 +39,8 @@ class KeyRef:
     lease: int = 0
 
     @property
-    def ident(self) -> dict[str, str]:
-        return {"campaign_id": self.campaign_id, "endpoint": self.endpoint, "key": self.key}
+    def row_key(self) -> idempotency_repo.Key:
+        return idempotency_repo.Key(self.campaign_id, self.endpoint, self.key)
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,20 @@ class Idempotency:
             # lease ended, so its lease ends strictly later.
             until = now + self.lease_ms
             owned = replace(ref, lease=until)
-            if await idempotency_repo.claim(tx, **ref.ident, sha=sha, now=now, until=until):
+            key = ref.row_key
+            if await idempotency_repo.claim(tx, key, sha=sha, now=now, until=until):
                 return Claim(owned)
-            row = await idempotency_repo.find(tx, **ref.ident)
+            row = await idempotency_repo.find(tx, key)
             if row is None or row["created_at"] <= now - DAY_MS:  # older than 24 h counts as absent
-                await idempotency_repo.forget(tx, **ref.ident)
-                await idempotency_repo.claim(tx, **ref.ident, sha=sha, now=now, until=until)
+                await idempotency_repo.forget(tx, key)
+                await idempotency_repo.claim(tx, key, sha=sha, now=now, until=until)
                 return Claim(owned)
             if row["request_sha256"] != sha:
                 raise errors.Unprocessable("this Idempotency-Key was used with another request body",
                                            code="idempotency_key_reused")
             if row["state"] == "done":
                 return Claim(ref, replay=(int(row["status"]), str(row["body"]).encode()))
-            if not await idempotency_repo.take_over(tx, **ref.ident, now=now, until=until):
+            if not await idempotency_repo.take_over(tx, key, now=now, until=until):
                 raise errors.Conflict("a request with this Idempotency-Key is in flight",
                                       code="idempotency_in_flight")
             return Claim(owned, took_over=True, progress=orjson.loads(row["body"]) if row["body"] else None)
@@ -93,12 +94,12 @@ class Idempotency:
     @staticmethod
     async def record_progress(tx: Tx, ref: KeyRef, progress: dict[str, Any]) -> None:
         """Note what the owner created (e.g. a direct post's ping id), so a taker can find it."""
-        await idempotency_repo.note_progress(tx, **ref.ident, lease=ref.lease, body=orjson.dumps(progress).decode())
+        await idempotency_repo.note_progress(tx, ref.row_key, lease=ref.lease, body=orjson.dumps(progress).decode())
 
     @staticmethod
     async def record_answer(tx: Tx, ref: KeyRef, status: int, body: bytes) -> None:
         """Store the final answer, unless this owner's lease was taken over meanwhile."""
-        await idempotency_repo.record(tx, **ref.ident, lease=ref.lease, status=status, body=body.decode())
+        await idempotency_repo.record(tx, ref.row_key, lease=ref.lease, status=status, body=body.decode())
 
     async def finish(self, ref: KeyRef, status: int, body: bytes) -> None:
         await self.store.write(lambda tx: self.record_answer(tx, ref, status, body))
@@ -106,7 +107,7 @@ class Idempotency:
     async def abandon(self, ref: KeyRef) -> None:
         """Forget the key after an answer that is not final (a server error, a temporary refusal), so
         the partner's retry runs afresh; nothing if another request took the lease over."""
-        await self.store.write(lambda tx: idempotency_repo.release(tx, **ref.ident, lease=ref.lease))
+        await self.store.write(lambda tx: idempotency_repo.release(tx, ref.row_key, lease=ref.lease))
 
 
 # The refusals the same request would get again, whenever it is retried: stored and replayed like an
@@ -124,7 +125,7 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 Runner = Callable[[KeyRef | None, Claim | None], Awaitable[BaseModel]]
 
 
-async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: str, endpoint: str,
+async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: str, endpoint: str,  # noqa: PLR0913 -- endpoints call it; refactor after the OpenAPI merge
                          body: BaseModel, run: Runner, answer_in_unit: bool = False) -> Response:
     """Run a partner POST under its Idempotency-Key header, if it has one.
 

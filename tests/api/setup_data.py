@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.conftest import Api
+
 VERTICAL: dict[str, Any] = {
     "id": "medicare", "name": "Medicare",
     "fields": [
@@ -20,7 +22,7 @@ VERTICAL: dict[str, Any] = {
 }
 
 
-async def base_setup(api: Any, *, rule: str = "exclusive", max_winners: int = 3, **offer: Any) -> None:
+async def base_setup(api: Api, *, rule: str = "exclusive", max_winners: int = 3, **offer: Any) -> None:
     await api.ok("POST", "/v1/admin/verticals", 201, json=VERTICAL)
     await api.ok("POST", "/v1/admin/offers", 201, json={
         "id": "med", "name": "Medicare leads", "vertical": "medicare",
@@ -28,7 +30,7 @@ async def base_setup(api: Any, *, rule: str = "exclusive", max_winners: int = 3,
     await api.ok("POST", "/v1/admin/partners", 201, json={"id": "acme", "name": "Acme"})
 
 
-async def buyer(api: Any, ident: str, *, deposit: int = 0, credit: int = 0) -> None:
+async def buyer(api: Api, ident: str, *, deposit: int = 0, credit: int = 0) -> None:
     await api.ok("POST", "/v1/admin/buyers", 201, json={"id": ident, "name": ident.title(),
                                                         "credit_limit_cents": credit})
     if deposit:
@@ -38,7 +40,7 @@ async def buyer(api: Any, ident: str, *, deposit: int = 0, credit: int = 0) -> N
 POSTING_KEY = "pp_test_acme_key"
 
 
-async def campaign(api: Any, *, ident: str = "acme-med", offer: str = "med",
+async def campaign(api: Api, *, ident: str = "acme-med", offer: str = "med",
                    payout: dict[str, Any] | None = None) -> str:
     """Create a campaign and answer its posting key."""
     body = await api.ok("POST", "/v1/admin/campaigns", 201, json={
@@ -47,7 +49,7 @@ async def campaign(api: Any, *, ident: str = "acme-med", offer: str = "med",
     return str(body["posting_key"])
 
 
-async def contract(api: Any, ident: str, buyer_id: str, price: int | None, **extra: Any) -> dict[str, Any]:
+async def contract(api: Api, ident: str, buyer_id: str, price: int | None, **extra: Any) -> dict[str, Any]:
     body = {"id": ident, "name": ident, "buyer": buyer_id, "offer": "med", **extra}
     if price is not None:
         body["price_cents"] = price
@@ -58,13 +60,13 @@ async def contract(api: Any, ident: str, buyer_id: str, price: int | None, **ext
 LEAD = {"state": "FL", "zip": "33109", "age": 67}
 
 
-async def ping(api: Any, key: str, lead: dict[str, Any] | None = None, status: int = 200,
+async def ping(api: Api, key: str, lead: dict[str, Any] | None = None, status: int = 200,
                **extra: Any) -> dict[str, Any]:
     result: dict[str, Any] = await api.ok("POST", "/v1/ping", status, token=key,
                                           json={"lead": lead if lead is not None else LEAD, **extra})
     return result
 
 
-async def waterfall(api: Any, ping_id: str) -> dict[str, dict[str, Any]]:
+async def waterfall(api: Api, ping_id: str) -> dict[str, dict[str, Any]]:
     record = await api.ok("GET", f"/v1/admin/pings/{ping_id}")
     return {w["contract_id"]: w for w in record["waterfall"]}

@@ -4,6 +4,7 @@ unknown or wrong-kind key is 401 whatever the body holds (invalid, malformed, no
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -104,7 +105,7 @@ async def test_body_over_the_limit_is_413_once_the_key_is_good(api: Api) -> None
     """Declared or streamed (chunked, no Content-Length), on the ping entry point and the routed ones."""
     valid = await keys(api)
 
-    async def chunked() -> Any:
+    async def chunked() -> AsyncIterator[bytes]:
         for _ in range(40):
             yield b" " * 10_000
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +20,11 @@ CAP = 7
 FUNDED_SLOTS = 5
 
 
-async def test_units_share_the_cache_only_within_a_batch_and_only_while_nothing_else_ran(tmp_path: Any) -> None:
+async def test_units_share_the_cache_only_within_a_batch_and_only_while_nothing_else_ran(tmp_path: Path) -> None:
     store = SqliteStore(f"sqlite:///{tmp_path / 'c.db'}", sqlite3.connect(":memory:", isolation_level=None))
-    seen: list[Any] = []
+    seen: list[object] = []
 
-    def unit(value: Any) -> Any:
+    def unit(value: int | str | None) -> Callable[[Tx], Awaitable[None]]:
         async def run(tx: Tx) -> None:
             seen.append(tx.cache.get("k"))
             if value == "fail":
@@ -101,7 +102,7 @@ async def test_pings_of_one_batch_see_each_others_reservations(api: Api, store: 
         assert ("cap_reached", "daily") in other
 
 
-async def test_a_batch_commits_without_fsync_only_when_every_unit_allows_it(tmp_path: Any) -> None:
+async def test_a_batch_commits_without_fsync_only_when_every_unit_allows_it(tmp_path: Path) -> None:
     store = SqliteStore.open(f"sqlite:///{tmp_path / 's.db'}")
     store.sync_interval_s = 3600.0
 
@@ -114,7 +115,7 @@ async def test_a_batch_commits_without_fsync_only_when_every_unit_allows_it(tmp_
 
     assert await ping_batch() == [2, 2]  # the first batch: nothing was synced yet
     assert await ping_batch() == [1, 1]  # within the sync interval: no fsync
-    mixed = await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous))
+    mixed = list(await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous)))
     assert (mixed, await store.write(synchronous)) == ([2, 2], 2)
     store.sync_interval_s = 0.0  # past the interval: the next batch of pings syncs everything before it
     assert await ping_batch() == [2, 2]

@@ -15,7 +15,7 @@ import pytest
 
 from pingpost import faults
 from pingpost.clock import ManualClock, use_clock
-from pingpost.db.store import Store
+from pingpost.db.store import Row, Store
 from pingpost.ids import now_ms
 from tests.api.setup_data import ping, waterfall
 from tests.api.test_ledger import ledger_invariants
@@ -48,9 +48,8 @@ async def crash(api: Api, platform: str, ping_id: str, kind: str, body: dict[str
     assert point in injector.reached, injector.reached
 
 
-async def fetch(store: Store, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
-    rows: list[Any] = await store.read(lambda tx: tx.fetch(sql, params))
-    return rows
+async def fetch(store: Store, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+    return await store.read(lambda tx: tx.fetch(sql, params))
 
 
 async def buyer_money(api: Api, name: str) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from pingpost import faults
 from pingpost.app import create_app
 from pingpost.clock import ManualClock, SkewedClock, use_clock
 from pingpost.config import Settings
-from pingpost.db.store import Store, open_store
+from pingpost.db.store import Store, Tx, open_store
 from pingpost.outbound.fake import Sent
 from tests.api import setup_data as sd
 from tests.conftest import Api
@@ -55,7 +55,7 @@ async def world(settings: Settings) -> AsyncIterator[World]:
 
 
 async def count(store: Store, sql: str, params: dict[str, Any] | None = None) -> int:
-    async def unit(tx: Any) -> int:
+    async def unit(tx: Tx) -> int:
         return int(await tx.fetchval(sql, params))
 
     return await store.read(unit)
@@ -197,7 +197,7 @@ async def test_a_lapsed_reservation_of_a_live_ping_is_not_posted(world: World) -
     world.buyers.handlers[DELIVER_URL] = accepts()
     first = await sd.ping(api, key)
 
-    async def lapse(tx: Any) -> None:
+    async def lapse(tx: Tx) -> None:
         await tx.execute("UPDATE reservations SET expires_at = :t", {"t": world.clock.now_ms() - 1})
 
     await world.store.write(lapse)
@@ -237,7 +237,7 @@ async def test_postgres_decides_shared_time_by_its_own_clock(settings: Settings)
     store = await open_store(settings.database_url)
     try:
         with use_clock(ManualClock(at("2001-01-01T00:00:00"))):
-            async def unit(tx: Any) -> tuple[int, int, int]:
+            async def unit(tx: Tx) -> tuple[int, int, int]:
                 first = await tx.now_ms()
                 db = int(await tx.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
                 return first, await tx.now_ms(), db

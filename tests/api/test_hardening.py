@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,9 +15,9 @@ from pingpost.config import Settings
 from pingpost.db.store import Store
 from pingpost.delivery.retention import purge_post_pii
 from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, ping, waterfall
-from tests.api.test_calls import CALL_LEAD, CALLER, call_setup, event
 from tests.api.test_post import FULL, PHONE_HASH, PII_MARKERS, post
 from tests.conftest import Api, Sandbox
+from tests.support.calls import CALL_LEAD, CALLER, call_setup, event
 
 
 async def test_faulty_buyers_get_their_outcome_within_deadline(api: Api, sandbox: Sandbox) -> None:
@@ -54,7 +54,7 @@ async def test_faulty_bidders_never_leak_into_other_outcomes(api: Api, sandbox: 
 
 
 @pytest.fixture
-async def limited_api(settings: Settings, store: Store) -> Any:
+async def limited_api(settings: Settings, store: Store) -> AsyncIterator[Api]:
     settings.max_in_flight_pings = 1
     app = create_app(settings, store=store)
     transport = httpx.ASGITransport(app=app)

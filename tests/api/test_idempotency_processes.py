@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from pingpost.db.store import open_store
+from pingpost.db.store import Tx, open_store
 from tests.api.setup_data import LEAD, VERTICAL
 from tests.api.test_post import FULL
 from tests.conftest import ADMIN_TOKEN
@@ -42,7 +42,7 @@ async def setup(base: str, sandbox: str, *, behaviour: str, mode: str = "ping_po
 async def counts(url: str) -> dict[str, int]:
     store = await open_store(url)
     try:
-        async def unit(tx: Any) -> dict[str, int]:
+        async def unit(tx: Tx) -> dict[str, int]:
             return {t: int(await tx.fetchval(f"SELECT COUNT(*) FROM {t}"))
                     for t in ("pings", "reservations", "deliveries", "sales")}
 
@@ -63,7 +63,7 @@ async def same_key_everywhere(bases: list[str], path: str, key: str, body: dict[
             if all(r.status_code == 200 for r in retried):
                 break
             await asyncio.sleep(0.1)
-        final = [r.json() for r in retried]
+        final: list[dict[str, Any]] = [r.json() for r in retried]
         assert all(f == final[0] for f in final + ok)
         return final[0]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from hypothesis import settings
@@ -22,6 +23,8 @@ from tests.api.setup_data import VERTICAL
 from tests.api.test_ledger import ledger_invariants
 from tests.conftest import ADMIN_TOKEN
 
+T = TypeVar("T")
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BUYERS = {"acc": ("accept", 3000), "rej": ("reject", 2500), "acc2": ("accept", 2000)}
 
@@ -35,8 +38,8 @@ class Exchange(RuleBasedStateMachine):
         self.sold = 0
         self.phone = 0
 
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
+    def run(self, awaitable: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(awaitable)
 
     @initialize()
     def start(self) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
 
 import pytest
 
+from pingpost.config import Settings
 from pingpost.db import auction_repo
 from pingpost.db.store import Store, Tx
 from pingpost.security import SecretKey
@@ -216,7 +218,7 @@ async def test_caps_are_exact_and_reservations_expire(api: Api, store: Store) ->
     states = sorted(r["state"] for r in await reservations(store))
     assert states == ["expired", "expired", "held"]
     usage = await store.read(lambda tx: tx.fetchrow("SELECT day_used FROM contract_usage WHERE contract_id = 'capped'"))
-    assert usage["day_used"] == 1
+    assert usage is not None and usage["day_used"] == 1
 
 
 async def test_test_pings_reserve_nothing(api: Api, store: Store) -> None:
@@ -239,12 +241,13 @@ async def test_funds_include_credit_and_holds(api: Api) -> None:
 
 
 @pytest.mark.parametrize("dedup_days", [30, 0])
-async def test_dedup_by_keyed_hash(api: Api, store: Store, settings: Any, dedup_days: int) -> None:
+async def test_dedup_by_keyed_hash(api: Api, store: Store, settings: Settings, dedup_days: int) -> None:
     await base_setup(api)
     key = await campaign(api)
     await buyer(api, "buyer-a", deposit=100_000)
     await contract(api, "a", "buyer-a", 1000, dedup_days=dedup_days)
     phone_hash = hashlib.sha256(b"3055550100").hexdigest()
+    assert settings.secret_key is not None  # the fixture's settings carry one
     keyed = SecretKey.from_text(settings.secret_key).keyed(phone_hash)
 
     async def sold(tx: Tx) -> None:
@@ -286,7 +289,7 @@ async def test_ping_entry_point_keeps_the_body_limit_error_shape_and_methods(
     r = await api.request("POST", "/v1/ping", token=key, content=big, headers={"content-type": "application/json"})
     assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
 
-    async def chunked() -> Any:  # no Content-Length: the limit applies to what streams in
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies to what streams in
         for _ in range(40):
             yield b" " * 10_000
 
@@ -296,7 +299,7 @@ async def test_ping_entry_point_keeps_the_body_limit_error_shape_and_methods(
     assert (await api.request("GET", "/v1/ping", token=key)).status_code == 405
     assert await reservations(store) == []
 
-    async def broken(*args: Any, **kwargs: Any) -> Any:
+    async def broken(*args: object, **kwargs: object) -> NoReturn:
         raise RuntimeError("secret detail 3055550100")
 
     monkeypatch.setattr("pingpost.auction.service.AuctionService.ping", broken)

@@ -7,7 +7,7 @@ import hashlib
 import time
 from typing import Any
 
-from pingpost.db.store import Store
+from pingpost.db.store import Row, Store
 from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, ping, waterfall
 from tests.api.test_ledger import ledger_invariants
 from tests.conftest import Api, Sandbox
@@ -242,6 +242,10 @@ async def test_test_ping_post_leaves_no_money_trace(api: Api, store: Store, sand
     assert result["status"] == "sold" and result["sales"][0]["sale_id"] is None
     [got] = await sandbox.received("a")
     assert got["body"]["test"] is True
+
+    async def every_row(table: str) -> list[Row]:
+        return await store.read(lambda tx: tx.fetch(f"SELECT * FROM {table} WHERE 1 = 1"))
+
     for table in ("sales", "ledger_transactions", "dedup_records", "reservations"):
-        rows = await store.read(lambda tx, t=table: tx.fetch(f"SELECT * FROM {t} WHERE 1 = 1"))
+        rows = await every_row(table)
         assert (table, [r for r in rows if table != "ledger_transactions" or r["kind"] != "deposit"]) == (table, [])

@@ -9,7 +9,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pingpost.domain.distribution import Candidate, Choice, Plan, plan, select_winners
+from pingpost.domain.distribution import Candidate, Choice, Plan, Rule, plan, select_winners
 
 
 def cand(cid: str, buyer: str, price: int | None, *, excl: int | None = None, prio: int = 100,
@@ -33,7 +33,7 @@ def winners_of(p: Plan, full: frozenset[str] = frozenset()) -> list[tuple[str, s
 
 
 def test_exclusive_takes_highest_exclusive_bid() -> None:
-    p = plan(rule="exclusive", max_winners=3, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    p = plan(Rule("exclusive", 3), channel="form", candidates=CANDS)
     assert winners_of(p) == [("c", "exclusive", 9500)]
     # the winner lost its reservation race: the next bid is tried
     assert winners_of(p, frozenset({"c"})) == [("d", "exclusive", 9100)]
@@ -42,37 +42,37 @@ def test_exclusive_takes_highest_exclusive_bid() -> None:
 
 
 def test_multisell_ties_break_by_priority_then_id() -> None:
-    p = plan(rule="multisell", max_winners=2, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    p = plan(Rule("multisell", 2), channel="form", candidates=CANDS)
     assert winners_of(p) == [("d", "shared", 9100), ("c", "shared", 9100)]
 
 
 def test_hybrid_branches() -> None:
-    high = plan(rule="hybrid", max_winners=3, hybrid_floor_cents=9500, channel="form", candidates=CANDS)
+    high = plan(Rule("hybrid", 3, 9500), channel="form", candidates=CANDS)
     assert winners_of(high) == [("c", "exclusive", 9500)]
-    low = plan(rule="hybrid", max_winners=3, hybrid_floor_cents=9600, channel="form", candidates=CANDS)
+    low = plan(Rule("hybrid", 3, 9600), channel="form", candidates=CANDS)
     assert [w[0] for w in winners_of(low)] == ["d", "c", "a"]
 
 
 def test_priority_and_single_winner_is_exclusive() -> None:
-    p = plan(rule="priority", max_winners=1, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    p = plan(Rule("priority", 1), channel="form", candidates=CANDS)
     assert winners_of(p) == [("d", "exclusive", 9100)]
-    p = plan(rule="priority", max_winners=2, hybrid_floor_cents=0, channel="form", candidates=CANDS)
+    p = plan(Rule("priority", 2), channel="form", candidates=CANDS)
     assert winners_of(p) == [("d", "shared", 9100), ("c", "shared", 9100)]
 
 
 def test_round_robin_wraps_after_pointer() -> None:
     keys = sorted(c.rank_key for c in CANDS)  # d (priority 1) first, then a, b, c
     for i, last in enumerate(["", *keys]):
-        p = plan(rule="round_robin", max_winners=1, hybrid_floor_cents=0, channel="form", candidates=CANDS,
+        p = plan(Rule("round_robin", 1), channel="form", candidates=CANDS,
                  rr_last_key=last)
         start = i % len(keys)
         assert [c.rank_key for c, _, _ in p.order] == keys[start:] + keys[:start]
-    assert winners_of(plan(rule="round_robin", max_winners=1, hybrid_floor_cents=0, channel="form",
+    assert winners_of(plan(Rule("round_robin", 1), channel="form",
                            candidates=CANDS, rr_last_key=keys[0]))[0][0] == "a"
 
 
 def test_calls_are_always_exclusive_with_standbys() -> None:
-    p = plan(rule="multisell", max_winners=3, hybrid_floor_cents=0, channel="call", candidates=CANDS)
+    p = plan(Rule("multisell", 3), channel="call", candidates=CANDS)
     assert winners_of(p) == [("c", "exclusive", 9500)]
 
     async def reserve(choice: Choice, standby: bool) -> tuple[str, str] | None:
@@ -87,7 +87,7 @@ def test_calls_are_always_exclusive_with_standbys() -> None:
 def test_weighted_follows_weights() -> None:
     cands = [cand("a", "A", 100, weight=8), cand("b", "B", 100, weight=2)]
     rng = random.Random(7)
-    firsts = Counter(plan(rule="weighted", max_winners=1, hybrid_floor_cents=0, channel="form", candidates=cands,
+    firsts = Counter(plan(Rule("weighted", 1), channel="form", candidates=cands,
                           rng=rng).order[0][0].contract_id for _ in range(2000))
     assert 0.74 < firsts["a"] / 2000 < 0.86
 
@@ -105,7 +105,7 @@ candidates_st = st.lists(
        channel=st.sampled_from(["form", "call"]), floor=st.integers(0, 30_000), seed=st.integers(0, 100))
 def test_selection_properties(cands: list[Candidate], rule: str, max_winners: int, full: frozenset[str],
                               channel: str, floor: int, seed: int) -> None:
-    p = plan(rule=rule, max_winners=max_winners, hybrid_floor_cents=floor, channel=channel, candidates=cands,
+    p = plan(Rule(rule, max_winners, floor), channel=channel, candidates=cands,
              rng=random.Random(seed))
     winners, outcomes = run(p, full)
     ids = [w.candidate.contract_id for w in winners]

@@ -54,11 +54,11 @@ def test_compiled_filters_agree_with_filter_holds(op: str, target: Any, value: A
     lead = {"x": value} if present else {}
     rule = FilterRule("x", op, target)
     try:
-        expected: Any = filter_holds(rule, lead)
+        expected: object = filter_holds(rule, lead)
     except TypeError:
         expected = TypeError
     try:
-        got: Any = compiled_filter(rule)(lead)
+        got: object = compiled_filter(rule)(lead)
     except TypeError:
         got = TypeError
     assert got == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def test_payouts(payout: dict[str, Any], price: int, expected: int) -> None:
 
 
 @given(price=st.integers(0, 10**12), percent=st.decimals(0, 100, places=2), payout=st.integers(0, 10**12))
-def test_sale_and_reversal_sum_to_zero(price: int, percent: Any, payout: int) -> None:
+def test_sale_and_reversal_sum_to_zero(price: int, percent: Decimal, payout: int) -> None:
     paid = payout_cents({"type": "revshare", "percent": str(percent)}, price)
     assert 0 <= paid <= price
     entries = sale_entries(buyer_id="b", partner_id="p", price_cents=price, payout_cents=paid)

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from fastapi import FastAPI
 
 from pingpost.app import create_app
 from pingpost.clock import ManualClock, use_clock
 from pingpost.config import Settings
-from pingpost.db.store import Store, open_store
+from pingpost.db.store import Store, Tx, open_store
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.eligibility import local_minute
 from pingpost.outbound.client import HttpResult
-from pingpost.outbound.fake import Sent
+from pingpost.outbound.fake import Handler, Sent
 from pingpost.timefmt import parse_rfc3339
 from tests.api.setup_data import VERTICAL
 from tests.conftest import ADMIN_TOKEN, Api
-from tests.support.buyers import FakeBuyerClient, Handler
+from tests.support.buyers import FakeBuyerClient
 
 ROOT = Path(__file__).parent
 DEFAULT_NOW = "2026-12-02T15:00:00Z"  # a Wednesday
@@ -141,33 +142,48 @@ def load(path: Path) -> Scenario:
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path.name}: not JSON: {exc}") from None
     scenario = Scenario(path, doc)
+    _check_keys(scenario)
+    contracts = {c["id"]: c for c in scenario.contracts}
+    _check_state_and_bids(scenario, contracts)
+    _check_expect(scenario, contracts)
+    return scenario
 
+
+def _check_keys(scenario: Scenario) -> None:
+    """Every section known, the required ones present."""
     def unknown(where: str, obj: dict[str, Any], allowed: set[str]) -> None:
         extra = set(obj) - allowed
         if extra:
             raise ScenarioError(f"{scenario.name}: unknown keys in {where}: {sorted(extra)}")
 
-    unknown("the file", doc, TOP_KEYS)
+    unknown("the file", scenario.doc, TOP_KEYS)
     for key in ("description", "setup", "ping", "expect"):
-        if key not in doc:
+        if key not in scenario.doc:
             raise ScenarioError(f"{scenario.name}: `{key}` is required")
     unknown("setup", scenario.setup, SETUP_KEYS)
     unknown("state", scenario.state, STATE_KEYS)
     unknown("expect", scenario.expect, EXPECT_KEYS)
-    contracts = {c["id"]: c for c in scenario.contracts}
     for contract, usage in scenario.state.get("usage", {}).items():
         unknown(f"state.usage.{contract}", usage, USAGE_KEYS)
+
+
+def _check_state_and_bids(scenario: Scenario, contracts: dict[str, dict[str, Any]]) -> None:
+    """State and bids name contracts of the setup (bids: RTB ones)."""
     for section in ("usage", "live_calls"):
         for contract in scenario.state.get(section, {}):
             if contract not in contracts:
                 raise ScenarioError(f"{scenario.name}: state.{section} names unknown contract {contract}")
-    for contract in doc.get("bids", {}):
+    for contract in scenario.doc.get("bids", {}):
         if "rtb" not in contracts.get(contract, {}):
             raise ScenarioError(f"{scenario.name}: bids.{contract} is not an RTB contract of the setup")
+
+
+def _check_expect(scenario: Scenario, contracts: dict[str, dict[str, Any]]) -> None:
+    """A refused ping expects only its error; any other, a status and every contract's waterfall entry."""
     if "error" in scenario.expect:
         if set(scenario.expect) != {"error"}:
             raise ScenarioError(f"{scenario.name}: a refused ping expects only `error`")
-        return scenario
+        return
     for key in ("status", "waterfall"):
         if key not in scenario.expect:
             raise ScenarioError(f"{scenario.name}: `expect.{key}` is required")
@@ -175,7 +191,6 @@ def load(path: Path) -> Scenario:
     if listed != set(contracts):
         raise ScenarioError(f"{scenario.name}: expect.waterfall must list every contract of the setup; "
                             f"missing {sorted(set(contracts) - listed)}, unknown {sorted(listed - set(contracts))}")
-    return scenario
 
 
 # --- the buyers ------------------------------------------------------------------------------
@@ -243,7 +258,8 @@ def consumer_hashes(consumer: dict[str, str]) -> dict[str, str]:
     return out
 
 
-async def apply_state(store: Store, keyed: Any, scenario: Scenario) -> None:
+async def apply_state(store: Store, keyed: Callable[[dict[str, str | None]], dict[str, str]],
+                      scenario: Scenario) -> None:
     """Write the scenario's state the way the app would have left it. `keyed` is the app's
     `consumer_hmacs` (past sales are stored as keyed hashes only)."""
     state, now = scenario.state, scenario.now_ms
@@ -265,7 +281,8 @@ async def apply_state(store: Store, keyed: Any, scenario: Scenario) -> None:
         for i, sale in enumerate(sales):
             sale = sale if isinstance(sale, dict) else {"consumer": sale}
             value = sale["consumer"]
-            plain = consumer_hashes({"email": value} if "@" in value else {"phone": value})
+            by_kind = {"email": value} if "@" in value else {"phone": value}
+            plain: dict[str, str | None] = {**consumer_hashes(by_kind)}
             for hashed in keyed(plain).values():
                 rows.append(("INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) "
                              "VALUES (:b, :h, :t, :s)",
@@ -277,7 +294,7 @@ async def apply_state(store: Store, keyed: Any, scenario: Scenario) -> None:
                      "ON CONFLICT (offer_id) DO UPDATE SET last_key = excluded.last_key",
                      {"o": scenario.offer["id"], "k": f"{last.get('priority', 100):010d}:{last['id']}"}))
 
-    async def write_state(tx: Any) -> None:
+    async def write_state(tx: Tx) -> None:
         for sql, params in rows:
             assert await tx.execute(sql, params) == 1, (sql, params)
 
@@ -316,7 +333,7 @@ class ScenarioStore:
 
 @dataclass
 class SharedApp:
-    app: Any
+    app: FastAPI
     store: ScenarioStore
     buyers: FakeBuyerClient
 

@@ -67,7 +67,7 @@ async def get_ping(request: Request, ident: str = IdPath) -> dict[str, Any]:
 
 
 @router.get("/pings", summary="List pings, newest first")
-async def list_pings(request: Request, page: Page = Depends(),
+async def list_pings(request: Request, page: Page = Depends(),  # noqa: PLR0913 -- query filters; refactor after the OpenAPI merge
                      offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
                      partner: str | None = Query(None, max_length=64), buyer: str | None = Query(None, max_length=64),
                      status: str | None = Query(None, max_length=32),

@@ -50,7 +50,7 @@ async def list_sales(store: Store, page: Page, filters: dict[str, Any], *, start
 
 
 @router.get("/sales", summary="List sales, newest first")
-async def admin_sales(request: Request, page: Page = Depends(),
+async def admin_sales(request: Request, page: Page = Depends(),  # noqa: PLR0913 -- query filters; refactor after the OpenAPI merge
                       offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
                       partner: str | None = Query(None, max_length=64), buyer: str | None = Query(None, max_length=64),
                       status: str | None = Query(None, max_length=32),

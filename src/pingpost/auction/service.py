@@ -11,7 +11,7 @@ batch, and the pings of one SQLite batch share the rows they read (`repo.read_st
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,17 +50,24 @@ class _StaleSnapshot(Exception):
     """The ping's configuration snapshot is older than the database's configuration version."""
 
 
+@dataclass(frozen=True)
+class AuctionDefaults:
+    """What applies where an offer or a campaign says nothing (settings `static_fallback`,
+    `ping_rate_limit_per_s`; 0 is no limit)."""
+
+    static_fallback: bool
+    rate_limit_per_s: int = 0
+
+
 class AuctionService:
     def __init__(self, *, store: Store, snapshots: SnapshotCache, secret: SecretKey, rtb: RtbBidder,
-                 static_fallback_default: bool, counters: ReportCounters | None = None,
-                 default_rate_limit: int = 0) -> None:
-        self.default_rate_limit = default_rate_limit
+                 defaults: AuctionDefaults, counters: ReportCounters | None = None) -> None:
+        self.defaults = defaults
         self.counters = counters
         self.store = store
         self.snapshots = snapshots
         self.secret = secret
         self.rtb = rtb
-        self.static_fallback_default = static_fallback_default
 
     async def authenticate(self, token: str, *, cached: bool = False) -> tuple[Snapshot, Campaign]:
         """The campaign whose posting key this is (401), if it, its partner and offer are active (403).
@@ -102,6 +109,31 @@ class AuctionService:
 
         `optimistic`: see `_decide` (a ping whose optimistic write met contention runs again without)."""
         started = time.perf_counter()
+        auction = self._start(snap, campaign, body, finalize)
+        try:
+            if is_voice(body.channel) or any(line.contract.rtb for line in auction.open_lines):
+                answer = await self._ping_with_bids(auction)
+            else:
+                answer = await self._ping_fixed_prices(auction, optimistic=optimistic)
+        except _StaleSnapshot:
+            # Configuration changed (maybe in another process): start again on the fresh snapshot.
+            fresh = await self.snapshots.current()
+            current = fresh.campaigns.get(campaign.id)
+            if current is None:
+                raise errors.Unauthorized("unknown posting key") from None
+            self.check_active(fresh, current)
+            return await self.ping(snap=fresh, campaign=current, body=body, finalize=finalize, optimistic=optimistic)
+        except _Contended:
+            # A counter row moved since this unit read it: nothing was written; decide again, taking each
+            # winner's slots before the next one is chosen.
+            return await self.ping(snap=snap, campaign=campaign, body=body, finalize=finalize, optimistic=False)
+        self._observe(auction.ping, answer, started)
+        return answer
+
+    def _start(self, snap: Snapshot, campaign: Campaign, body: PingIn,
+               finalize: Callable[[Tx, PingOut], Awaitable[None]] | None) -> _Auction:
+        """The ping's offer, channel and lead checked, one line per contract of the offer, and the checks
+        that need no state run."""
         offer = snap.offers[campaign.offer_id]
         if offer.mode != "ping_post":
             raise errors.Unprocessable("this offer takes direct posts, not pings", code="offer_mode_mismatch",
@@ -118,92 +150,76 @@ class AuctionService:
         lines = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
         ping = _Ping(id=new_id("png"), snap=snap, offer=offer, campaign=campaign, body=body, lead=lead,
                      consumer=self.consumer_hmacs(consumer_plain), received=now, lines=lines, finalize=finalize,
-                     rate_limit=campaign.rate_limit_per_s or self.default_rate_limit)
+                     rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s)
         keys = rules.pre_state_checks(snap, lines, lead, body.channel, now)
         open_lines = rules.open_lines(lines)
         terms = Terms(offer=offer, payout=campaign.payout, channel=body.channel, min_payout=body.min_payout_cents,
                       kinds=distribution.sale_types(offer.rule, offer.max_winners, body.channel))
-        contract_ids = [line.contract.id for line in open_lines]
-        buyer_ids = sorted({line.contract.buyer_id for line in open_lines})
-        hashes = sorted(ping.consumer.values())
-        rate_campaign = campaign.id if ping.rate_limit else None
+        query = _state_query(open_lines, ping.consumer, rate_campaign=campaign.id if ping.rate_limit else None)
+        return _Auction(ping=ping, open_lines=open_lines, arrival_keys=keys, terms=terms, query=query,
+                        consumer_plain=consumer_plain)
 
-        def checked(state: AuctionState, period_keys: PeriodKeysByContract) -> None:
-            if state.config_version != snap.version:
-                raise _StaleSnapshot
-            if ping.rate_limit and state.rate_used >= ping.rate_limit:
-                raise errors.RateLimited(f"over {ping.rate_limit} pings a second for this campaign",
-                                         headers={"Retry-After": "1"}, details={"limit_per_s": ping.rate_limit})
-            rules.state_checks(open_lines, state, period_keys, body.channel, now)
+    async def _ping_with_bids(self, auction: _Auction) -> PingOut:
+        """RTB contracts or a call: buyers are asked between a read and the deciding write; no transaction
+        spans their answers."""
+        ping = auction.ping
+        offer, body, lines = ping.offer, ping.body, ping.lines
+        state = await self.store.read(lambda tx: repo.read_state(tx, auction.query, now=ping.received,
+                                                                 calls=is_voice(body.channel)))
+        auction.check_state(state, auction.arrival_keys)
+        plain_hashes = {k: v.lower() for k, v in auction.consumer_plain.items() if v}
+        await self._bid(rules.open_lines(lines), BidRequest(
+            ping_id=ping.id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel,
+            lead=ping.lead, test=body.test, consumer=plain_hashes), offer)
+        rules.price_checks(lines, state, auction.terms)
+        fallback = offer.static_fallback if offer.static_fallback is not None else self.defaults.static_fallback
+        if fallback and not rules.open_lines(lines):
+            rules.static_fallback(lines, state, auction.terms)
+        before = [line.saved() for line in lines]
 
-        try:
-            if is_voice(body.channel) or any(line.contract.rtb for line in open_lines):
-                # Buyers are asked between a read and the deciding write; no transaction spans their answers.
-                state = await self.store.read(lambda tx: repo.read_state(
-                    tx, contract_ids=contract_ids, buyer_ids=buyer_ids, hashes=hashes, now=now,
-                    calls=is_voice(body.channel), rate_campaign=rate_campaign))
-                checked(state, keys)
-                plain_hashes = {k: v.lower() for k, v in consumer_plain.items() if v}
-                await self._bid(rules.open_lines(lines), BidRequest(
-                    ping_id=ping.id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel,
-                    lead=lead, test=body.test, consumer=plain_hashes), offer)
-                rules.price_checks(lines, state, terms)
-                fallback = offer.static_fallback if offer.static_fallback is not None else self.static_fallback_default
-                if fallback and not rules.open_lines(lines):
-                    rules.static_fallback(lines, state, terms)
-                before = [line.saved() for line in lines]
+        def decide_afresh(tx: Tx) -> Awaitable[PingOut]:
+            # A unit retried after a deadlock or serialization failure decides again from the
+            # lines as they were before its first attempt (docs/crash-safety.md).
+            for line, saved in zip(lines, before, strict=True):
+                line.restore(saved)
+            return self._decide(tx, ping)
 
-                def decide_afresh(tx: Tx) -> Awaitable[PingOut]:
-                    # A unit retried after a deadlock or serialization failure decides again from the
-                    # lines as they were before its first attempt (docs/crash-safety.md).
-                    for line, saved in zip(lines, before, strict=True):
-                        line.restore(saved)
-                    return self._decide(tx, ping)
+        return await self.store.write(decide_afresh, durable=False)
 
-                answer = await self.store.write(decide_afresh, durable=False)
-            else:
-                # Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait
-                # for in between), sharing the rows read with the batch's other pings.
-                before = [line.saved() for line in lines]
+    async def _ping_fixed_prices(self, auction: _Auction, *, optimistic: bool) -> PingOut:
+        """Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait for in
+        between), sharing the rows read with the batch's other pings."""
+        ping = auction.ping
+        offer, body, lines = ping.offer, ping.body, ping.lines
+        before = [line.saved() for line in lines]
 
-                async def read_decide_write(tx: Tx) -> PingOut:
-                    for line, saved in zip(lines, before, strict=True):  # a retried unit starts afresh
-                        line.restore(saved)
-                    at = await tx.now_ms()  # the one clock of shared decisions (docs/crash-safety.md)
-                    if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
-                        await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
-                    state = await repo.read_state_for_write(tx, contract_ids=contract_ids, buyer_ids=buyer_ids,
-                                                            hashes=hashes, now=at, rate_campaign=rate_campaign)
-                    checked(state, PeriodKeysByContract(snap.contracts, at))
-                    for line in open_lines:
-                        if line.outcome is None:
-                            line.bid = line.contract.fixed_bid
-                    rules.price_checks(lines, state, terms)
-                    # PostgreSQL: other processes commit between this read and the reservations, so the
-                    # hot counter rows are taken last, after the inserts (see _decide).
-                    return await self._decide(tx, ping, reclaimed=True,
-                                              optimistic=optimistic and tx.dialect == "postgresql")
+        async def read_decide_write(tx: Tx) -> PingOut:
+            for line, saved in zip(lines, before, strict=True):  # a retried unit starts afresh
+                line.restore(saved)
+            at = await tx.now_ms()  # the one clock of shared decisions (docs/crash-safety.md)
+            if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
+                await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
+            state = await repo.read_state_for_write(tx, auction.query, now=at)
+            auction.check_state(state, PeriodKeysByContract(ping.snap.contracts, at))
+            for line in auction.open_lines:
+                if line.outcome is None:
+                    line.bid = line.contract.fixed_bid
+            rules.price_checks(lines, state, auction.terms)
+            # PostgreSQL: other processes commit between this read and the reservations, so the
+            # hot counter rows are taken last, after the inserts (see _decide).
+            return await self._decide(tx, ping, reclaimed=True, optimistic=optimistic and tx.dialect == "postgresql")
 
-                answer = await self.store.write(read_decide_write, batch_cache=True, durable=False)
-        except _StaleSnapshot:
-            # Configuration changed (maybe in another process): start again on the fresh snapshot.
-            fresh = await self.snapshots.current()
-            current = fresh.campaigns.get(campaign.id)
-            if current is None:
-                raise errors.Unauthorized("unknown posting key") from None
-            self.check_active(fresh, current)
-            return await self.ping(snap=fresh, campaign=current, body=body, finalize=finalize, optimistic=optimistic)
-        except _Contended:
-            # A counter row moved since this unit read it: nothing was written; decide again, taking each
-            # winner's slots before the next one is chosen.
-            return await self.ping(snap=snap, campaign=campaign, body=body, finalize=finalize, optimistic=False)
+        return await self.store.write(read_decide_write, batch_cache=True, durable=False)
+
+    def _observe(self, ping: _Ping, answer: PingOut, started: float) -> None:
+        """Report counters (real pings), the log line and the metrics of a decided ping."""
+        offer, campaign, body = ping.offer, ping.campaign, ping.body
         if self.counters is not None and not body.test:
-            self.count(now, campaign, lines)
+            self.count(ping.received, campaign, ping.lines)
         log.info("ping_decided", ping_id=answer.ping_id, offer=offer.id, campaign=campaign.id, channel=body.channel,
                  status=answer.status, bids=len(answer.bids), test=body.test)
         PINGS.labels(offer.id, answer.status).inc()
         PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
-        return answer
 
     def count(self, at_ms: int, campaign: Campaign, lines: list[Line]) -> None:
         """Report counters: the ping, and per contract whether it was evaluated, bid and won."""
@@ -216,11 +232,8 @@ class AuctionService:
 
     async def read_state(self, lines: list[Line], consumer: dict[str, str], now: int) -> AuctionState:
         """Usage, funds and dedup of these contracts in a read of their own (direct posts)."""
-        contract_ids = [line.contract.id for line in lines]
-        buyer_ids = sorted({line.contract.buyer_id for line in lines})
-        hashes = sorted(consumer.values())
-        return await self.store.read(lambda tx: repo.read_state(tx, contract_ids=contract_ids, buyer_ids=buyer_ids,
-                                                                hashes=hashes, now=now))
+        query = _state_query(lines, consumer)
+        return await self.store.read(lambda tx: repo.read_state(tx, query, now=now))
 
     async def _bid(self, lines: list[Line], request: BidRequest, offer: Offer) -> None:
         """Fixed prices as they are; RTB buyers asked concurrently under the auction's one deadline."""
@@ -376,3 +389,34 @@ class _Ping:
     lines: list[Line]
     finalize: Callable[[Tx, PingOut], Awaitable[None]] | None
     rate_limit: int
+
+
+@dataclass(slots=True)
+class _Auction:
+    """What both ways of running a ping share once the checks that need no state ran (see `ping`)."""
+
+    ping: _Ping
+    open_lines: list[Line]  # the lines still open after those checks
+    arrival_keys: PeriodKeysByContract  # the cap periods at the ping's arrival
+    terms: Terms
+    query: repo.StateQuery
+    consumer_plain: dict[str, Any]  # the consumer hashes as the partner sent them
+
+    def check_state(self, state: AuctionState, period_keys: PeriodKeysByContract) -> None:
+        """The snapshot is current, the campaign under its rate limit; then the checks on usage, funds and
+        dedup (against the ping's arrival)."""
+        ping = self.ping
+        if state.config_version != ping.snap.version:
+            raise _StaleSnapshot
+        if ping.rate_limit and state.rate_used >= ping.rate_limit:
+            raise errors.RateLimited(f"over {ping.rate_limit} pings a second for this campaign",
+                                     headers={"Retry-After": "1"}, details={"limit_per_s": ping.rate_limit})
+        rules.state_checks(self.open_lines, state, period_keys, ping.body.channel, ping.received)
+
+
+def _state_query(lines: Sequence[Line], consumer: dict[str, str], *,
+                 rate_campaign: str | None = None) -> repo.StateQuery:
+    """The state read of these lines: their contracts, their buyers, the consumer's keyed hashes."""
+    return repo.StateQuery(contract_ids=[line.contract.id for line in lines],
+                           buyer_ids=sorted({line.contract.buyer_id for line in lines}),
+                           hashes=sorted(consumer.values()), rate_campaign=rate_campaign)

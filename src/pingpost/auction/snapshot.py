@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pingpost.db import auction_repo
+from pingpost.db import snapshot_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain.model import Snapshot
 
@@ -21,7 +21,7 @@ class SnapshotCache:
 
     async def current(self) -> Snapshot:
         """The snapshot at the database's current config version (one tiny read a call)."""
-        version = await self.store.read(auction_repo.config_version)
+        version = await self.store.read(snapshot_repo.config_version)
         snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
@@ -30,7 +30,7 @@ class SnapshotCache:
             if snap is None or snap.version != version:
 
                 async def unit(tx: Tx) -> Snapshot:
-                    return await auction_repo.load_snapshot(tx)
+                    return await snapshot_repo.load_snapshot(tx)
 
                 snap = self._snapshot = await self.store.read(unit)
             return snap

@@ -1,4 +1,5 @@
-"""SQL of the ping path: the configuration snapshot, the state read and the reservation write."""
+"""SQL of the ping path: the state read and the reservation write (the configuration snapshot is
+read by `snapshot_repo.py`)."""
 
 from __future__ import annotations
 
@@ -7,50 +8,30 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
+from pingpost.db.snapshot_repo import config_version
 from pingpost.db.store import Tx
 from pingpost.domain.auction import AuctionState, Funds
 from pingpost.domain.eligibility import PeriodKeys, Usage
-from pingpost.domain.model import Buyer, Campaign, Contract, Offer, Snapshot, Vertical
 
 
-async def config_version(tx: Tx) -> int:
-    return int(await tx.fetchval("SELECT version FROM config_version WHERE id = 1"))
+@dataclass(frozen=True, slots=True)
+class StateQuery:
+    """What one ping's state read covers: its open contracts, their buyers, the consumer's keyed hashes
+    (dedup) and, when the campaign is rate limited, the campaign whose rate window to read."""
+
+    contract_ids: Sequence[str]
+    buyer_ids: Sequence[str]
+    hashes: Sequence[str]
+    rate_campaign: str | None = None
 
 
-async def load_snapshot(tx: Tx) -> Snapshot:
-    snap = Snapshot(version=await config_version(tx))
-    for row in await tx.fetch("SELECT id, body FROM verticals"):
-        snap.verticals[row["id"]] = Vertical.from_body(row["id"], orjson.loads(row["body"]))
-    for row in await tx.fetch("SELECT id, body FROM offers"):
-        snap.offers[row["id"]] = Offer.from_body(row["id"], orjson.loads(row["body"]))
-    for row in await tx.fetch("SELECT id, status FROM partners"):
-        snap.partner_status[row["id"]] = row["status"]
-    for row in await tx.fetch("SELECT id, status FROM buyers"):
-        snap.buyers[row["id"]] = Buyer(row["id"], row["status"])
-    for row in await tx.fetch("SELECT id, posting_key_sha256, body FROM campaigns"):
-        body = orjson.loads(row["body"])
-        campaign = Campaign(row["id"], body["partner"], body["offer"], body["status"], body["payout"],
-                            body.get("rate_limit_per_s"))
-        snap.campaigns[row["id"]] = campaign
-        snap.campaigns_by_key[row["posting_key_sha256"]] = campaign
-    for row in await tx.fetch("SELECT id, body FROM contracts"):
-        contract = Contract.from_body(row["id"], orjson.loads(row["body"]))
-        snap.contracts[contract.id] = contract
-        snap.contracts_by_offer.setdefault(contract.offer_id, []).append(contract)
-    for contracts in snap.contracts_by_offer.values():
-        contracts.sort(key=lambda c: c.rank_key)
-    return snap
-
-
-async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],
-                     now: int, calls: bool = False, rate_campaign: str | None = None) -> AuctionState:
+async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False) -> AuctionState:
     """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted, and
     the configuration version (so a stale in-memory snapshot is noticed in the same read)."""
+    contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
     state = AuctionState(config_version=await config_version(tx))
-    if rate_campaign is not None:
-        state.rate_used = await _rate_used(tx, rate_campaign, now)
+    if query.rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if contract_ids:
         await _read_usage(tx, contract_ids, state.usage)
     if buyer_ids:
@@ -105,12 +86,12 @@ def forget(tx: Tx) -> None:
     tx.cache.pop("auction", None)
 
 
-async def read_state_for_write(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str],
-                               hashes: Sequence[str], now: int, rate_campaign: str | None = None) -> AuctionState:
+async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> AuctionState:
     """The state read inside the deciding write (auctions without RTB contracts, form channels).
 
     Lapsed reservations are reclaimed first, so usage and funds are read exactly; rows already read by
     an earlier ping of the same batch (and kept current by its reservations) are not read again."""
+    contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
     batch = _batch(tx)
     if batch is None:
         batch = tx.cache["auction"] = BatchState()
@@ -132,8 +113,8 @@ async def read_state_for_write(tx: Tx, *, contract_ids: Sequence[str], buyer_ids
         batch.buyers_read.update(missing)
         await _read_funds(tx, missing, batch.funds)
     state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds)
-    if rate_campaign is not None:
-        state.rate_used = await _rate_used(tx, rate_campaign, now)
+    if query.rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if hashes and buyer_ids:
         state.last_sold = await _last_sold(tx, buyer_ids, hashes)
     return state

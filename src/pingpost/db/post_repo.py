@@ -80,7 +80,7 @@ async def insert_delivery(tx: Tx, *, ping_id: str, bid: Mapping[str, Any], now: 
     return delivery_id
 
 
-async def finish_delivery(tx: Tx, *, bid_id: str, state: str, outcome: str, detail: str | None,
+async def finish_delivery(tx: Tx, *, bid_id: str, state: str, outcome: str, detail: str | None,  # noqa: PLR0913 -- admin/sales.py calls it; refactor after the OpenAPI merge
                           latency_ms: int | None, buyer_lead_id: str | None, now: int) -> bool:
     """Record a delivery's result once (only a pending delivery changes)."""
     return await tx.execute(
@@ -202,7 +202,7 @@ async def ping_events(tx: Tx, ping_id: str) -> list[Any]:
     return list(await tx.fetch("SELECT * FROM ping_events WHERE ping_id = :id ORDER BY id", {"id": ping_id}))
 
 
-async def page_pings(tx: Tx, *, filters: Mapping[str, Any], buyer: str | None, start: int | None, end: int | None,
+async def page_pings(tx: Tx, *, filters: Mapping[str, Any], buyer: str | None, start: int | None, end: int | None,  # noqa: PLR0913 -- admin/pings.py calls it; refactor after the OpenAPI merge
                      cursor: str | None, limit: int) -> list[Any]:
     """Pings newest first after `cursor`; filters are column equalities from a fixed list."""
     where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]

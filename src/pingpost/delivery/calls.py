@@ -15,6 +15,7 @@ leaves the event claimed but unanswered, and its retry finishes the last two pha
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -43,6 +44,16 @@ from pingpost.idempotency import request_sha256
 from pingpost.ids import now_ms
 
 Out = TypeVar("Out", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """The `connected` event's caller record, validated: the full lead, its keyed consumer hashes and
+    the consent."""
+
+    lead: dict[str, Any]
+    keyed: dict[str, str]
+    consent: dict[str, Any]
 
 
 def _bids(ping: Any) -> list[dict[str, Any]]:
@@ -143,20 +154,19 @@ class CallService:
         ping = await self.store.read(lambda tx: post_repo.load_ping(tx, ping_id))
         if ping is None:
             raise errors.NotFound("ping", ping_id)
-        lead, keyed, consent = self._caller_record(snap, ping, body)
+        caller = self._caller_record(snap, ping, body)
         if row is None:
             state = await self.store.write(lambda tx: self._claim_connected(
-                tx, snap, ping_id=ping_id, body=body, sha=sha, lead=lead, keyed=keyed, consent=consent))
+                tx, snap, ping_id=ping_id, body=body, sha=sha, caller=caller))
         if isinstance(state, ConnectedOut):
             return state  # a duplicate of this event claimed it and answered first
         bid = next(b for b in _bids(ping) if b["bid_id"] == body.bid_id)  # the claim found it
         if state is None:
             state = await self._claim_of_old_version(snap, bid)
         faults.hit("call_connected_after_claim")
-        return await self._post_and_record(snap, ping=ping, bid=bid, lead=lead, consent=consent, claim=state)
+        return await self._post_and_record(snap, ping=ping, bid=bid, caller=caller, claim=state)
 
-    def _caller_record(self, snap: Snapshot, ping: Any,
-                       body: Connected) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    def _caller_record(self, snap: Snapshot, ping: Any, body: Connected) -> _Caller:
         """The validated caller record, its keyed consumer hashes and the consent (422 when they do not
         match the ping's hashes)."""
         offer = snap.offers[ping["offer_id"]]
@@ -167,11 +177,10 @@ class CallService:
         if mismatched:
             raise errors.Unprocessable("the caller record does not match the consumer hashes of the ping",
                                        code="consumer_mismatch", details={"fields": mismatched})
-        return lead, keyed, (body.consent or Consent()).model_dump()
+        return _Caller(lead=lead, keyed=keyed, consent=(body.consent or Consent()).model_dump())
 
     async def _claim_connected(self, tx: Tx, snap: Snapshot, *, ping_id: str, body: Connected, sha: str,
-                               lead: dict[str, Any], keyed: dict[str, str],
-                               consent: dict[str, Any]) -> ConnectedOut | ConnectedClaim | None:
+                               caller: _Caller) -> ConnectedOut | ConnectedClaim | None:
         """The claim transaction: standbys released, the reservation kept for the call, the sale (charged,
         or pending on `billable_after_s`), the post and a pending delivery, the event row holding the
         claim. Answers the claim, or what a duplicate of this event stored first."""
@@ -195,7 +204,7 @@ class CallService:
         await _save_bids(tx, ping_id, bids)
         if reservation is not None:
             await call_repo.start_call(tx, reservation["id"], expires_at=now + offer.max_call_duration_s * 1000)
-            await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=sorted(keyed.values()),
+            await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=sorted(caller.keyed.values()),
                                             sold_at=now, sale_id=post_repo.pending_sale_id(bid["bid_id"]))
         billable: bool | None = True if contract.billable_after_s == 0 else None
         sale_id = None
@@ -209,7 +218,7 @@ class CallService:
         await post_repo.update_waterfall(tx, ping_id, {contract.id: {
             "post_outcome": outcome.value, "sale_id": sale_id}})
         await post_repo.insert_post(tx, ping_id=ping_id, now=now, once=True, pii_ciphertext=self.posts.secret.encrypt(
-            orjson.dumps({"lead": lead, "consent": consent})))
+            orjson.dumps({"lead": caller.lead, "consent": caller.consent})))
         if contract.delivery:
             await post_repo.insert_delivery(tx, ping_id=ping_id, bid=bid, now=now)
         await post_repo.set_post_state(tx, ping_id, post_state="posted", status="sold" if sale_id or test
@@ -243,8 +252,8 @@ class CallService:
         return ConnectedClaim(sale_id=sale["id"] if sale is not None else None,
                               billable=True if contract.billable_after_s == 0 else None)
 
-    async def _post_and_record(self, snap: Snapshot, *, ping: Any, bid: dict[str, Any], lead: dict[str, Any],
-                               consent: dict[str, Any], claim: ConnectedClaim) -> ConnectedOut:
+    async def _post_and_record(self, snap: Snapshot, *, ping: Any, bid: dict[str, Any], caller: _Caller,
+                               claim: ConnectedClaim) -> ConnectedOut:
         """Post the caller record (unless its result is recorded already), then store the answer once."""
         contract = snap.contracts[bid["contract_id"]]
         delivery = await self.store.read(lambda tx: call_repo.find_delivery(tx, bid["bid_id"]))
@@ -253,7 +262,8 @@ class CallService:
         if delivery is not None and delivery["state"] == "pending" and contract.delivery:
             # Informational: the data post's result is recorded but never changes billing. After a crash
             # that lost its result the retry sends it again (same ping_id): at least once, never billed.
-            verdict, latency = await self.posts.deliver_one(ping, Delivery(bid, contract), lead, consent)
+            verdict, latency = await self.posts.deliver_one(ping, Delivery(bid, contract), caller.lead,
+                                                              caller.consent)
             data_post = verdict.outcome.value
         else:
             data_post = _settled_data_post(delivery)

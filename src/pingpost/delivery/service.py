@@ -44,6 +44,20 @@ class Delivery:
     contract: Contract
 
 
+@dataclass(frozen=True)
+class _ValidPost:
+    """A post that passed validation, as its claim (T1) needs it: the ping row and its campaign, the
+    winning bids and those the partner chose, the full lead, the consent, the consumer's keyed hashes."""
+
+    ping: Any
+    campaign: Campaign
+    winners: list[dict[str, Any]]
+    chosen: set[str]
+    lead: dict[str, Any]
+    consent: dict[str, Any]
+    keyed: list[str]
+
+
 def consumer_hashes(vertical: Vertical, lead: dict[str, Any]) -> dict[str, str]:
     """Plain SHA-256 hashes computed from the full lead's first phone and email fields."""
     out: dict[str, str] = {}
@@ -120,9 +134,9 @@ class PostService:
                 raise errors.ValidationFailed.one("bid_ids", f"{len(unknown)} bid id(s) are not bids of this ping")
         chosen = set(body.bid_ids) if body.bid_ids is not None else {b["bid_id"] for b in winners}
         consent = (body.consent or Consent()).model_dump()
-        deliveries, post_failures = await self.store.write(lambda tx: self._claim(
-            tx, snap=snap, ping=ping, campaign=campaign, winners=winners, chosen=chosen, lead=lead,
-            consent=consent, keyed=sorted(keyed.values())))
+        valid = _ValidPost(ping=ping, campaign=campaign, winners=winners, chosen=chosen, lead=lead, consent=consent,
+                           keyed=sorted(keyed.values()))
+        deliveries, post_failures = await self.store.write(lambda tx: self._claim(tx, snap, valid))
         return await self.deliver_and_record(ping=ping, deliveries=deliveries, lead=lead, consent=consent,
                                              post_failures=post_failures)
 
@@ -155,9 +169,9 @@ class PostService:
                                        details={"fields": changed})
         return lead
 
-    async def _claim(self, tx: Tx, *, snap: Snapshot, ping: Any, campaign: Campaign, winners: list[dict[str, Any]],
-                     chosen: set[str], lead: dict[str, Any], consent: dict[str, Any],
-                     keyed: list[str]) -> tuple[list[Delivery], dict[str, str]]:
+    async def _claim(self, tx: Tx, snap: Snapshot, post: _ValidPost) -> tuple[list[Delivery], dict[str, str]]:
+        ping, campaign, winners, lead, consent, keyed = (post.ping, post.campaign, post.winners, post.lead,
+                                                         post.consent, post.keyed)
         # Expiry is decided by the store's clock (on PostgreSQL the database's): hosts whose clocks
         # disagree still agree on which reservations are live (docs/crash-safety.md).
         now = await tx.now_ms()
@@ -174,7 +188,7 @@ class PostService:
         updates: dict[str, dict[str, Any]] = {}
         for bid in winners:
             contract = snap.contracts[bid["contract_id"]]
-            outcome, detail = self._recheck(contract, bid, chosen, lead, consent)
+            outcome, detail = self._recheck(contract, bid, post.chosen, lead, consent)
             if outcome is None and not test and await post_repo.recent_purchase(
                     tx, buyer_id=bid["buyer_id"], hashes=keyed, since=now - contract.dedup_days * 86_400_000) \
                     and contract.dedup_days > 0:

@@ -294,7 +294,7 @@ def open_lines(lines: Sequence[Line]) -> list[Line]:
 def plan_for(offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key: str) -> distribution.Plan:
     """The order the offer's distribution rule would reserve the candidates in."""
     return distribution.plan(
-        rule=offer.rule, max_winners=offer.max_winners, hybrid_floor_cents=offer.hybrid_floor_cents,
+        distribution.Rule(offer.rule, offer.max_winners, offer.hybrid_floor_cents),
         channel=channel, rr_last_key=rr_last_key,
         candidates=[distribution.Candidate(line.contract.id, line.contract.buyer_id, line.contract.priority,
                                            line.contract.weight, line.shared_cents, line.exclusive_cents)

@@ -25,6 +25,16 @@ class Candidate:
         return f"{self.priority:010d}:{self.contract_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An offer's distribution settings: the rule's name, at most how many winners, and the price an
+    exclusive bid must reach for `hybrid` to sell exclusively."""
+
+    name: str
+    max_winners: int = 1
+    hybrid_floor_cents: int = 0
+
+
 @dataclass(frozen=True)
 class Plan:
     """Candidates in the order to try, each with the sale type and the price it would be sold at."""
@@ -63,34 +73,35 @@ def _priced(cands: Sequence[Candidate], kind: str) -> list[tuple[Candidate, str,
     return out
 
 
-def plan(*, rule: str, max_winners: int, hybrid_floor_cents: int, channel: str, candidates: Sequence[Candidate],
-         rr_last_key: str = "", rng: random.Random | None = None) -> Plan:
+def plan(rule: Rule, *, channel: str, candidates: Sequence[Candidate], rr_last_key: str = "",
+         rng: random.Random | None = None) -> Plan:
     """Order the candidates to try under `rule`."""
+    name, max_winners, floor = rule.name, rule.max_winners, rule.hybrid_floor_cents
     if channel in ("call", "callback"):
         return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True, "exclusive")
-    if rule == "exclusive":
+    if name == "exclusive":
         return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True, "exclusive")
-    if rule == "multisell":
+    if name == "multisell":
         return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True, "shared")
-    if rule == "hybrid":
+    if name == "hybrid":
         exclusive = _by_price(candidates, "exclusive")
-        if exclusive and (exclusive[0].exclusive_cents or 0) >= hybrid_floor_cents:
+        if exclusive and (exclusive[0].exclusive_cents or 0) >= floor:
             # The exclusive branch: if that winner loses its reservation race the next exclusive
             # bid above the floor is tried; shared bids are tried only when none is left.
-            above = [c for c in exclusive if (c.exclusive_cents or 0) >= hybrid_floor_cents]
+            above = [c for c in exclusive if (c.exclusive_cents or 0) >= floor]
             return Plan(_priced(above, "exclusive"), 1, True, "exclusive")
         return Plan(_priced(_by_price(candidates, "shared"), "shared"), max_winners, True, "shared")
     kind = "exclusive" if max_winners == 1 else "shared"
     usable = [c for c in candidates if (c.exclusive_cents if kind == "exclusive" else c.shared_cents) is not None]
-    if rule == "priority":
+    if name == "priority":
         ordered = sorted(usable, key=lambda c: (c.priority, -((c.exclusive_cents if kind == "exclusive"
                                                               else c.shared_cents) or 0), c.contract_id))
-    elif rule == "weighted":
+    elif name == "weighted":
         ordered = weighted_order(usable, rng or random.Random())
-    elif rule == "round_robin":
+    elif name == "round_robin":
         ordered = round_robin_order(usable, rr_last_key)
     else:
-        raise ValueError(f"unknown distribution rule {rule}")
+        raise ValueError(f"unknown distribution rule {name}")
     return Plan(_priced(ordered, kind), max_winners, False, kind)
 
 

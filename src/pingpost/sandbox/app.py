@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -46,56 +47,96 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def deliver(request: web.Request) -> web.StreamResponse:
     await _record(request)
-    behaviour = request.match_info["behaviour"]
-    q = request.query
-    if behaviour == "accept":
-        return _json({"status": "accepted", "buyer_lead_id": f"bl-{random.randrange(10**9)}"})
-    if behaviour == "reject":
-        return _json({"status": "rejected", "reason": q.get("reason", "not interested")})
-    if behaviour == "slow":
-        await asyncio.sleep(int(q.get("ms", "200")) / 1000)
-        return _json({"status": "accepted"})
-    if behaviour == "hang":
-        await asyncio.sleep(3600)
-    if behaviour == "error":
-        return _json({"error": "boom"}, status=int(q.get("status", "500")))
-    if behaviour == "garbage":
-        return web.Response(text="<html>oops", content_type="text/html")
-    if behaviour == "custom":  # a JSON path rule: result.code == "OK"
-        return _json({"result": {"code": q.get("code", "OK"), "message": q.get("message", "thanks"),
-                                 "id": "cust-1"}})
-    if behaviour == "text":  # a regex rule against the whole body
-        return web.Response(text=q.get("text", "Lead matched"), content_type="text/plain")
-    if behaviour == "redirect":
-        raise web.HTTPFound("/deliver/other/accept")
-    if behaviour == "huge":  # streamed, so a 50 MB answer costs the sandbox no memory
-        total = int(q.get("bytes", str(2 * 1024 * 1024)))
-        stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await stream.prepare(request)
-        chunk = b"x" * 65536
-        try:
-            for _ in range(total // len(chunk)):
-                await stream.write(chunk)
-        except (ConnectionError, RuntimeError):
-            return stream
-        return stream
-    if behaviour == "drip":  # a valid answer, one byte at a time, slowly
-        stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await stream.prepare(request)
-        try:
-            for byte in b'{"status": "accepted"}':
-                await stream.write(bytes([byte]))
-                await asyncio.sleep(int(q.get("ms", "100")) / 1000)
-        except (ConnectionError, RuntimeError):
-            return stream
-        return stream
-    if behaviour == "badutf8":
-        return web.Response(body=b'\xff\xfe{"status": "acc\xe9pted"}', content_type="application/json")
-    if behaviour == "reset":  # drop the connection without an answer
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=500)
+    behaviour = _DELIVER_BEHAVIOURS.get(request.match_info["behaviour"])
+    if behaviour is None:
+        raise web.HTTPNotFound()
+    return await behaviour(request)
+
+
+async def _accept(request: web.Request) -> web.StreamResponse:
+    return _json({"status": "accepted", "buyer_lead_id": f"bl-{random.randrange(10**9)}"})
+
+
+async def _reject(request: web.Request) -> web.StreamResponse:
+    return _json({"status": "rejected", "reason": request.query.get("reason", "not interested")})
+
+
+async def _slow_accept(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(int(request.query.get("ms", "200")) / 1000)
+    return _json({"status": "accepted"})
+
+
+async def _hang(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(3600)
     raise web.HTTPNotFound()
+
+
+async def _error(request: web.Request) -> web.StreamResponse:
+    return _json({"error": "boom"}, status=int(request.query.get("status", "500")))
+
+
+async def _garbage(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="<html>oops", content_type="text/html")
+
+
+async def _custom(request: web.Request) -> web.StreamResponse:
+    """For a JSON path rule: result.code == "OK"."""
+    q = request.query
+    return _json({"result": {"code": q.get("code", "OK"), "message": q.get("message", "thanks"), "id": "cust-1"}})
+
+
+async def _text(request: web.Request) -> web.StreamResponse:
+    """For a regex rule against the whole body."""
+    return web.Response(text=request.query.get("text", "Lead matched"), content_type="text/plain")
+
+
+async def _redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/deliver/other/accept")
+
+
+async def _stream(request: web.Request, chunks: Iterable[bytes], pause_s: float | None = None) -> web.StreamResponse:
+    """A JSON answer written chunk by chunk (`pause_s` after each); a client that hangs up ends it."""
+    stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await stream.prepare(request)
+    try:
+        for chunk in chunks:
+            await stream.write(chunk)
+            if pause_s is not None:
+                await asyncio.sleep(pause_s)
+    except (ConnectionError, RuntimeError):
+        return stream
+    return stream
+
+
+async def _huge(request: web.Request) -> web.StreamResponse:
+    """Streamed, so a 50 MB answer costs the sandbox no memory."""
+    total = int(request.query.get("bytes", str(2 * 1024 * 1024)))
+    chunk = b"x" * 65536
+    return await _stream(request, (chunk for _ in range(total // len(chunk))))
+
+
+async def _drip(request: web.Request) -> web.StreamResponse:
+    """A valid answer, one byte at a time, slowly."""
+    pause_s = int(request.query.get("ms", "100")) / 1000
+    return await _stream(request, (bytes([byte]) for byte in b'{"status": "accepted"}'), pause_s)
+
+
+async def _bad_utf8(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=b'\xff\xfe{"status": "acc\xe9pted"}', content_type="application/json")
+
+
+async def _reset(request: web.Request) -> web.StreamResponse:
+    """Drop the connection without an answer."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
+
+
+_DELIVER_BEHAVIOURS: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+    "accept": _accept, "reject": _reject, "slow": _slow_accept, "hang": _hang, "error": _error,
+    "garbage": _garbage, "custom": _custom, "text": _text, "redirect": _redirect, "huge": _huge, "drip": _drip,
+    "badutf8": _bad_utf8, "reset": _reset,
+}
 
 
 async def bid(request: web.Request) -> web.StreamResponse:
