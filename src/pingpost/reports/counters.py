@@ -34,6 +34,9 @@ class ReportCounters:
         self.store = store
         self._pending: dict[Key, list[int]] = {}  # pings, bids, wins
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: a report's flush must not return while the timer's flush is still
+        # writing what it took (the report would read before those counts are committed).
+        self._flushing = asyncio.Lock()
 
     def add_ping(self, *, at_ms: int, offer_id: str, campaign_id: str, partner_id: str,
                  contracts: Iterable[tuple[str, str, bool, bool]]) -> None:
@@ -53,6 +56,10 @@ class ReportCounters:
             counts[2] += wins
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
