@@ -29,7 +29,11 @@ from pingpost.services import services
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Message = Query(None, max_length=200)
+
+
+def Message() -> Any:
+    """A fresh query parameter each time: FastAPI keeps a parameter's alias on its object."""
+    return Query(None, max_length=200)
 
 
 @router.get("/buyers")
@@ -55,7 +59,7 @@ async def _buyer_page(request: Request, session: ConsoleSession, ident: str, *, 
 
 @router.get("/buyers/{ident}")
 async def buyer(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session),
-                done: str | None = Message) -> Response:
+                done: str | None = Message()) -> Response:
     return await _buyer_page(request, session, ident, done=done)
 
 
@@ -154,7 +158,7 @@ async def _contract_page(request: Request, session: ConsoleSession, ident: str, 
 
 @router.get("/contracts/{ident}")
 async def contract(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session),
-                   done: str | None = Message) -> Response:
+                   done: str | None = Message()) -> Response:
     return await _contract_page(request, session, ident, done=done)
 
 

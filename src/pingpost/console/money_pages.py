@@ -3,7 +3,9 @@ or void it), through the same money service as the API (admin/money.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from pingpost import errors
 from pingpost.admin import money
@@ -13,12 +15,16 @@ from pingpost.http import IdPath
 from pingpost.services import services
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
-Short = Query(None, max_length=64)
+
+
+def Short() -> Any:
+    """A fresh query parameter each time: FastAPI keeps a parameter's alias on its object."""
+    return Query(None, max_length=64)
 
 
 @router.get("/sales")
-async def sales(request: Request, session: ConsoleSession = Depends(admin_session), buyer: str | None = Short,
-                status: str | None = Short, cursor: str | None = Short,
+async def sales(request: Request, session: ConsoleSession = Depends(admin_session), buyer: str | None = Short(),
+                status: str | None = Short(), cursor: str | None = Short(),
                 done: str | None = Query(None, max_length=200),
                 problem: str | None = Query(None, max_length=300)) -> Response:
     result = await money.page_sales(services(request).store, filters={"buyer_id": buyer or None,
@@ -43,7 +49,7 @@ async def reverse(request: Request, ident: str = IdPath, session: ConsoleSession
 
 @router.get("/reconciliation")
 async def reconciliation(request: Request, session: ConsoleSession = Depends(admin_session),
-                         cursor: str | None = Short, done: str | None = Query(None, max_length=200),
+                         cursor: str | None = Short(), done: str | None = Query(None, max_length=200),
                          problem: str | None = Query(None, max_length=300)) -> Response:
     result = await money.page_unknown_deliveries(services(request).store, cursor=cursor, limit=50)
     return page(request, "reconciliation.html", session, deliveries=result["items"],
@@ -51,7 +57,7 @@ async def reconciliation(request: Request, session: ConsoleSession = Depends(adm
 
 
 @router.post("/reconciliation/{ident}/{action}")
-async def settle(request: Request, ident: str = IdPath, action: str = IdPath,
+async def settle(request: Request, ident: str = IdPath, action: str = Path(pattern="^(record-sale|void)$"),
                  session: ConsoleSession = Depends(admin_session)) -> Response:
     await checked_form(request, session)
     try:

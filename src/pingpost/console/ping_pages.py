@@ -20,7 +20,11 @@ from pingpost.services import services
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 STATUSES = ("bids", "no_bids", "sold", "unsold")
-Filter = Query(None, max_length=64)
+
+
+def Filter() -> Any:
+    """A fresh query parameter each time: FastAPI keeps a parameter's alias on its object."""
+    return Query(None, max_length=64)
 
 
 def _filters(offer: str | None, campaign: str | None, partner: str | None, status: str | None) -> dict[str, Any]:
@@ -29,9 +33,9 @@ def _filters(offer: str | None, campaign: str | None, partner: str | None, statu
 
 
 @router.get("/pings")
-async def pings(request: Request, session: ConsoleSession = Depends(admin_session), offer: str | None = Filter,
-                campaign: str | None = Filter, partner: str | None = Filter, status: str | None = Filter,
-                cursor: str | None = Filter) -> Response:
+async def pings(request: Request, session: ConsoleSession = Depends(admin_session), offer: str | None = Filter(),
+                campaign: str | None = Filter(), partner: str | None = Filter(), status: str | None = Filter(),
+                cursor: str | None = Filter()) -> Response:
     svc = services(request)
     result = await page_pings(svc.store, filters=_filters(offer, campaign, partner, status), cursor=cursor,
                               limit=50)
@@ -45,9 +49,9 @@ async def pings(request: Request, session: ConsoleSession = Depends(admin_sessio
 
 @router.get("/pings/live")
 async def pings_live(request: Request, session: ConsoleSession = Depends(admin_session),
-                     after: str = Query("png_", max_length=64), offer: str | None = Filter,
-                     campaign: str | None = Filter, partner: str | None = Filter,
-                     status: str | None = Filter) -> Response:
+                     after: str = Query("png_", max_length=64), offer: str | None = Filter(),
+                     campaign: str | None = Filter(), partner: str | None = Filter(),
+                     status: str | None = Filter()) -> Response:
     """The rows of pings newer than `after` and the next poller (htmx, every second)."""
     present = {k: v for k, v in _filters(offer, campaign, partner, status).items() if v is not None}
 
