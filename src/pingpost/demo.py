@@ -153,7 +153,7 @@ async def _call(console: Console, base: str, token: str) -> None:
         if won is None or not answer["bids"]:
             console.print("no buyer took the call")
             return
-        static = bids.get("foxtrot", 4500)
+        static = (await _json(client, "GET", "/v1/admin/contracts/foxtrot-rtb", headers=admin))["price_cents"]
         others = ", ".join(_usd(c) for b, c in sorted(bids.items(), key=lambda kv: -kv[1])
                            if b not in (won["buyer_id"], "foxtrot"))
         console.print(f"{won['buyer_id']} bids [bold]{_usd(won['bid_cents'])}[/bold] and wins against {others}: "
