@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from pingpost.clock import ManualClock, use_clock
+from pingpost.config import Settings
 from pingpost.console.sessions import LoginThrottle
 from pingpost.ids import now_ms
 from tests.conftest import ADMIN_TOKEN, Api
@@ -43,6 +44,8 @@ async def test_without_a_session_every_console_url_answers_303_to_the_sign_in(co
         assert (r.status_code, r.headers.get("location")) == (303, "/console/login"), url
     client.cookies.set("pingpost_session", "not-a-session", path="/console")
     assert (await client.get("/console")).status_code == 303
+    poll = await client.get("/console/pings/live", headers={"HX-Request": "true"})
+    assert poll.headers["hx-redirect"] == "/console/login" and poll.text == ""  # htmx leaves the page
 
 
 async def test_sign_in_form_a_wrong_key_and_the_cookie(console_app: tuple[Api, Clients]) -> None:
@@ -66,15 +69,10 @@ async def test_sign_in_form_a_wrong_key_and_the_cookie(console_app: tuple[Api, C
     assert (r.status_code, r.headers["location"]) == (303, "/console/buyer")
 
 
-async def test_the_cookie_is_secure_when_configured(settings: object, console_app: tuple[Api, Clients]) -> None:
+async def test_the_cookie_is_secure_when_configured(settings: Settings, console_app: tuple[Api, Clients]) -> None:
     _, clients = console_app
-    from pingpost.services import Services
-
-    client = clients()
-    app = client._transport.app  # type: ignore[attr-defined]
-    svc: Services = app.state.services
-    svc.settings.cookie_secure = True
-    r = await client.post("/console/login", data={"key": ADMIN_TOKEN})
+    settings.cookie_secure = True  # the app's own settings object (PINGPOST_COOKIE_SECURE=true)
+    r = await clients().post("/console/login", data={"key": ADMIN_TOKEN})
     assert "Secure" in r.headers["set-cookie"]
 
 
@@ -100,6 +98,10 @@ async def test_every_admin_page_shows_its_data(console_app: tuple[Api, Clients])
     csv = (await client.get("/console/reports.csv?group_by=buyer")).text.splitlines()
     assert csv[0].startswith("buyer,pings,bids,wins") and any(line.startswith("bravo,") for line in csv[1:])
     assert "Coming with" in pages["/console/returns"].text
+    bad = await client.get("/console/pings?cursor=" + "x" * 100)
+    assert bad.status_code == 422 and "cursor" in bad.text and bad.headers["content-type"].startswith("text/html")
+    missing = await client.get("/console/pings/png_missing")
+    assert missing.status_code == 404 and "ping not found" in missing.text
     assert all(without_pii(r.text) for r in pages.values())
 
 

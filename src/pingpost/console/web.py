@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 from weakref import WeakKeyDictionary
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -50,11 +51,16 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except LoginRequired:
+                if request.headers.get("hx-request"):  # a live part's poll: the whole page goes to sign-in
+                    return Response(status_code=200, headers={"HX-Redirect": "/console/login"})
                 return RedirectResponse("/console/login", status_code=303)
             except Refused as exc:
                 return error_page(request, 403, exc.message)
             except errors.PingpostError as exc:
                 return error_page(request, exc.status, exc.message)
+            except RequestValidationError as exc:  # a malformed query or path value
+                fields = ", ".join(".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors())
+                return error_page(request, 422, f"not a valid value: {fields or 'the request'}")
 
         return html_errors
 
