@@ -48,7 +48,9 @@ async def test_without_a_session_every_console_url_answers_303_to_the_sign_in(co
     assert poll.headers["hx-redirect"] == "/console/login" and poll.text == ""  # htmx leaves the page
 
 
-async def test_sign_in_form_a_wrong_key_and_the_cookie(console_app: tuple[Api, Clients]) -> None:
+async def test_sign_in_form_a_wrong_key_and_the_cookie(console_app: tuple[Api, Clients],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LoginThrottle, "FREE_FAILURES", 10)  # the slowdown has its own tests below
     api, clients = console_app
     world = await build_world(api)
     client = clients()
