@@ -24,6 +24,7 @@ from pingpost.auction.service import AuctionDefaults, AuctionService
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
 from pingpost.config import Settings
+from pingpost.console import mount as mount_console
 from pingpost.db.store import Store, open_store
 from pingpost.delivery.call_endpoints import router as calls_router
 from pingpost.delivery.calls import CallService
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(pings_router)
     app.include_router(sales_router)
     app.include_router(buyer_router)
+    mount_console(app)
 
     @app.get("/healthz", tags=["health"], summary="Process up")
     async def healthz() -> dict[str, str]:

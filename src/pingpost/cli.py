@@ -195,6 +195,33 @@ def bench(database: str = typer.Option(None, help="an empty database's URL, SQLi
         print(f"p99 at {fixed['rate']:g} pings/s: {fixed['p99_ms']:.1f} ms")
 
 
+@app.command("seed-data")
+def seed_data(pings: int = typer.Option(100_000, help="how many pings to write"),
+              days: int = typer.Option(30, help="spread over this many days, ending now"),
+              database: str = typer.Option(None, help="database URL")) -> None:
+    """Fill a database with made-up traffic (pings, waterfalls, deliveries, sales, counters) to measure
+    the console with real volume (docs/performance.md)."""
+    from rich.progress import Progress
+
+    from pingpost.bench.seed import seed
+    from pingpost.db.store import open_store
+
+    settings = _settings(database)
+    announce_token(bootstrap.prepare_database(settings))
+
+    async def run() -> dict[str, int]:
+        store = await open_store(settings.database_url)
+        try:
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("seeding", total=pings)
+                return await seed(store, pings=pings, days=days, progress=lambda n: progress.advance(task, n))
+        finally:
+            await store.close()
+
+    result = asyncio.run(run())
+    console.print(f"seeded {result['pings']:,} pings and {result['sales']:,} sales over {days} days")
+
+
 @app.command()
 def purge(days: int = typer.Option(None, help="retention in days (default PINGPOST_POST_RETENTION_DAYS, 90)"),
           database: str = typer.Option(None, help="database URL")) -> None:

@@ -61,9 +61,12 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
             console.rule("[bold]pingpost demo")
             console.print(f"server {base} (SQLite at {workdir / 'pingpost.db'}), sandbox buyers on :{sandbox_port}")
             console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
-            asyncio.run(_stream(console, base, token, count))
+            buyer_key = asyncio.run(_buyer_key(base, token))
+            _console_hint(console, base, token, buyer_key)
             asyncio.run(_call(console, base, token))
+            asyncio.run(_stream(console, base, token, count))
             _hints(console, base, token)
+            _console_hint(console, base, token, buyer_key)
             console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
             while True:
                 time.sleep(3600)
@@ -118,14 +121,52 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
     console.print("wins per buyer: " + ", ".join(f"{b} {n}" for b, n in wins.most_common()))
 
 
+async def _buyer_key(base: str, token: str) -> str:
+    """A buyer key of charlie, to see the console as a buyer sees it."""
+    async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
+        made = await _json(client, "POST", "/v1/admin/api-keys", headers={"Authorization": f"Bearer {token}"},
+                           json={"kind": "buyer", "buyer": "charlie", "name": "demo buyer console"})
+        return str(made["key"])
+
+
+def _console_hint(console: Console, base: str, token: str, buyer_key: str) -> None:
+    console.print(f"\nconsole: [bold]{base}/console[/bold]   sign in with the admin token [bold]{token}[/bold]")
+    console.print(f"         (or as buyer charlie with [bold]{buyer_key}[/bold])", highlight=False)
+
+
 async def _call(console: Console, base: str, token: str) -> None:
-    """A phone call: IVR-qualified ping, the winner's transfer fails, the standby takes it, it bills."""
-    console.rule("a phone call")
+    """The Medicare call auction: Buyer C's $91 wins against $85 and $72, $46 over the $45 static price;
+    the call connects and bills. Then a second call whose winner is busy goes to the standby."""
+    console.rule("a Medicare call auction")
     admin = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
         platform = (await _json(client, "POST", "/v1/admin/api-keys", headers=admin,
                                 json={"kind": "call_platform", "name": "demo telephony"}))["key"]
         tel = {"Authorization": f"Bearer {platform}"}
+        lead = {"state": "FL", "zip": "33109", "age": 65, "caller_area_code": "305", "ivr_interested": True}
+        answer = await _json(client, "POST", "/v1/ping", json={"lead": lead, "channel": "call"},
+                             headers={"Authorization": f"Bearer {POSTING_KEY}"})
+        record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
+        console.print(_waterfall_table(0, lead, record))
+        bids = {w["buyer_id"]: w["bid_cents"] for w in record["waterfall"] if w["bid_cents"] is not None}
+        won = next((w for w in record["waterfall"] if w["outcome"] == "won"), None)
+        if won is None or not answer["bids"]:
+            console.print("no buyer took the call")
+            return
+        static = (await _json(client, "GET", "/v1/admin/contracts/foxtrot-rtb", headers=admin))["price_cents"]
+        others = ", ".join(_usd(c) for b, c in sorted(bids.items(), key=lambda kv: -kv[1])
+                           if b not in (won["buyer_id"], "foxtrot"))
+        console.print(f"{won['buyer_id']} bids [bold]{_usd(won['bid_cents'])}[/bold] and wins against {others}: "
+                      f"{_usd(won['bid_cents'] - static)} more than the {_usd(static)} static price")
+        bid = answer["bids"][0]
+        caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550188"}
+        await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
+                    json={"bid_id": bid["bid_id"], "lead": caller})
+        completed = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/completed", headers=tel,
+                                json={"bid_id": bid["bid_id"], "duration_s": 300})
+        console.print(f"  transferred to {bid['transfer']}, connected, completed after 300 s: {completed}")
+
+        console.rule("a call whose winner is busy")
         lead = {"state": "FL", "zip": "33139", "age": 66, "caller_area_code": "305", "ivr_interested": True}
         answer = await _json(client, "POST", "/v1/ping", json={"lead": lead, "channel": "call"},
                              headers={"Authorization": f"Bearer {POSTING_KEY}"})
@@ -140,7 +181,7 @@ async def _call(console: Console, base: str, token: str) -> None:
         nxt = failed.get("next_bid")
         console.print(f"  busy -> next standby: {nxt['transfer'] if nxt else None}")
         if nxt:
-            caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550188"}
+            caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550199"}
             connected = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
                                     json={"bid_id": nxt["bid_id"], "lead": caller})
             console.print(f"  connected: {connected}")

@@ -222,6 +222,7 @@ deliveries = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
     Index("deliveries_pending", "state", "created_at"),
+    Index("deliveries_created", "created_at"),  # reports read posts by time
 )
 
 sales = Table(
@@ -241,6 +242,7 @@ sales = Table(
     Column("status", Text, nullable=False),  # charged | pending | void | reversed
     Column("created_at", BigInteger, nullable=False),
     Index("sales_buyer", "buyer_id", "id"),
+    Index("sales_created", "created_at"),  # reports and the console read sales by time
 )
 
 dedup_records = Table(
@@ -324,4 +326,33 @@ rate_windows = Table(
     Column("campaign_id", Text, primary_key=True),
     Column("window_start", BigInteger, nullable=False),
     Column("pings", BigInteger, nullable=False),
+)
+
+# --- the operator console (docs/console.md) ------------------------------------------------------
+
+# Server-side console sessions: only the SHA-256 of the session id is stored, beside the key that
+# signed in (id and hash: a revoked or replaced key ends its sessions).
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("id_sha256", Text, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("key_sha256", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # admin | buyer
+    Column("buyer_id", Text),
+    Column("csrf_token", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Index("console_sessions_seen", "last_seen_at"),
+)
+
+# Sales totals of closed UTC days, computed once from the sales table for the console's charts and
+# forgotten when a sale of that day is reversed.
+console_day_totals = Table(
+    "console_day_totals", metadata,
+    Column("day", Text, primary_key=True),
+    Column("sales", BigInteger, nullable=False),
+    Column("reversed", BigInteger, nullable=False),
+    Column("revenue_cents", BigInteger, nullable=False),
+    Column("payout_cents", BigInteger, nullable=False),
+    Column("computed_at", BigInteger, nullable=False),
 )

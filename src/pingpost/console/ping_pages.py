@@ -1,0 +1,80 @@
+"""The live ping list (new pings within 2 s, by htmx polling) and a ping's page: the whole
+waterfall, the timeline, the sales and deliveries. Leads show their non-PII fields only (the
+ping row holds nothing else; posts' encrypted PII is never read here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from pingpost.admin.views import page_pings, ping_record, ping_view
+from pingpost.console.overview_pages import every
+from pingpost.console.sessions import ConsoleSession
+from pingpost.console.web import ConsoleRoute, admin_session, page
+from pingpost.db import console_repo
+from pingpost.db.store import Tx
+from pingpost.http import IdPath
+from pingpost.ids import now_ms
+from pingpost.services import services
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+STATUSES = ("bids", "no_bids", "sold", "unsold")
+
+
+def Filter() -> Any:
+    """A fresh query parameter each time: FastAPI keeps a parameter's alias on its object."""
+    return Query(None, max_length=64)
+
+
+def _filters(offer: str | None, campaign: str | None, partner: str | None, status: str | None) -> dict[str, Any]:
+    return {"offer_id": offer or None, "campaign_id": campaign or None, "partner_id": partner or None,
+            "status": status or None}
+
+
+@router.get("/pings")
+async def pings(request: Request, session: ConsoleSession = Depends(admin_session), offer: str | None = Filter(),
+                campaign: str | None = Filter(), partner: str | None = Filter(), status: str | None = Filter(),
+                cursor: str | None = Filter()) -> Response:
+    svc = services(request)
+    result = await page_pings(svc.store, filters=_filters(offer, campaign, partner, status), cursor=cursor,
+                              limit=50)
+    items = result["items"]
+    params = {"offer": offer or "", "campaign": campaign or "", "partner": partner or "", "status": status or ""}
+    return page(request, "pings.html", session, pings=items, next_cursor=result["next_cursor"], params=params,
+                live=cursor is None, newest=items[0]["ping_id"] if items else "png_",
+                offers=await every(svc.admin, "offer"), campaigns=await every(svc.admin, "campaign"),
+                partners=await every(svc.admin, "partner"), statuses=STATUSES)
+
+
+@router.get("/pings/live")
+async def pings_live(request: Request, session: ConsoleSession = Depends(admin_session),
+                     after: str = Query("png_", max_length=64), offer: str | None = Filter(),
+                     campaign: str | None = Filter(), partner: str | None = Filter(),
+                     status: str | None = Filter()) -> Response:
+    """The rows of pings newer than `after` and the next poller (htmx, every second)."""
+    present = {k: v for k, v in _filters(offer, campaign, partner, status).items() if v is not None}
+
+    async def unit(tx: Tx) -> list[dict[str, Any]]:
+        now = now_ms()
+        return [ping_view(row, [], now=now) for row in
+                await console_repo.pings_after(tx, after=after, filters=present, limit=50)]
+
+    fresh = await services(request).store.read(unit)
+    params = {"offer": offer or "", "campaign": campaign or "", "partner": partner or "", "status": status or ""}
+    return page(request, "pings_live.html", session, pings=fresh, params=params,
+                newest=fresh[0]["ping_id"] if fresh else after)
+
+
+@router.get("/pings/{ident}")
+async def ping(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session)) -> Response:
+    store = services(request).store
+    record = await ping_record(store, ident)
+    sale_ids = [w["sale_id"] for w in record["waterfall"] if w.get("sale_id")]
+    bid_ids = [w["bid_id"] for w in record["waterfall"] if w.get("bid_id")]
+
+    async def unit(tx: Tx) -> tuple[list[Any], list[Any]]:
+        return await console_repo.sales_by_ids(tx, sale_ids), await console_repo.deliveries_by_bids(tx, bid_ids)
+
+    sales, deliveries = await store.read(unit)
+    return page(request, "ping.html", session, ping=record, sales=sales, deliveries=deliveries)
