@@ -287,7 +287,7 @@ async def test_the_sign_in_waits_once_an_address_failed_repeatedly(console_app: 
     async def sleep(seconds: float) -> None:
         waited.append(seconds)
 
-    monkeypatch.setattr(account_pages.asyncio, "sleep", sleep)
+    monkeypatch.setattr(account_pages.asyncio, "sleep", sleep)  # type: ignore[attr-defined]
     _, clients = console_app
     client = clients()
     for _ in range(4):

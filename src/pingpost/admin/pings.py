@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from pingpost.admin.views import page_pings, ping_record
+from pingpost.admin.views import PingQuery, page_pings, ping_record
 from pingpost.auth import admin_key
 from pingpost.http import IdPath, Page, query_time
 from pingpost.services import services
@@ -28,7 +28,7 @@ async def list_pings(request: Request, page: Page = Depends(),  # noqa: PLR0913 
                      partner_lead_id: str | None = Query(None, max_length=100),
                      from_: str | None = Query(None, alias="from", max_length=40),
                      to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
-    return await page_pings(services(request).store, filters={
+    return await page_pings(services(request).store, PingQuery(filters={
         "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "status": status,
         "partner_lead_id": partner_lead_id}, buyer=buyer, start=query_time(from_, "from"), end=query_time(to, "to"),
-        cursor=page.cursor, limit=page.limit)
+        cursor=page.cursor, limit=page.limit))

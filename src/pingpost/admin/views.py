@@ -4,6 +4,7 @@ shape of the waterfall, the timeline and a sale, whichever page or endpoint show
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -61,16 +62,27 @@ async def ping_record(store: Store, ping_id: str) -> dict[str, Any]:
     return await store.read(unit)
 
 
-async def page_pings(store: Store, *, filters: Mapping[str, str | None], buyer: str | None = None,
-                     start: int | None = None, end: int | None = None, cursor: str | None = None,
-                     limit: int = 50) -> dict[str, Any]:
-    """Pings newest first (no waterfall, no timeline), `limit` of them after `cursor`; `filters`
-    are column equalities of PING_FILTERS, None meaning any."""
-    present = {column: value for column, value in filters.items() if value is not None}
+@dataclass(frozen=True)
+class PingQuery:
+    """Which pings a list shows: column equalities of PING_FILTERS (None meaning any), pings a buyer
+    won a bid in, a received-at window, and the page (after `cursor`, `limit` of them)."""
+
+    filters: Mapping[str, str | None]
+    buyer: str | None = None
+    start: int | None = None
+    end: int | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+async def page_pings(store: Store, query: PingQuery) -> dict[str, Any]:
+    """Pings newest first (no waterfall, no timeline)."""
+    present = {column: value for column, value in query.filters.items() if value is not None}
+    limit = query.limit
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        rows = await post_repo.page_pings(tx, filters=present, buyer=buyer, start=start, end=end, cursor=cursor,
-                                          limit=limit + 1)
+        rows = await post_repo.page_pings(tx, filters=present, buyer=query.buyer, start=query.start,
+                                          end=query.end, cursor=query.cursor, limit=limit + 1)
         now = now_ms()
         items = []
         for row in rows[:limit]:

@@ -4,6 +4,7 @@ ledger services: the API's validation, its errors shown by field."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -131,9 +132,20 @@ def parse_schedule(text: str) -> dict[str, Any] | None:
     return {"windows": windows} if windows else None
 
 
-async def _contract_page(request: Request, session: ConsoleSession, ident: str, *, status: int = 200,
-                         problems: dict[str, str] | None = None, entered: dict[str, str] | None = None,
-                         done: str | None = None) -> Response:
+@dataclass(frozen=True)
+class _FormState:
+    """What the contract page shows beside the contract: the answer's status, errors by field, the
+    values as entered (after a refused edit) and a confirmation."""
+
+    status: int = 200
+    problems: dict[str, str] | None = None
+    entered: dict[str, str] | None = None
+    done: str | None = None
+
+
+async def _contract_page(request: Request, session: ConsoleSession, ident: str,
+                         form: _FormState = _FormState()) -> Response:
+    status, problems, entered, done = form.status, form.problems, form.entered, form.done
     svc = services(request)
     contract = await svc.admin.get("contract", ident)
     now = now_ms()
@@ -159,7 +171,7 @@ async def _contract_page(request: Request, session: ConsoleSession, ident: str, 
 @router.get("/contracts/{ident}")
 async def contract(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session),
                    done: str | None = Message()) -> Response:
-    return await _contract_page(request, session, ident, done=done)
+    return await _contract_page(request, session, ident, _FormState(done=done))
 
 
 FIELDS = {"price_cents": "price", "exclusive_price_cents": "exclusive_price", "caps.daily": "caps_daily",
@@ -185,8 +197,8 @@ async def edit_contract(request: Request, ident: str = IdPath,
                    "schedule": parse_schedule(form.get("schedule"))}
         await services(request).admin.patch("contract", ident, changes)
     except errors.ValidationFailed as exc:
-        return await _contract_page(request, session, ident, status=422, problems=field_errors(exc, FIELDS),
-                                    entered=entered)
+        return await _contract_page(request, session, ident, _FormState(
+            status=422, problems=field_errors(exc, FIELDS), entered=entered))
     return back(f"/console/contracts/{ident}", done="Saved.")
 
 

@@ -98,9 +98,7 @@ async def overview(store: Store, *, now: int) -> dict[str, Any]:
 async def _store_closed_days(store: Store, totals: dict[str, dict[str, int]], *, now: int) -> None:
     async def write(tx: Tx) -> None:
         for day, figures in totals.items():
-            await console_repo.put_day_totals(tx, day=day, sales=figures["sales"], reversed_=figures["reversed"],
-                                              revenue_cents=figures["revenue_cents"],
-                                              payout_cents=figures["payout_cents"], now=now)
+            await console_repo.put_day_totals(tx, day=day, totals=figures, now=now)
 
     await store.write(write)
 

@@ -22,16 +22,22 @@ def Short() -> Any:
     return Query(None, max_length=64)
 
 
+class Notice:
+    """A page's confirmation or problem after a form posted back to it (query parameters)."""
+
+    def __init__(self, done: str | None = Query(None, max_length=200),
+                 problem: str | None = Query(None, max_length=300)) -> None:
+        self.done, self.problem = done, problem
+
+
 @router.get("/sales")
 async def sales(request: Request, session: ConsoleSession = Depends(admin_session), buyer: str | None = Short(),
-                status: str | None = Short(), cursor: str | None = Short(),
-                done: str | None = Query(None, max_length=200),
-                problem: str | None = Query(None, max_length=300)) -> Response:
+                status: str | None = Short(), cursor: str | None = Short(), notice: Notice = Depends()) -> Response:
     result = await money.page_sales(services(request).store, filters={"buyer_id": buyer or None,
                                                                       "status": status or None},
                                     cursor=cursor, limit=50)
     return page(request, "sales.html", session, sales=result["items"], next_cursor=result["next_cursor"],
-                params={"buyer": buyer or "", "status": status or ""}, done=done, problem=problem)
+                params={"buyer": buyer or "", "status": status or ""}, done=notice.done, problem=notice.problem)
 
 
 @router.post("/sales/{ident}/reverse")

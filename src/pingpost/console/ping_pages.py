@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from pingpost.admin.views import page_pings, ping_record, ping_view
+from pingpost.admin.views import PingQuery, page_pings, ping_record, ping_view
 from pingpost.console.overview_pages import every
 from pingpost.console.sessions import ConsoleSession
 from pingpost.console.web import ConsoleRoute, admin_session, page
@@ -22,25 +22,30 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 STATUSES = ("bids", "no_bids", "sold", "unsold")
 
 
-def Filter() -> Any:
-    """A fresh query parameter each time: FastAPI keeps a parameter's alias on its object."""
-    return Query(None, max_length=64)
+class PingFilters:
+    """The list's filters (query parameters; an empty value means any)."""
 
+    def __init__(self, offer: str | None = Query(None, max_length=64),
+                 campaign: str | None = Query(None, max_length=64), partner: str | None = Query(None, max_length=64),
+                 status: str | None = Query(None, max_length=64)) -> None:
+        self.offer, self.campaign, self.partner, self.status = offer, campaign, partner, status
 
-def _filters(offer: str | None, campaign: str | None, partner: str | None, status: str | None) -> dict[str, Any]:
-    return {"offer_id": offer or None, "campaign_id": campaign or None, "partner_id": partner or None,
-            "status": status or None}
+    def columns(self) -> dict[str, str | None]:
+        return {"offer_id": self.offer or None, "campaign_id": self.campaign or None,
+                "partner_id": self.partner or None, "status": self.status or None}
+
+    def params(self) -> dict[str, str]:
+        return {"offer": self.offer or "", "campaign": self.campaign or "", "partner": self.partner or "",
+                "status": self.status or ""}
 
 
 @router.get("/pings")
-async def pings(request: Request, session: ConsoleSession = Depends(admin_session), offer: str | None = Filter(),
-                campaign: str | None = Filter(), partner: str | None = Filter(), status: str | None = Filter(),
-                cursor: str | None = Filter()) -> Response:
+async def pings(request: Request, session: ConsoleSession = Depends(admin_session),
+                filters: PingFilters = Depends(), cursor: str | None = Query(None, max_length=64)) -> Response:
     svc = services(request)
-    result = await page_pings(svc.store, filters=_filters(offer, campaign, partner, status), cursor=cursor,
-                              limit=50)
+    result = await page_pings(svc.store, PingQuery(filters=filters.columns(), cursor=cursor, limit=50))
     items = result["items"]
-    params = {"offer": offer or "", "campaign": campaign or "", "partner": partner or "", "status": status or ""}
+    params = filters.params()
     return page(request, "pings.html", session, pings=items, next_cursor=result["next_cursor"], params=params,
                 live=cursor is None, newest=items[0]["ping_id"] if items else "png_",
                 offers=await every(svc.admin, "offer"), campaigns=await every(svc.admin, "campaign"),
@@ -49,11 +54,9 @@ async def pings(request: Request, session: ConsoleSession = Depends(admin_sessio
 
 @router.get("/pings/live")
 async def pings_live(request: Request, session: ConsoleSession = Depends(admin_session),
-                     after: str = Query("png_", max_length=64), offer: str | None = Filter(),
-                     campaign: str | None = Filter(), partner: str | None = Filter(),
-                     status: str | None = Filter()) -> Response:
+                     after: str = Query("png_", max_length=64), filters: PingFilters = Depends()) -> Response:
     """The rows of pings newer than `after` and the next poller (htmx, every second)."""
-    present = {k: v for k, v in _filters(offer, campaign, partner, status).items() if v is not None}
+    present = {k: v for k, v in filters.columns().items() if v is not None}
 
     async def unit(tx: Tx) -> list[dict[str, Any]]:
         now = now_ms()
@@ -61,7 +64,7 @@ async def pings_live(request: Request, session: ConsoleSession = Depends(admin_s
                 await console_repo.pings_after(tx, after=after, filters=present, limit=50)]
 
     fresh = await services(request).store.read(unit)
-    params = {"offer": offer or "", "campaign": campaign or "", "partner": partner or "", "status": status or ""}
+    params = filters.params()
     return page(request, "pings_live.html", session, pings=fresh, params=params,
                 newest=fresh[0]["ping_id"] if fresh else after)
 

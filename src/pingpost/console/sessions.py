@@ -51,8 +51,9 @@ async def sign_in(store: Store, key: str) -> tuple[str, ConsoleSession] | None:
             return None
         now = now_ms()
         await console_repo.delete_idle_sessions(tx, seen_before=now - IDLE_MS)
-        await console_repo.insert_session(tx, id_sha256=id_sha256, key_id=row["id"], key_sha256=digest,
-                                          kind=row["kind"], buyer_id=row["buyer_id"], csrf_token=csrf_token, now=now)
+        await console_repo.insert_session(tx, {"id_sha256": id_sha256, "key_id": row["id"], "key_sha256": digest,
+                                               "kind": row["kind"], "buyer_id": row["buyer_id"],
+                                               "csrf_token": csrf_token}, now=now)
         return ConsoleSession(id_sha256=id_sha256, kind=row["kind"], buyer_id=row["buyer_id"], key_id=row["id"],
                               csrf_token=csrf_token)
 

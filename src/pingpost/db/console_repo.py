@@ -12,13 +12,12 @@ from pingpost.db.store import Tx
 # --- sessions ----------------------------------------------------------------------------------
 
 
-async def insert_session(tx: Tx, *, id_sha256: str, key_id: str, key_sha256: str, kind: str,
-                         buyer_id: str | None, csrf_token: str, now: int) -> None:
+async def insert_session(tx: Tx, session: Mapping[str, Any], *, now: int) -> None:
+    """A new session row: `id_sha256`, `key_id`, `key_sha256`, `kind`, `buyer_id`, `csrf_token`."""
     await tx.execute(
         "INSERT INTO console_sessions (id_sha256, key_id, key_sha256, kind, buyer_id, csrf_token, created_at, "
-        "last_seen_at) VALUES (:h, :k, :ks, :kind, :b, :csrf, :now, :now)",
-        {"h": id_sha256, "k": key_id, "ks": key_sha256, "kind": kind, "b": buyer_id, "csrf": csrf_token,
-         "now": now})
+        "last_seen_at) VALUES (:id_sha256, :key_id, :key_sha256, :kind, :buyer_id, :csrf_token, :now, :now)",
+        {**session, "now": now})
 
 
 async def session_by_hash(tx: Tx, id_sha256: str) -> Any:
@@ -91,8 +90,10 @@ async def day_totals(tx: Tx, days: Sequence[str]) -> list[Any]:
     return list(await tx.fetch("SELECT * FROM console_day_totals WHERE day IN (:days)", {"days": list(days)}))
 
 
-async def put_day_totals(tx: Tx, *, day: str, sales: int, reversed_: int, revenue_cents: int, payout_cents: int,
-                         now: int) -> None:
+async def put_day_totals(tx: Tx, *, day: str, totals: Mapping[str, int], now: int) -> None:
+    """A closed day's sales figures (`sales`, `reversed`, `revenue_cents`, `payout_cents`)."""
+    sales, reversed_, revenue_cents, payout_cents = (totals["sales"], totals["reversed"], totals["revenue_cents"],
+                                                     totals["payout_cents"])
     await tx.execute(
         "INSERT INTO console_day_totals (day, sales, reversed, revenue_cents, payout_cents, computed_at) "
         "VALUES (:d, :s, :r, :rev, :pay, :now) ON CONFLICT (day) DO UPDATE SET sales = excluded.sales, "
