@@ -48,7 +48,8 @@ class AiohttpRtbBidder:
         for contract_id, task in tasks.items():
             if task in done and not task.cancelled() and task.exception() is None:
                 results[contract_id] = task.result()
-            else:
+            else:  # cut by the auction's deadline: counted as the timeout it is (the task never got to)
+                BID_OUTCOMES.labels(contract_id, Outcome.BID_TIMEOUT.value).inc()
                 results[contract_id] = BidResult(Outcome.BID_TIMEOUT, detail="auction_deadline",
                                                  latency_ms=deadline_ms)
         return results
