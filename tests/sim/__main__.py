@@ -8,6 +8,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
+
+import orjson
 
 from tests.sim.injector import FaultRates
 from tests.sim.simulation import Options, Result, run_seed
@@ -33,15 +36,16 @@ def describe(result: Result, *, steps: int, tail: int = TRACE_TAIL) -> str:
 
 
 async def run_seeds(store: str, seeds: Iterable[int], *, steps: int, instances: int = 3,
-                    rates: FaultRates | None = None, budget_s: float | None = None, keep_going: bool = False,
-                    report: Callable[[Result], None] | None = None) -> list[Result]:
-    """Run seeds in order until they are done or `budget_s` is spent (a seed started always finishes)."""
+                    rates: FaultRates | None = None, budget_s: float | None = None, min_seeds: int = 1,
+                    keep_going: bool = False, report: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run seeds in order until they are done or `budget_s` is spent after at least `min_seeds` (a seed
+    started always finishes)."""
     started = time.monotonic()
     results: list[Result] = []
     databases = Databases(store, os.environ.get("PINGPOST_TEST_POSTGRES_URL"))
     try:
         for seed in seeds:
-            if budget_s is not None and results and time.monotonic() - started >= budget_s:
+            if budget_s is not None and len(results) >= min_seeds and time.monotonic() - started >= budget_s:
                 break
             result = await run_seed(Options(seed=seed, store=store, steps=steps, instances=instances,
                                             rates=rates or FaultRates(), keep_going=keep_going), databases)
@@ -67,10 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-going", action="store_true",
                         help="do not stop at a violation: report each invariant's first violation per seed")
     parser.add_argument("--trace", action="store_true", help="print the whole trace of every seed")
+    parser.add_argument("--json", action="store_true", help="one JSON line per seed (for surveys)")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.seeds)
 
     def report(result: Result) -> None:
+        if args.json:
+            found = [asdict(f) for f in result.findings]
+            if result.failure is not None:
+                found.append({**asdict(result.failure), "seconds": result.seconds})
+            print(orjson.dumps({"seed": result.seed, "store": result.store, "steps": result.steps,
+                                "seconds": result.seconds, "findings": found}).decode(), flush=True)
+            return
         print(describe(result, steps=args.steps), flush=True)
         if args.trace:
             print("\n".join(f"    {line}" for line in result.trace), flush=True)

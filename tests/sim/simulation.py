@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
+import shutil
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import CURRENT_ACTION, FaultInjector, FaultRates
 from tests.sim.model import Model
 from tests.sim.scenario import VERTICAL, Scenario, draw
-from tests.sim.world import ADMIN_TOKEN, Databases, Instance, checker_store, reset_ids
+from tests.sim.world import ADMIN_TOKEN, Databases, Instance, checker_store, fixed_ids
 
 MAX_CALL_MS = 3600 * 1000  # the calls offer's max_call_duration_s
 CALL_MARGIN_MS = 10 * 60_000  # complete a connected call this long before it could lapse
@@ -183,10 +184,21 @@ class Simulation:
 
     async def run(self) -> Result:
         started = self._started = time.perf_counter()
-        reset_ids(self.opts.seed)
         failure: Failure | None = None
         self.log(f"seed {self.opts.seed} store {self.opts.store}: start {self.scenario.start_note}, "
                  f"skews {self.scenario.skews_ms} ms, rules {[o.get('distribution') for o in self.scenario.offers]}")
+        try:
+            with fixed_ids(self.opts.seed):
+                await self._run_steps()
+        except Violation as v:
+            failure = Failure(v.invariant, v.detail, self.step_no)
+        except Exception as exc:
+            failure = Failure("no_unexpected_exception", f"{type(exc).__name__}: {exc}", self.step_no)
+            self.trace += traceback.format_exception(exc)[-6:]
+        return Result(self.opts.seed, self.opts.store, self.step_no, time.perf_counter() - started, failure,
+                      self.trace, self.injector.seen, self.injector.injected, list(self.findings.values()))
+
+    async def _run_steps(self) -> None:
         try:
             async with checker_store(self.url, self.clock) as checker:
                 self._checker = checker
@@ -200,15 +212,9 @@ class Simulation:
                     await self._step()
                     await invariants.check(self)
                     self._raise_violations()
-        except Violation as v:
-            failure = Failure(v.invariant, v.detail, self.step_no)
-        except Exception as exc:
-            failure = Failure("no_unexpected_exception", f"{type(exc).__name__}: {exc}", self.step_no)
         finally:
             for inst in self.instances:
                 await inst.stop()
-        return Result(self.opts.seed, self.opts.store, self.step_no, time.perf_counter() - started, failure,
-                      self.trace, self.injector.seen, self.injector.injected, list(self.findings.values()))
 
     def _raise_violations(self) -> None:
         if self.violations and self.opts.keep_going:
@@ -348,8 +354,9 @@ class Simulation:
 
 async def run_seed(opts: Options, databases: Databases) -> Result:
     url = await databases.create()
-    workdir = Path(tempfile.mkdtemp(prefix="pingpost-sim-run-"))
+    workdir = databases.workdir()
     try:
         return await Simulation(opts, url, workdir).run()
     finally:
         await databases.drop(url)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -45,6 +45,10 @@ class Databases:
         self._template: str | None = None
         self._made: list[str] = []
 
+    def workdir(self) -> Path:
+        """A directory for one run's files (removed when this closes)."""
+        return Path(tempfile.mkdtemp(dir=self._dir))
+
     def _pg_url(self, name: str) -> str:
         return self._pg_admin.rsplit("/", 1)[0] + f"/{name}"
 
@@ -92,11 +96,17 @@ class Databases:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def reset_ids(seed: int) -> None:
+@contextmanager
+def fixed_ids(seed: int) -> Iterator[None]:
     """Generated ids are milliseconds + a process tag + a counter: fix the tag and the counter so a
-    seed replays the same ids (the milliseconds come from the simulated clocks)."""
+    seed replays the same ids (the milliseconds come from the simulated clocks); restored after."""
+    saved = ids._process_tag, ids._counter
     ids._process_tag = f"{seed & 0xFFFFFF:06x}"
     ids._counter = itertools.count(0)
+    try:
+        yield
+    finally:
+        ids._process_tag, ids._counter = saved
 
 
 class Instance:
