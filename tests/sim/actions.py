@@ -452,7 +452,7 @@ def change_caps(sim: Simulation) -> Action:
 
 def tick(sim: Simulation) -> Action:
     """A small step of time, run among other actions (it lands somewhere in their interleaving)."""
-    ms = sim.rng.choice([50, 400, 1500, 4000, 9000, 20_000])
+    ms = sim.rng.choice([50, 400, 1500, 1500, 4000, 9000, 20_000])
 
     async def run(inst: Instance) -> str:
         sim.clock.advance(ms)
@@ -465,9 +465,9 @@ def leap(sim: Simulation) -> Action:
     """A large move: to just before the next local midnight of some zone, or minutes to hours on."""
     rng, clock = sim.rng, sim.clock
     now = clock.now_ms()
-    if rng.random() < 0.5:
+    if rng.random() < 0.6:
         zone = rng.choice(ZONES)
-        target = next_boundary_ms(now, zone) - rng.randint(300, 15_000)
+        target = next_boundary_ms(now, zone) - rng.randint(200, 6000)
         how = f"to {target - now}ms before midnight {zone}"
     else:
         target = now + rng.choice([2 * MINUTE, 15 * MINUTE, HOUR, 5 * HOUR, 20 * HOUR])

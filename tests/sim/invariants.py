@@ -34,6 +34,7 @@ class Tables:
     pings: dict[str, dict[str, Any]]
     sales: list[dict[str, Any]]
     dedup: list[dict[str, Any]]
+    claimed: dict[str, int]  # bid id -> when its delivery was claimed (a post's T1, a direct attempt, connected)
     text: str  # every stored text column where PII must never appear
 
 
@@ -55,14 +56,16 @@ async def load(tx: Tx) -> Tables:
         "HAVING COUNT(e.id) < 2 OR SUM(e.amount_cents) <> 0")]
     pings = {r["id"]: dict(r) for r in await tx.fetch(
         "SELECT id, mode, channel, status, test, received_at, lead, consumer, bids, waterfall FROM pings")}
-    sales = rows(await tx.fetch("SELECT id, ping_id, buyer_id, contract_id, status, created_at, channel FROM sales"))
+    sales = rows(await tx.fetch(
+        "SELECT id, ping_id, bid_id, buyer_id, contract_id, status, created_at, channel FROM sales"))
+    claimed = {r["bid_id"]: int(r["created_at"]) for r in await tx.fetch("SELECT bid_id, created_at FROM deliveries")}
     dedup = rows(await tx.fetch("SELECT buyer_id, hash_hmac, sale_id, sold_at FROM dedup_records"))
     texts = [str(r[c] or "") for r in pings.values() for c in ("lead", "consumer", "bids", "waterfall")]
     for sql in ("SELECT detail AS t FROM ping_events", "SELECT detail AS t FROM deliveries",
                 "SELECT buyer_lead_id AS t FROM deliveries", "SELECT answer AS t FROM call_events",
                 "SELECT body AS t FROM idempotency_keys"):
         texts += [str(r["t"] or "") for r in await tx.fetch(sql)]
-    return Tables(reservations, usage, funds, ledger, unbalanced, pings, sales, dedup, "\n".join(texts))
+    return Tables(reservations, usage, funds, ledger, unbalanced, pings, sales, dedup, claimed, "\n".join(texts))
 
 
 def live_counts(reservations: list[dict[str, Any]], now: int,
@@ -152,34 +155,49 @@ def _funds_and_ledger(sim: Simulation, t: Tables) -> None:
 
 
 def _dedup(sim: Simulation, t: Tables) -> None:
-    """At most one sale per buyer and consumer within the later contract's dedup window. A post or
-    direct post re-checks dedup on the full lead, so any two such sales are a violation; a call is
-    decided at its ping, which sees only the hashes it carried and sales made before it."""
+    """At most one sale per buyer and consumer within the dedup window of the contract that decided
+    later. A post or direct post decides in its claiming write, which sees every sale recorded before
+    it (and the claims serialise per buyer, so of two such sales the later must have seen the other);
+    a call is decided at its ping, which sees only the hashes it carried and sales recorded before it.
+    Times written by different hosts compare only beyond their skew (DEDUP_SLACK_MS)."""
     sales = {s["id"]: s for s in t.sales if s["status"] in ("charged", "pending", "reversed")}
     bought: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for d in t.dedup:
         sale = sales.get(d["sale_id"])
         if sale is not None:
             bought[(d["buyer_id"], d["hash_hmac"])].append(sale)
-    reported: set[tuple[str, str]] = set()
+
+    def window(sale: dict[str, Any]) -> int:
+        return sim.scenario.contract(sale["contract_id"]).dedup_days * DAY_MS - DEDUP_SLACK_MS
+
+    def recorded(sale: dict[str, Any]) -> int:  # when its claim wrote the dedup rows
+        return t.claimed.get(sale["bid_id"], int(sale["created_at"]))
+
+    def saw(later: dict[str, Any], earlier: dict[str, Any], digest: str) -> bool:
+        """`later`'s own check must have found `earlier`."""
+        if abs(int(later["created_at"]) - int(earlier["created_at"])) >= window(later):
+            return False
+        if later["channel"] != "form":
+            ping = t.pings[later["ping_id"]]
+            return digest in orjson.loads(ping["consumer"]).values() and \
+                int(ping["received_at"]) > recorded(earlier) + DEDUP_SLACK_MS
+        return recorded(later) > recorded(earlier) + DEDUP_SLACK_MS
+
     for (buyer, digest), group in bought.items():
         group.sort(key=lambda s: (int(s["created_at"]), s["id"]))
-        for i, later in enumerate(group):
-            days = sim.scenario.contract(later["contract_id"]).dedup_days
-            ping = t.pings[later["ping_id"]]
-            for earlier in group[:i]:
-                gap = int(later["created_at"]) - int(earlier["created_at"])
-                if not days or gap >= days * DAY_MS - DEDUP_SLACK_MS or (earlier["id"], later["id"]) in reported:
-                    continue
-                if later["channel"] != "form" and (
-                        digest not in orjson.loads(ping["consumer"]).values()
-                        or int(earlier["created_at"]) >= int(ping["received_at"]) - DEDUP_SLACK_MS):
-                    continue
-                reported.add((earlier["id"], later["id"]))
-                sim.violation("one_sale_per_buyer_and_consumer",
-                              f"{buyer} bought one consumer twice {gap // 1000}s apart ({earlier['id']} via "
-                              f"{earlier['contract_id']} {earlier['channel']}, {later['id']} via "
-                              f"{later['contract_id']} {later['channel']}; dedup_days {days})")
+        for i, b in enumerate(group):
+            for a in group[:i]:
+                both_posts = a["channel"] == b["channel"] == "form"
+                close = abs(recorded(a) - recorded(b)) <= DEDUP_SLACK_MS
+                # Two posts' claims serialise: whichever came second saw the first, even when their
+                # hosts' clocks cannot tell which (then both windows must cover the gap).
+                unordered = both_posts and close and min(window(a), window(b)) > abs(
+                    int(a["created_at"]) - int(b["created_at"]))
+                if unordered or saw(b, a, digest) or saw(a, b, digest):
+                    sim.violation("one_sale_per_buyer_and_consumer",
+                                  f"{buyer} bought one consumer twice ({a['id']} via {a['contract_id']} "
+                                  f"{a['channel']}, {b['id']} via {b['contract_id']} {b['channel']}, claimed "
+                                  f"{(recorded(b) - recorded(a)) // 1000}s apart)")
 
 
 def _waterfalls(sim: Simulation, t: Tables) -> None:
