@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from pingpost.app import create_app
+from pingpost.clock import CONTEXT
 from pingpost.config import Settings
 from pingpost.db.migrate import migrate
 from pingpost.db.store import Store, open_store
@@ -93,7 +94,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    s = await open_store(settings.database_url)
+    # Shared decisions follow the test's clock (`use_clock`) on PostgreSQL too, not the database's.
+    s = await open_store(settings.database_url, shared_clock=CONTEXT)
     yield s
     await s.close()
 

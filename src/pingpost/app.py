@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pingpost import errors
 from pingpost.admin.endpoints import router as admin_router
@@ -25,22 +25,38 @@ from pingpost.auction.snapshot import SnapshotCache
 from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
 from pingpost.config import Settings
 from pingpost.db.store import Store, open_store
-from pingpost.delivery.buyer_client import AiohttpBuyerClient, BuyerClient
 from pingpost.delivery.call_endpoints import router as calls_router
 from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
-from pingpost.delivery.idempotency import Idempotency
 from pingpost.delivery.service import PostService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
+from pingpost.idempotency import Idempotency
 from pingpost.ledger.service import LedgerService
 from pingpost.logs import configure_logging
+from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient
 from pingpost.reports.counters import ReportCounters
+from pingpost.services import Services, services
 
 
 class PingpostApp(FastAPI):
     """FastAPI, with `POST /v1/ping` answered straight from the ASGI entry point by `serve_ping`
-    (the documented FastAPI route for it is never reached; see auction/endpoints.py)."""
+    (see auction/endpoints.py: the route FastAPI documents is the one served, without the middleware
+    stack and router, measured as most of a ping's framework cost; docs/performance.md).
+
+    The fast path does itself what the middleware stack does for every other route (the body limit),
+    and nothing more: adding any other middleware makes the application refuse to start, instead of
+    silently skipping the busiest route."""
+
+    FAST_PATH_COVERS: tuple[object, ...] = (BodyLimit,)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        skipped = [m.cls for m in self.user_middleware if not any(m.cls is c for c in self.FAST_PATH_COVERS)]
+        if skipped:
+            names = ", ".join(getattr(cls, "__name__", str(cls)) for cls in skipped)
+            raise RuntimeError(f"middleware {names} would not run on POST /v1/ping's fast path "
+                               "(auction/endpoints.py serve_ping): make the fast path do it too, then allow it here")
+        return super().build_middleware_stack()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/v1/ping" and scope["method"] == "POST":
@@ -58,27 +74,28 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        app.state.store = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
+        opened = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
+        counters: ReportCounters | None = None
+        outbound: BuyerClient | None = None
         try:
-            app.state.secret = load_secret_key(settings)
-            await check_fingerprint(app.state.store, app.state.secret)
-            await ensure_admin_token(app.state.store, settings)
-            app.state.admin = AdminService(app.state.store)
-            app.state.ledger = LedgerService(app.state.store)
-            app.state.counters = ReportCounters(app.state.store)
-            app.state.counters.start()
-            app.state.client = client or AiohttpBuyerClient()
-            app.state.posts = PostService(store=app.state.store, secret=app.state.secret, client=app.state.client,
-                                          grace_ms=settings.delivery_grace_ms)
-            app.state.auction = AuctionService(
-                store=app.state.store, snapshots=SnapshotCache(app.state.store), secret=app.state.secret,
-                rtb=AiohttpRtbBidder(app.state.client), static_fallback_default=settings.static_fallback,
-                counters=app.state.counters, default_rate_limit=settings.ping_rate_limit_per_s)
-            app.state.direct_posts = DirectPostService(store=app.state.store, auction=app.state.auction,
-                                                       posts=app.state.posts)
-            app.state.calls = CallService(store=app.state.store, posts=app.state.posts)
-            app.state.idempotency = Idempotency(app.state.store, lease_ms=settings.idempotency_lease_s * 1000)
-            await app.state.auction.snapshots.current()
+            secret = load_secret_key(settings)
+            await check_fingerprint(opened, secret)
+            await ensure_admin_token(opened, settings)
+            counters = ReportCounters(opened)
+            counters.start()
+            outbound = client or AiohttpBuyerClient()
+            posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
+            auction = AuctionService(
+                store=opened, snapshots=SnapshotCache(opened), secret=secret, rtb=AiohttpRtbBidder(outbound),
+                static_fallback_default=settings.static_fallback, counters=counters,
+                default_rate_limit=settings.ping_rate_limit_per_s)
+            app.state.services = Services(
+                settings=settings, store=opened, secret=secret, admin=AdminService(opened),
+                ledger=LedgerService(opened), counters=counters, client=outbound, posts=posts, auction=auction,
+                direct_posts=DirectPostService(store=opened, auction=auction, posts=posts),
+                calls=CallService(store=opened, posts=posts),
+                idempotency=Idempotency(opened, lease_ms=settings.idempotency_lease_s * 1000))
+            await auction.snapshots.current()
             # Everything alive now lives for the whole process: keep it out of the collector's full
             # passes, which otherwise stalled the event loop for ~70 ms (seen as the RTB p99).
             gc.collect()
@@ -89,17 +106,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             gc.set_threshold(20_000, 20, 20)
             yield
         finally:
-            if getattr(app.state, "counters", None) is not None:
-                await app.state.counters.stop()
-            if client is None and getattr(app.state, "client", None) is not None:
-                await app.state.client.close()
+            if counters is not None:
+                await counters.stop()
+            if client is None and outbound is not None:
+                await outbound.close()
             if own_store:
-                await app.state.store.close()
+                await opened.close()
 
     app = PingpostApp(title="pingpost", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse,
                   description="Real-time lead and call exchange: ping, auction, post, ledger.")
-    app.state.settings = settings
-    app.state.in_flight_pings = 0
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(partner_router)
@@ -117,7 +132,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     @app.get("/readyz", tags=["health"], summary="Database reachable")
     async def readyz(request: Request) -> dict[str, str]:
         try:
-            await request.app.state.store.ping()
+            await services(request).store.ping()
         except Exception:
             raise errors.PingpostError("database unreachable", code="not_ready", status=503) from None
         return {"status": "ready"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from pingpost.config import Settings, is_postgres, sqlite_path
+from pingpost.db import keys_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import now_ms
 from pingpost.security import SecretKey, key_hash, load_or_create_key_file, new_key
@@ -30,14 +32,7 @@ def load_secret_key(settings: Settings) -> SecretKey:
 async def check_fingerprint(store: Store, key: SecretKey) -> None:
     """Record the key's fingerprint on first start; refuse to run with a different key later."""
 
-    async def unit(tx: Tx) -> str | None:
-        # Concurrent first starts (several hosts) race here: the first insert wins, all compare.
-        await tx.execute("INSERT INTO meta (key, value) VALUES ('secret_key_fingerprint', :v) "
-                         "ON CONFLICT (key) DO NOTHING", {"v": key.fingerprint})
-        stored: str | None = await tx.fetchval("SELECT value FROM meta WHERE key = 'secret_key_fingerprint'")
-        return stored
-
-    stored = await store.write(unit)
+    stored = await store.write(lambda tx: keys_repo.record_fingerprint(tx, key.fingerprint))
     if stored is not None and stored != key.fingerprint:
         raise StartupError("PINGPOST_SECRET_KEY does not match the key this database was created with")
 
@@ -52,20 +47,35 @@ async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
         now = now_ms()
         if settings.admin_token:
             digest = key_hash(settings.admin_token)
-            if await tx.fetchval("SELECT 1 FROM api_keys WHERE key_sha256 = :h", {"h": digest}) is None:
-                await tx.execute("DELETE FROM api_keys WHERE id = 'env-admin'")
-                await tx.execute(
-                    "INSERT INTO api_keys (id, kind, buyer_id, name, status, key_sha256, created_at, updated_at) "
-                    "VALUES ('env-admin', 'admin', NULL, 'PINGPOST_ADMIN_TOKEN', 'active', :h, :now, :now) "
-                    "ON CONFLICT DO NOTHING", {"h": digest, "now": now})
+            if not await keys_repo.key_exists(tx, digest):
+                await keys_repo.put_admin_key(tx, ident="env-admin", name="PINGPOST_ADMIN_TOKEN", digest=digest,
+                                              now=now, replace=True)
             return None
-        if await tx.fetchval("SELECT 1 FROM api_keys WHERE kind = 'admin' AND status = 'active'") is not None:
+        if await keys_repo.active_admin_exists(tx):
             return None
         token = new_key("ppa")
-        inserted = await tx.execute(
-            "INSERT INTO api_keys (id, kind, buyer_id, name, status, key_sha256, created_at, updated_at) "
-            "VALUES ('first-admin', 'admin', NULL, 'created at first start', 'active', :h, :now, :now) "
-            "ON CONFLICT DO NOTHING", {"h": key_hash(token), "now": now})
+        inserted = await keys_repo.put_admin_key(tx, ident="first-admin", name="created at first start",
+                                                 digest=key_hash(token), now=now, replace=False)
         return token if inserted else None
 
     return await store.write(unit)
+
+
+async def _first_start(settings: Settings) -> str | None:
+    """Fingerprint check and first admin token, in the parent before any worker starts."""
+    from pingpost.db.store import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        await check_fingerprint(store, load_secret_key(settings))
+        return await ensure_admin_token(store, settings)
+    finally:
+        await store.close()
+
+
+def prepare_database(settings: Settings) -> str | None:
+    """Run migrations and first-start duties once; answer a newly created admin token."""
+    from pingpost.db.migrate import migrate
+
+    migrate(settings.database_url)
+    return asyncio.run(_first_start(settings))

@@ -12,6 +12,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from pingpost import bootstrap
 from pingpost.config import Settings
 
 app = typer.Typer(help="pingpost: a real-time lead and call exchange.", no_args_is_help=True)
@@ -27,30 +28,9 @@ def _settings(database: str | None) -> Settings:
     return settings
 
 
-async def _prepare(settings: Settings) -> str | None:
-    """Fingerprint check and first admin token, in the parent before any worker starts."""
-    from pingpost.bootstrap import check_fingerprint, ensure_admin_token, load_secret_key
-    from pingpost.db.store import open_store
-
-    store = await open_store(settings.database_url)
-    try:
-        await check_fingerprint(store, load_secret_key(settings))
-        return await ensure_admin_token(store, settings)
-    finally:
-        await store.close()
-
-
-def prepare_database(settings: Settings) -> str | None:
-    """Run migrations and first-start duties once; answer a newly created admin token."""
-    from pingpost.db.migrate import migrate
-
-    migrate(settings.database_url)
-    return asyncio.run(_prepare(settings))
-
-
 def announce_token(token: str | None) -> None:
     if token:
-        # Printed once to the console, never to the structured log (SPEC 9).
+        # Printed once to the console, never to the structured log (docs/security.md).
         console.print(f"[bold]Admin token (shown once, store it now):[/bold] {token}")
 
 
@@ -64,7 +44,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
 
     settings = _settings(database)
     try:
-        announce_token(prepare_database(settings))
+        announce_token(bootstrap.prepare_database(settings))
     except StartupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -85,29 +65,17 @@ def db_upgrade(database: str = typer.Option(None, help="database URL")) -> None:
     console.print("database is at the latest migration")
 
 
-async def _apply(settings: Settings, document: Any) -> Any:
-    from pingpost.admin.apply import apply_setup
-    from pingpost.admin.service import AdminService
-    from pingpost.db.store import open_store
-    from pingpost.ledger.service import LedgerService
-
-    store = await open_store(settings.database_url)
-    try:
-        return await apply_setup(document, AdminService(store), LedgerService(store))
-    finally:
-        await store.close()
-
-
 @app.command()
 def apply(file: Path, database: str = typer.Option(None, help="database URL")) -> None:
     """Upsert a declarative setup (YAML) by id, with the admin API's validation."""
     from pingpost import errors
+    from pingpost.admin.apply import apply_file
 
     settings = _settings(database)
-    announce_token(prepare_database(settings))
+    announce_token(bootstrap.prepare_database(settings))
     try:
         document = yaml.safe_load(file.read_text())
-        result = asyncio.run(_apply(settings, document))
+        result = asyncio.run(apply_file(settings, document))
     except yaml.YAMLError as exc:
         console.print(f"[red]not valid YAML: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -188,19 +156,26 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
 
 
 @app.command()
-def bench(database: str = typer.Option(None, help="a PostgreSQL URL (default: a fresh SQLite per scenario)"),
+def bench(database: str = typer.Option(None, help="an empty database's URL, SQLite or PostgreSQL (default: a "
+                                                   "fresh SQLite per scenario)"),
+          reset: bool = typer.Option(False, "--reset", help="let the bench drop pingpost's tables and data in "
+                                                            "--database (refused otherwise if it holds any table)"),
           workers: int = 1, duration: float = typer.Option(5.0, help="seconds per measured phase"),
           rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
           json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
           scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang")) -> None:
-    """The SPEC section 10 benchmark: fixed-price, RTB and hanging-buyer scenarios."""
+    """The benchmark of docs/performance.md: fixed-price, RTB and hanging-buyer scenarios."""
     import orjson
     from rich.table import Table
 
-    from pingpost.bench.run import run_bench
+    from pingpost.bench.run import DatabaseInUse, run_bench
 
-    results = run_bench(database=database, workers=workers, duration=duration, rate=rate,
-                        scenarios=tuple(scenario))
+    try:
+        results = run_bench(database=database, workers=workers, duration=duration, rate=rate,
+                            scenarios=tuple(scenario), reset=reset)
+    except DatabaseInUse as exc:
+        typer.echo(f"pingpost bench: {exc}", err=True)
+        raise typer.Exit(2) from None
     if json_out:
         print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
         return

@@ -56,7 +56,16 @@ class SkewedClock:
         return self.base.now_ms() + self.skew_ms
 
 
+class ContextClock:
+    """Whatever clock the current context uses: a store given this as its shared clock follows the
+    test's or simulator's `use_clock` (on PostgreSQL, instead of the database's clock)."""
+
+    def now_ms(self) -> int:
+        return _current.get().now_ms()
+
+
 SYSTEM = SystemClock()
+CONTEXT = ContextClock()
 _current: ContextVar[Clock] = ContextVar("pingpost_clock", default=SYSTEM)
 
 

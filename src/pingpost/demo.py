@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import yaml
 from rich.console import Console
 from rich.progress import Progress
@@ -35,7 +35,8 @@ FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances"]
 
 
 def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
-    from pingpost.cli import _apply, prepare_database
+    from pingpost.admin.apply import apply_file
+    from pingpost.bootstrap import prepare_database
 
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="pingpost-demo-"))
@@ -44,7 +45,7 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
                         key_file=str(workdir / "pingpost.key"))
     prepare_database(settings)
     setup = yaml.safe_load(EXAMPLE.read_text().replace("127.0.0.1:8700", f"127.0.0.1:{sandbox_port}"))
-    asyncio.run(_apply(settings, setup))
+    asyncio.run(apply_file(settings, setup))
     env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": settings.key_file or "",
            "PINGPOST_JSON_LOGS": "true"}
     base = f"http://127.0.0.1:{port}"
@@ -84,22 +85,21 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
     wins: Counter[str] = Counter()
     totals = {"pings": 0, "sold": 0, "revenue": 0, "payout": 0}
     rng = random.Random(7)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("pings and posts", total=count)
             for i in range(count):
                 lead = {"state": rng.choice(STATES), "zip": f"{rng.randint(10000, 99999)}", "age": rng.randint(62, 80)}
-                answer = (await client.post("/v1/ping", json={"lead": lead, "partner_lead_id": f"demo-{i}"},
-                                            headers=partner)).json()
+                answer = await _json(client, "POST", "/v1/ping", headers=partner,
+                                     json={"lead": lead, "partner_lead_id": f"demo-{i}"})
                 totals["pings"] += 1
-                record = (await client.get(f"/v1/admin/pings/{answer['ping_id']}", headers=admin)).json()
+                record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
                 if answer["status"] == "bids":
                     full = {**lead, "first_name": rng.choice(FIRST), "last_name": "Example",
                             "phone": f"305555{rng.randint(1000, 9999)}"}
-                    result = (await client.post("/v1/post", json={"ping_id": answer["ping_id"], "lead": full,
-                                                                   "consent": {"tcpa": True}},
-                                                headers=partner)).json()
-                    record = (await client.get(f"/v1/admin/pings/{answer['ping_id']}", headers=admin)).json()
+                    result = await _json(client, "POST", "/v1/post", headers=partner, json={
+                        "ping_id": answer["ping_id"], "lead": full, "consent": {"tcpa": True}})
+                    record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
                     for sale in result.get("sales", []):
                         totals["sold"] += 1
                         totals["payout"] += sale["payout_cents"]
@@ -122,34 +122,40 @@ async def _call(console: Console, base: str, token: str) -> None:
     """A phone call: IVR-qualified ping, the winner's transfer fails, the standby takes it, it bills."""
     console.rule("a phone call")
     admin = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        platform = (await client.post("/v1/admin/api-keys", headers=admin,
-                                      json={"kind": "call_platform", "name": "demo telephony"})).json()["key"]
+    async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
+        platform = (await _json(client, "POST", "/v1/admin/api-keys", headers=admin,
+                                json={"kind": "call_platform", "name": "demo telephony"}))["key"]
         tel = {"Authorization": f"Bearer {platform}"}
         lead = {"state": "FL", "zip": "33139", "age": 66, "caller_area_code": "305", "ivr_interested": True}
-        answer = (await client.post("/v1/ping", json={"lead": lead, "channel": "call"},
-                                    headers={"Authorization": f"Bearer {POSTING_KEY}"})).json()
+        answer = await _json(client, "POST", "/v1/ping", json={"lead": lead, "channel": "call"},
+                             headers={"Authorization": f"Bearer {POSTING_KEY}"})
         if not answer["bids"]:
             console.print("no buyer took the call")
             return
         bid = answer["bids"][0]
         console.print(f"call ping {answer['ping_id']}: transfer to {bid['transfer']} for "
                       f"{_usd(bid['payout_cents'])} payout")
-        failed = (await client.post(f"/v1/calls/{answer['ping_id']}/failed", headers=tel,
-                                    json={"bid_id": bid["bid_id"], "reason": "busy"})).json()
+        failed = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/failed", headers=tel,
+                             json={"bid_id": bid["bid_id"], "reason": "busy"})
         nxt = failed.get("next_bid")
         console.print(f"  busy -> next standby: {nxt['transfer'] if nxt else None}")
         if nxt:
             caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550188"}
-            connected = (await client.post(f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
-                                           json={"bid_id": nxt["bid_id"], "lead": caller})).json()
+            connected = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
+                                    json={"bid_id": nxt["bid_id"], "lead": caller})
             console.print(f"  connected: {connected}")
-            completed = (await client.post(f"/v1/calls/{answer['ping_id']}/completed", headers=tel,
-                                           json={"bid_id": nxt["bid_id"], "duration_s": 240})).json()
+            completed = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/completed", headers=tel,
+                                    json={"bid_id": nxt["bid_id"], "duration_s": 240})
             console.print(f"  completed after 240 s: {completed}")
-        record = (await client.get(f"/v1/admin/pings/{answer['ping_id']}", headers=admin)).json()
+        record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
         console.print(_waterfall_table(0, lead, record))
         console.print("  timeline: " + " -> ".join(e["type"] for e in record["events"]))
+
+
+async def _json(client: aiohttp.ClientSession, method: str, path: str, **kwargs: Any) -> Any:
+    """One call to the demo server, its JSON answer (aiohttp: the demo runs on a plain install)."""
+    async with client.request(method, path, **kwargs) as response:
+        return await response.json()
 
 
 def _waterfall_table(n: int, lead: dict[str, Any], record: dict[str, Any]) -> Table:

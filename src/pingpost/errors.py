@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pingpost.domain.leads import LeadProblem
+
 
 class PingpostError(Exception):
     """An error with a stable code, an HTTP status and a details object (never PII)."""
@@ -80,3 +82,12 @@ class RateLimited(PingpostError):
 
 class Overloaded(PingpostError):
     status, code = 503, "overloaded"
+
+
+def lead_problem_error(problem: LeadProblem) -> PingpostError:
+    """A lead that does not fit its vertical: 422 with what is wrong (never the values themselves)."""
+    if problem.kind == "invalid":
+        return ValidationFailed(problem.problems, message="the lead does not fit the vertical")
+    message = {"pii_in_ping": "a ping must not carry PII fields",
+               "unknown_field": "the lead has fields the vertical does not define"}[problem.kind]
+    return Unprocessable(message, code=problem.kind, details={"errors": problem.problems})

@@ -7,13 +7,14 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pingpost import errors
+from pingpost.timefmt import parse_rfc3339
 
 log = structlog.get_logger("pingpost.http")
 
@@ -71,9 +72,8 @@ def unexpected_error_response(exc: Exception) -> Response:
 
 async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
     """The whole request body, refused with 413 once it is over `max_bytes` (declared or streamed)."""
-    for name, value in scope.get("headers", []):
-        if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
-            raise errors.PayloadTooLarge(f"request body over {max_bytes} bytes")
+    if declared_too_large(scope, max_bytes):
+        raise errors.PayloadTooLarge(f"request body over {max_bytes} bytes")
     chunks: list[bytes] = []
     seen = 0
     while True:
@@ -90,7 +90,11 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
 
 
 class BodyLimit:
-    """Refuse bodies over `max_bytes` with 413 before the app reads them (also chunked bodies)."""
+    """Refuse bodies over `max_bytes` with 413 (also chunked bodies) when the app reads them.
+
+    The refusal waits for the first read so that each route checks its key first (an unknown key is
+    401 whatever the body; docs/security.md); a declared length over the limit is refused then,
+    before a byte of the body is read."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -100,20 +104,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    await self._reject(send)
-                    return
-        seen = 0
         max_bytes = self.max_bytes
+        declared_over = declared_too_large(scope, max_bytes)
+        seen = 0
 
         async def limited() -> Message:
             nonlocal seen
+            if declared_over:
+                raise errors.PayloadTooLarge(f"request body over {max_bytes} bytes")
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
@@ -123,12 +121,13 @@ class BodyLimit:
 
         await self.app(scope, limited, send)
 
-    async def _reject(self, send: Send) -> None:
-        exc = errors.PayloadTooLarge(f"request body over {self.max_bytes} bytes")
-        body = orjson.dumps(exc.body())
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """Whether the request's Content-Length says its body is over `max_bytes`."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return value.isdigit() and int(value) > max_bytes
+    return False
 
 
 class Page:
@@ -138,3 +137,17 @@ class Page:
                  cursor: str | None = Query(None, max_length=200)) -> None:
         self.limit = limit
         self.cursor = cursor
+
+
+# A readable or generated resource id in a path (the admin and buyer APIs).
+IdPath = Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def query_time(value: str | None, name: str) -> int | None:
+    """An RFC 3339 `from`/`to` query parameter in epoch milliseconds; 422 naming it when malformed."""
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise errors.ValidationFailed.one(name, "must be an RFC 3339 time") from None

@@ -1,6 +1,6 @@
 """Time-ordered, prefixed ids (png_, bid_, sal_, txn_...).
 
-Random keys scatter inserts over many B-tree pages (DESIGN.md section 8), so generated ids are
+Random keys scatter inserts over many B-tree pages (docs/performance.md), so generated ids are
 milliseconds + a per-process tag + a counter: sortable by creation, unique across processes.
 """
 

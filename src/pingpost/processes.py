@@ -1,4 +1,7 @@
-"""Child `pingpost` processes (server, sandbox buyers) for the demo, the benchmark and tests."""
+"""Child `pingpost` processes (server, sandbox buyers) for the demo, the benchmark and tests.
+
+Runtime dependencies only: `pingpost demo` and `pingpost bench` run on a plain `pip install pingpost`
+(httpx is in the `dev` extra)."""
 
 from __future__ import annotations
 
@@ -8,11 +11,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.client import HTTPException
 from pathlib import Path
 
-import httpx
+# Loopback only: never through a proxy named in the environment.
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:
@@ -36,17 +43,26 @@ def pingpost_process(args: list[str], *, env: dict[str, str] | None, log: Path, 
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"pingpost {args[0]} exited: {log.read_text()[-2000:]}")
-                try:
-                    if httpx.get(ready_url, timeout=1).status_code < 500:
-                        break
-                except httpx.HTTPError:
-                    pass
+                if _answers(ready_url):
+                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"pingpost {args[0]} did not become ready")
                 time.sleep(0.1)
             yield proc
         finally:
             stop(proc, grace_s=grace_s)
+
+
+def _answers(url: str) -> bool:
+    """Whether `url` answers with a status below 500 within a second."""
+    try:
+        with _LOCAL.open(url, timeout=1) as response:
+            return int(response.status) < 500
+    except urllib.error.HTTPError as exc:  # an answer all the same
+        exc.close()
+        return exc.code < 500
+    except (OSError, HTTPException):  # refused, reset, timed out (URLError is an OSError)
+        return False
 
 
 def stop(proc: subprocess.Popen[bytes], *, grace_s: float = 10) -> None:

@@ -17,7 +17,7 @@ def new_key(prefix: str) -> str:
 
 
 def key_hash(key: str) -> str:
-    """SHA-256 of a random key: enough for 256-bit secrets, and cheap on the ping path (DESIGN 7)."""
+    """SHA-256 of a random key: enough for 256-bit secrets, and cheap on the ping path (docs/security.md)."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pingpost import errors
 from pingpost.admin import schemas as admin_schemas
 from pingpost.admin.service import AdminService
+from pingpost.config import Settings
 from pingpost.ledger.service import LedgerService
 
 ORDER = [("verticals", "vertical"), ("offers", "offer"), ("partners", "partner"), ("buyers", "buyer"),
@@ -55,3 +56,14 @@ async def apply_setup(document: Any, admin: AdminService, ledger: LedgerService)
         txn = await ledger.deposit(str(dep.get("buyer")), body.amount_cents, body.reference)
         result.deposits.append(txn["transaction_id"])
     return result
+
+
+async def apply_file(settings: Settings, document: Any) -> ApplyResult:
+    """`apply_setup` over a store of its own (the CLI and the demo)."""
+    from pingpost.db.store import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        return await apply_setup(document, AdminService(store), LedgerService(store))
+    finally:
+        await store.close()

@@ -1,23 +1,22 @@
-"""Admin API (SPEC 5.4): CRUD for every resource, deposits and the ledger."""
+"""Admin API (docs/protocol.md, Operators): CRUD for every resource, deposits and the ledger."""
 
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, create_model
 
 from pingpost.admin import schemas as s
 from pingpost.admin.service import RESOURCES, AdminService
-from pingpost.auth import require_admin
-from pingpost.http import Page
+from pingpost.auth import admin_key
+from pingpost.http import IdPath, Page
 from pingpost.ledger.service import LedgerService
+from pingpost.services import services
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+# The admin token is checked before the body is read (docs/security.md).
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route)
 
 PATHS = {"vertical": "verticals", "offer": "offers", "partner": "partners", "campaign": "campaigns",
          "buyer": "buyers", "contract": "contracts", "api_key": "api-keys"}
-IdPath = Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
 def _patch_model(model: type[BaseModel]) -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (Optional[info.annotation], None)  # noqa: UP045 - a runtime type for create_model
@@ -27,7 +26,7 @@ def _patch_model(model: type[BaseModel]) -> type[BaseModel]:
 
 
 def admin_service(request: Request) -> AdminService:
-    service: AdminService = request.app.state.admin
+    service: AdminService = services(request).admin
     return service
 
 
@@ -63,7 +62,7 @@ for _kind in PATHS:
 
 
 def ledger_service(request: Request) -> LedgerService:
-    service: LedgerService = request.app.state.ledger
+    service: LedgerService = services(request).ledger
     return service
 
 

@@ -8,23 +8,24 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
 from pingpost import errors
-from pingpost.admin.endpoints import IdPath
-from pingpost.admin.pings import _time
 from pingpost.admin.schemas import ReverseIn
-from pingpost.auth import ApiKey, require_admin, require_buyer
-from pingpost.db import post_repo
+from pingpost.auth import ApiKey, admin_key, buyer_key
+from pingpost.db import call_repo, post_repo, sales_repo
+from pingpost.db.ledger_repo import record_transaction, sale_entries_of
 from pingpost.db.store import Store, Tx
-from pingpost.domain.money import Entry, reversal_entries
+from pingpost.domain.money import reversal_entries
 from pingpost.domain.outcomes import PostOutcome
-from pingpost.http import Page
+from pingpost.http import IdPath, Page, query_time
 from pingpost.ids import now_ms
-from pingpost.ledger.service import record_transaction, transaction_view
+from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import ReportCounters
 from pingpost.reports.summary import summary
+from pingpost.services import services
 from pingpost.timefmt import rfc3339
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
-buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"])
+# The admin token is checked before the body is read (docs/security.md).
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route)
+buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"], route_class=buyer_key.route)
 
 
 def sale_view(row: Any) -> dict[str, Any]:
@@ -35,22 +36,13 @@ def sale_view(row: Any) -> dict[str, Any]:
             "status": row["status"], "created_at": rfc3339(row["created_at"])}
 
 
-async def list_sales(store: Store, page: Page, filters: dict[str, Any]) -> dict[str, Any]:
-    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
-    params: dict[str, Any] = {"cursor": page.cursor, "lim": page.limit + 1}
-    for column, value in filters.items():
-        if value is None:
-            continue
-        if column == "start":
-            where.append("created_at >= :start")
-        elif column == "end":
-            where.append("created_at < :end")
-        else:
-            where.append(f"{column} = :{column}")
-        params[column] = value
+async def list_sales(store: Store, page: Page, filters: dict[str, Any], *, start: int | None = None,
+                     end: int | None = None) -> dict[str, Any]:
+    present = {column: value for column, value in filters.items() if value is not None}
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        rows = await tx.fetch(f"SELECT * FROM sales WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params)
+        rows = await sales_repo.page_sales(tx, filters=present, start=start, end=end, cursor=page.cursor,
+                                           limit=page.limit + 1)
         return {"items": [sale_view(r) for r in rows[:page.limit]],
                 "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
 
@@ -64,27 +56,20 @@ async def admin_sales(request: Request, page: Page = Depends(),
                       status: str | None = Query(None, max_length=32),
                       from_: str | None = Query(None, alias="from", max_length=40),
                       to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
-    return await list_sales(request.app.state.store, page, {
-        "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status,
-        "start": _time(from_, "from"), "end": _time(to, "to")})
+    return await list_sales(services(request).store, page, {
+        "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status},
+        start=query_time(from_, "from"), end=query_time(to, "to"))
 
 
 @router.get("/sales/{ident}", summary="One sale")
 async def admin_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
-    row = await request.app.state.store.read(lambda tx: tx.fetchrow("SELECT * FROM sales WHERE id = :id",
-                                                                    {"id": ident}))
+    row = await services(request).store.read(lambda tx: sales_repo.sale(tx, ident))
     if row is None:
         raise errors.NotFound("sale", ident)
     return sale_view(row)
 
 
 # --- reconciliation ------------------------------------------------------------------------------
-
-_UNKNOWN = ("SELECT d.*, r.expires_at AS reservation_expires_at FROM deliveries d "
-            "LEFT JOIN pings p ON p.id = d.ping_id "
-            "LEFT JOIN reservations r ON r.bid_id = d.bid_id "
-            "WHERE d.state = 'pending' AND (r.expires_at IS NULL OR r.expires_at <= :now OR r.state <> 'posting')")
-
 
 def delivery_view(row: Any) -> dict[str, Any]:
     return {"delivery_id": row["id"], "ping_id": row["ping_id"], "bid_id": row["bid_id"],
@@ -96,27 +81,29 @@ def delivery_view(row: Any) -> dict[str, Any]:
 @router.get("/reconciliation", summary="Deliveries whose result is unknown (a crash mid-delivery)")
 async def reconciliation(request: Request, page: Page = Depends()) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        rows = await tx.fetch(_UNKNOWN + " AND (CAST(:cursor AS TEXT) IS NULL OR d.id > :cursor) "
-                              "ORDER BY d.id LIMIT :lim", {"now": now_ms(), "cursor": page.cursor,
-                                                          "lim": page.limit + 1})
+        rows = await sales_repo.unknown_deliveries(tx, now=await tx.now_ms(), cursor=page.cursor,
+                                                   limit=page.limit + 1)
         return {"items": [delivery_view(r) for r in rows[:page.limit]],
                 "next_cursor": rows[page.limit - 1]["id"] if len(rows) > page.limit else None}
 
-    result: dict[str, Any] = await request.app.state.store.read(unit)
+    result: dict[str, Any] = await services(request).store.read(unit)
     return result
 
 
 async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        row = await tx.fetchrow(_UNKNOWN + " AND d.id = :id", {"now": now_ms(), "id": delivery_id})
+        row = await sales_repo.unknown_delivery(tx, delivery_id, now=await tx.now_ms())
         if row is None:
-            exists = await tx.fetchval("SELECT state FROM deliveries WHERE id = :id", {"id": delivery_id})
+            exists = await sales_repo.delivery_state(tx, delivery_id)
             if exists is None:
                 raise errors.NotFound("delivery", delivery_id)
             raise errors.Conflict("this delivery is not awaiting reconciliation", details={"state": exists})
         ping = await post_repo.load_ping(tx, row["ping_id"])
         bid = next(b for b in orjson.loads(ping["bids"]) if b["bid_id"] == row["bid_id"])
         now = now_ms()
+        if ping["channel"] in ("call", "callback"):
+            return await _settle_call_data_post(tx, delivery_id=delivery_id, ping=ping, bid=bid, action=action,
+                                                now=now)
         sale_id = None
         state = "recorded" if action == "record-sale" else "voided"
         await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
@@ -133,11 +120,35 @@ async def _settle(request: Request, delivery_id: str, action: str) -> dict[str, 
         await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
                                   detail=state)
         if sale_id:
-            await tx.execute("UPDATE pings SET status = 'sold' WHERE id = :p", {"p": ping["id"]})
+            await post_repo.set_ping_status(tx, ping["id"], "sold")
         return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
 
-    result: dict[str, Any] = await request.app.state.store.write(unit)
+    result: dict[str, Any] = await services(request).store.write(unit)
     return result
+
+
+async def _settle_call_data_post(tx: Tx, *, delivery_id: str, ping: Any, bid: dict[str, Any], action: str,
+                                 now: int) -> dict[str, Any]:
+    """Settle the data post of a call: only the delivery record changes, never billing.
+
+    A call is billed by its events (`connected`, `completed`), not by the data post, so `record-sale`
+    charges nothing more and answers the call's sale, and `void` is refused while the call has a sale
+    that is charged or pending: to refund the buyer, reverse the sale (docs/crash-safety.md)."""
+    sale = await call_repo.find_sale(tx, bid["bid_id"])
+    if action == "void" and sale is not None and sale["status"] in ("charged", "pending"):
+        raise errors.Conflict(
+            f"this call's sale is {sale['status']}; voiding its data post would not refund it: reverse the sale "
+            f"(POST /v1/admin/sales/{sale['id']}/reverse) before voiding", code="sale_exists",
+            details={"sale_id": sale["id"], "status": sale["status"]})
+    state = "recorded" if action == "record-sale" else "voided"
+    await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
+                                    outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded"
+                                    else PostOutcome.POST_UNKNOWN.value, detail=f"reconciled: {state}",
+                                    latency_ms=None, buyer_lead_id=None, now=now)
+    await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
+                              detail=f"data post {state}")
+    return {"delivery_id": delivery_id, "state": state,
+            "sale_id": sale["id"] if sale is not None and state == "recorded" else None}
 
 
 @router.post("/reconciliation/{ident}/record-sale", summary="The buyer has the lead: record the sale")
@@ -154,13 +165,15 @@ async def void(request: Request, ident: str = IdPath) -> dict[str, Any]:
 
 
 @buyer_router.get("/sales", summary="The calling buyer's own sales")
-async def buyer_sales(request: Request, page: Page = Depends(), key: ApiKey = Depends(require_buyer)) -> dict[str, Any]:
-    return await list_sales(request.app.state.store, page, {"buyer_id": key.buyer_id})
+async def buyer_sales(request: Request, page: Page = Depends(), key: ApiKey = Depends(buyer_key)) -> dict[str, Any]:
+    return await list_sales(services(request).store, page, {"buyer_id": key.buyer_id})
 
 
 @buyer_router.get("/balance", summary="The calling buyer's balance, holds and available funds")
-async def buyer_balance(request: Request, key: ApiKey = Depends(require_buyer)) -> dict[str, Any]:
-    view = await request.app.state.admin.get("buyer", key.buyer_id)
+async def buyer_balance(request: Request, key: ApiKey = Depends(buyer_key)) -> dict[str, Any]:
+    if key.buyer_id is None:  # a buyer key always names its buyer (admin validation)
+        raise errors.Unauthorized("a valid buyer key is required")
+    view = await services(request).admin.get("buyer", key.buyer_id)
     return {k: view[k] for k in ("id", "balance_cents", "holds_cents", "available_cents", "credit_limit_cents")}
 
 
@@ -170,19 +183,15 @@ async def buyer_balance(request: Request, key: ApiKey = Depends(require_buyer)) 
 @router.post("/sales/{ident}/reverse", summary="Refund the buyer and claw back the partner payout")
 async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        sale = await tx.fetchrow("SELECT * FROM sales WHERE id = :id", {"id": ident})
+        sale = await sales_repo.sale(tx, ident)
         if sale is None:
             raise errors.NotFound("sale", ident)
         if sale["status"] != "charged":
             raise errors.Conflict(f"a {sale['status']} sale cannot be reversed", details={"status": sale["status"]})
-        rows = await tx.fetch(
-            "SELECT e.account, e.amount_cents FROM ledger_entries e JOIN ledger_transactions t "
-            "ON t.id = e.transaction_id WHERE t.kind = 'sale' AND t.sale_id = :s ORDER BY e.id", {"s": ident})
         now = now_ms()
-        txn_id = await record_transaction(
-            tx, kind="reversal", now=now, sale_id=ident, reference=ident,
-            entries=reversal_entries([Entry(r["account"], int(r["amount_cents"])) for r in rows]))
-        await tx.execute("UPDATE sales SET status = 'reversed' WHERE id = :id", {"id": ident})
+        txn_id = await record_transaction(tx, kind="reversal", now=now, sale_id=ident, reference=ident,
+                                          entries=reversal_entries(await sale_entries_of(tx, ident)))
+        await post_repo.set_sale_status(tx, ident, "reversed")
         await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
             "reversal": {"at": rfc3339(now), "reason": body.reason[:200], "transaction_id": txn_id}}})
         await post_repo.add_event(tx, ping_id=sale["ping_id"], at=now, type_="reversal", bid_id=sale["bid_id"],
@@ -190,7 +199,7 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
         return {"sale": sale_view({**dict(sale), "status": "reversed"}),
                 "transaction": await transaction_view(tx, txn_id)}
 
-    result: dict[str, Any] = await request.app.state.store.write(unit)
+    result: dict[str, Any] = await services(request).store.write(unit)
     return result
 
 
@@ -198,8 +207,8 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
 async def report_summary(request: Request, group_by: str = Query("offer", max_length=16),
                          from_: str | None = Query(None, alias="from", max_length=40),
                          to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
-    counters: ReportCounters = request.app.state.counters
+    counters: ReportCounters = services(request).counters
     await counters.flush()
-    rows = await summary(request.app.state.store, group_by=group_by, start_ms=_time(from_, "from"),
-                         end_ms=_time(to, "to"))
+    rows = await summary(services(request).store, group_by=group_by, start_ms=query_time(from_, "from"),
+                         end_ms=query_time(to, "to"))
     return {"group_by": group_by, "rows": rows}

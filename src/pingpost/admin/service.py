@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from pingpost import errors
 from pingpost.admin import schemas as s
+from pingpost.db import admin_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import new_id, now_ms
 from pingpost.security import key_hash, new_key
@@ -72,28 +73,19 @@ def _validate(resource: Resource, data: dict[str, Any]) -> BaseModel:
         ]) from None
 
 
-async def _bump_config(tx: Tx) -> None:
-    await tx.execute("UPDATE config_version SET version = version + 1 WHERE id = 1")
-
-
 async def _check_refs(tx: Tx, resource: Resource, body: dict[str, Any]) -> None:
     for name, (table, kind) in resource.refs.items():
         ref = body.get(name)
-        if ref is not None and await tx.fetchval(f"SELECT 1 FROM {table} WHERE id = :id", {"id": ref}) is None:
+        if ref is not None and not await admin_repo.exists(tx, table, ref):
             raise errors.ValidationFailed.one(name, f"unknown {kind} '{ref}'")
-
-
-async def _load_body(tx: Tx, table: str, ident: str) -> dict[str, Any] | None:
-    raw = await tx.fetchval(f"SELECT body FROM {table} WHERE id = :id", {"id": ident})
-    return None if raw is None else dict(orjson.loads(raw))
 
 
 async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
     """Cross-object rules: filters and RTB fields name non-PII vertical fields; channels fit the offer."""
-    offer = await _load_body(tx, "offers", body["offer"])
+    offer = await admin_repo.body(tx, "offers", body["offer"])
     if offer is None:
         raise errors.ValidationFailed.one("offer", f"unknown offer '{body['offer']}'")
-    vertical = await _load_body(tx, "verticals", offer["vertical"]) or {"fields": []}
+    vertical = await admin_repo.body(tx, "verticals", offer["vertical"]) or {"fields": []}
     fields = {f["name"]: f for f in vertical["fields"]}
     problems: list[dict[str, str]] = []
     for i, flt in enumerate(body.get("filters") or []):
@@ -113,19 +105,6 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
                 problems.append({"field": f"channels.{i}", "message": f"offer does not take channel '{ch}'"})
     if problems:
         raise errors.ValidationFailed(problems)
-
-
-async def _sync_usage(tx: Tx, contract_id: str, body: dict[str, Any]) -> None:
-    caps = body.get("caps") or {}
-    params = {"c": contract_id, "d": caps.get("daily"), "w": caps.get("weekly"), "m": caps.get("monthly"),
-              "l": caps.get("max_concurrent_calls")}
-    changed = await tx.execute(
-        "UPDATE contract_usage SET daily_cap = :d, weekly_cap = :w, monthly_cap = :m, max_live_calls = :l "
-        "WHERE contract_id = :c", params)
-    if not changed:
-        await tx.execute(
-            "INSERT INTO contract_usage (contract_id, daily_cap, weekly_cap, monthly_cap, max_live_calls) "
-            "VALUES (:c, :d, :w, :m, :l)", params)
 
 
 class AdminService:
@@ -154,19 +133,10 @@ class AdminService:
         return view
 
     async def _funds(self, tx: Tx, buyer_id: str) -> Any:
-        # Holds of reservations that expired but were not yet reclaimed no longer count (DESIGN 2).
-        row = await tx.fetchrow("SELECT * FROM buyer_funds WHERE buyer_id = :b", {"b": buyer_id})
-        stale = await tx.fetchval(
-            "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM reservations "
-            "WHERE buyer_id = :b AND state IN ('held', 'posting') AND expires_at <= :now",
-            {"b": buyer_id, "now": now_ms()})
-        if row is None:
-            return None
-        return {"balance_cents": row["balance_cents"], "credit_limit_cents": row["credit_limit_cents"],
-                "holds_cents": int(row["holds_cents"]) - int(stale)}
+        return await admin_repo.buyer_funds(tx, buyer_id, now=await tx.now_ms())
 
     async def _row(self, tx: Tx, resource: Resource, ident: str) -> Any:
-        row = await tx.fetchrow(f"SELECT * FROM {resource.table} WHERE id = :id", {"id": ident})
+        row = await admin_repo.row(tx, resource.table, ident)
         if row is None:
             raise errors.NotFound(resource.kind, ident)
         return row
@@ -201,19 +171,14 @@ class AdminService:
                 cols["key_sha256"] = key_hash(secret or "")
             else:
                 cols["body"] = orjson.dumps(body).decode()
-            names = ["id", *cols, "created_at", "updated_at"]
-            inserted = await tx.execute(
-                f"INSERT INTO {resource.table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) "
-                "ON CONFLICT (id) DO NOTHING",
-                {"id": ident, **cols, "created_at": now, "updated_at": now})
-            if not inserted:
+            if not await admin_repo.insert(tx, resource.table, {"id": ident, **cols, "created_at": now,
+                                                                "updated_at": now}):
                 raise errors.Conflict(f"{kind} '{ident}' already exists", details={"id": ident})
             if kind == "buyer":
-                await tx.execute("INSERT INTO buyer_funds (buyer_id, credit_limit_cents) VALUES (:b, :c)",
-                                 {"b": ident, "c": body["credit_limit_cents"]})
+                await admin_repo.create_buyer_funds(tx, ident, body["credit_limit_cents"])
             if kind == "contract":
-                await _sync_usage(tx, ident, body)
-            await _bump_config(tx)
+                await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
+            await admin_repo.bump_config(tx)
             view = await self._full_view(tx, resource, ident)
             if kind == "campaign":
                 view["posting_key"] = secret
@@ -225,7 +190,7 @@ class AdminService:
         return await self.store.write(unit)
 
     async def _campaign_warnings(self, tx: Tx, body: dict[str, Any]) -> list[str]:
-        offer = await _load_body(tx, "offers", body["offer"])
+        offer = await admin_repo.body(tx, "offers", body["offer"])
         if offer and body["payout"]["type"] == "fixed" and offer["distribution"]["max_winners"] > 1 \
                 and offer["distribution"]["rule"] != "exclusive":
             return ["a fixed payout is paid per sale: with max_winners > 1 one lead can pay it several times"]
@@ -233,8 +198,7 @@ class AdminService:
 
     async def exists(self, kind: str, ident: str) -> bool:
         table = RESOURCES[kind].table
-        return await self.store.read(
-            lambda tx: tx.fetchval(f"SELECT 1 FROM {table} WHERE id = :id", {"id": ident})) is not None
+        return await self.store.read(lambda tx: admin_repo.exists(tx, table, ident))
 
     def validate(self, kind: str, data: dict[str, Any]) -> BaseModel:
         return _validate(RESOURCES[kind], data)
@@ -245,15 +209,10 @@ class AdminService:
 
     async def list(self, kind: str, *, limit: int, cursor: str | None, filters: dict[str, str]) -> dict[str, Any]:
         resource = RESOURCES[kind]
-        where = ["(CAST(:cursor AS TEXT) IS NULL OR id > :cursor)"]
-        params: dict[str, Any] = {"cursor": cursor, "lim": limit + 1}
-        for name, value in filters.items():
-            where.append(f"{resource.list_filters[name]} = :f_{name}")
-            params[f"f_{name}"] = value
+        columns = {resource.list_filters[name]: value for name, value in filters.items()}
 
         async def unit(tx: Tx) -> dict[str, Any]:
-            rows = await tx.fetch(
-                f"SELECT * FROM {resource.table} WHERE {' AND '.join(where)} ORDER BY id LIMIT :lim", params)
+            rows = await admin_repo.page(tx, resource.table, filters=columns, cursor=cursor, limit=limit + 1)
             items = []
             for row in rows[:limit]:
                 funds = await self._funds(tx, row["id"]) if kind == "buyer" else None
@@ -297,15 +256,12 @@ class AdminService:
             cols = resource.columns(body)
             if kind != "api_key":
                 cols["body"] = orjson.dumps(body).decode()
-            sets = ", ".join(f"{c} = :{c}" for c in cols)
-            await tx.execute(f"UPDATE {resource.table} SET {sets}, updated_at = :now WHERE id = :id",
-                             {**cols, "now": now_ms(), "id": ident})
+            await admin_repo.update(tx, resource.table, ident, {**cols, "updated_at": now_ms()})
             if kind == "buyer":
-                await tx.execute("UPDATE buyer_funds SET credit_limit_cents = :c WHERE buyer_id = :b",
-                                 {"c": body["credit_limit_cents"], "b": ident})
+                await admin_repo.set_credit_limit(tx, ident, body["credit_limit_cents"])
             if kind == "contract":
-                await _sync_usage(tx, ident, body)
-            await _bump_config(tx)
+                await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
+            await admin_repo.bump_config(tx)
             return await self._full_view(tx, resource, ident)
 
         return await self.store.write(unit)

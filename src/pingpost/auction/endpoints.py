@@ -1,49 +1,60 @@
-"""Partner ping endpoint (SPEC 5.1).
+"""Partner ping endpoint (docs/protocol.md, Partners).
 
 The route FastAPI documents (OpenAPI, /docs) is served by `serve_ping`, which the application
 calls straight from its ASGI entry point (`app.PingpostApp`), ahead of the middleware stack and the
 router, and which validates the same `PingIn` model with pydantic's compiled JSON parser. It keeps
-what that stack gives every other route: the body limit (413), the error shape, and a 500 without
-details for anything unexpected. FastAPI's request machinery and the middleware stack cost more
-CPU than the rest of a ping's framework work together, and the ping is the hot path
-(docs/performance.md).
+what that stack gives every other route: the key checked before the body is read, the body limit
+(413), the error shape, and a 500 without details for anything unexpected. FastAPI's request
+machinery and the middleware stack cost more CPU than the rest of a ping's framework work together,
+and the ping is the hot path (docs/performance.md).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from pingpost import errors
 from pingpost.auction.schemas import PingIn, PingOut
 from pingpost.auction.service import AuctionService
-from pingpost.auth import bearer
+from pingpost.auth import KeyCheck, bearer
 from pingpost.db.store import Tx
-from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.domain.model import Campaign, Snapshot
 from pingpost.http import error_response, read_body, unexpected_error_response, validation_error
+from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.services import services
 
-router = APIRouter(prefix="/v1", tags=["partner"])
+
+async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
+    """The campaign of the posting key, from this process's snapshot (401 unknown, 403 paused)."""
+    auction: AuctionService = services(request).auction
+    return await auction.authenticate(bearer(request), cached=True)
+
+
+posting_key = KeyCheck(_posting_key)
+router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route)
 
 
 @router.post("/ping", response_model=PingOut,
              summary="Ping with anonymous lead data; answers the winning bids as payouts")
-async def ping(body: PingIn, request: Request) -> Response:
+async def ping(body: PingIn, request: Request,
+               caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
     """Pings beyond the process's in-flight limit are refused at once (503) instead of queueing."""
-    state = request.app.state
-    if state.in_flight_pings >= state.settings.max_in_flight_pings:
+    svc = services(request)
+    if svc.in_flight_pings >= svc.settings.max_in_flight_pings:
         raise errors.Overloaded("too many pings in flight; retry shortly", headers={"Retry-After": "1"})
-    state.in_flight_pings += 1
+    svc.in_flight_pings += 1
     try:
-        return await _ping(body, request)
+        return await _ping(body, request, caller)
     finally:
-        state.in_flight_pings -= 1
+        svc.in_flight_pings -= 1
 
 
-async def _ping(body: PingIn, request: Request) -> Response:
-    auction: AuctionService = request.app.state.auction
-    idem: Idempotency = request.app.state.idempotency
-    snap, campaign = await auction.authenticate(bearer(request), cached=True)
+async def _ping(body: PingIn, request: Request, caller: tuple[Snapshot, Campaign]) -> Response:
+    auction: AuctionService = services(request).auction
+    idem: Idempotency = services(request).idempotency
+    snap, campaign = caller
 
     async def run(ref: KeyRef | None, _: Claim | None) -> PingOut:
         async def finalize(tx: Tx, answer: PingOut) -> None:
@@ -57,15 +68,18 @@ async def _ping(body: PingIn, request: Request) -> Response:
 
 
 async def serve_ping(scope: Scope, receive: Receive, send: Send) -> None:
-    """POST /v1/ping as a bare ASGI call; `scope["app"]` is the application."""
+    """POST /v1/ping as a bare ASGI call; `scope["app"]` is the application.
+
+    The posting key is checked before the body is read, as on every route (docs/security.md)."""
     request = Request(scope, receive)
     try:
-        raw = await read_body(scope, receive, request.app.state.settings.max_body_bytes)
+        caller = await _posting_key(request)
+        raw = await read_body(scope, receive, services(request).settings.max_body_bytes)
         try:
             body = PingIn.model_validate_json(raw)
         except ValidationError as exc:
             raise validation_error(exc.errors(include_input=False)) from None
-        response = await ping(body, request)
+        response = await ping(body, request, caller)
     except errors.PingpostError as exc:
         response = error_response(exc)
     except Exception as exc:

@@ -7,18 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from pingpost.auction.bidders import BidRequest, BidResult
-from pingpost.delivery.buyer_client import BuyerClient
 from pingpost.domain.model import Contract
 from pingpost.domain.outcomes import Outcome
 from pingpost.domain.rtb_response import parse_bid
 from pingpost.metrics import BID_OUTCOMES, BID_REQUESTS, BID_SECONDS
+from pingpost.outbound.client import BuyerClient
 
 # The auction waits this much past its deadline for answers already in hand before cutting.
 DEADLINE_SLACK_S = 0.005
 
 
 def bid_request_body(request: BidRequest, contract: Contract, timeout_ms: int) -> dict[str, Any]:
-    """The non-PII ping as buyers see it (SPEC 5.3); consumer hashes only with send_consumer_hashes."""
+    """The non-PII ping as buyers see it (docs/protocol.md, Buyers); consumer hashes only with send_consumer_hashes."""
     body: dict[str, Any] = {"ping_id": request.ping_id, "offer": request.offer_id, "vertical": request.vertical_id,
                             "channel": request.channel, "lead": dict(request.lead), "test": request.test,
                             "timeout_ms": timeout_ms}

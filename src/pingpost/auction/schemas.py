@@ -1,4 +1,4 @@
-"""Wire shapes of the partner ping (SPEC 5.1)."""
+"""Wire shapes of the partner ping (docs/protocol.md, Partners)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from pingpost.admin.schemas import Cents, LeadFields
+from pingpost.fields import Cents, LeadFields
 
 PartnerLeadId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]

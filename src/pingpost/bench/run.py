@@ -1,4 +1,4 @@
-"""`pingpost bench`: the SPEC section 10 benchmark, driven from this process against a pingpost
+"""`pingpost bench`: the benchmark of docs/performance.md, driven from this process against a pingpost
 server started as its own process(es), loopback only, bounded in time and requests."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 
+from pingpost.config import is_postgres
+from pingpost.db.migrate import drop_pingpost_tables, existing_tables, migrate
 from pingpost.processes import free_port, pingpost_process
 from pingpost.security import new_key
 
@@ -88,14 +89,23 @@ class Driver:
         return latencies, errors
 
 
+def _admin_session(base: str, token: str) -> aiohttp.ClientSession:
+    """The admin API of the server under test (aiohttp: the bench runs on a plain install, without httpx)."""
+    return aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=aiohttp.ClientTimeout(total=60))
+
+
+async def _admin_call(c: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any], status: int) -> Any:
+    async with c.request(method, path, json=body) as r:
+        if r.status != status:
+            raise RuntimeError(f"setup failed: {method} {path}: {r.status} {await r.text()}")
+        return await r.json()
+
+
 async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as c:
+    async with _admin_session(base, token) as c:
         async def post(path: str, body: dict[str, Any]) -> Any:
-            r = await c.post(path, json=body)
-            if r.status_code != 201:
-                raise RuntimeError(f"setup failed: {r.text}")
-            return r.json()
+            return await _admin_call(c, "POST", path, body, 201)
 
         await post("/v1/admin/verticals", VERTICAL)
         rule = {"rule": "multisell", "max_winners": 3} if scenario == "fixed" else {"rule": "exclusive"}
@@ -163,23 +173,59 @@ async def _measure(base: str, key: str, *, scenario: str, duration: float, rate:
             out["post_p99_ms"] = _pct(post_latencies, 99)
 
 
+class DatabaseInUse(Exception):
+    """The database given to the bench already holds tables, and no reset was asked for."""
+
+    def __init__(self, tables: list[str]) -> None:
+        shown = ", ".join(tables[:8]) + (f" and {len(tables) - 8} more" if len(tables) > 8 else "")
+        super().__init__(
+            f"the database is not empty ({len(tables)} table(s): {shown}). The bench drops pingpost's tables "
+            "and creates them again before each scenario: give it an empty database, or pass --reset to let "
+            "it delete pingpost's tables and data in this one (other tables are left alone).")
+        self.tables = tables
+
+
+def claim_database(url: str, *, reset: bool) -> None:
+    """Take the database at `url` for the bench: an empty one as it is; one that holds any table only
+    with `reset`, which drops pingpost's tables (with their data) and migrates again.
+
+    Raises DatabaseInUse, having touched nothing, for a database that holds a table without `reset`."""
+    if reset:
+        reset_database(url)
+        return
+    tables = existing_tables(url)
+    if tables:
+        raise DatabaseInUse(tables)
+
+
+def reset_database(url: str) -> None:
+    """pingpost's tables dropped and migrated again: the next scenario starts from nothing."""
+    drop_pingpost_tables(url)
+    migrate(url)
+
+
 def run_bench(*, database: str | None, workers: int, duration: float, rate: float,
-              scenarios: tuple[str, ...] = ("fixed", "rtb", "hang")) -> dict[str, Any]:
-    """Run each scenario on a fresh server (fresh SQLite, or the given database) and answer the figures."""
+              scenarios: tuple[str, ...] = ("fixed", "rtb", "hang"), reset: bool = False) -> dict[str, Any]:
+    """Run each scenario on a fresh server (fresh SQLite, or the given database) and answer the figures.
+
+    A given database must hold no table unless `reset` (see `claim_database`; raises DatabaseInUse)."""
+    if database:
+        claim_database(database, reset=reset)
     workdir = Path(tempfile.mkdtemp(prefix="pingpost-bench-"))
     token = new_key("ppa")
     sandbox_port = free_port()
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"),
            "PINGPOST_LOG_LEVEL": "warning"}
-    results: dict[str, Any] = {"workers": workers, "database": "postgresql" if database else "sqlite",
+    postgres = database is not None and is_postgres(database)
+    results: dict[str, Any] = {"workers": workers, "database": "postgresql" if postgres else "sqlite",
                                "duration_s": duration}
     with _process(["sandbox-buyers", "--port", str(sandbox_port)], env, f"{sandbox}/_received/x",
                   workdir / "sandbox.log"):
         for scenario in scenarios:
             url = database or f"sqlite:///{workdir / f'{scenario}.db'}"
             if database:
-                _reset_postgres(database)
+                reset_database(database)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             with _process(["serve", "--port", str(port), "--workers", str(workers), "--database", url], env,
@@ -195,33 +241,15 @@ def run_bench(*, database: str | None, workers: int, duration: float, rate: floa
                 if scenario == "hang":
                     figures["hang_cost_over_timeout_p99_ms"] = figures["p99_ms"] - 300
                 results[scenario] = figures
-        if database:
+        if database and postgres:
             results["no_oversell"] = _oversell(database, env, workdir, sandbox, token, workers)
     return results
-
-
-def _reset_postgres(url: str) -> None:
-    from pingpost.db.migrate import migrate
-    from pingpost.db.tables import metadata
-
-    async def wipe() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await conn.execute("DROP TABLE IF EXISTS alembic_version, " + ", ".join(
-                t.name for t in metadata.sorted_tables) + " CASCADE")
-        finally:
-            await conn.close()
-
-    asyncio.run(wipe())
-    migrate(url)
 
 
 def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, token: str,
               workers: int) -> dict[str, Any]:
     """2,000 concurrent pings against a cap of 50 from two server processes sharing PostgreSQL."""
-    _reset_postgres(database)
+    reset_database(database)
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     with _process(["serve", "--port", str(ports[0]), "--workers", str(workers), "--database", database], env,
@@ -229,10 +257,13 @@ def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, t
             _process(["serve", "--port", str(ports[1]), "--workers", str(workers), "--database", database], env,
                      f"{bases[1]}/readyz", workdir / "oversell-b.log"):
         key = asyncio.run(_setup(bases[0], token, sandbox, "hang"))
-        httpx.patch(f"{bases[0]}/v1/admin/contracts/k01", json={"caps": {"daily": 50}},
-                    headers={"Authorization": f"Bearer {token}"})
-        httpx.patch(f"{bases[0]}/v1/admin/contracts/k00", json={"status": "paused"},
-                    headers={"Authorization": f"Bearer {token}"})
+
+        async def cap_one_contract() -> None:
+            async with _admin_session(bases[0], token) as c:
+                await _admin_call(c, "PATCH", "/v1/admin/contracts/k01", {"caps": {"daily": 50}}, 200)
+                await _admin_call(c, "PATCH", "/v1/admin/contracts/k00", {"status": "paused"}, 200)
+
+        asyncio.run(cap_one_contract())
 
         async def fire() -> int:
             connector = aiohttp.TCPConnector(limit=400, limit_per_host=0)
@@ -247,13 +278,14 @@ def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, t
         won = asyncio.run(fire())
 
     async def reserved() -> int:
-        import asyncpg
+        from pingpost.db import auction_repo
+        from pingpost.db.store import open_store
 
-        conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+        store = await open_store(database, pool_size=1)
         try:
-            return int(await conn.fetchval("SELECT COUNT(*) FROM reservations WHERE contract_id = 'k01'"))
+            return await store.read(lambda tx: auction_repo.count_reservations(tx, "k01"))
         finally:
-            await conn.close()
+            await store.close()
 
     count = asyncio.run(reserved())
     return {"pings": 2000, "cap": 50, "bids_answered": won, "reservations": count, "exact": count == 50 == won}

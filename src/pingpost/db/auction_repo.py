@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from pingpost.db.store import Tx
-from pingpost.domain.eligibility import Usage
+from pingpost.domain.auction import AuctionState, Funds
+from pingpost.domain.eligibility import PeriodKeys, Usage
 from pingpost.domain.model import Buyer, Campaign, Contract, Offer, Snapshot, Vertical
 
 
@@ -41,26 +42,6 @@ async def load_snapshot(tx: Tx) -> Snapshot:
     for contracts in snap.contracts_by_offer.values():
         contracts.sort(key=lambda c: c.rank_key)
     return snap
-
-
-@dataclass
-class Funds:
-    balance_cents: int
-    credit_limit_cents: int
-    holds_cents: int
-
-    @property
-    def available_cents(self) -> int:
-        return self.balance_cents + self.credit_limit_cents - self.holds_cents
-
-
-@dataclass
-class AuctionState:
-    config_version: int = 0
-    usage: dict[str, Usage] = field(default_factory=dict)
-    funds: dict[str, Funds] = field(default_factory=dict)
-    last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
-    rate_used: int = 0  # the campaign's pings in the current one-second window
 
 
 async def read_state(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], hashes: Sequence[str],
@@ -205,21 +186,31 @@ async def lock_rows(tx: Tx, *, contract_ids: Iterable[str], buyer_ids: Iterable[
 
 
 async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
-    """Return the cap slots and holds of reservations that just left held/posting."""
+    """Return the cap slots and holds of reservations that just left held/posting.
+
+    Rows change in the one lock order of docs/crash-safety.md (contracts by id, then buyers by id),
+    one statement per row, so two transactions giving back overlapping reservations never deadlock."""
     if rows:
         forget(tx)
+    slots: dict[tuple[str, str, str, str, int], int] = {}
+    holds: dict[str, int] = {}
     for r in rows:
+        key = (r["contract_id"], r["day_key"] or "", r["week_key"] or "", r["month_key"] or "", int(r["live_call"]))
+        slots[key] = slots.get(key, 0) + 1
+        if r["buyer_id"]:
+            holds[r["buyer_id"]] = holds.get(r["buyer_id"], 0) + int(r["amount_cents"])
+    for (contract_id, day, week, month, live), n in sorted(slots.items()):
         await tx.execute(
             "UPDATE contract_usage SET "
-            "day_used = CASE WHEN day_key = :d AND day_used > 0 THEN day_used - 1 ELSE day_used END, "
-            "week_used = CASE WHEN week_key = :w AND week_used > 0 THEN week_used - 1 ELSE week_used END, "
-            "month_used = CASE WHEN month_key = :m AND month_used > 0 THEN month_used - 1 ELSE month_used END, "
-            "live_calls = CASE WHEN :lc = 1 AND live_calls > 0 THEN live_calls - 1 ELSE live_calls END "
-            "WHERE contract_id = :c",
-            {"d": r["day_key"], "w": r["week_key"], "m": r["month_key"], "lc": int(r["live_call"]),
-             "c": r["contract_id"]})
+            "day_used = CASE WHEN day_key = :d THEN MAX_(day_used - :n, 0) ELSE day_used END, "
+            "week_used = CASE WHEN week_key = :w THEN MAX_(week_used - :n, 0) ELSE week_used END, "
+            "month_used = CASE WHEN month_key = :m THEN MAX_(month_used - :n, 0) ELSE month_used END, "
+            "live_calls = CASE WHEN :lc = 1 THEN MAX_(live_calls - :n, 0) ELSE live_calls END "
+            "WHERE contract_id = :c".replace("MAX_", "GREATEST" if tx.dialect == "postgresql" else "MAX"),
+            {"d": day, "w": week, "m": month, "lc": live, "n": n, "c": contract_id})
+    for buyer_id, amount in sorted(holds.items()):
         await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
-                         {"a": int(r["amount_cents"]), "b": r["buyer_id"]})
+                         {"a": amount, "b": buyer_id})
 
 
 _RETURNING = "RETURNING contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call"
@@ -227,7 +218,20 @@ _RETURNING = "RETURNING contract_id, buyer_id, amount_cents, day_key, week_key, 
 
 async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], now: int,
                           calls: bool = False) -> int:
-    """Expire lapsed reservations of these contracts/buyers; the state guard frees each exactly once."""
+    """Expire lapsed reservations of these contracts/buyers; the state guard frees each exactly once.
+
+    On PostgreSQL the counter rows they free are locked first, in the one lock order (a plain read
+    finds which; usually none, and then nothing is locked), before the reservation rows change."""
+    if tx.dialect == "postgresql":
+        lapsed = await tx.fetch(
+            "SELECT contract_id, buyer_id FROM reservations WHERE state IN ('held', 'posting') "
+            "AND expires_at <= :now AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
+            {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
+        if not lapsed and not calls:
+            return 0
+        if lapsed:
+            await lock_rows(tx, contract_ids={*contract_ids, *(r["contract_id"] for r in lapsed)},
+                            buyer_ids={*buyer_ids, *(r["buyer_id"] for r in lapsed)})
     rows = await tx.fetch(
         "UPDATE reservations SET state = 'expired' WHERE state IN ('held', 'posting') AND expires_at <= :now "
         f"AND (contract_id IN (:cs) OR buyer_id IN (:bs)) {_RETURNING}",
@@ -257,28 +261,48 @@ async def release(tx: Tx, reservation_ids: Sequence[str], *, to_state: str = "re
     return len(rows)
 
 
-async def take_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> bool:
-    """One slot in every cap period at once, rolling stale periods in place; False when a cap is full."""
-    taken = await tx.execute(
-        "UPDATE contract_usage SET "
-        "day_used = CASE WHEN day_key = :d THEN day_used ELSE 0 END + 1, day_key = :d, "
-        "week_used = CASE WHEN week_key = :w THEN week_used ELSE 0 END + 1, week_key = :w, "
-        "month_used = CASE WHEN month_key = :m THEN month_used ELSE 0 END + 1, month_key = :m "
-        "WHERE contract_id = :c "
-        "AND (daily_cap IS NULL OR CASE WHEN day_key = :d THEN day_used ELSE 0 END < daily_cap) "
-        "AND (weekly_cap IS NULL OR CASE WHEN week_key = :w THEN week_used ELSE 0 END < weekly_cap) "
-        "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)",
-        {"c": contract_id, "d": day, "w": week, "m": month}) == 1
-    batch = _batch(tx)
-    if batch is not None:
-        u = batch.usage.get(contract_id)
-        if not taken or u is None:
-            forget(tx)
-        else:  # the same arithmetic as the UPDATE above
-            batch.usage[contract_id] = Usage(
-                day, (u.day_used if u.day_key == day else 0) + 1, week, (u.week_used if u.week_key == week else 0) + 1,
-                month, (u.month_used if u.month_key == month else 0) + 1, u.live_calls)
-    return taken
+async def take_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> PeriodKeys | None:
+    """One slot in every cap period at once, rolling stale periods forward in place; None when a cap
+    is full. Answers the keys the slot counts in: a counter already in a newer period (another
+    process's clock read a later instant) is never moved back; the slot counts in that period.
+    A counter never moves back (docs/crash-safety.md)."""
+    for _ in range(3):
+        taken = await tx.execute(_TAKE_SLOT, {"c": contract_id, "d": keys.day, "w": keys.week,
+                                              "m": keys.month}) == 1
+        if taken:
+            batch = _batch(tx)
+            if batch is not None:
+                u = batch.usage.get(contract_id)
+                if u is None:
+                    forget(tx)
+                else:  # the same arithmetic as the UPDATE
+                    batch.usage[contract_id] = Usage(
+                        keys.day, (u.day_used if u.day_key == keys.day else 0) + 1,
+                        keys.week, (u.week_used if u.week_key == keys.week else 0) + 1,
+                        keys.month, (u.month_used if u.month_key == keys.month else 0) + 1, u.live_calls)
+            return keys
+        forget(tx)
+        row = await tx.fetchrow("SELECT day_key, week_key, month_key FROM contract_usage WHERE contract_id = :c",
+                                {"c": contract_id})
+        if row is None:
+            return None
+        newer = PeriodKeys(max(keys.day, row["day_key"]), max(keys.week, row["week_key"]),
+                           max(keys.month, row["month_key"]))
+        if newer == keys:
+            return None  # a cap is full
+        keys = newer
+    return None
+
+
+_TAKE_SLOT = (
+    "UPDATE contract_usage SET "
+    "day_used = CASE WHEN day_key = :d THEN day_used ELSE 0 END + 1, day_key = :d, "
+    "week_used = CASE WHEN week_key = :w THEN week_used ELSE 0 END + 1, week_key = :w, "
+    "month_used = CASE WHEN month_key = :m THEN month_used ELSE 0 END + 1, month_key = :m "
+    "WHERE contract_id = :c AND day_key <= :d AND week_key <= :w AND month_key <= :m "
+    "AND (daily_cap IS NULL OR CASE WHEN day_key = :d THEN day_used ELSE 0 END < daily_cap) "
+    "AND (weekly_cap IS NULL OR CASE WHEN week_key = :w THEN week_used ELSE 0 END < weekly_cap) "
+    "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)")
 
 
 async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
@@ -300,6 +324,7 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
         "month_used = CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END + 1, month_key = v.m "
         "FROM unnest(:cs::text[], :ds::text[], :ws::text[], :ms::text[]) AS v(c, d, w, m), lc "
         "WHERE u.contract_id = v.c AND lc.contract_id = v.c "
+        "AND u.day_key <= v.d AND u.week_key <= v.w AND u.month_key <= v.m "
         "AND (u.daily_cap IS NULL OR CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END < u.daily_cap) "
         "AND (u.weekly_cap IS NULL OR CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END < u.weekly_cap) "
         "AND (u.monthly_cap IS NULL OR CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END < u.monthly_cap) "
@@ -318,8 +343,8 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
     return row is not None and row["caps"] == row["holds"] == len(reservations)
 
 
-async def return_cap_slot(tx: Tx, *, contract_id: str, day: str, week: str, month: str) -> None:
-    await give_back(tx, [{"day_key": day, "week_key": week, "month_key": month, "live_call": 0,
+async def return_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> None:
+    await give_back(tx, [{"day_key": keys.day, "week_key": keys.week, "month_key": keys.month, "live_call": 0,
                           "contract_id": contract_id, "amount_cents": 0, "buyer_id": ""}])
 
 
@@ -423,3 +448,8 @@ async def record_dedup(tx: Tx, *, buyer_id: str, hashes: Sequence[str], sold_at:
         "INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) VALUES (:b, :h, :t, :s) "
         "ON CONFLICT DO NOTHING",
         [{"b": buyer_id, "h": h, "t": sold_at, "s": sale_id} for h in hashes])
+
+
+async def count_reservations(tx: Tx, contract_id: str) -> int:
+    """Every reservation ever taken for the contract (the benchmark's exactness check)."""
+    return int(await tx.fetchval("SELECT COUNT(*) FROM reservations WHERE contract_id = :c", {"c": contract_id}))

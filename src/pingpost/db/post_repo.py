@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from pingpost.db import auction_repo
+from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Tx
 from pingpost.domain.money import sale_entries
 from pingpost.ids import new_id
-from pingpost.ledger.service import record_transaction
 
 
 async def load_ping(tx: Tx, ping_id: str) -> Any:
@@ -49,10 +49,11 @@ async def add_event(tx: Tx, *, ping_id: str, at: int, type_: str, bid_id: str | 
                      {"id": new_id("evt"), "p": ping_id, "at": at, "t": type_, "b": bid_id, "d": detail})
 
 
-async def move_to_posting(tx: Tx, reservation_id: str, *, expires_at: int) -> bool:
+async def move_to_posting(tx: Tx, reservation_id: str, *, expires_at: int, now: int) -> bool:
+    """A live reservation (held, not lapsed at `now`) moves to `posting`; False when it lapsed."""
     return await tx.execute(
-        "UPDATE reservations SET state = 'posting', expires_at = :e WHERE id = :r AND state = 'held'",
-        {"e": expires_at, "r": reservation_id}) == 1
+        "UPDATE reservations SET state = 'posting', expires_at = :e WHERE id = :r AND state = 'held' "
+        "AND expires_at > :now", {"e": expires_at, "r": reservation_id, "now": now}) == 1
 
 
 async def recent_purchase(tx: Tx, *, buyer_id: str, hashes: Sequence[str], since: int) -> bool:
@@ -116,7 +117,10 @@ async def settle_reservation(tx: Tx, bid: Mapping[str, Any]) -> None:
     lapsed = await tx.fetchrow("SELECT * FROM reservations WHERE id = :r AND state <> 'sold'", {"r": reservation_id})
     if lapsed is not None:
         await count_sale_slot(tx, lapsed)
-        await tx.execute("UPDATE reservations SET state = 'sold' WHERE id = :r", {"r": reservation_id})
+        # A lapsed call gave its live-call slot back when it lapsed: a sold row still flagged would
+        # give it back a second time at `completed` (auction_repo.end_live_call).
+        await tx.execute("UPDATE reservations SET state = 'sold', live_call = 0 WHERE id = :r",
+                         {"r": reservation_id})
 
 
 async def insert_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], status: str, now: int) -> str:
@@ -159,3 +163,79 @@ async def release_bid(tx: Tx, bid: Mapping[str, Any]) -> None:
         await auction_repo.release(tx, [bid["reservation_id"]])
     await tx.execute("DELETE FROM dedup_records WHERE sale_id = :pending",
                      {"pending": pending_sale_id(bid["bid_id"])})
+
+
+async def insert_post(tx: Tx, *, ping_id: str, pii_ciphertext: str, now: int, once: bool = False) -> None:
+    """The posted lead and consent, encrypted (docs/security.md); with `once`, not if already there."""
+    await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)"
+                     + (" ON CONFLICT DO NOTHING" if once else ""),
+                     {"id": new_id("pst"), "p": ping_id, "now": now, "c": pii_ciphertext})
+
+
+async def sales_of_ping(tx: Tx, ping_id: str) -> dict[str, str]:
+    """bid id -> sale id."""
+    return {r["bid_id"]: r["id"] for r in await tx.fetch("SELECT id, bid_id FROM sales WHERE ping_id = :p",
+                                                         {"p": ping_id})}
+
+
+async def deliveries_of_ping(tx: Tx, ping_id: str) -> dict[str, Any]:
+    """bid id -> delivery row."""
+    return {r["bid_id"]: r for r in await tx.fetch("SELECT * FROM deliveries WHERE ping_id = :p ORDER BY id",
+                                                   {"p": ping_id})}
+
+
+async def add_bid(tx: Tx, ping_id: str, bid: Mapping[str, Any]) -> None:
+    """Append a bid to the ping's stored bids (direct posts add one per attempt)."""
+    bids = orjson.loads(await tx.fetchval("SELECT bids FROM pings WHERE id = :p", {"p": ping_id}))
+    await tx.execute("UPDATE pings SET bids = :b WHERE id = :p", {"b": orjson.dumps([*bids, bid]).decode(),
+                                                                  "p": ping_id})
+
+
+async def purge_pii(tx: Tx, *, before: int, now: int) -> int:
+    """Delete the encrypted lead and consent of posts created before `before`; answer how many."""
+    return await tx.execute(
+        "UPDATE posts SET pii_ciphertext = NULL, purged_at = :now "
+        "WHERE pii_ciphertext IS NOT NULL AND created_at < :cutoff", {"now": now, "cutoff": before})
+
+
+async def ping_events(tx: Tx, ping_id: str) -> list[Any]:
+    return list(await tx.fetch("SELECT * FROM ping_events WHERE ping_id = :id ORDER BY id", {"id": ping_id}))
+
+
+async def page_pings(tx: Tx, *, filters: Mapping[str, Any], buyer: str | None, start: int | None, end: int | None,
+                     cursor: str | None, limit: int) -> list[Any]:
+    """Pings newest first after `cursor`; filters are column equalities from a fixed list."""
+    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
+    params: dict[str, Any] = {"cursor": cursor, "lim": limit}
+    for column, value in filters.items():
+        if column not in ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id"):
+            raise ValueError(f"not a ping filter: {column}")
+        where.append(f"{column} = :{column}")
+        params[column] = value
+    if buyer is not None:  # pings in which the buyer won a bid
+        where.append("id IN (SELECT ping_id FROM reservations WHERE buyer_id = :buyer)")
+        params["buyer"] = buyer
+    if start is not None:
+        where.append("received_at >= :start")
+        params["start"] = start
+    if end is not None:
+        where.append("received_at < :end")
+        params["end"] = end
+    return list(await tx.fetch(f"SELECT * FROM pings WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim",
+                               params))
+
+
+async def set_bids(tx: Tx, ping_id: str, bids: Sequence[Mapping[str, Any]]) -> None:
+    await tx.execute("UPDATE pings SET bids = :b WHERE id = :p", {"b": orjson.dumps(bids).decode(), "p": ping_id})
+
+
+async def set_ping_status(tx: Tx, ping_id: str, status: str) -> None:
+    await tx.execute("UPDATE pings SET status = :s WHERE id = :p", {"s": status, "p": ping_id})
+
+
+async def reservation(tx: Tx, reservation_id: str) -> Any:
+    return await tx.fetchrow("SELECT * FROM reservations WHERE id = :r", {"r": reservation_id})
+
+
+async def set_sale_status(tx: Tx, sale_id: str, status: str) -> None:
+    await tx.execute("UPDATE sales SET status = :st WHERE id = :s", {"st": status, "s": sale_id})

@@ -1,4 +1,4 @@
-"""SQLite store: stdlib sqlite3 called inline, one connection per process (DESIGN.md section 8).
+"""SQLite store: stdlib sqlite3 called inline, one connection per process (docs/performance.md).
 
 Units of work never suspend (their only awaits are this store's inline calls), so each is driven
 to completion synchronously: no event-loop hand-off ever happens while SQLite's write lock is held.
@@ -10,7 +10,7 @@ a whole batch of pings instead of one each.
 A batch whose units were all written with `durable=False` (ping decisions) commits with
 `synchronous=NORMAL`: in WAL mode that survives a crash of the process, and an OS crash or power
 loss may lose the last such commits whole (pings with their reservations and idempotency answers,
-which only frees slots early), as `synchronous_commit = off` does on PostgreSQL (DESIGN.md 8). Any
+which only frees slots early), as `synchronous_commit = off` does on PostgreSQL (docs/performance.md). Any
 durable unit in the batch (a sale, the ledger, configuration) makes its COMMIT `synchronous=FULL`,
 which also syncs every earlier frame of the WAL, and so does the first batch `sync_interval_s`
 (50 ms) after the last such sync: what such an OS crash can lose is bounded, like PostgreSQL's WAL

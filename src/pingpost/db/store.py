@@ -3,7 +3,7 @@
 Services write SQL once with `:name` parameters; a list/tuple parameter expands for `IN (:ids)`.
 Every unit of work runs through `Store.write` (a short write transaction, retried on lock
 contention) or `Store.read`; no unit may await anything but its transaction, so nothing is ever
-held across an outbound call (DESIGN.md section 1).
+held across an outbound call (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Store(Protocol):
         With `batch_cache`, the unit may keep what it read in `tx.cache` for the next such unit of the
         same transaction (SQLite's group commit); it must keep that cache exact with its own writes.
         With `durable=False` (ping decisions only; never sales or the ledger) the commit does not wait
-        for the disk: an OS crash or power loss may lose it whole (DESIGN.md section 8)."""
+        for the disk: an OS crash or power loss may lose it whole (docs/performance.md)."""
         ...
 
     async def read(self, unit: Callable[[Tx], Awaitable[T]]) -> T:

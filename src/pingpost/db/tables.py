@@ -109,7 +109,7 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# --- caps, funds and reservations (DESIGN.md section 2) --------------------------------------
+# --- caps, funds and reservations (docs/crash-safety.md) --------------------------------------
 
 contract_usage = Table(
     "contract_usage", metadata,
@@ -182,7 +182,7 @@ pings = Table(
     Column("lead", Text, nullable=False),  # non-PII fields only
     Column("consumer", Text, nullable=False),  # keyed (HMAC) consumer hashes only
     Column("bids", Text, nullable=False),  # winning and standby bids, JSON
-    Column("waterfall", Text, nullable=False),  # one JSON document a ping (DESIGN 8)
+    Column("waterfall", Text, nullable=False),  # one JSON document a ping (docs/performance.md)
     Index("pings_campaign", "campaign_id", "id"),
     Index("pings_offer", "offer_id", "id"),
 )
@@ -275,7 +275,7 @@ ledger_entries = Table(
     Index("ledger_entries_transaction", "transaction_id"),
 )
 
-# --- idempotency and call events (DESIGN.md sections 4 and 6) --------------------------------
+# --- idempotency and call events (docs/crash-safety.md) --------------------------------
 
 idempotency_keys = Table(
     "idempotency_keys", metadata,

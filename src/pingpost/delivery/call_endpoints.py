@@ -1,21 +1,23 @@
-"""Call events (SPEC 5.2), authenticated with a call_platform API key, never a posting key."""
+"""Call events (docs/protocol.md, Calls), authenticated with a call_platform API key, never a posting key."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 
-from pingpost.auth import require_call_platform
+from pingpost.auth import call_platform_key
 from pingpost.delivery.call_schemas import Completed, CompletedOut, Connected, ConnectedOut, Failed, FailedOut
 from pingpost.delivery.calls import CallService
 from pingpost.domain.model import Snapshot
+from pingpost.services import services
 
-router = APIRouter(prefix="/v1/calls", tags=["calls"], dependencies=[Depends(require_call_platform)])
+# The key is checked before the body is read (docs/security.md).
+router = APIRouter(prefix="/v1/calls", tags=["calls"], route_class=call_platform_key.route)
 PingPath = Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 async def _context(request: Request) -> tuple[CallService, Snapshot]:
-    service: CallService = request.app.state.calls
-    return service, await request.app.state.auction.snapshots.current()
+    service: CallService = services(request).calls
+    return service, await services(request).auction.snapshots.current()
 
 
 @router.post("/{ping_id}/connected", summary="The call connected: post the caller record to that buyer only")

@@ -1,4 +1,4 @@
-"""Wire shapes of call events from the operator's telephony platform (SPEC 5.2)."""
+"""Wire shapes of call events from the operator's telephony platform (docs/protocol.md, Calls)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pingpost.admin.schemas import LeadFields
 from pingpost.auction.schemas import BidOut
 from pingpost.delivery.schemas import Consent, Ident
+from pingpost.fields import LeadFields
 
 
 class Connected(BaseModel):
@@ -43,3 +43,12 @@ class FailedOut(BaseModel):
 class CompletedOut(BaseModel):
     sale_id: str | None
     billable: bool
+
+
+class ConnectedClaim(BaseModel):
+    """What `connected` decided when it claimed the bid (committed before the data post): stored in
+    the event row until the record transaction replaces it with the answer, so a retry after a crash
+    answers the same sale and billing (docs/crash-safety.md, "Call events")."""
+
+    sale_id: str | None
+    billable: bool | None

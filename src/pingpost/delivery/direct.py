@@ -1,4 +1,4 @@
-"""Direct post (SPEC 2.8): the full lead in one call, offered to the best eligible fixed-price
+"""Direct post (docs/protocol.md, Partners): the full lead in one call, offered to the best eligible fixed-price
 contracts in turn (price, then priority), up to the offer's `direct_post_attempts` deliveries.
 
 Each attempt has the crash-safe shape of a post: a short transaction reserves the contract's cap
@@ -15,12 +15,14 @@ from typing import Any
 import orjson
 
 from pingpost import errors
-from pingpost.auction.bidders import BidResult
-from pingpost.auction.service import AuctionService, Row, Terms, lead_problem_error
+from pingpost.auction.service import AuctionService
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
 from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
+from pingpost.domain import auction as rules
+from pingpost.domain.auction import Line, Terms
+from pingpost.domain.eligibility import local_minute
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Snapshot
 from pingpost.domain.money import payout_cents
@@ -49,28 +51,21 @@ class DirectPostService:
         try:
             lead = validate_lead(vertical, body.lead, allow_pii=True, require=True)
         except LeadProblem as problem:
-            raise lead_problem_error(problem) from None
+            raise errors.lead_problem_error(problem) from None
         keyed = {n: self.posts.secret.keyed(h) for n, h in consumer_hashes(vertical, lead).items()}
         consent = (body.consent or Consent()).model_dump()
         received = now_ms()
         ping_id = new_id("png")
-        rows = [Row(c) for c in snap.contracts_by_offer.get(offer.id, [])]
-        keys = self.auction.pre_state_checks(snap, rows, lead, "form", received)
-        open_rows = [r for r in rows if r.outcome is None]
+        rows = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
+        keys = rules.pre_state_checks(snap, rows, lead, "form", received)
+        open_rows = rules.open_lines(rows)
         state = await self.auction.read_state(open_rows, keyed, received)
-        self.auction.state_checks(open_rows, state, keys, "form", received)
-        for row in rows:
-            if row.outcome is None:
-                price = row.contract.price_cents
-                row.bid = BidResult(None, price, None, source="fixed") if price is not None else \
-                    BidResult(Outcome.NO_BID, detail="rtb_only_contract")
+        rules.state_checks(open_rows, state, keys, "form", received)
+        rules.direct_post_bids(rows)
         # A direct post sells the lead to one buyer at the contract's price.
-        self.auction.price_checks(rows, state, Terms(offer=offer, payout=campaign.payout, channel="form",
-                                                     min_payout=0, kinds=("exclusive",)))
-        candidates = sorted((r for r in rows if r.outcome is None),
-                            key=lambda r: (-(r.exclusive_cents or 0), r.contract.priority, r.contract.id))
-        for row in candidates:
-            row.outcome = Outcome.LOST_TO_HIGHER_BID.value
+        rules.price_checks(rows, state, Terms(offer=offer, payout=campaign.payout, channel="form", min_payout=0,
+                                              kinds=("exclusive",)))
+        candidates = rules.direct_post_order(rows)
         ping = {"id": ping_id, "offer_id": offer.id, "campaign_id": campaign.id, "partner_id": campaign.partner_id,
                 "channel": "form", "test": int(body.test)}
 
@@ -83,9 +78,8 @@ class DirectPostService:
                                                          if not vertical.fields[k].pii}).decode(),
                 "consumer": orjson.dumps(keyed).decode(), "bids": "[]",
                 "waterfall": orjson.dumps([r.entry() for r in rows]).decode()})
-            await tx.execute("INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
-                             {"id": new_id("pst"), "p": ping_id, "now": now, "c": self.posts.secret.encrypt(
-                                 orjson.dumps({"lead": lead, "consent": consent}))})
+            await post_repo.insert_post(tx, ping_id=ping_id, now=now, pii_ciphertext=self.posts.secret.encrypt(
+                orjson.dumps({"lead": lead, "consent": consent})))
             if on_ping_created is not None:
                 await on_ping_created(tx, ping_id)
 
@@ -104,7 +98,7 @@ class DirectPostService:
                     row.contract.id: {"outcome": Outcome.NOT_SELECTED.value, "post_outcome": outcome.value,
                                       "post_detail": detail}}))
                 continue
-            bid = await self.store.write(partial(self._reserve, ping=ping, row=row, keys=keys, keyed=keyed,
+            bid = await self.store.write(partial(self._reserve, ping=ping, row=row, keyed=keyed,
                                                  payout=campaign.payout))
             if bid is None:
                 continue  # lost a race for the cap or the funds: not an attempt
@@ -132,10 +126,14 @@ class DirectPostService:
         return PostOut(ping_id=ping_id, status=status, sales=sales, rejected=rejected,
                        payout_total_cents=sum(s.payout_cents for s in sales))
 
-    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Row, keys: dict[str, Any], keyed: dict[str, str],
+    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Line, keyed: dict[str, str],
                        payout: dict[str, Any]) -> dict[str, Any] | None:
-        """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race."""
-        now = now_ms()
+        """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race.
+
+        Dedup is checked again here, inside the write that reserves the attempt, as a post does: a
+        concurrent direct post (or post) of the same consumer to this buyer is seen (docs/crash-safety.md).
+        The cap periods and expiry come from the store's clock at this moment, not at arrival."""
+        now = await tx.now_ms()
         c = row.contract
         price = int(row.exclusive_cents or 0)
         bid: dict[str, Any] = {"bid_id": new_id("bid"), "contract_id": c.id, "buyer_id": c.buyer_id,
@@ -148,16 +146,20 @@ class DirectPostService:
         if not ping["test"]:
             await auction_repo.lock_rows(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id])
             await auction_repo.reclaim_expired(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id], now=now)
-            k = keys[c.id]
-            failure = None
-            if not await auction_repo.take_cap_slot(tx, contract_id=c.id, day=k.day, week=k.week, month=k.month):
+            failure, detail = None, "reserved_concurrently"
+            k = None
+            if c.dedup_days > 0 and await post_repo.recent_purchase(
+                    tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), since=now - c.dedup_days * 86_400_000):
+                failure, detail = Outcome.DUPLICATE, "sold_concurrently"
+            elif (k := await auction_repo.take_cap_slot(tx, contract_id=c.id,
+                                                        keys=local_minute(now, c.tz)[1])) is None:
                 failure = Outcome.CAP_REACHED
             elif not await auction_repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price):
-                await auction_repo.return_cap_slot(tx, contract_id=c.id, day=k.day, week=k.week, month=k.month)
+                await auction_repo.return_cap_slot(tx, contract_id=c.id, keys=k)
                 failure = Outcome.INSUFFICIENT_BALANCE
-            if failure is not None:
-                await post_repo.update_waterfall(tx, ping["id"], {c.id: {"outcome": failure.value,
-                                                                       "detail": "reserved_concurrently"}})
+            if failure is not None or k is None:
+                await post_repo.update_waterfall(tx, ping["id"], {c.id: {"outcome": (failure or Outcome.CAP_REACHED)
+                                                                       .value, "detail": detail}})
                 return None
             bid["reservation_id"] = new_id("rsv")
             timeout_ms = int((c.delivery or {}).get("timeout_ms") or 5000)
@@ -167,12 +169,10 @@ class DirectPostService:
                 "month_key": k.month, "live_call": 0, "expires_at": now + timeout_ms + self.posts.grace_ms,
                 "created_at": now})
             await post_repo.move_to_posting(tx, bid["reservation_id"],
-                                            expires_at=now + timeout_ms + self.posts.grace_ms)
+                                            expires_at=now + timeout_ms + self.posts.grace_ms, now=now)
             await auction_repo.record_dedup(tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), sold_at=now,
                                             sale_id=post_repo.pending_sale_id(bid["bid_id"]))
         await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
-        bids = orjson.loads(await tx.fetchval("SELECT bids FROM pings WHERE id = :p", {"p": ping["id"]}))
-        await tx.execute("UPDATE pings SET bids = :b WHERE id = :p",
-                         {"b": orjson.dumps([*bids, bid]).decode(), "p": ping["id"]})
+        await post_repo.add_bid(tx, ping["id"], bid)
         await post_repo.update_waterfall(tx, ping["id"], {c.id: update})
         return bid

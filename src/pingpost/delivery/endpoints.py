@@ -1,42 +1,53 @@
-"""Partner post and direct-post endpoints (SPEC 5.1)."""
+"""Partner post and direct-post endpoints; the posting key is checked before the body is read
+(docs/security.md)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from pingpost.auction.service import AuctionService
-from pingpost.auth import bearer
+from pingpost.auth import KeyCheck, bearer
 from pingpost.db.store import Tx
 from pingpost.delivery.direct import DirectPostService
-from pingpost.delivery.idempotency import Claim, Idempotency, KeyRef, run_idempotent
 from pingpost.delivery.schemas import DirectPostIn, PostIn, PostOut
 from pingpost.delivery.service import PostService
+from pingpost.domain.model import Campaign, Snapshot
+from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.services import services
 
-router = APIRouter(prefix="/v1", tags=["partner"])
+
+async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
+    """The campaign of the posting key, on the current snapshot (401 unknown, 403 paused)."""
+    auction: AuctionService = services(request).auction
+    return await auction.authenticate(bearer(request))
+
+
+posting_key = KeyCheck(_posting_key)
+router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route)
 
 
 @router.post("/post", response_model=PostOut,
              summary="Post the full lead for a ping; delivered to the accepted winners only")
-async def post(body: PostIn, request: Request) -> Response:
-    auction: AuctionService = request.app.state.auction
-    service: PostService = request.app.state.posts
-    snap, campaign = await auction.authenticate(bearer(request))
+async def post(body: PostIn, request: Request,
+               caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
+    service: PostService = services(request).posts
+    snap, campaign = caller
 
     async def run(_: KeyRef | None, claim: Claim | None) -> PostOut:
         return await service.post(snap=snap, campaign=campaign, body=body,
                                   resume=claim is not None and claim.took_over)
 
-    return await run_idempotent(request, idem=request.app.state.idempotency, campaign_id=campaign.id,
+    return await run_idempotent(request, idem=services(request).idempotency, campaign_id=campaign.id,
                                 endpoint="post", body=body, run=run)
 
 
 @router.post("/direct-post", response_model=PostOut,
              summary="Post a full lead to a direct-post offer: the best eligible contract gets it")
-async def direct_post(body: DirectPostIn, request: Request) -> Response:
-    auction: AuctionService = request.app.state.auction
-    service: DirectPostService = request.app.state.direct_posts
-    idem: Idempotency = request.app.state.idempotency
-    snap, campaign = await auction.authenticate(bearer(request))
+async def direct_post(body: DirectPostIn, request: Request,
+                      caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
+    service: DirectPostService = services(request).direct_posts
+    idem: Idempotency = services(request).idempotency
+    snap, campaign = caller
 
     async def run(ref: KeyRef | None, claim: Claim | None) -> PostOut:
         if claim is not None and claim.took_over and claim.progress and claim.progress.get("ping_id"):

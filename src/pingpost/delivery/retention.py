@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pingpost.db.store import Store, Tx
+from pingpost.db import post_repo
+from pingpost.db.store import Store
 from pingpost.ids import now_ms
 
 
@@ -13,9 +14,4 @@ async def purge_post_pii(store: Store, *, older_than_days: int, now: int | None 
     at = now if now is not None else now_ms()
     cutoff = at - older_than_days * 86_400_000
 
-    async def unit(tx: Tx) -> int:
-        return await tx.execute(
-            "UPDATE posts SET pii_ciphertext = NULL, purged_at = :now "
-            "WHERE pii_ciphertext IS NOT NULL AND created_at < :cutoff", {"now": at, "cutoff": cutoff})
-
-    return await store.write(unit)
+    return await store.write(lambda tx: post_repo.purge_pii(tx, before=cutoff, now=at))

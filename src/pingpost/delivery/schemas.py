@@ -1,4 +1,4 @@
-"""Wire shapes of posts and direct posts (SPEC 5.1)."""
+"""Wire shapes of posts and direct posts (docs/protocol.md, Partners)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pingpost.admin.schemas import LeadFields
 from pingpost.auction.schemas import PartnerLeadId
+from pingpost.fields import LeadFields
 
 Short = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]

@@ -1,4 +1,4 @@
-"""What happens on a post (DESIGN.md section 3): claim, deliver with nothing open, record.
+"""What happens on a post (docs/crash-safety.md): claim, deliver with nothing open, record.
 
 T1 claims the ping, moves accepted reservations to `posting`, re-checks filters, dedup and
 consent on the full lead, stores the post (PII encrypted) and one pending delivery per bid.
@@ -20,10 +20,8 @@ import orjson
 import structlog
 
 from pingpost import errors
-from pingpost.auction.service import lead_problem_error
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
-from pingpost.delivery.buyer_client import BuyerClient
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
@@ -31,8 +29,9 @@ from pingpost.domain.eligibility import first_failing_filter
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
-from pingpost.ids import new_id, now_ms
+from pingpost.ids import now_ms
 from pingpost.metrics import DELIVERIES
+from pingpost.outbound.client import BuyerClient
 from pingpost.security import SecretKey
 
 log = structlog.get_logger("pingpost.delivery")
@@ -65,7 +64,7 @@ def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[st
 
 def delivery_payload(*, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any],
                      consent: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
-    """The buyer protocol body (SPEC 5.3), or the flat form fields for `format: form`."""
+    """The buyer protocol body (docs/protocol.md, Buyers), or the flat form fields for `format: form`."""
     delivery = contract.delivery or {}
     field_map = delivery.get("field_map") or {}
     mapped = {field_map.get(k, k): v for k, v in lead.items()}
@@ -140,7 +139,7 @@ class PostService:
             raise errors.Conflict("this ping was already posted", code="already_posted")
         if ping["post_state"] == "closed":
             raise errors.Conflict("this ping has no bids to post", details={"status": ping["status"]})
-        if ping["expires_at"] <= (now or now_ms()):
+        if now is not None and ping["expires_at"] <= now:  # decided by the store's clock only (the claim)
             raise errors.Gone("the ping expired", code="ping_expired", details={"ping_id": ping["id"]})
 
     @staticmethod
@@ -148,7 +147,7 @@ class PostService:
         try:
             lead = validate_lead(vertical, raw, allow_pii=True, require=True)
         except LeadProblem as problem:
-            raise lead_problem_error(problem) from None
+            raise errors.lead_problem_error(problem) from None
         pinged = orjson.loads(ping["lead"])
         changed = sorted(name for name, value in pinged.items() if lead.get(name) != value)
         if changed:
@@ -159,12 +158,17 @@ class PostService:
     async def _claim(self, tx: Tx, *, snap: Snapshot, ping: Any, campaign: Campaign, winners: list[dict[str, Any]],
                      chosen: set[str], lead: dict[str, Any], consent: dict[str, Any],
                      keyed: list[str]) -> tuple[list[Delivery], dict[str, str]]:
-        now = now_ms()
+        # Expiry is decided by the store's clock (on PostgreSQL the database's): hosts whose clocks
+        # disagree still agree on which reservations are live (docs/crash-safety.md).
+        now = await tx.now_ms()
         if not await post_repo.claim_ping(tx, ping_id=ping["id"], campaign_id=campaign.id, now=now):
             self._check_ping(await post_repo.load_ping(tx, ping["id"]), campaign, ping["id"], now=now)
             raise errors.Conflict("this ping was already posted", code="already_posted")
         test = bool(ping["test"])
-        await auction_repo.lock_rows(tx, contract_ids=[], buyer_ids=[b["buyer_id"] for b in winners])
+        # The one lock order: counter rows (contracts, then buyers) before any reservation row. The
+        # buyers' rows also serialise posts to one buyer, so the dedup re-check below is exact.
+        await auction_repo.lock_rows(tx, contract_ids=[b["contract_id"] for b in winners],
+                                     buyer_ids=[b["buyer_id"] for b in winners])
         deliveries: list[Delivery] = []
         failures: dict[str, str] = {}
         updates: dict[str, dict[str, Any]] = {}
@@ -181,18 +185,22 @@ class PostService:
                 await post_repo.release_bid(tx, bid)
                 continue
             timeout_ms = int((contract.delivery or {}).get("timeout_ms") or 5000)
-            if bid.get("reservation_id"):
-                await post_repo.move_to_posting(tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms)
+            if bid.get("reservation_id") and not await post_repo.move_to_posting(
+                    tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms, now=now):
+                # The reservation lapsed (its slot and hold may already serve another ping): nothing is
+                # delivered or charged for this bid.
+                failures[bid["bid_id"]] = PostOutcome.NOT_POSTED.value
+                updates[contract.id] = {"post_outcome": PostOutcome.NOT_POSTED.value, "post_detail": "bid_expired"}
+                await post_repo.release_bid(tx, bid)
+                continue
             if not test:
                 await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=keyed, sold_at=now,
                                                 sale_id=post_repo.pending_sale_id(bid["bid_id"]))
             await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
             updates[contract.id] = {"post_outcome": PostOutcome.POST_UNKNOWN.value, "post_detail": "delivering"}
             deliveries.append(Delivery(bid, contract))
-        await tx.execute(
-            "INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)",
-            {"id": new_id("pst"), "p": ping["id"], "now": now,
-             "c": self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))})
+        sealed = self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))
+        await post_repo.insert_post(tx, ping_id=ping["id"], now=now, pii_ciphertext=sealed)
         await post_repo.update_waterfall(tx, ping["id"], updates)
         await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="post",
                                   detail=f"{len(deliveries)} delivering, {len(failures)} not delivered")
@@ -253,6 +261,7 @@ class PostService:
                       latency_ms: int) -> str | None:
         now = now_ms()
         bid = delivery.bid
+        await auction_repo.lock_rows(tx, contract_ids=[bid["contract_id"]], buyer_ids=[bid["buyer_id"]])
         test = bool(ping["test"])
         if not await post_repo.finish_delivery(
                 tx, bid_id=bid["bid_id"], state="accepted" if verdict.accepted else "rejected",
@@ -277,10 +286,8 @@ class PostService:
         async def unit(tx: Tx) -> PostOut:
             ping = await post_repo.load_ping(tx, ping_id)
             bids = {b["bid_id"]: b for b in orjson.loads(ping["bids"])}
-            sales = {r["bid_id"]: r["id"] for r in await tx.fetch("SELECT id, bid_id FROM sales WHERE ping_id = :p",
-                                                                 {"p": ping_id})}
-            delivered = {r["bid_id"]: r for r in await tx.fetch(
-                "SELECT * FROM deliveries WHERE ping_id = :p ORDER BY id", {"p": ping_id})}
+            sales = await post_repo.sales_of_ping(tx, ping_id)
+            delivered = await post_repo.deliveries_of_ping(tx, ping_id)
             waterfall = {w["bid_id"]: w for w in orjson.loads(ping["waterfall"]) if w.get("bid_id")}
             sold: list[SaleOut] = []
             rejected: list[RejectedOut] = []

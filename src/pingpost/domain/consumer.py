@@ -1,4 +1,4 @@
-"""Consumer normalisation and hashes (SPEC section 6)."""
+"""Consumer normalisation and hashes (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How a buyer's answer to a delivery is judged (SPEC section 3): pure, no I/O.
+"""How a buyer's answer to a delivery is judged (docs/protocol.md): pure, no I/O.
 
 The HTTP status alone never means accepted: pingpost's own protocol, a JSON path with accepted
 values, or a regular expression matched as a whole word decides.

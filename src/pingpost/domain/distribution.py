@@ -1,4 +1,4 @@
-"""Distribution rules, pure (SPEC section 4): which candidates to try, in which order.
+"""Distribution rules, pure (docs/protocol.md): which candidates to try, in which order.
 
 The service reserves candidates in the order answered here and stops at `max_winners`, so a
 candidate that loses a reservation race is replaced by the next one.

@@ -1,4 +1,4 @@
-"""Waterfall outcome codes (SPEC section 7), in the order eligibility is checked."""
+"""Waterfall outcome codes (docs/protocol.md, Waterfall outcomes), in the order eligibility is checked."""
 
 from __future__ import annotations
 

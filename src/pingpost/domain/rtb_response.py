@@ -1,4 +1,4 @@
-"""How a buyer's bid answer is read (SPEC 3 `rtb.response`, 5.3): pure, no I/O."""
+"""How a buyer's bid answer is read (docs/protocol.md, Buyers): pure, no I/O."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from pingpost.db import reports_repo
 from pingpost.db.store import Store, Tx
 
 Key = tuple[str, str, str, str, str, str]  # day, offer, campaign, partner, contract ('' = ping row), buyer
@@ -57,14 +58,9 @@ class ReportCounters:
         pending, self._pending = self._pending, {}
 
         async def unit(tx: Tx) -> None:
-            await tx.executemany(
-                "INSERT INTO report_counters (day, offer_id, campaign_id, partner_id, contract_id, buyer_id, pings, "
-                "bids, wins) VALUES (:d, :o, :c, :p, :ct, :b, :pings, :bids, :wins) "
-                "ON CONFLICT (day, contract_id, campaign_id) DO UPDATE SET pings = report_counters.pings + "
-                "excluded.pings, bids = report_counters.bids + excluded.bids, wins = report_counters.wins + "
-                "excluded.wins",
-                [{"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1],
-                  "wins": v[2]} for k, v in sorted(pending.items())])
+            await reports_repo.add_counters(tx, [
+                {"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1],
+                 "wins": v[2]} for k, v in sorted(pending.items())])
 
         try:
             await self.store.write(unit)

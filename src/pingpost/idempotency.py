@@ -1,9 +1,9 @@
-"""Idempotency-Key for partner POSTs, across processes and restarts (DESIGN.md section 4).
+"""Idempotency-Key for partner POSTs, across processes and restarts (docs/security.md).
 
 The first request with a key owns it (an `in_flight` row with a lease); the same key and body
 replays the stored answer for 24 h; another body is 422; a live lease is 409; a lapsed lease (the
 owner crashed) is taken over, and the taker answers from what was recorded, never repeating a
-delivery.
+delivery. Only final answers are stored: a temporary refusal or a server error releases the key.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -19,8 +19,8 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 
 from pingpost import errors
+from pingpost.db import idempotency_repo
 from pingpost.db.store import Store, Tx
-from pingpost.ids import now_ms
 
 DAY_MS = 86_400_000
 
@@ -31,25 +31,27 @@ def request_sha256(body: Any) -> str:
 
 @dataclass(frozen=True)
 class KeyRef:
+    """One Idempotency-Key of one campaign and endpoint, and the lease this request holds on it."""
+
     campaign_id: str
     endpoint: str
     key: str
+    lease: int = 0
 
     @property
-    def params(self) -> dict[str, str]:
-        return {"c": self.campaign_id, "e": self.endpoint, "k": self.key}
+    def ident(self) -> dict[str, str]:
+        return {"campaign_id": self.campaign_id, "endpoint": self.endpoint, "key": self.key}
 
 
 @dataclass(frozen=True)
 class Claim:
-    """`replay` is a stored (status, body); else this request owns the key (`took_over` after a crash)."""
+    """`replay` is a stored (status, body); else this request owns the key (`took_over` after a crash)
+    under the lease `ref.lease`."""
 
+    ref: KeyRef
     replay: tuple[int, bytes] | None = None
     took_over: bool = False
     progress: dict[str, Any] | None = None
-
-
-_WHERE = "campaign_id = :c AND endpoint = :e AND key = :k"
 
 
 class Idempotency:
@@ -61,29 +63,27 @@ class Idempotency:
         """Own the key, replay its answer, or raise 422 idempotency_key_reused / 409 idempotency_in_flight."""
 
         async def unit(tx: Tx) -> Claim:
-            now = now_ms()
-            params = {**ref.params, "h": sha, "until": now + self.lease_ms, "now": now}
-            insert = ("INSERT INTO idempotency_keys (campaign_id, endpoint, key, request_sha256, state, locked_until, "
-                      "created_at) VALUES (:c, :e, :k, :h, 'in_flight', :until, :now) ON CONFLICT DO NOTHING")
-            if await tx.execute(insert, params):
-                return Claim()
-            row = await tx.fetchrow(f"SELECT * FROM idempotency_keys WHERE {_WHERE}", ref.params)
+            now = await tx.now_ms()
+            # The lease's end is also its fencing token: a take-over happens only after the previous
+            # lease ended, so its lease ends strictly later.
+            until = now + self.lease_ms
+            owned = replace(ref, lease=until)
+            if await idempotency_repo.claim(tx, **ref.ident, sha=sha, now=now, until=until):
+                return Claim(owned)
+            row = await idempotency_repo.find(tx, **ref.ident)
             if row is None or row["created_at"] <= now - DAY_MS:  # older than 24 h counts as absent
-                await tx.execute(f"DELETE FROM idempotency_keys WHERE {_WHERE}", ref.params)
-                await tx.execute(insert, params)
-                return Claim()
+                await idempotency_repo.forget(tx, **ref.ident)
+                await idempotency_repo.claim(tx, **ref.ident, sha=sha, now=now, until=until)
+                return Claim(owned)
             if row["request_sha256"] != sha:
                 raise errors.Unprocessable("this Idempotency-Key was used with another request body",
                                            code="idempotency_key_reused")
             if row["state"] == "done":
-                return Claim(replay=(int(row["status"]), str(row["body"]).encode()))
-            taken = await tx.execute(
-                f"UPDATE idempotency_keys SET locked_until = :until WHERE {_WHERE} AND state = 'in_flight' "
-                "AND locked_until <= :now", params)
-            if not taken:
+                return Claim(ref, replay=(int(row["status"]), str(row["body"]).encode()))
+            if not await idempotency_repo.take_over(tx, **ref.ident, now=now, until=until):
                 raise errors.Conflict("a request with this Idempotency-Key is in flight",
                                       code="idempotency_in_flight")
-            return Claim(took_over=True, progress=orjson.loads(row["body"]) if row["body"] else None)
+            return Claim(owned, took_over=True, progress=orjson.loads(row["body"]) if row["body"] else None)
 
         # The claim touches only idempotency_keys, so it leaves a write batch's shared auction state exact.
         # A ping's claim is no more durable than the ping decision it guards (both may be lost whole to an
@@ -93,27 +93,31 @@ class Idempotency:
     @staticmethod
     async def record_progress(tx: Tx, ref: KeyRef, progress: dict[str, Any]) -> None:
         """Note what the owner created (e.g. a direct post's ping id), so a taker can find it."""
-        await tx.execute(f"UPDATE idempotency_keys SET body = :b WHERE {_WHERE} AND state = 'in_flight'",
-                         {**ref.params, "b": orjson.dumps(progress).decode()})
+        await idempotency_repo.note_progress(tx, **ref.ident, lease=ref.lease, body=orjson.dumps(progress).decode())
 
     @staticmethod
     async def record_answer(tx: Tx, ref: KeyRef, status: int, body: bytes) -> None:
-        await tx.execute(f"UPDATE idempotency_keys SET state = 'done', status = :s, body = :b WHERE {_WHERE}",
-                         {**ref.params, "s": status, "b": body.decode()})
+        """Store the final answer, unless this owner's lease was taken over meanwhile."""
+        await idempotency_repo.record(tx, **ref.ident, lease=ref.lease, status=status, body=body.decode())
 
     async def finish(self, ref: KeyRef, status: int, body: bytes) -> None:
-        async def unit(tx: Tx) -> None:
-            await self.record_answer(tx, ref, status, body)
-
-        await self.store.write(unit)
+        await self.store.write(lambda tx: self.record_answer(tx, ref, status, body))
 
     async def abandon(self, ref: KeyRef) -> None:
-        """Forget the key after a server error, so the partner can retry."""
+        """Forget the key after an answer that is not final (a server error, a temporary refusal), so
+        the partner's retry runs afresh; nothing if another request took the lease over."""
+        await self.store.write(lambda tx: idempotency_repo.release(tx, **ref.ident, lease=ref.lease))
 
-        async def unit(tx: Tx) -> None:
-            await tx.execute(f"DELETE FROM idempotency_keys WHERE {_WHERE} AND state = 'in_flight'", ref.params)
 
-        await self.store.write(unit)
+# The refusals the same request would get again, whenever it is retried: stored and replayed like an
+# answer. Every other refusal (401, 403, 409 but `already_posted`, 429, 503, 5xx) says "not now"; it
+# releases the key, so the retry runs afresh (docs/security.md, "Idempotency-Key").
+_FINAL_STATUSES = frozenset({400, 404, 410, 413, 422})
+
+
+def is_final(exc: errors.PingpostError) -> bool:
+    """Whether a refusal is the request's final answer, to be replayed under its Idempotency-Key."""
+    return exc.status in _FINAL_STATUSES or (exc.status == 409 and exc.code == "already_posted")
 
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -132,8 +136,8 @@ async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: st
         return _json(200, (await run(None, None)).model_dump_json().encode())
     if not _KEY.match(key):
         raise errors.ValidationFailed.one("Idempotency-Key", "1 to 255 visible ASCII characters")
-    ref = KeyRef(campaign_id, endpoint, key)
-    claim = await idem.begin(ref, request_sha256(body.model_dump(mode="json")))
+    claim = await idem.begin(KeyRef(campaign_id, endpoint, key), request_sha256(body.model_dump(mode="json")))
+    ref = claim.ref
     if claim.replay is not None:
         status, stored = claim.replay
         response = _json(status, stored)
@@ -142,10 +146,10 @@ async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: st
     try:
         result = await run(ref, claim)
     except errors.PingpostError as exc:
-        if exc.status >= 500:
-            await idem.abandon(ref)
-        else:
+        if is_final(exc):
             await idem.finish(ref, exc.status, orjson.dumps(exc.body()))
+        else:
+            await idem.abandon(ref)
         raise
     except BaseException:
         await idem.abandon(ref)

@@ -47,7 +47,7 @@ class BuyerClient(Protocol):
 
 
 class AiohttpBuyerClient:
-    """One shared aiohttp session sized for the auction's fan-out (DESIGN.md section 7)."""
+    """One shared aiohttp session sized for the auction's fan-out (docs/security.md)."""
 
     def __init__(self, *, max_connections: int = 1000, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._session: aiohttp.ClientSession | None = None
