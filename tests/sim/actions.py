@@ -399,6 +399,32 @@ def reverse(sim: Simulation) -> Action | None:
     return Action(f"reverse {sale}", run, solo=True)
 
 
+def reconcile(sim: Simulation) -> Action:
+    """The operator settles a delivery whose result is unknown (a crash or an error mid-delivery)."""
+    pick = sim.rng.random()
+    verb = "record-sale" if sim.rng.random() < 0.5 else "void"
+
+    async def run(inst: Instance) -> str:
+        r = await sim.send(inst, "GET", "/v1/admin/reconciliation?limit=100", token=ADMIN_TOKEN)
+        sim.expect("reconciliation list", r, {200})
+        items = r.json()["items"] if r.status_code == 200 else []
+        if not items:
+            return "nothing to settle"
+        item = items[int(pick * len(items))]
+        before = await sim.reservation(item["bid_id"])
+        r = await sim.send(inst, "POST", f"/v1/admin/reconciliation/{item['delivery_id']}/{verb}",
+                           token=ADMIN_TOKEN)
+        sim.expect(f"reconciliation {verb}", r, {200, 409})
+        answer = r.json()
+        if r.status_code == 200 and answer.get("sale_id"):
+            sim.model.sale_ids.append(answer["sale_id"])
+            if before is not None and before["state"] not in ("held", "posting"):
+                await sim.operator_sold(before)
+        return f"{verb} {item['delivery_id']} ({item['contract_id']}): {r.status_code} {answer}"
+
+    return Action(f"reconcile ({verb})", run, solo=True)
+
+
 _PATHS = {"contract": "contracts", "buyer": "buyers", "campaign": "campaigns", "partner": "partners",
           "offer": "offers"}
 

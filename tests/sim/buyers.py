@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from pingpost.clock import ManualClock
-from pingpost.delivery.buyer_client import HttpResult
+from pingpost.outbound import HttpResult
 from tests.sim.scenario import PII_FIELDS
 
 

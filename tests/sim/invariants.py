@@ -147,9 +147,11 @@ def _funds_and_ledger(sim: Simulation, t: Tables) -> None:
         if balance != t.buyer_ledger.get(f"buyer:{buyer}", 0):
             sim.violation("balance_is_ledger_sum",
                           f"{buyer} balance_cents {balance}, ledger {t.buyer_ledger.get(f'buyer:{buyer}', 0)}")
-        if balance + credit - held < 0:
+        overdraft = sim.model.overdraft.get(buyer, 0)  # sales the operator recorded without a hold
+        if balance + credit - held < -overdraft:
             sim.violation("funds_never_below_credit_limit",
-                          f"{buyer} balance {balance} + credit {credit} - holds {held} = {balance + credit - held}")
+                          f"{buyer} balance {balance} + credit {credit} - holds {held} = {balance + credit - held}"
+                          + (f" (the operator recorded {overdraft} without holds)" if overdraft else ""))
     for txn, total in t.unbalanced:
         sim.violation("ledger_transactions_sum_to_zero", f"{txn} sums to {total}")
 
@@ -249,6 +251,12 @@ def _privacy(sim: Simulation, t: Tables) -> None:
                           f"{d.contract} received the lead of {ping_id}: bid {bid and bid['bid_id']} role "
                           f"{bid and bid['role']}, partner accepted {rec and rec.chosen}")
     sim.model.checked_deliveries = len(deliveries)
+    posted: Counter[tuple[str, str]] = Counter(
+        (str(d.body.get("ping_id")), d.contract) for d in deliveries
+        if (p := t.pings.get(str(d.body.get("ping_id")))) is not None and p["channel"] == "form")
+    for (ping_id, contract), times in posted.items():
+        if times > 1:
+            sim.violation("never_redelivered", f"{contract} received the lead of {ping_id} {times} times")
     for value in sim.pii_values:
         if value in t.text:
             sim.violation("pii_only_in_posts", f"a PII value of a consumer ({value[:3]}...) is stored outside posts")

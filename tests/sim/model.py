@@ -64,6 +64,8 @@ class Model:
     # found already taken above the new cap (a cap lowered after sales is not a violation).
     caps: dict[str, dict[str, int]] = field(default_factory=dict)
     allowance: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # Per buyer, what the operator charged for lapsed reservations (no hold covered it).
+    overdraft: dict[str, int] = field(default_factory=dict)
     # The newest period keys each contract's counters have shown (they may only move forward).
     newest_keys: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     checked_deliveries: int = 0

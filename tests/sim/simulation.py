@@ -175,6 +175,18 @@ class Simulation:
             if cap is not None and taken > cap:
                 self.model.allowance[(c, kind, key)] = max(taken, self.model.allowance.get((c, kind, key), 0))
 
+    async def reservation(self, bid_id: str) -> dict[str, Any] | None:
+        row = await self.checker.read(lambda tx: tx.fetchrow("SELECT * FROM reservations WHERE bid_id = :b",
+                                                             {"b": bid_id}))
+        return None if row is None else dict(row)
+
+    async def operator_sold(self, reservation: dict[str, Any]) -> None:
+        """The operator recorded a sale whose reservation had lapsed (docs/crash-safety.md): it counts in
+        its period again without a cap check and is charged without a hold. Both are allowed."""
+        buyer = reservation["buyer_id"]
+        self.model.overdraft[buyer] = self.model.overdraft.get(buyer, 0) + int(reservation["amount_cents"])
+        await self.caps_changed(reservation["contract_id"], self.model.caps[reservation["contract_id"]])
+
     def earliest_call_deadline(self) -> int | None:
         deadlines = [c.connected_at_ms + MAX_CALL_MS - CALL_MARGIN_MS for c in self.model.open_calls()
                      if c.connected and c.connected_at_ms]
@@ -276,7 +288,8 @@ class Simulation:
                         and c.connected_at_ms + MAX_CALL_MS - CALL_MARGIN_MS == deadline)
             return [actions.completed(self, call)]
         if rng.random() < 0.2:
-            kind = rng.choices(["leap", "late_post", "deposit", "reverse", "pause", "caps"], [4, 2, 2, 1, 2, 2])[0]
+            kind = rng.choices(["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"],
+                               [4, 2, 2, 1, 2, 2, 1])[0]
             chosen: Action | None = None
             if kind == "leap":
                 chosen = actions.leap(self)
@@ -290,6 +303,8 @@ class Simulation:
                 chosen = actions.pause_or_resume(self)
             elif kind == "caps":
                 chosen = actions.change_caps(self)
+            elif kind == "reconcile":
+                chosen = actions.reconcile(self)
             if chosen is not None:
                 return [chosen]
         group: list[Action] = []

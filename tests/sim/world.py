@@ -146,7 +146,7 @@ class Instance:
             await self._lifespan.__aenter__()
         # Report counters flush on a real-time timer; here they flush only at shutdown, so nothing
         # outside the seeded schedule touches the database.
-        await app.state.counters.stop()
+        await app.state.services.counters.stop()
         self.app = app
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self.http = httpx.AsyncClient(transport=transport, base_url="http://sim", timeout=None)
