@@ -243,7 +243,8 @@ def _call_event(sim: Simulation, call: CallRec, kind: str, body: dict[str, Any],
             model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent,
                                         unanswered=True, on_answer=on_answer))
             return f"{r.status_code} (the platform retries)"
-        model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent))
+        if r.status_code == 200:  # a recorded event: sending it again must answer the same
+            model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent))
         return on_answer(r.status_code, r.json())
 
     def crashed() -> None:
