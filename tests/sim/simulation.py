@@ -26,7 +26,7 @@ from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import CURRENT_ACTION, FaultInjector, FaultRates
 from tests.sim.model import Model
 from tests.sim.scenario import VERTICAL, Scenario, draw
-from tests.sim.world import ADMIN_TOKEN, Databases, Instance, checker_store, fixed_ids
+from tests.sim.world import ADMIN_TOKEN, Databases, Instance, checker_store, fixed_ids, inline_threadpool
 
 MAX_CALL_MS = 3600 * 1000  # the calls offer's max_call_duration_s
 CALL_MARGIN_MS = 10 * 60_000  # complete a connected call this long before it could lapse
@@ -200,7 +200,7 @@ class Simulation:
         self.log(f"seed {self.opts.seed} store {self.opts.store}: start {self.scenario.start_note}, "
                  f"skews {self.scenario.skews_ms} ms, rules {[o.get('distribution') for o in self.scenario.offers]}")
         try:
-            with fixed_ids(self.opts.seed):
+            with fixed_ids(self.opts.seed), inline_threadpool():
                 await self._run_steps()
         except Violation as v:
             failure = Failure(v.invariant, v.detail, self.step_no)

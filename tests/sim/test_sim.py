@@ -31,14 +31,14 @@ async def test_simulated_exchange_keeps_every_invariant(store: str) -> None:
                     + "\n".join(describe(r, steps=STEPS) for r in failed), pytrace=False)
 
 
-async def test_a_seed_replays_the_same_trace(tmp_path: object) -> None:
+async def test_a_seed_replays_the_same_trace() -> None:
     """Same seed, same trace (SQLite: its units never yield, so one event loop schedules alike)."""
     databases = Databases("sqlite")
     traces = []
     try:
         for _ in range(2):
             url = await databases.create()
-            result = await Simulation(Options(seed=7, steps=60, keep_going=True), url, databases.workdir()).run()
+            result = await Simulation(Options(seed=7, steps=100, keep_going=True), url, databases.workdir()).run()
             traces.append(result.trace)
             await databases.drop(url)
     finally:

@@ -9,12 +9,14 @@ import itertools
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import fastapi.dependencies.utils
+import fastapi.routing
 import httpx
 
 from pingpost import faults, ids
@@ -107,6 +109,26 @@ def fixed_ids(seed: int) -> Iterator[None]:
         yield
     finally:
         ids._process_tag, ids._counter = saved
+
+
+async def _inline(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
+
+@contextmanager
+def inline_threadpool() -> Iterator[None]:
+    """FastAPI runs plain-function dependencies (the key checks' callers, pagination) on a thread pool;
+    when a thread answers depends on the machine, so the interleaving of a step's requests would too.
+    They only read the request, so the simulation runs them inline, on the event loop."""
+    modules, name = (fastapi.dependencies.utils, fastapi.routing), "run_in_threadpool"
+    saved = [getattr(m, name) for m in modules]
+    for m in modules:
+        setattr(m, name, _inline)
+    try:
+        yield
+    finally:
+        for m, original in zip(modules, saved, strict=True):
+            setattr(m, name, original)
 
 
 class Instance:
