@@ -129,7 +129,13 @@ def burst(sim: Simulation) -> list[Action]:
     return [ping(sim, channel=channel, campaign=campaign) for _ in range(sim.rng.randint(3, 4))]
 
 
-def post(sim: Simulation, rec: PingRec) -> Action:
+def post_twice(sim: Simulation, rec: PingRec) -> list[Action]:
+    """A partner's double submit: the same post twice at once (on any instances)."""
+    action = post(sim, rec, twice=True)
+    return [action, Action(action.label + " again", action.run, on_crash=action.on_crash)]
+
+
+def post(sim: Simulation, rec: PingRec, *, twice: bool = False) -> Action:
     rng, model = sim.rng, sim.model
     rec.posted = True
     bid_ids = [b["bid_id"] for b in rec.bids]
@@ -151,7 +157,7 @@ def post(sim: Simulation, rec: PingRec) -> Action:
         r = await sim.send(inst, "POST", "/v1/post", token=token, body=body, key=key)
         if key is not None:
             model.resends.append(Resend("post", "/v1/post", token, body, key, r.status_code, r.json(), started))
-        sim.expect("post", r, {200, 403, 410})
+        sim.expect("post", r, {200, 403, 409, 410} if twice else {200, 403, 410})
         delivered = sim.buyers.deliveries_for(rec.ping_id)
         if started >= rec.expiry_bound_ms and delivered:
             sim.violation("posts_claim_only_live_reservations",
@@ -254,7 +260,13 @@ def _call_event(sim: Simulation, call: CallRec, kind: str, body: dict[str, Any],
     return Action(f"call {kind} {call.ping.ping_id} {body['bid_id']}", run, on_crash=crashed)
 
 
-def connected(sim: Simulation, call: CallRec) -> Action:
+def connected_twice(sim: Simulation, call: CallRec) -> list[Action]:
+    """The platform sends one `connected` twice at once (a retry racing the first, on other hosts)."""
+    answers: list[Any] = []
+    return [connected(sim, call, answers=answers), connected(sim, call, answers=answers)]
+
+
+def connected(sim: Simulation, call: CallRec, *, answers: list[Any] | None = None) -> Action:
     bid_id = call.active or ""
     call.connected = bid_id
     started = sim.clock.now_ms()
@@ -262,13 +274,18 @@ def connected(sim: Simulation, call: CallRec) -> Action:
 
     def on_answer(status: int, answer: Any) -> str:
         sim.expect_status("call connected", status, answer, {200, 409, 410})
+        if answers is not None and status == 200:
+            answers.append(answer)
+            if len(answers) == 2 and answers[0] != answers[1]:
+                sim.violation("retries_answer_the_same",
+                              f"one connected sent twice at once answered {answers[0]} and {answers[1]}")
         if status == 200:
             if started >= call.ping.expiry_bound_ms:
                 sim.violation("posts_claim_only_live_reservations",
                               f"call {call.ping.ping_id} connected at {started} on bid {bid_id}, lapsed by "
                               f"{call.ping.expiry_bound_ms} on the one clock: answered {answer}")
-            call.connected_at_ms = sim.clock.now_ms()
-            if answer.get("sale_id"):
+            call.connected_at_ms = started  # early rather than late: the deadline below is conservative
+            if answer.get("sale_id") and answer["sale_id"] not in sim.model.sale_ids:
                 sim.model.sale_ids.append(answer["sale_id"])
         elif status == 410 or _code(answer) != "concurrency_cap_reached":
             call.done = True  # lapsed, or stuck (the simulator gives up on this call)
@@ -307,16 +324,19 @@ def completed(sim: Simulation, call: CallRec) -> Action:
     return _call_event(sim, call, "completed", body, on_answer)
 
 
-def call_event(sim: Simulation) -> Action | None:
+def call_event(sim: Simulation) -> list[Action]:
     calls = sim.model.open_calls()
     if not calls:
-        return None
+        return []
     call = sim.rng.choice(calls)
     if call.connected:
-        return completed(sim, call) if call.connected_at_ms else None
+        return [completed(sim, call)] if call.connected_at_ms else []
     if call.active is None:
-        return None
-    return connected(sim, call) if sim.rng.random() < 0.65 else failed(sim, call)
+        return []
+    roll = sim.rng.random()
+    if roll < 0.08:
+        return connected_twice(sim, call)
+    return [connected(sim, call) if roll < 0.65 else failed(sim, call)]
 
 
 # --- retries ---------------------------------------------------------------------------------

@@ -314,15 +314,16 @@ class Simulation:
             if kind == "ping":
                 group.append(actions.ping(self))
             elif kind == "post" and model.open_form_pings():
-                group.append(actions.post(self, rng.choice(model.open_form_pings())))
+                rec = rng.choice(model.open_form_pings())
+                group += actions.post_twice(self, rec) if rng.random() < 0.06 else [actions.post(self, rec)]
             elif kind == "direct":
                 group.append(actions.direct_post(self))
             elif kind == "pair":
                 group += actions.direct_post_pair(self)
             elif kind == "burst":
                 group += actions.burst(self)
-            elif kind == "call" and (event := actions.call_event(self)) is not None:
-                group.append(event)
+            elif kind == "call":
+                group += actions.call_event(self)
             elif kind == "tick":
                 group.append(actions.tick(self))
             elif kind == "resend" and (again := actions.resend(self)) is not None:
