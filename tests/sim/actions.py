@@ -1,6 +1,8 @@
-"""The actions the scheduler interleaves, each through an instance's HTTP API: partner pings, posts
-and direct posts, call-platform events, operator changes, clock moves and retries. Every parameter
-is drawn from the scheduler's random when the action is chosen, so a seed picks the same actions.
+"""The actions the scheduler interleaves, each through an instance's HTTP API (docs/simulator.md):
+here the partners' pings, posts and direct posts and every retry; the call platform's events are in
+`platform_actions.py`, the operator's changes and the clock's moves in `operator_actions.py`. Every
+parameter is drawn from the scheduler's random when the action is chosen, so a seed picks the same
+actions.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from tests.sim.model import CallRec, PingRec, Resend
-from tests.sim.scenario import CALL_OFFER, DIRECT_OFFER, FORM_OFFERS, STATES, ZONES, Consumer, next_boundary_ms
-from tests.sim.world import ADMIN_TOKEN, Instance
+from tests.sim.scenario import CALL_OFFER, DIRECT_OFFER, FORM_OFFERS, STATES, Consumer
+from tests.sim.world import Instance
 
 if TYPE_CHECKING:
     from tests.sim.simulation import Simulation
@@ -31,7 +33,7 @@ class Action:
     on_crash: Callable[[], None] = field(default=lambda: None)
 
 
-def _code(body: Any) -> str:
+def code(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("code"))
     return ""
@@ -95,7 +97,7 @@ def ping(sim: Simulation, *, channel: str | None = None, consumer: Consumer | No
             model.resends.append(Resend("ping", "/v1/ping", token, body, key, r.status_code, r.json(), sent))
         sim.expect("ping", r, {200, 403, 429})
         if r.status_code != 200:
-            return f"{r.status_code} {_code(r.json())}"
+            return f"{r.status_code} {code(r.json())}"
         answer = r.json()
         await sim.check_ping_answer(answer, test=test)
         if answer["bids"]:
@@ -166,7 +168,7 @@ def post(sim: Simulation, rec: PingRec, *, twice: bool = False) -> Action:
         if r.status_code == 403 and key is None:
             rec.posted = False  # paused: the partner may post again later (with a key, its resend does)
         if r.status_code != 200:
-            return f"{r.status_code} {_code(r.json())}"
+            return f"{r.status_code} {code(r.json())}"
         answer = r.json()
         model.sale_ids += [s["sale_id"] for s in answer["sales"] if s["sale_id"]]
         return f"{answer['status']} sales={len(answer['sales'])} rejected={[x['reason'] for x in answer['rejected']]}"
@@ -213,7 +215,7 @@ def direct_post(sim: Simulation, *, consumer: Consumer | None = None, lead: dict
                                         sent))
         sim.expect("direct post", r, {200, 403})
         if r.status_code != 200:
-            return f"{r.status_code} {_code(r.json())}"
+            return f"{r.status_code} {code(r.json())}"
         answer = r.json()
         model.sale_ids += [s["sale_id"] for s in answer["sales"] if s["sale_id"]]
         return f"{answer['status']} {answer['ping_id']} sales={len(answer['sales'])}"
@@ -231,112 +233,6 @@ def direct_post_pair(sim: Simulation) -> list[Action]:
     consumer = sim.rng.choice(sim.scenario.consumers)
     lead = draw_lead(sim)
     return [direct_post(sim, consumer=consumer, lead=lead), direct_post(sim, consumer=consumer, lead=lead)]
-
-
-# --- the call platform ----------------------------------------------------------------------
-
-
-def _call_event(sim: Simulation, call: CallRec, kind: str, body: dict[str, Any],
-                on_answer: Callable[[int, Any], str]) -> Action:
-    path = f"/v1/calls/{call.ping.ping_id}/{kind}"
-    model = sim.model
-
-    async def run(inst: Instance) -> str:
-        sent = sim.clock.now_ms()
-        r = await sim.send(inst, "POST", path, token=model.platform_key, body=body)
-        if r.status_code >= 500:
-            sim.expect(f"call {kind}", r, set())
-            model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent,
-                                        unanswered=True, on_answer=on_answer))
-            return f"{r.status_code} (the platform retries)"
-        if r.status_code == 200:  # a recorded event: sending it again must answer the same
-            model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent))
-        return on_answer(r.status_code, r.json())
-
-    def crashed() -> None:
-        model.resends.append(Resend(kind, path, model.platform_key, body, None, first_at_ms=sim.clock.now_ms(),
-                                    unanswered=True, on_answer=on_answer))
-
-    return Action(f"call {kind} {call.ping.ping_id} {body['bid_id']}", run, on_crash=crashed)
-
-
-def connected_twice(sim: Simulation, call: CallRec) -> list[Action]:
-    """The platform sends one `connected` twice at once (a retry racing the first, on other hosts)."""
-    answers: list[Any] = []
-    return [connected(sim, call, answers=answers), connected(sim, call, answers=answers)]
-
-
-def connected(sim: Simulation, call: CallRec, *, answers: list[Any] | None = None) -> Action:
-    bid_id = call.active or ""
-    call.connected = bid_id
-    started = sim.clock.now_ms()
-    body = {"bid_id": bid_id, "lead": {**call.ping.lead, **call.ping.consumer.pii()}}
-
-    def on_answer(status: int, answer: Any) -> str:
-        sim.expect_status("call connected", status, answer, {200, 409, 410})
-        if answers is not None and status == 200:
-            answers.append(answer)
-            if len(answers) == 2 and answers[0] != answers[1]:
-                sim.violation("retries_answer_the_same",
-                              f"one connected sent twice at once answered {answers[0]} and {answers[1]}")
-        if status == 200:
-            if started >= call.ping.expiry_bound_ms:
-                sim.violation("posts_claim_only_live_reservations",
-                              f"call {call.ping.ping_id} connected at {started} on bid {bid_id}, lapsed by "
-                              f"{call.ping.expiry_bound_ms} on the one clock: answered {answer}")
-            call.connected_at_ms = started  # early rather than late: the deadline below is conservative
-            if answer.get("sale_id") and answer["sale_id"] not in sim.model.sale_ids:
-                sim.model.sale_ids.append(answer["sale_id"])
-        elif status == 410 or _code(answer) != "concurrency_cap_reached":
-            call.done = True  # lapsed, or stuck (the simulator gives up on this call)
-        else:
-            call.connected = None  # the platform reports `failed` next, to ring the next bid
-        return f"{status} {answer}"
-
-    return _call_event(sim, call, "connected", body, on_answer)
-
-
-def failed(sim: Simulation, call: CallRec) -> Action:
-    bid_id = call.active or ""
-    call.active = None
-    body = {"bid_id": bid_id, "reason": sim.rng.choice(["no_answer", "busy", "rejected"])}
-
-    def on_answer(status: int, answer: Any) -> str:
-        sim.expect_status("call failed", status, answer, {200, 410})
-        nxt = answer.get("next_bid") if status == 200 else None
-        call.active = nxt["bid_id"] if nxt else None
-        call.connected = None
-        call.done = call.active is None
-        return f"{status} next={call.active}"
-
-    return _call_event(sim, call, "failed", body, on_answer)
-
-
-def completed(sim: Simulation, call: CallRec) -> Action:
-    bid_id = call.connected or ""
-    call.done = True
-    body = {"bid_id": bid_id, "duration_s": sim.rng.choice([5, 30, 59, 60, 61, 240])}
-
-    def on_answer(status: int, answer: Any) -> str:
-        sim.expect_status("call completed", status, answer, {200})
-        return f"{status} {answer}"
-
-    return _call_event(sim, call, "completed", body, on_answer)
-
-
-def call_event(sim: Simulation) -> list[Action]:
-    calls = sim.model.open_calls()
-    if not calls:
-        return []
-    call = sim.rng.choice(calls)
-    if call.connected:
-        return [completed(sim, call)] if call.connected_at_ms else []
-    if call.active is None:
-        return []
-    roll = sim.rng.random()
-    if roll < 0.08:
-        return connected_twice(sim, call)
-    return [connected(sim, call) if roll < 0.65 else failed(sim, call)]
 
 
 # --- retries ---------------------------------------------------------------------------------
@@ -361,11 +257,11 @@ def resend(sim: Simulation) -> Action | None:
         answer = r.json()
         replayed = r.headers.get("idempotent-replayed") == "true"
         final = r.status_code < 300 or r.status_code in (400, 404, 410, 413, 422) or (
-            r.status_code == 409 and _code(answer) not in ("idempotency_in_flight", "event_conflict"))
+            r.status_code == 409 and code(answer) not in ("idempotency_in_flight", "event_conflict"))
         if replayed and not final:
             sim.violation("idempotency_records_only_final_answers",
-                          f"{item.label} retry with key {item.key} replayed {r.status_code} {_code(answer)}")
-        if item.key is None and r.status_code == 409 and _code(answer) == "event_conflict":
+                          f"{item.label} retry with key {item.key} replayed {r.status_code} {code(answer)}")
+        if item.key is None and r.status_code == 409 and code(answer) == "event_conflict":
             first = "crashed" if item.first_status is None else f"answered {item.first_status}"
             sim.violation("call_events_survive_crashes",
                           f"{item.label} sent again with the same payload answered 409 event_conflict "
@@ -373,7 +269,7 @@ def resend(sim: Simulation) -> Action | None:
         if fresh and item.first_status == 200 and r.status_code == 200 and answer != item.first_body:
             sim.violation("retries_answer_the_same",
                           f"{item.label} retry answered {answer}, first answer {item.first_body}")
-        if r.status_code == 409 and _code(answer) == "idempotency_in_flight":
+        if r.status_code == 409 and code(answer) == "idempotency_in_flight":
             model.resends.append(item)  # the crashed owner's lease has not lapsed yet
         if item.unanswered and r.status_code >= 500:
             sim.expect(item.label, r, set())
@@ -383,151 +279,7 @@ def resend(sim: Simulation) -> Action | None:
             return item.on_answer(r.status_code, answer)
         if item.unanswered:
             sim.expect(item.label, r, {200, 403, 409, 410, 429})
-        return f"{r.status_code} {_code(answer)}{' (replayed)' if replayed else ''}"
+        return f"{r.status_code} {code(answer)}{' (replayed)' if replayed else ''}"
 
     return Action(f"resend {item.label} {item.path}{' unanswered' if item.unanswered else ''}"
                   f"{' key=' + item.key if item.key else ''}", run)
-
-
-# --- the operator ----------------------------------------------------------------------------
-
-
-def deposit(sim: Simulation) -> Action:
-    buyer = sim.rng.choice(sim.scenario.buyers)["id"]
-    amount = sim.rng.randint(10, 150) * 100
-    ref = sim.model.next("dep-")
-
-    async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "POST", f"/v1/admin/buyers/{buyer}/deposits", token=ADMIN_TOKEN,
-                           body={"amount_cents": amount, "reference": ref})
-        sim.expect("deposit", r, {201})
-        return str(r.status_code)
-
-    return Action(f"deposit {buyer} {amount}", run, solo=True)
-
-
-def reverse(sim: Simulation) -> Action | None:
-    if not sim.model.sale_ids:
-        return None
-    sale = sim.rng.choice(sim.model.sale_ids)
-
-    async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "POST", f"/v1/admin/sales/{sale}/reverse", token=ADMIN_TOKEN,
-                           body={"reason": "sim"})
-        sim.expect("reverse", r, {200, 409})
-        return f"{r.status_code} {_code(r.json())}"
-
-    return Action(f"reverse {sale}", run, solo=True)
-
-
-def reconcile(sim: Simulation) -> Action:
-    """The operator settles a delivery whose result is unknown (a crash or an error mid-delivery)."""
-    pick = sim.rng.random()
-    verb = "record-sale" if sim.rng.random() < 0.5 else "void"
-
-    async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "GET", "/v1/admin/reconciliation?limit=100", token=ADMIN_TOKEN)
-        sim.expect("reconciliation list", r, {200})
-        items = r.json()["items"] if r.status_code == 200 else []
-        if not items:
-            return "nothing to settle"
-        item = items[int(pick * len(items))]
-        before = await sim.reservation(item["bid_id"])
-        r = await sim.send(inst, "POST", f"/v1/admin/reconciliation/{item['delivery_id']}/{verb}",
-                           token=ADMIN_TOKEN)
-        sim.expect(f"reconciliation {verb}", r, {200, 409})
-        answer = r.json()
-        if r.status_code == 200 and answer.get("sale_id"):
-            sim.model.sale_ids.append(answer["sale_id"])
-            if before is not None and before["state"] not in ("held", "posting"):
-                await sim.operator_sold(before)
-        return f"{verb} {item['delivery_id']} ({item['contract_id']}): {r.status_code} {answer}"
-
-    return Action(f"reconcile ({verb})", run, solo=True)
-
-
-_PATHS = {"contract": "contracts", "buyer": "buyers", "campaign": "campaigns", "partner": "partners",
-          "offer": "offers"}
-
-
-def pause_or_resume(sim: Simulation) -> Action:
-    rng, model, sc = sim.rng, sim.model, sim.scenario
-    if model.paused and rng.random() < 0.6:
-        kind, ident = sorted(model.paused)[rng.randrange(len(model.paused))]
-        status = "active"
-    else:
-        kind = rng.choices(list(_PATHS), [5, 2, 2, 1, 1])[0]
-        ident = rng.choice({"contract": [c.id for c in sc.contracts], "buyer": [b["id"] for b in sc.buyers],
-                            "campaign": [c["id"] for c in sc.campaigns], "partner": ["pa", "pb"],
-                            "offer": [o["id"] for o in sc.offers]}[kind])
-        status = "paused"
-
-    async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "PATCH", f"/v1/admin/{_PATHS[kind]}/{ident}", token=ADMIN_TOKEN,
-                           body={"status": status})
-        sim.expect("pause/resume", r, {200})
-        if r.status_code == 200:
-            (model.paused.add if status == "paused" else model.paused.discard)((kind, ident))
-        return str(r.status_code)
-
-    return Action(f"{'pause' if status == 'paused' else 'resume'} {kind} {ident}", run, solo=True)
-
-
-def change_caps(sim: Simulation) -> Action:
-    rng = sim.rng
-    contract = rng.choice(sim.scenario.contracts)
-    caps = dict(sim.model.caps[contract.id])
-    period = rng.choice(["daily", "weekly", "monthly"])
-    if period in caps and rng.random() < 0.15:
-        del caps[period]
-    else:
-        caps[period] = max(0, caps.get(period, 3) + rng.choice([-2, -1, 1, 2]))
-
-    async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "PATCH", f"/v1/admin/contracts/{contract.id}", token=ADMIN_TOKEN,
-                           body={"caps": caps})
-        sim.expect("caps", r, {200})
-        if r.status_code == 200:
-            await sim.caps_changed(contract.id, caps)
-        return str(r.status_code)
-
-    return Action(f"caps {contract.id} {caps}", run, solo=True)
-
-
-# --- the clock -------------------------------------------------------------------------------
-
-
-def tick(sim: Simulation) -> Action:
-    """A small step of time, run among other actions (it lands somewhere in their interleaving)."""
-    ms = sim.rng.choice([50, 400, 1500, 1500, 4000, 9000, 20_000])
-
-    async def run(inst: Instance) -> str:
-        sim.clock.advance(ms)
-        return f"now {sim.clock.now_ms()}"
-
-    return Action(f"tick +{ms}ms", run)
-
-
-def leap(sim: Simulation) -> Action:
-    """A large move: to just before the next local midnight of some zone, or minutes to hours on."""
-    rng, clock = sim.rng, sim.clock
-    now = clock.now_ms()
-    if rng.random() < 0.6:
-        zone = rng.choice(ZONES)
-        target = next_boundary_ms(now, zone) - rng.randint(200, 6000)
-        how = f"to {target - now}ms before midnight {zone}"
-    else:
-        target = now + rng.choice([2 * MINUTE, 15 * MINUTE, HOUR, 5 * HOUR, 20 * HOUR])
-        how = f"+{(target - now) // 1000}s"
-    # A connected call is completed before it could outlast the offer's maximum duration.
-    deadline = sim.earliest_call_deadline()
-    if deadline is not None:
-        target = min(target, deadline)
-    target = max(target, now)
-
-    async def run(inst: Instance) -> str:
-        if target > clock.now_ms():
-            clock.set(target)
-        return f"now {clock.now_ms()}"
-
-    return Action(f"leap {how}", run, solo=True)

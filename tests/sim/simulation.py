@@ -20,7 +20,7 @@ import orjson
 from pingpost import faults
 from pingpost.clock import ManualClock
 from pingpost.db.store import Store, Tx
-from tests.sim import actions, invariants
+from tests.sim import actions, invariants, operator_actions, platform_actions
 from tests.sim.actions import Action
 from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import CURRENT_ACTION, FaultInjector, FaultRates
@@ -142,8 +142,8 @@ class Simulation:
         self.violation("answers_as_specified", f"{what} answered {status} {body}")
 
     async def check_ping_answer(self, answer: dict[str, Any], *, test: bool) -> None:
-        """The ping's stored waterfall and reservations say what its answer says (SPEC 12: a retried
-        unit decides afresh; a waterfall never says won without a reservation)."""
+        """The ping's stored waterfall and reservations say what its answer says (a retried unit
+        decides afresh; a waterfall never says won without a reservation: docs/simulator.md)."""
         ping_id = answer["ping_id"]
 
         async def unit(tx: Tx) -> tuple[Any, set[str]]:
@@ -286,25 +286,25 @@ class Simulation:
         if deadline is not None and self.clock.now_ms() >= deadline:
             call = next(c for c in model.open_calls() if c.connected and c.connected_at_ms
                         and c.connected_at_ms + MAX_CALL_MS - CALL_MARGIN_MS == deadline)
-            return [actions.completed(self, call)]
+            return [platform_actions.completed(self, call)]
         if rng.random() < 0.2:
             kind = rng.choices(["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"],
                                [4, 2, 2, 1, 2, 2, 1])[0]
             chosen: Action | None = None
             if kind == "leap":
-                chosen = actions.leap(self)
+                chosen = operator_actions.leap(self)
             elif kind == "late_post" and model.open_form_pings():
                 chosen = actions.late_post(self, rng.choice(model.open_form_pings()))
             elif kind == "deposit":
-                chosen = actions.deposit(self)
+                chosen = operator_actions.deposit(self)
             elif kind == "reverse":
-                chosen = actions.reverse(self)
+                chosen = operator_actions.reverse(self)
             elif kind == "pause":
-                chosen = actions.pause_or_resume(self)
+                chosen = operator_actions.pause_or_resume(self)
             elif kind == "caps":
-                chosen = actions.change_caps(self)
+                chosen = operator_actions.change_caps(self)
             elif kind == "reconcile":
-                chosen = actions.reconcile(self)
+                chosen = operator_actions.reconcile(self)
             if chosen is not None:
                 return [chosen]
         group: list[Action] = []
@@ -323,9 +323,9 @@ class Simulation:
             elif kind == "burst":
                 group += actions.burst(self)
             elif kind == "call":
-                group += actions.call_event(self)
+                group += platform_actions.call_event(self)
             elif kind == "tick":
-                group.append(actions.tick(self))
+                group.append(operator_actions.tick(self))
             elif kind == "resend" and (again := actions.resend(self)) is not None:
                 group.append(again)
         return group or [actions.ping(self)]
