@@ -16,12 +16,19 @@ from tests.sim.injector import FaultRates
 from tests.sim.simulation import Options, Result, run_seed
 from tests.sim.world import Databases
 
-TRACE_TAIL = 30
+TRACE_STEPS = 30
 
 
-def describe(result: Result, *, steps: int, tail: int = TRACE_TAIL) -> str:
-    """One line for a passing seed; for a failing one the seed, the invariant, the trace's tail and
-    the command that replays it."""
+def trace_tail(trace: list[str], steps: int) -> list[str]:
+    """The trace's last `steps` steps (with the run's header line)."""
+    starts = [i for i, line in enumerate(trace) if line.startswith("step ")]
+    first = starts[-steps] if len(starts) > steps else 0
+    return trace[:1] + trace[max(first, 1):] if first else trace
+
+
+def describe(result: Result, *, steps: int, tail: int = TRACE_STEPS) -> str:
+    """One line for a passing seed; for a failing one the seed, the invariant, the trace's last steps
+    and the command that replays it."""
     head = f"seed {result.seed:>6} {result.store:<8} "
     if result.failure is None:
         found = "".join(f"\n  found {f.invariant} at step {f.step} ({f.seconds:.1f}s): {f.detail}"
@@ -29,10 +36,28 @@ def describe(result: Result, *, steps: int, tail: int = TRACE_TAIL) -> str:
         return head + f"{'ok   ' if not found else 'FOUND'} {result.steps} steps {result.seconds:6.1f}s" + found
     f = result.failure
     lines = [head + f"FAIL  at step {f.step} after {result.seconds:.1f}s",
-             f"  invariant: {f.invariant}", f"  {f.detail}", f"  last {tail} trace lines:"]
-    lines += [f"    {line}" for line in result.trace[-tail:]]
+             f"  invariant: {f.invariant}", f"  {f.detail}", f"  the last {tail} steps of the trace:"]
+    lines += [f"    {line}" for line in trace_tail(result.trace, tail)]
     lines.append(f"  replay: python -m tests.sim --store {result.store} --steps {steps} --seed {result.seed}")
     return "\n".join(lines)
+
+
+def parse_faults(spec: str, rates: FaultRates) -> FaultRates:
+    """`conflict=0,crash=0.01,call_connected_after_claim:crash=0.2`: rates for every point, or (with
+    `point:`) for one point, whose other rates stay the general ones."""
+    per_point: dict[str, dict[str, float]] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, value = item.partition("=")
+        point, _, kind = name.rpartition(":")
+        if kind not in ("conflict", "crash", "error"):
+            raise SystemExit(f"--faults: unknown fault kind {kind!r} (conflict, crash, error)")
+        if point:
+            per_point.setdefault(point, {})[kind] = float(value)
+        else:
+            setattr(rates, kind, float(value))
+    rates.per_point = {point: FaultRates(changed.get("conflict", rates.conflict), changed.get("crash", rates.crash),
+                                         changed.get("error", rates.error)) for point, changed in per_point.items()}
+    return rates
 
 
 async def run_seeds(store: str, seeds: Iterable[int], *, steps: int, instances: int = 3,
@@ -67,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--seconds", type=float, help="stop starting seeds after this long")
     parser.add_argument("--no-faults", action="store_true", help="inject no conflicts, crashes or exceptions")
-    parser.add_argument("--faults", default="", help="fault rates per fault point hit, e.g. conflict=0,crash=0.01")
+    parser.add_argument("--faults", default="", help="fault rates per fault point hit, e.g. conflict=0,crash=0.01 or "
+                                                       "call_connected_after_claim:crash=0.2")
     parser.add_argument("--keep-going", action="store_true",
                         help="do not stop at a violation: report each invariant's first violation per seed")
     parser.add_argument("--trace", action="store_true", help="print the whole trace of every seed")
@@ -87,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.trace:
             print("\n".join(f"    {line}" for line in result.trace), flush=True)
 
-    rates = FaultRates.off() if args.no_faults else FaultRates()
-    for item in filter(None, args.faults.split(",")):
-        name, _, value = item.partition("=")
-        setattr(rates, name.strip(), float(value))
+    rates = parse_faults(args.faults, FaultRates.off() if args.no_faults else FaultRates())
     results = asyncio.run(run_seeds(args.store, seeds, steps=args.steps, instances=args.instances, rates=rates,
                                     budget_s=args.seconds, keep_going=args.keep_going, report=report))
     failed = [r for r in results if not r.ok or r.findings]

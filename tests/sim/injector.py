@@ -37,9 +37,12 @@ class Mortal(Protocol):
 
 @dataclass
 class FaultRates:
+    """Chances per fault point hit; `per_point` overrides them for named points."""
+
     conflict: float = 0.04
     crash: float = 0.006
     error: float = 0.004
+    per_point: dict[str, FaultRates] = field(default_factory=dict)
 
     @classmethod
     def off(cls) -> FaultRates:
@@ -51,7 +54,6 @@ class FaultInjector:
     rng: random.Random
     rates: FaultRates
     log: Callable[[str], None]
-    per_point: dict[str, FaultRates] = field(default_factory=dict)
     seen: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
     errors_this_step: int = 0
@@ -65,7 +67,7 @@ class FaultInjector:
             if action is None:
                 return
             self.seen[point] += 1
-            rates = self.per_point.get(point, self.rates)
+            rates = self.rates.per_point.get(point, self.rates)
             roll = self.rng.random()
             if point in RETRIED_POINTS and roll < rates.conflict:
                 self.injected["conflict"] += 1
