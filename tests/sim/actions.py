@@ -238,48 +238,50 @@ def direct_post_pair(sim: Simulation) -> list[Action]:
 # --- retries ---------------------------------------------------------------------------------
 
 
-def resend(sim: Simulation) -> Action | None:
-    """Send an earlier request again: after a crash (the platform's or partner's retry), or a partner
-    repeating a request under its Idempotency-Key (its answer stands for 24 hours)."""
+def resend(sim: Simulation, item: Resend | None = None) -> Action | None:
+    """Send an earlier request again (`item`, or one drawn): after a crash (the platform's or partner's
+    retry), or a partner repeating a request under its Idempotency-Key (its answer stands 24 hours)."""
     model, rng = sim.model, sim.rng
     if not model.resends:
         return None
-    crashed = [r for r in model.resends if r.unanswered]
-    refused = [r for r in model.resends if r.first_status is not None and r.first_status >= 300]
-    pool = crashed if crashed and rng.random() < 0.7 else refused if refused and rng.random() < 0.5 \
-        else model.resends
-    item = pool[rng.randrange(len(pool))]
+    if item is None:
+        crashed = [r for r in model.resends if r.unanswered]
+        refused = [r for r in model.resends if r.first_status is not None and r.first_status >= 300]
+        pool = crashed if crashed and rng.random() < 0.7 else refused if refused and rng.random() < 0.5 \
+            else model.resends
+        item = pool[rng.randrange(len(pool))]
     model.resends.remove(item)
+    chosen = item
 
     async def run(inst: Instance) -> str:
-        fresh = item.key is None or sim.clock.now_ms() - item.first_at_ms < IDEMPOTENCY_MS - 10_000
-        r = await sim.send(inst, "POST", item.path, token=item.token, body=item.body, key=item.key)
+        fresh = chosen.key is None or sim.clock.now_ms() - chosen.first_at_ms < IDEMPOTENCY_MS - 10_000
+        r = await sim.send(inst, "POST", chosen.path, token=chosen.token, body=chosen.body, key=chosen.key)
         answer = r.json()
         replayed = r.headers.get("idempotent-replayed") == "true"
         final = r.status_code < 300 or r.status_code in (400, 404, 410, 413, 422) or (
             r.status_code == 409 and code(answer) not in ("idempotency_in_flight", "event_conflict"))
         if replayed and not final:
             sim.violation("idempotency_records_only_final_answers",
-                          f"{item.label} retry with key {item.key} replayed {r.status_code} {code(answer)}")
-        if item.key is None and r.status_code == 409 and code(answer) == "event_conflict":
-            first = "crashed" if item.first_status is None else f"answered {item.first_status}"
+                          f"{chosen.label} retry with key {chosen.key} replayed {r.status_code} {code(answer)}")
+        if chosen.key is None and r.status_code == 409 and code(answer) == "event_conflict":
+            first = "crashed" if chosen.first_status is None else f"answered {chosen.first_status}"
             sim.violation("call_events_survive_crashes",
-                          f"{item.label} sent again with the same payload answered 409 event_conflict "
+                          f"{chosen.label} sent again with the same payload answered 409 event_conflict "
                           f"(the first attempt {first})")
-        if fresh and item.first_status == 200 and r.status_code == 200 and answer != item.first_body:
+        if fresh and chosen.first_status == 200 and r.status_code == 200 and answer != chosen.first_body:
             sim.violation("retries_answer_the_same",
-                          f"{item.label} retry answered {answer}, first answer {item.first_body}")
+                          f"{chosen.label} retry answered {answer}, first answer {chosen.first_body}")
         if r.status_code == 409 and code(answer) == "idempotency_in_flight":
-            model.resends.append(item)  # the crashed owner's lease has not lapsed yet
-        if item.unanswered and r.status_code >= 500:
-            sim.expect(item.label, r, set())
-            model.resends.append(item)
+            model.resends.append(chosen)  # the crashed owner's lease has not lapsed yet
+        if chosen.unanswered and r.status_code >= 500:
+            sim.expect(chosen.label, r, set())
+            model.resends.append(chosen)
             return f"{r.status_code} again"
-        if item.unanswered and item.on_answer is not None:
-            return item.on_answer(r.status_code, answer)
-        if item.unanswered:
-            sim.expect(item.label, r, {200, 403, 409, 410, 429})
+        if chosen.unanswered and chosen.on_answer is not None:
+            return chosen.on_answer(r.status_code, answer)
+        if chosen.unanswered:
+            sim.expect(chosen.label, r, {200, 403, 409, 410, 429})
         return f"{r.status_code} {code(answer)}{' (replayed)' if replayed else ''}"
 
-    return Action(f"resend {item.label} {item.path}{' unanswered' if item.unanswered else ''}"
-                  f"{' key=' + item.key if item.key else ''}", run)
+    return Action(f"resend {chosen.label} {chosen.path}{' unanswered' if chosen.unanswered else ''}"
+                  f"{' key=' + chosen.key if chosen.key else ''}", run)

@@ -158,7 +158,8 @@ def _funds_and_ledger(sim: Simulation, t: Tables) -> None:
 
 def _dedup(sim: Simulation, t: Tables) -> None:
     """At most one sale per buyer and consumer within the dedup window of the contract that decided
-    later. A post or direct post decides in its claiming write, which sees every sale recorded before
+    later, a lead counting as bought when its delivery was claimed (a sale the operator records later
+    was bought then). A post or direct post decides in its claiming write, which sees every sale recorded before
     it (and the claims serialise per buyer, so of two such sales the later must have seen the other);
     a call is decided at its ping, which sees only the hashes it carried and sales recorded before it.
     Times written by different hosts compare only beyond their skew (DEDUP_SLACK_MS)."""
@@ -177,7 +178,7 @@ def _dedup(sim: Simulation, t: Tables) -> None:
 
     def saw(later: dict[str, Any], earlier: dict[str, Any], digest: str) -> bool:
         """`later`'s own check must have found `earlier`."""
-        if abs(int(later["created_at"]) - int(earlier["created_at"])) >= window(later):
+        if abs(recorded(later) - recorded(earlier)) >= window(later):
             return False
         if later["channel"] != "form":
             ping = t.pings[later["ping_id"]]
@@ -193,8 +194,7 @@ def _dedup(sim: Simulation, t: Tables) -> None:
                 close = abs(recorded(a) - recorded(b)) <= DEDUP_SLACK_MS
                 # Two posts' claims serialise: whichever came second saw the first, even when their
                 # hosts' clocks cannot tell which (then both windows must cover the gap).
-                unordered = both_posts and close and min(window(a), window(b)) > abs(
-                    int(a["created_at"]) - int(b["created_at"]))
+                unordered = both_posts and close and min(window(a), window(b)) > abs(recorded(a) - recorded(b))
                 if unordered or saw(b, a, digest) or saw(a, b, digest):
                     sim.violation("one_sale_per_buyer_and_consumer",
                                   f"{buyer} bought one consumer twice ({a['id']} via {a['contract_id']} "

@@ -32,7 +32,11 @@ class CallRec:
     ping: PingRec
     active: str | None
     connected: str | None = None
+    # When `connected` was first sent (the call may be up from then on, answered or not) and when it
+    # was answered as connected: a call is completed before it could outlast the offer's maximum.
+    connect_sent_ms: int = 0
     connected_at_ms: int = 0
+    completing: bool = False
     done: bool = False
 
 
@@ -82,3 +86,8 @@ class Model:
 
     def open_calls(self) -> list[CallRec]:
         return [c for c in self.calls if not c.done]
+
+    def pending_event(self, call: CallRec) -> Resend | None:
+        """A call event of this call that got no final answer yet (the platform retries it first)."""
+        prefix = f"/v1/calls/{call.ping.ping_id}/"
+        return next((r for r in self.resends if r.unanswered and r.path.startswith(prefix)), None)

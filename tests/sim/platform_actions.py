@@ -48,6 +48,7 @@ def connected(sim: Simulation, call: CallRec, *, answers: list[Any] | None = Non
     bid_id = call.active or ""
     call.connected = bid_id
     started = sim.clock.now_ms()
+    call.connect_sent_ms = call.connect_sent_ms or started
     body = {"bid_id": bid_id, "lead": {**call.ping.lead, **call.ping.consumer.pii()}}
 
     def on_answer(status: int, answer: Any) -> str:
@@ -69,6 +70,7 @@ def connected(sim: Simulation, call: CallRec, *, answers: list[Any] | None = Non
             call.done = True  # lapsed, or stuck (the simulator gives up on this call)
         else:
             call.connected = None  # the platform reports `failed` next, to ring the next bid
+            call.connect_sent_ms = 0
         return f"{status} {answer}"
 
     return _call_event(sim, call, "connected", body, on_answer)
@@ -92,18 +94,35 @@ def failed(sim: Simulation, call: CallRec) -> Action:
 
 def completed(sim: Simulation, call: CallRec) -> Action:
     bid_id = call.connected or ""
-    call.done = True
+    call.completing = True
     body = {"bid_id": bid_id, "duration_s": sim.rng.choice([5, 30, 59, 60, 61, 240])}
 
     def on_answer(status: int, answer: Any) -> str:
         sim.expect_status("call completed", status, answer, {200})
+        call.done = True
         return f"{status} {answer}"
 
     return _call_event(sim, call, "completed", body, on_answer)
 
 
+def before_deadline(sim: Simulation, call: CallRec) -> list[Action]:
+    """A call about to outlast the offer's maximum duration ends first: its unanswered event is sent
+    again, or it is completed (a reservation lapsing under a connected call would let a late
+    `completed` charge without a hold; the simulator keeps to calls the platform ends in time)."""
+    from tests.sim.actions import resend
+
+    pending = sim.model.pending_event(call)
+    if pending is not None:
+        again = resend(sim, pending)
+        return [again] if again is not None else []
+    if call.connected_at_ms and not call.completing:
+        return [completed(sim, call)]
+    call.done = True  # never answered as connected, nothing pending: it never came up
+    return []
+
+
 def call_event(sim: Simulation) -> list[Action]:
-    calls = sim.model.open_calls()
+    calls = [c for c in sim.model.open_calls() if not c.completing and sim.model.pending_event(c) is None]
     if not calls:
         return []
     call = sim.rng.choice(calls)

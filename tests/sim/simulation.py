@@ -24,7 +24,7 @@ from tests.sim import actions, invariants, operator_actions, platform_actions
 from tests.sim.actions import Action
 from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import CURRENT_ACTION, FaultInjector, FaultRates
-from tests.sim.model import Model
+from tests.sim.model import CallRec, Model
 from tests.sim.scenario import VERTICAL, Scenario, draw
 from tests.sim.world import ADMIN_TOKEN, Databases, Instance, checker_store, fixed_ids, inline_threadpool
 
@@ -188,9 +188,13 @@ class Simulation:
         await self.caps_changed(reservation["contract_id"], self.model.caps[reservation["contract_id"]])
 
     def earliest_call_deadline(self) -> int | None:
-        deadlines = [c.connected_at_ms + MAX_CALL_MS - CALL_MARGIN_MS for c in self.model.open_calls()
-                     if c.connected and c.connected_at_ms]
+        """When the first call that may be up must be ended (see `platform_actions.before_deadline`)."""
+        deadlines = [self._deadline(c) for c in self.model.open_calls() if c.connect_sent_ms]
         return min(deadlines) if deadlines else None
+
+    @staticmethod
+    def _deadline(call: CallRec) -> int:
+        return call.connect_sent_ms + MAX_CALL_MS - CALL_MARGIN_MS
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -282,11 +286,11 @@ class Simulation:
 
     def _choose(self) -> list[Action]:
         rng, model = self.rng, self.model
-        deadline = self.earliest_call_deadline()
-        if deadline is not None and self.clock.now_ms() >= deadline:
-            call = next(c for c in model.open_calls() if c.connected and c.connected_at_ms
-                        and c.connected_at_ms + MAX_CALL_MS - CALL_MARGIN_MS == deadline)
-            return [platform_actions.completed(self, call)]
+        due = [c for c in model.open_calls() if c.connect_sent_ms and self.clock.now_ms() >= self._deadline(c)]
+        for call in due:
+            ending = platform_actions.before_deadline(self, call)
+            if ending:
+                return ending
         if rng.random() < 0.2:
             kind = rng.choices(["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"],
                                [4, 2, 2, 1, 2, 2, 1])[0]
