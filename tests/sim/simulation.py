@@ -208,7 +208,10 @@ class Simulation:
                 await self._run_steps()
         except Violation as v:
             failure = Failure(v.invariant, v.detail, self.step_no)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and current is not None and current.cancelling():
+                raise  # the run itself is being cancelled
             failure = Failure("no_unexpected_exception", f"{type(exc).__name__}: {exc}", self.step_no)
             self.trace += traceback.format_exception(exc)[-6:]
         return Result(self.opts.seed, self.opts.store, self.step_no, time.perf_counter() - started, failure,
@@ -347,14 +350,18 @@ class Simulation:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         for inst in self.instances:
             inst.tasks.clear()
+        for (inst, action), outcome in zip(placed, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError) and inst.dead:
+                # Cancelled before it began: its instance died first. The sender retries it.
+                self.log(f"  [{inst.name}] {action.label} -> never ran (its instance died)")
+                action.on_crash()
+            elif isinstance(outcome, BaseException):
+                raise outcome
         for index, inst in enumerate(self.instances):
             if inst.dead:
                 await inst.stop()
                 self.instances[index] = await self._instance(index, inst.generation + 1, inst.skew_ms)
                 self.log(f"  restarted {self.instances[index].name} on the same database")
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
 
     async def _perform(self, inst: Instance, action: Action) -> None:
         CURRENT_ACTION.set(action.label)
