@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -62,7 +63,8 @@ def parse_faults(spec: str, rates: FaultRates) -> FaultRates:
 
 async def run_seeds(store: str, seeds: Iterable[int], *, steps: int, instances: int = 3,
                     rates: FaultRates | None = None, budget_s: float | None = None, min_seeds: int = 1,
-                    keep_going: bool = False, report: Callable[[Result], None] | None = None) -> list[Result]:
+                    keep_going: bool = False, long_calls: bool = False,
+                    report: Callable[[Result], None] | None = None) -> list[Result]:
     """Run seeds in order until they are done or `budget_s` is spent after at least `min_seeds` (a seed
     started always finishes)."""
     started = time.monotonic()
@@ -73,13 +75,21 @@ async def run_seeds(store: str, seeds: Iterable[int], *, steps: int, instances: 
             if budget_s is not None and len(results) >= min_seeds and time.monotonic() - started >= budget_s:
                 break
             result = await run_seed(Options(seed=seed, store=store, steps=steps, instances=instances,
-                                            rates=rates or FaultRates(), keep_going=keep_going), databases)
+                                            rates=rates or FaultRates(), keep_going=keep_going, long_calls=long_calls),
+                                     databases)
             results.append(result)
             if report is not None:
                 report(result)
     finally:
         await databases.close()
     return results
+
+
+class _CrashedConnections(logging.Filter):
+    """asyncpg reports each connection a crashed instance left mid-transaction: expected here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Resetting connection with an active transaction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not stop at a violation: report each invariant's first violation per seed")
     parser.add_argument("--trace", action="store_true", help="print the whole trace of every seed")
     parser.add_argument("--json", action="store_true", help="one JSON line per seed (for surveys)")
+    parser.add_argument("--long-calls", action="store_true",
+                        help="let connected calls outlast the offer's max_call_duration_s")
     args = parser.parse_args(argv)
+    logging.getLogger("asyncio").addFilter(_CrashedConnections())
     seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.seeds)
 
     def report(result: Result) -> None:
@@ -115,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rates = parse_faults(args.faults, FaultRates.off() if args.no_faults else FaultRates())
     results = asyncio.run(run_seeds(args.store, seeds, steps=args.steps, instances=args.instances, rates=rates,
-                                    budget_s=args.seconds, keep_going=args.keep_going, report=report))
+                                    budget_s=args.seconds, keep_going=args.keep_going, long_calls=args.long_calls,
+                                    report=report))
     failed = [r for r in results if not r.ok or r.findings]
     by_invariant: dict[str, list[int]] = {}
     for r in results:

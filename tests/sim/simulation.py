@@ -40,6 +40,7 @@ class Options:
     instances: int = 3
     rates: FaultRates = field(default_factory=FaultRates)
     keep_going: bool = False  # note each invariant's first violation and carry on (to survey defects)
+    long_calls: bool = False  # let calls outlast the offer's max_call_duration_s (docs/simulator.md)
 
 
 @dataclass
@@ -189,6 +190,8 @@ class Simulation:
 
     def earliest_call_deadline(self) -> int | None:
         """When the first call that may be up must be ended (see `platform_actions.before_deadline`)."""
+        if self.opts.long_calls:
+            return None
         deadlines = [self._deadline(c) for c in self.model.open_calls() if c.connect_sent_ms]
         return min(deadlines) if deadlines else None
 
@@ -289,7 +292,8 @@ class Simulation:
 
     def _choose(self) -> list[Action]:
         rng, model = self.rng, self.model
-        due = [c for c in model.open_calls() if c.connect_sent_ms and self.clock.now_ms() >= self._deadline(c)]
+        due = [c for c in model.open_calls() if c.connect_sent_ms and self.clock.now_ms() >= self._deadline(c)
+               and not self.opts.long_calls]
         for call in due:
             ending = platform_actions.before_deadline(self, call)
             if ending:
