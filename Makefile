@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types pytest serve bench clean
+.PHONY: demo test lint types pytest serve bench sim clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,18 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pingpost bench
+
+# The seeded simulator (docs/simulator.md): SEEDS seeds of STEPS steps on SQLite, and on PostgreSQL too
+# when PINGPOST_TEST_POSTGRES_URL is set. Replay one with: python -m tests.sim --store sqlite --seed S
+SEEDS ?= 50
+STEPS ?= 300
+sim: $(STAMP)
+	@status=0; \
+	$(BIN)/python -m tests.sim --store sqlite --seeds $(SEEDS) --steps $(STEPS) || status=1; \
+	if [ -n "$$PINGPOST_TEST_POSTGRES_URL" ]; then \
+		$(BIN)/python -m tests.sim --store postgres --seeds $(SEEDS) --steps $(STEPS) || status=1; \
+	fi; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache pingpost.db pingpost.db-wal pingpost.db-shm
