@@ -11,13 +11,14 @@ from pingpost import errors
 from pingpost.auth import admin_key
 from pingpost.db import post_repo
 from pingpost.db.store import Store, Tx
-from pingpost.http import IdPath, Page, query_time
+from pingpost.http import IdPath, Page, query_time, refusals, time_query
 from pingpost.ids import now_ms
 from pingpost.services import services
 from pingpost.timefmt import rfc3339
 
 # The admin token is checked before the body is read (docs/security.md).
-router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route)
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route,
+                   dependencies=admin_key.documented)
 
 
 WATERFALL_KEYS = ("contract_id", "buyer_id", "outcome", "detail", "bid_cents", "source", "rtb_latency_ms", "bid_id",
@@ -52,7 +53,8 @@ def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
     }
 
 
-@router.get("/pings/{ident}", summary="The audit record of one ping: waterfall and timeline")
+@router.get("/pings/{ident}", summary="The audit record of one ping: waterfall and timeline",
+            responses=refusals(401, (404, "Unknown ping (`not_found`)."), 422))
 async def get_ping(request: Request, ident: str = IdPath) -> dict[str, Any]:
     store: Store = services(request).store
 
@@ -66,14 +68,14 @@ async def get_ping(request: Request, ident: str = IdPath) -> dict[str, Any]:
     return await store.read(unit)
 
 
-@router.get("/pings", summary="List pings, newest first")
+@router.get("/pings", summary="List pings, newest first", responses=refusals(401, 422))
 async def list_pings(request: Request, page: Page = Depends(),
                      offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
                      partner: str | None = Query(None, max_length=64), buyer: str | None = Query(None, max_length=64),
                      status: str | None = Query(None, max_length=32),
                      partner_lead_id: str | None = Query(None, max_length=100),
-                     from_: str | None = Query(None, alias="from", max_length=40),
-                     to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+                     from_: str | None = time_query("from", "Received at or after"),
+                     to: str | None = time_query("to", "Received before")) -> dict[str, Any]:
     store: Store = services(request).store
     filters = {column: value for column, value in (
         ("offer_id", offer), ("campaign_id", campaign), ("partner_id", partner), ("status", status),

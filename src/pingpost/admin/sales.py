@@ -15,17 +15,19 @@ from pingpost.db.ledger_repo import record_transaction, sale_entries_of
 from pingpost.db.store import Store, Tx
 from pingpost.domain.money import reversal_entries
 from pingpost.domain.outcomes import PostOutcome
-from pingpost.http import IdPath, Page, query_time
+from pingpost.http import IdPath, Page, query_time, refusals, time_query
 from pingpost.ids import now_ms
 from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import ReportCounters
-from pingpost.reports.summary import summary
+from pingpost.reports.summary import GROUPS, summary
 from pingpost.services import services
 from pingpost.timefmt import rfc3339
 
 # The admin token is checked before the body is read (docs/security.md).
-router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route)
-buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"], route_class=buyer_key.route)
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route,
+                   dependencies=admin_key.documented)
+buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"], route_class=buyer_key.route,
+                          dependencies=buyer_key.documented)
 
 
 def sale_view(row: Any) -> dict[str, Any]:
@@ -49,19 +51,19 @@ async def list_sales(store: Store, page: Page, filters: dict[str, Any], *, start
     return await store.read(unit)
 
 
-@router.get("/sales", summary="List sales, newest first")
+@router.get("/sales", summary="List sales, newest first", responses=refusals(401, 422))
 async def admin_sales(request: Request, page: Page = Depends(),
                       offer: str | None = Query(None, max_length=64), campaign: str | None = Query(None, max_length=64),
                       partner: str | None = Query(None, max_length=64), buyer: str | None = Query(None, max_length=64),
                       status: str | None = Query(None, max_length=32),
-                      from_: str | None = Query(None, alias="from", max_length=40),
-                      to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+                      from_: str | None = time_query("from", "Created at or after"),
+                      to: str | None = time_query("to", "Created before")) -> dict[str, Any]:
     return await list_sales(services(request).store, page, {
         "offer_id": offer, "campaign_id": campaign, "partner_id": partner, "buyer_id": buyer, "status": status},
         start=query_time(from_, "from"), end=query_time(to, "to"))
 
 
-@router.get("/sales/{ident}", summary="One sale")
+@router.get("/sales/{ident}", summary="One sale", responses=refusals(401, (404, "Unknown sale (`not_found`)."), 422))
 async def admin_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
     row = await services(request).store.read(lambda tx: sales_repo.sale(tx, ident))
     if row is None:
@@ -78,7 +80,8 @@ def delivery_view(row: Any) -> dict[str, Any]:
             "created_at": rfc3339(row["created_at"]), "finished_at": rfc3339(row["finished_at"])}
 
 
-@router.get("/reconciliation", summary="Deliveries whose result is unknown (a crash mid-delivery)")
+@router.get("/reconciliation", summary="Deliveries whose result is unknown (a crash mid-delivery)",
+            responses=refusals(401, 422))
 async def reconciliation(request: Request, page: Page = Depends()) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
         rows = await sales_repo.unknown_deliveries(tx, now=await tx.now_ms(), cursor=page.cursor,
@@ -151,12 +154,19 @@ async def _settle_call_data_post(tx: Tx, *, delivery_id: str, ping: Any, bid: di
             "sale_id": sale["id"] if sale is not None and state == "recorded" else None}
 
 
-@router.post("/reconciliation/{ident}/record-sale", summary="The buyer has the lead: record the sale")
+_SETTLE = refusals(401, (404, "Unknown delivery (`not_found`)."),
+                   (409, "The delivery is settled already (`conflict`); voiding a call's data post while its sale "
+                         "is charged or pending (`sale_exists`)."), 422)
+
+
+@router.post("/reconciliation/{ident}/record-sale", summary="The buyer has the lead: record the sale",
+             responses=_SETTLE)
 async def record_sale(request: Request, ident: str = IdPath) -> dict[str, Any]:
     return await _settle(request, ident, "record-sale")
 
 
-@router.post("/reconciliation/{ident}/void", summary="The buyer does not have the lead: void the delivery")
+@router.post("/reconciliation/{ident}/void", summary="The buyer does not have the lead: void the delivery",
+             responses=_SETTLE)
 async def void(request: Request, ident: str = IdPath) -> dict[str, Any]:
     return await _settle(request, ident, "void")
 
@@ -164,12 +174,13 @@ async def void(request: Request, ident: str = IdPath) -> dict[str, Any]:
 # --- the buyer's own views -----------------------------------------------------------------------
 
 
-@buyer_router.get("/sales", summary="The calling buyer's own sales")
+@buyer_router.get("/sales", summary="The calling buyer's own sales", responses=refusals(401, 422))
 async def buyer_sales(request: Request, page: Page = Depends(), key: ApiKey = Depends(buyer_key)) -> dict[str, Any]:
     return await list_sales(services(request).store, page, {"buyer_id": key.buyer_id})
 
 
-@buyer_router.get("/balance", summary="The calling buyer's balance, holds and available funds")
+@buyer_router.get("/balance", summary="The calling buyer's balance, holds and available funds",
+                  responses=refusals(401))
 async def buyer_balance(request: Request, key: ApiKey = Depends(buyer_key)) -> dict[str, Any]:
     if key.buyer_id is None:  # a buyer key always names its buyer (admin validation)
         raise errors.Unauthorized("a valid buyer key is required")
@@ -180,7 +191,10 @@ async def buyer_balance(request: Request, key: ApiKey = Depends(buyer_key)) -> d
 # --- reversals and reports -----------------------------------------------------------------------
 
 
-@router.post("/sales/{ident}/reverse", summary="Refund the buyer and claw back the partner payout")
+@router.post("/sales/{ident}/reverse", summary="Refund the buyer and claw back the partner payout",
+             responses=refusals(400, 401, (404, "Unknown sale (`not_found`)."),
+                                (409, "Only a `charged` sale can be reversed (`conflict`, `details.status`)."), 413,
+                                422))
 async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
         sale = await sales_repo.sale(tx, ident)
@@ -203,10 +217,13 @@ async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -
     return result
 
 
-@router.get("/reports/summary", summary="Pings, bids, wins, posts, sales and money per group")
-async def report_summary(request: Request, group_by: str = Query("offer", max_length=16),
-                         from_: str | None = Query(None, alias="from", max_length=40),
-                         to: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+@router.get("/reports/summary", summary="Pings, bids, wins, posts, sales and money per group",
+            description="Pings, bids and wins are counted by UTC day, so `from`/`to` select whole days for them.",
+            responses=refusals(401, 422))
+async def report_summary(request: Request,
+                         group_by: str = Query("offer", max_length=16, json_schema_extra={"enum": list(GROUPS)}),
+                         from_: str | None = time_query("from", "From"),
+                         to: str | None = time_query("to", "Until, exclusive")) -> dict[str, Any]:
     counters: ReportCounters = services(request).counters
     await counters.flush()
     rows = await summary(services(request).store, group_by=group_by, start_ms=query_time(from_, "from"),
