@@ -31,7 +31,7 @@ from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
 from pingpost.delivery.service import PostService
-from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers
+from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers, refusals
 from pingpost.idempotency import Idempotency
 from pingpost.ledger.service import LedgerService
 from pingpost.logs import configure_logging
@@ -132,7 +132,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Database reachable")
+    @app.get("/readyz", tags=["health"], summary="Database reachable",
+             responses=refusals((503, "The database is unreachable (`not_ready`).")))
     async def readyz(request: Request) -> dict[str, str]:
         try:
             await services(request).store.ping()

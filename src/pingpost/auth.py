@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from fastapi import Request, Response
+from fastapi import Request, Response, Security
+from fastapi.params import Depends
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 
 from pingpost import errors
 from pingpost.db import keys_repo
@@ -69,11 +71,17 @@ class KeyCheck(Generic[Caller]):
 
     FastAPI reads and parses the JSON body before it solves any dependency, so a key checked in a
     dependency came after a 400 for malformed JSON; `route` is an `APIRoute` class that checks the
-    key first, then reads the body itself, then hands over to FastAPI (docs/security.md)."""
+    key first, then reads the body itself, then hands over to FastAPI (docs/security.md).
 
-    def __init__(self, check: Callable[[Request], Awaitable[Caller]]) -> None:
+    `documented` is a router's `dependencies`: the bearer scheme in the OpenAPI document (`security`),
+    which never refuses anything itself (the route class checks the key)."""
+
+    def __init__(self, check: Callable[[Request], Awaitable[Caller]], *, scheme: str, description: str) -> None:
         self.check = check
         self.route = _key_first_route(check)
+        self.documented: list[Depends] = [
+            Security(HTTPBearer(scheme_name=scheme, description=f"`Authorization: Bearer <key>`: {description}",
+                                auto_error=False))]
 
     def __call__(self, request: Request) -> Caller:
         """As a dependency: the caller the route's key check found."""
@@ -98,6 +106,8 @@ def _key_first_route(check: Callable[[Request], Awaitable[Any]]) -> type[APIRout
     return KeyFirstRoute
 
 
-admin_key = KeyCheck(require_admin)
-call_platform_key = KeyCheck(require_call_platform)
-buyer_key = KeyCheck(require_buyer)
+admin_key = KeyCheck(require_admin, scheme="adminKey", description="an `admin` API key")
+call_platform_key = KeyCheck(require_call_platform, scheme="callPlatformKey",
+                             description="a `call_platform` API key")
+buyer_key = KeyCheck(require_buyer, scheme="buyerKey", description="a `buyer` API key")
+POSTING_KEY = {"scheme": "postingKey", "description": "a campaign's posting key"}

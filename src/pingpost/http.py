@@ -1,7 +1,9 @@
-"""HTTP plumbing shared by every router: the error shape, body limits, pagination."""
+"""HTTP plumbing shared by every router: the error shape (and its OpenAPI description), body limits,
+pagination, shared query parameters."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +12,7 @@ import structlog
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +48,57 @@ def validation_error(errs: Sequence[Any]) -> errors.PingpostError:
     return errors.ValidationFailed(problems)
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: a stable `code`, a message, and `details` (an object, never a submitted value);
+    docs/protocol.md, Errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+# What each status means on any route; an operation adds its own cases (`refusals`).
+_REFUSALS = {
+    400: "The body is not a JSON object (`malformed_json`).",
+    401: "Missing, unknown, revoked or wrong-kind key (`unauthorized`); checked before the body is read.",
+    403: "Forbidden (`forbidden`).",
+    404: "Not found (`not_found`; `details.resource`, `details.id`).",
+    409: "Conflict with the current state.",
+    410: "Gone.",
+    413: "The body is over the size limit (`payload_too_large`).",
+    422: "A field fails its rules (`validation_error`, `details.errors: [{field, message}]`).",
+    429: "Rate limited (`rate_limited`, `details.limit_per_s`).",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+
+
+# Partner endpoints and call events: the lead's fields are the vertical's, configured at run time.
+RUNTIME_LEAD = ("`lead` holds the fields of the offer's vertical, which operators configure at run time "
+                "(`/v1/admin/verticals`), so this document cannot list them: a lead that does not fit the "
+                "vertical is refused with 422.")
+
+
+def refusals(*statuses: int | tuple[int, str], retry_after: tuple[int, ...] = ()) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of an operation's refusals, each with the one error shape: a status alone
+    takes the general description, `(status, text)` says what it means on this operation; the statuses
+    in `retry_after` carry that header."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for item in statuses:
+        status, text = item if isinstance(item, tuple) else (item, _REFUSALS[item])
+        out[status] = {"model": ErrorOut, "description": text}
+        if status in retry_after:
+            out[status]["headers"] = _RETRY_AFTER
+    return out
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.PingpostError)
     async def _pingpost(_: Request, exc: errors.PingpostError) -> Response:
@@ -55,13 +109,30 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
-        return error_response(errors.PingpostError(str(exc.detail), code=code, status=exc.status_code))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request, headers.get("Allow"))
+        return error_response(errors.PingpostError(str(exc.detail), code=code, status=exc.status_code,
+                                                   headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
         return unexpected_error_response(exc)
+
+
+def allowed_methods(request: Request, first: str | None) -> str:
+    """The `Allow` header of a 405 (RFC 9110): every method of the path. The router's own header (`first`)
+    names only the first route it tried, and each method is its own route here; the OpenAPI document
+    names them all (the ping fast path's route included)."""
+    methods = {method.strip() for method in (first or "").split(",") if method.strip()}
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part)
+                          for part in re.split(r"(\{[^}/]+\})", template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
 
 
 def unexpected_error_response(exc: Exception) -> Response:
@@ -141,6 +212,12 @@ class Page:
 
 # A readable or generated resource id in a path (the admin and buyer APIs).
 IdPath = Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def time_query(name: str, description: str) -> Any:
+    """An RFC 3339 time query parameter (`from`, `to`), read by `query_time`."""
+    return Query(None, alias=name, max_length=40, description=f"{description} (RFC 3339)",
+                 json_schema_extra={"format": "date-time"})
 
 
 def query_time(value: str | None, name: str) -> int | None:

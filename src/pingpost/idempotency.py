@@ -121,7 +121,21 @@ def is_final(exc: errors.PingpostError) -> bool:
     return exc.status in _FINAL_STATUSES or (exc.status == 409 and exc.code == "already_posted")
 
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
+
+# The header as the OpenAPI document states it (`openapi_extra` of the partner POSTs): FastAPI does not
+# read it, `run_idempotent` does, after the body is validated (docs/protocol.md, Idempotency-Key).
+KEY_HEADER: dict[str, Any] = {"parameters": [{
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "1 to 255 visible ASCII characters, scoped to the campaign and the endpoint, kept 24 h: the "
+                   "same key and body answers the stored answer (with `Idempotent-Replayed: true`), another body "
+                   "is 422 `idempotency_key_reused`, a request still running with it is 409 "
+                   "`idempotency_in_flight`.",
+    "schema": {"type": "string", "pattern": KEY_PATTERN}}]}
+REPLAYED: dict[str, Any] = {"headers": {"Idempotent-Replayed": {
+    "description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]}}}}
 Runner = Callable[[KeyRef | None, Claim | None], Awaitable[BaseModel]]
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
     AfterValidator,
+    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -23,6 +24,7 @@ from pingpost.fields import (
     Cents,
     Channel,
     Day,
+    Documented,
     FieldName,
     FieldType,
     Scalar,
@@ -33,10 +35,21 @@ from pingpost.fields import (
     Url,
 )
 
+# The rules a model validator enforces are stated in the model's JSON Schema too (`json_schema_extra`),
+# so that the OpenAPI document refuses what the code refuses. Rules no JSON Schema can state (unique
+# field names, references to existing objects, ordered `between` bounds) are in the descriptions.
+
 # --- verticals -------------------------------------------------------------------------------
 
 
 class VerticalField(Strict):
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"type": {"const": "enum"}, "values": {"type": "array", "minItems": 1}},
+         "required": ["type", "values"]},
+        {"properties": {"type": {"enum": [t for t in get_args(FieldType) if t != "enum"]},
+                        "values": {"type": "null"}}},
+    ]})
+
     name: FieldName
     type: FieldType = "string"
     required: bool = False
@@ -55,7 +68,7 @@ class VerticalField(Strict):
 class VerticalIn(Strict):
     id: Slug | None = None
     name: Text
-    fields: list[VerticalField] = Field(min_length=1, max_length=200)
+    fields: list[VerticalField] = Field(min_length=1, max_length=200, description="field names are unique")
 
     @field_validator("fields")
     @classmethod
@@ -80,7 +93,8 @@ class OfferIn(Strict):
     name: Text
     vertical: Slug
     mode: Literal["ping_post", "direct_post"] = "ping_post"
-    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["form"]), min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["form"]), min_length=1,
+                                    json_schema_extra={"uniqueItems": True})
     distribution: Distribution = Field(default_factory=Distribution)
     floor_cents: Cents = 0
     ping_ttl_s: int = Field(default=120, ge=1, le=3600)
@@ -114,9 +128,16 @@ class FixedPayout(Strict):
     amount_cents: Cents
 
 
+# A percent as a JSON string: 0-100 with at most two significant decimals (leading and trailing zeros
+# allowed). The code reads more spellings than this (see RevsharePayout), never fewer.
+_PERCENT_TEXT = r"^0*([0-9]{1,2}(\.[0-9]{0,2}0*)?|\.[0-9]{1,2}0*|100(\.0*)?)$"
+
+
 class RevsharePayout(Strict):
     type: Literal["revshare"]
-    percent: Decimal = Field(ge=0, le=100, strict=False)
+    percent: Annotated[Decimal, Documented({"anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01},
+        {"type": "string", "pattern": _PERCENT_TEXT}]})] = Field(ge=0, le=100, strict=False)
 
     @field_validator("percent")
     @classmethod
@@ -176,6 +197,27 @@ class AuthBasic(Strict):
 Auth = Annotated[AuthNone | AuthBearer | AuthHeader | AuthBasic, Field(discriminator="type")]
 
 class Filter(Strict):
+    """`value` by `op`: a non-empty list for `in`/`not_in`; `[low, high]` (both strings or both numbers,
+    low <= high) for `between`; a boolean for `exists`; a non-empty string for `prefix`; a number or a
+    string for `gt`/`gte`/`lt`/`lte`; a single value for `eq`/`ne`. `field` is a non-PII field of the
+    offer's vertical."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"op": {"enum": ["in", "not_in"]},
+                        "value": {"type": "array", "minItems": 1, "maxItems": 1000}}, "required": ["value"]},
+        {"properties": {"op": {"const": "between"},
+                        "value": {"type": "array", "minItems": 2, "maxItems": 2,
+                                  "anyOf": [{"items": {"type": "string"}}, {"items": {"type": "number"}}]}},
+         "required": ["value"]},
+        {"properties": {"op": {"const": "exists"}, "value": {"type": "boolean"}}, "required": ["value"]},
+        {"properties": {"op": {"const": "prefix"}, "value": {"type": "string", "minLength": 1}},
+         "required": ["value"]},
+        {"properties": {"op": {"enum": ["gt", "gte", "lt", "lte"]}, "value": {"type": ["number", "string"]}},
+         "required": ["value"]},
+        {"properties": {"op": {"enum": ["eq", "ne"]}, "value": {"type": ["string", "number", "boolean"]}},
+         "required": ["value"]},
+    ]})
+
     field: FieldName
     op: Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "exists", "prefix"]
     value: Scalar | list[Scalar] | None = None
@@ -215,12 +257,13 @@ class Caps(Strict):
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+HhMm = Annotated[str, Documented({"pattern": _HHMM.pattern})]
 
 
 class Window(Strict):
     days: list[Day] = Field(min_length=1)
-    start: str
-    end: str
+    start: HhMm
+    end: HhMm
 
     @field_validator("start", "end")
     @classmethod
@@ -262,9 +305,15 @@ class Rtb(Strict):
 class DeliveryRule(Strict):
     """Accepted when the JSON at `path` is one of `accepted`, or when `regex` matches a whole word."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"path": {"type": "string"}, "accepted": {"type": "array", "minItems": 1},
+                        "regex": {"type": "null"}}, "required": ["path", "accepted"]},
+        {"properties": {"path": {"type": "null"}, "regex": {"type": "string"}}, "required": ["regex"]},
+    ]})
+
     path: Text | None = None
     accepted: list[Scalar] | None = None
-    regex: Text | None = None
+    regex: Annotated[Text, Documented({"format": "regex"})] | None = None
     reason_path: Text | None = None
     buyer_lead_id_path: Text | None = None
 
@@ -287,8 +336,10 @@ class Delivery(Strict):
     auth: Auth | None = None
     timeout_ms: int = Field(default=5000, ge=100, le=60000)
     format: Literal["json", "form"] = "json"
-    field_map: dict[FieldName, Text] = Field(default_factory=dict)
-    static_fields: dict[Text, Scalar] = Field(default_factory=dict)
+    # Keys outside the key type are refused: say so (pydantic states them as patternProperties only).
+    field_map: dict[FieldName, Text] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
+    static_fields: dict[Text, Scalar] = Field(default_factory=dict,
+                                              json_schema_extra={"additionalProperties": False})
     response: DeliveryRule | None = None
 
 
@@ -296,7 +347,12 @@ _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
 class Transfer(Strict):
-    phone: str | None = None
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"phone": {"type": "string"}, "sip": {"type": "null"}}, "required": ["phone"]},
+        {"properties": {"phone": {"type": "null"}, "sip": {"type": "string"}}, "required": ["sip"]},
+    ]})
+
+    phone: Annotated[str, Documented({"pattern": _E164.pattern})] | None = None
     sip: Annotated[str, StringConstraints(pattern=r"^sips?:[^\s]{1,200}$")] | None = None
 
     @model_validator(mode="after")
@@ -316,9 +372,22 @@ def _timezone(value: str) -> str:
 
 
 _ZONES = available_timezones() | {"UTC"}
+# Stated as an alternation rather than an `enum`: the same set, but a client is not handed a 600-member
+# enum type that changes with each tz database release.
+Timezone = Annotated[str, AfterValidator(_timezone), Documented({
+    "description": "A time zone name of the tz database (IANA), like `America/New_York`, or `UTC`",
+    "pattern": "^(" + "|".join(zone.replace("+", "\\+") for zone in sorted(_ZONES)) + ")$"})]
 
 
 class ContractIn(Strict):
+    """`filters` and `rtb.required_fields` name non-PII fields of the offer's vertical; `channels` are
+    among the offer's."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"price_cents": {"type": "integer"}}, "required": ["price_cents"]},
+        {"properties": {"rtb": {"type": "object"}}, "required": ["rtb"]},
+    ]})
+
     id: Slug | None = None
     name: Text
     buyer: Slug
@@ -331,7 +400,7 @@ class ContractIn(Strict):
                                    "trustedform_cert_url", "jornaya_leadid"]] = Field(default_factory=list)
     transfer: Transfer | None = None
     filters: list[Filter] = Field(default_factory=list, max_length=100)
-    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    timezone: Timezone = "UTC"
     caps: Caps | None = None
     schedule: Schedule | None = None
     dedup_days: int = Field(default=30, ge=0, le=3650)
@@ -349,6 +418,11 @@ class ContractIn(Strict):
 
 
 class ApiKeyIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"kind": {"const": "buyer"}, "buyer": {"type": "string"}}, "required": ["kind", "buyer"]},
+        {"properties": {"kind": {"enum": ["admin", "call_platform"]}, "buyer": {"type": "null"}}},
+    ]})
+
     id: Slug | None = None
     kind: Literal["admin", "call_platform", "buyer"]
     buyer: Slug | None = None

@@ -18,11 +18,11 @@ from starlette.types import Receive, Scope, Send
 from pingpost import errors
 from pingpost.auction.schemas import PingIn, PingOut
 from pingpost.auction.service import AuctionService
-from pingpost.auth import KeyCheck, bearer
+from pingpost.auth import POSTING_KEY, KeyCheck, bearer
 from pingpost.db.store import Tx
 from pingpost.domain.model import Campaign, Snapshot
-from pingpost.http import error_response, read_body, unexpected_error_response, validation_error
-from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.http import RUNTIME_LEAD, error_response, read_body, refusals, unexpected_error_response, validation_error
+from pingpost.idempotency import KEY_HEADER, REPLAYED, Claim, Idempotency, KeyRef, run_idempotent
 from pingpost.services import services
 
 
@@ -32,12 +32,24 @@ async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
     return await auction.authenticate(bearer(request), cached=True)
 
 
-posting_key = KeyCheck(_posting_key)
-router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route)
+posting_key = KeyCheck(_posting_key, **POSTING_KEY)
+router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route,
+                   dependencies=posting_key.documented)
 
 
-@router.post("/ping", response_model=PingOut,
-             summary="Ping with anonymous lead data; answers the winning bids as payouts")
+@router.post(
+    "/ping", response_model=PingOut, summary="Ping with anonymous lead data; answers the winning bids as payouts",
+    description=f"{RUNTIME_LEAD} A ping carries only the vertical's non-PII fields (a PII field is 422 "
+                "`pii_in_ping`). Pings beyond the process's in-flight limit are refused at once (503) instead "
+                "of queueing (docs/protocol.md, Partners).",
+    openapi_extra=KEY_HEADER,
+    responses={200: REPLAYED, **refusals(
+        400, 401, (403, "The campaign, its partner or its offer is paused (`forbidden`)."),
+        (409, "A request with this Idempotency-Key is in flight (`idempotency_in_flight`)."), 413,
+        (422, "`validation_error`, `offer_mode_mismatch` (a direct-post offer), `channel_mismatch`, "
+              "`unknown_field`, `pii_in_ping`, `idempotency_key_reused`."),
+        (429, "Over the campaign's pings per second (`rate_limited`, `details.limit_per_s`)."),
+        (503, "Too many pings in flight in this process (`overloaded`)."), retry_after=(429, 503))})
 async def ping(body: PingIn, request: Request,
                caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
     """Pings beyond the process's in-flight limit are refused at once (503) instead of queueing."""

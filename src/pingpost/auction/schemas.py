@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
-from pingpost.fields import Cents, LeadFields
+from pingpost.fields import Cents, LeadFields, whole_number
 
 PartnerLeadId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -26,6 +26,9 @@ class PingIn(BaseModel):
     partner_lead_id: PartnerLeadId | None = None
     min_payout_cents: Cents = 0
     test: bool = False
+
+    # 2.0 is the integer 2 in JSON (docs/protocol.md); one field, not a validator on every field (the hot path).
+    _whole_numbers = field_validator("min_payout_cents", mode="before")(whole_number)
 
 
 class BidOut(BaseModel):

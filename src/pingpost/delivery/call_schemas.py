@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pingpost.auction.schemas import BidOut
 from pingpost.delivery.schemas import Consent, Ident
-from pingpost.fields import LeadFields
+from pingpost.fields import LeadFields, Strict
 
 
 class Connected(BaseModel):
@@ -24,8 +24,7 @@ class Failed(BaseModel):
     reason: Literal["no_answer", "busy", "rejected"]
 
 
-class Completed(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class Completed(Strict):
     bid_id: Ident
     duration_s: int = Field(ge=0, le=7 * 86400)
 

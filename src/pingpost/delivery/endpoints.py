@@ -6,13 +6,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from pingpost.auction.service import AuctionService
-from pingpost.auth import KeyCheck, bearer
+from pingpost.auth import POSTING_KEY, KeyCheck, bearer
 from pingpost.db.store import Tx
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.schemas import DirectPostIn, PostIn, PostOut
 from pingpost.delivery.service import PostService
 from pingpost.domain.model import Campaign, Snapshot
-from pingpost.idempotency import Claim, Idempotency, KeyRef, run_idempotent
+from pingpost.http import RUNTIME_LEAD, refusals
+from pingpost.idempotency import KEY_HEADER, REPLAYED, Claim, Idempotency, KeyRef, run_idempotent
 from pingpost.services import services
 
 
@@ -22,12 +23,24 @@ async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
     return await auction.authenticate(bearer(request))
 
 
-posting_key = KeyCheck(_posting_key)
-router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route)
+posting_key = KeyCheck(_posting_key, **POSTING_KEY)
+router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route,
+                   dependencies=posting_key.documented)
 
 
-@router.post("/post", response_model=PostOut,
-             summary="Post the full lead for a ping; delivered to the accepted winners only")
+@router.post(
+    "/post", response_model=PostOut, summary="Post the full lead for a ping; delivered to the accepted winners only",
+    description=f"{RUNTIME_LEAD} A post carries every required field, and every field the ping sent unchanged "
+                "(docs/protocol.md, Partners).",
+    openapi_extra=KEY_HEADER,
+    responses={200: REPLAYED, **refusals(
+        400, 401,
+        (403, "The campaign, its partner or its offer is paused; the ping is another campaign's (`forbidden`)."),
+        (404, "Unknown ping (`not_found`)."),
+        (409, "`already_posted`; `conflict` (a `no_bids` ping, `details.status`); `idempotency_in_flight`."),
+        (410, "The ping expired (`ping_expired`)."), 413,
+        (422, "`validation_error`, `unknown_field`, `channel_mismatch` (a call ping), `lead_mismatch`, "
+              "`consumer_mismatch`, `idempotency_key_reused`."))})
 async def post(body: PostIn, request: Request,
                caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
     service: PostService = services(request).posts
@@ -41,8 +54,16 @@ async def post(body: PostIn, request: Request,
                                 endpoint="post", body=body, run=run)
 
 
-@router.post("/direct-post", response_model=PostOut,
-             summary="Post a full lead to a direct-post offer: the best eligible contract gets it")
+@router.post(
+    "/direct-post", response_model=PostOut,
+    summary="Post a full lead to a direct-post offer: the best eligible contract gets it",
+    description=f"{RUNTIME_LEAD} A direct post carries every required field (docs/protocol.md, Partners).",
+    openapi_extra=KEY_HEADER,
+    responses={200: REPLAYED, **refusals(
+        400, 401, (403, "The campaign, its partner or its offer is paused (`forbidden`)."),
+        (409, "A request with this Idempotency-Key is in flight (`idempotency_in_flight`)."), 413,
+        (422, "`validation_error`, `unknown_field`, `offer_mode_mismatch` (a ping-post offer), `channel_mismatch`, "
+              "`idempotency_key_reused`."))})
 async def direct_post(body: DirectPostIn, request: Request,
                       caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
     service: DirectPostService = services(request).direct_posts

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import date
 from functools import lru_cache
 
 from pingpost.db import reports_repo
@@ -21,12 +21,17 @@ Key = tuple[str, str, str, str, str, str]  # day, offer, campaign, partner, cont
 
 
 def utc_day(ms: int) -> str:
+    """The UTC day of an epoch-ms time, `YYYY-MM-DD`; times before year 1 or after 9999 (a report's
+    `from`/`to` may say so) are held to the first or last day there is."""
     return _utc_day(ms // 86_400_000)
+
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 @lru_cache(maxsize=64)
 def _utc_day(day_number: int) -> str:
-    return datetime.fromtimestamp(day_number * 86_400, UTC).date().isoformat()
+    return date.fromordinal(min(max(_EPOCH_DAY + day_number, 1), date.max.toordinal())).isoformat()
 
 
 class ReportCounters:

@@ -1,0 +1,85 @@
+"""Schemathesis hooks for tests/api/test_openapi.py: the rules no JSON Schema can state.
+
+The OpenAPI document states every rule of a request body it can (patterns, formats, enums, the rules of
+the model validators as `anyOf`). What it cannot state depends on what the exchange holds at run time:
+a reference must name an existing object, a contract's filters and RTB fields must be non-PII fields of
+its offer's vertical, a vertical's field names must be unique, `between` bounds must be ordered, and a
+PATCH is judged on the merged object. The operation descriptions say so.
+
+For the positive-acceptance check, a positive case (one the schema accepts) is pointed at the objects
+the test seeded, the way any client names objects it knows; the rest of the case is left as generated.
+Negative cases are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import schemathesis
+
+# What tests/api/test_openapi.py seeds.
+VERTICAL, OFFER, PARTNER, BUYER = "medicare", "med", "acme", "b"
+NON_PII_FIELD = "age"  # a non-PII field of the seeded vertical
+
+Body = dict[str, Any]
+
+
+def _unique_field_names(body: Body) -> None:
+    seen: set[str] = set()
+    for i, field in enumerate(body.get("fields") or []):
+        if isinstance(field, dict) and isinstance(field.get("name"), str):
+            if field["name"] in seen:
+                field["name"] = f"{field['name'][:56]}_{i}"
+            seen.add(field["name"])
+
+
+def _contract_rules(body: Body) -> None:
+    for flt in body.get("filters") or []:
+        if not isinstance(flt, dict):
+            continue
+        flt["field"] = NON_PII_FIELD
+        value = flt.get("value")
+        if flt.get("op") == "between" and isinstance(value, list) and len(value) == 2:
+            flt["value"] = sorted(value)
+    rtb = body.get("rtb")
+    if isinstance(rtb, dict) and isinstance(rtb.get("required_fields"), list):
+        rtb["required_fields"] = [NON_PII_FIELD for _ in rtb["required_fields"]]
+
+
+def _create_contract(body: Body) -> None:
+    body.update(buyer=BUYER, offer=OFFER)
+    _contract_rules(body)
+
+
+def _patch_contract(body: Body) -> None:
+    _contract_rules(body)
+    # A contract needs a price or RTB: clearing one is refused when the stored contract lacks the other.
+    for name in ("price_cents", "rtb"):
+        if name in body and body[name] is None:
+            del body[name]
+
+
+def _create_api_key(body: Body) -> None:
+    if body.get("kind") == "buyer":
+        body["buyer"] = BUYER
+
+
+RULES: dict[tuple[str, str], Callable[[Body], None]] = {
+    ("POST", "/v1/admin/verticals"): _unique_field_names,
+    ("PATCH", "/v1/admin/verticals/{ident}"): _unique_field_names,
+    ("POST", "/v1/admin/offers"): lambda body: body.update(vertical=VERTICAL),
+    ("POST", "/v1/admin/campaigns"): lambda body: body.update(partner=PARTNER, offer=OFFER),
+    ("POST", "/v1/admin/contracts"): _create_contract,
+    ("PATCH", "/v1/admin/contracts/{ident}"): _patch_contract,
+    ("POST", "/v1/admin/api-keys"): _create_api_key,
+}
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    rule = RULES.get((case.method.upper(), case.operation.path))
+    meta = case.meta
+    if rule is not None and meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
+        rule(case.body)
+    return case
