@@ -11,12 +11,12 @@ from pingpost import errors
 from pingpost.admin.schemas import ReverseIn
 from pingpost.auth import ApiKey, admin_key, buyer_key
 from pingpost.db import call_repo, post_repo, sales_repo
-from pingpost.db.ledger_repo import record_transaction, sale_entries_of
+from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Store, Tx
-from pingpost.domain.money import reversal_entries
 from pingpost.domain.outcomes import PostOutcome
 from pingpost.http import IdPath, Page, query_time
 from pingpost.ids import now_ms
+from pingpost.ledger.reversals import reversal_entries_for
 from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import ReportCounters
 from pingpost.reports.summary import summary
@@ -183,14 +183,13 @@ async def buyer_balance(request: Request, key: ApiKey = Depends(buyer_key)) -> d
 @router.post("/sales/{ident}/reverse", summary="Refund the buyer and claw back the partner payout")
 async def reverse_sale(body: ReverseIn, request: Request, ident: str = IdPath) -> dict[str, Any]:
     async def unit(tx: Tx) -> dict[str, Any]:
-        sale = await sales_repo.sale(tx, ident)
+        sale = await sales_repo.sale(tx, ident, lock=True)
         if sale is None:
             raise errors.NotFound("sale", ident)
-        if sale["status"] != "charged":
-            raise errors.Conflict(f"a {sale['status']} sale cannot be reversed", details={"status": sale["status"]})
+        entries = await reversal_entries_for(tx, sale)  # what its returns left of it (docs/protocol.md, Money)
         now = now_ms()
         txn_id = await record_transaction(tx, kind="reversal", now=now, sale_id=ident, reference=ident,
-                                          entries=reversal_entries(await sale_entries_of(tx, ident)))
+                                          entries=entries)
         await post_repo.set_sale_status(tx, ident, "reversed")
         await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
             "reversal": {"at": rfc3339(now), "reason": body.reason[:200], "transaction_id": txn_id}}})
