@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 
+from pingpost import errors
+from pingpost.admin.apply import apply_setup
+from pingpost.admin.service import AdminService
 from pingpost.config import Settings
 from pingpost.db.store import Tx
+from pingpost.ledger.service import LedgerService
 from tests.api.test_ledger import ledger_invariants
 from tests.support.money import DAY_MS, Market, at, open_market
 
@@ -359,3 +363,18 @@ async def test_concurrent_decisions_and_openings_move_money_once(market: Market)
 
     assert await m.store.read(count) == (2, 1)
     await ledger_invariants(m.store)
+
+
+async def test_a_setup_file_applies_the_policy_through_the_same_schema(market: Market) -> None:
+    admin, ledger = AdminService(market.store), LedgerService(market.store)
+    contract = {"id": "yaml-fl", "name": "From YAML", "buyer": "b1", "offer": "med", "price_cents": 5000,
+                "return_policy": {"window_days": 10, "reasons": ["bad_phone"], "max_return_rate_pct": 7.5}}
+    result = await apply_setup({"contracts": [contract]}, admin, ledger)
+    assert result.created == ["contract yaml-fl"]
+    policy = (await admin.get("contract", "yaml-fl"))["return_policy"]
+    assert policy == {"window_days": 10, "reasons": ["bad_phone"], "max_return_rate_pct": 7.5,
+                      "auto_approve": False, "partner_clawback": True}
+    assert (await apply_setup({"contracts": [contract]}, admin, ledger)).unchanged == ["contract yaml-fl"]
+    with pytest.raises(errors.ValidationFailed) as refused:
+        await apply_setup({"contracts": [{**contract, "return_policy": {"window_days": 400}}]}, admin, ledger)
+    assert refused.value.details["errors"][0]["field"] == "return_policy.window_days"
