@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pingpost.config import Settings
+from tests.api.setup_data import VERTICAL
 from tests.api.test_ledger import ledger_invariants
+from tests.conftest import ADMIN_TOKEN
+from tests.servers import admin_session, pingpost_server, sandbox_server
 from tests.support.money import Market, open_market
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -97,4 +105,61 @@ async def test_concurrent_payouts_never_overdraw(market: Market) -> None:
                                                 json={"amount_cents": 3000, "reference": "one"}) for _ in range(6)])
     assert {r.status_code for r in same} == {201} and len({r.json()["transaction_id"] for r in same}) == 1
     assert await m.balance("partner:acme") == 4000
+    # One reference for two partners at once: one payout, one 409 (never a failed unique insert).
+    await m.api.ok("POST", "/v1/admin/partners", 201, json={"id": "other", "name": "Other"})
+    other = await m.api.ok("POST", "/v1/admin/campaigns", 201, json={
+        "id": "other-med", "name": "O", "partner": "other", "offer": "med",
+        "payout": {"type": "fixed", "amount_cents": 100}})
+    await m.sell(posting_key=other["posting_key"])  # both partners are owed money
+    for round_ in range(3):
+        both = await asyncio.gather(*[m.api.request("POST", f"/v1/admin/partners/{p}/payouts",
+                                                    json={"amount_cents": 1, "reference": f"shared-{round_}"})
+                                      for p in ("acme", "other", "acme", "other")])
+        assert sorted(r.status_code for r in both) == [201, 201, 409, 409], [r.text for r in both]
+        paid = [r.json() for r in both if r.status_code == 201]
+        assert paid[0] == paid[1]
     await ledger_invariants(m.store)
+
+
+async def _owed_7000_then_pay_at_once(bases: list[str], sandbox: str) -> tuple[list[Any], list[int]]:
+    """A sale through real server processes (partner owed 7,000), then one reference sent 6 times and
+    16 payouts of 1,000, each batch spread over every process at once."""
+    async with admin_session(bases[0]) as post:
+        await post("/v1/admin/verticals", VERTICAL)
+        await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare"})
+        await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
+        key = (await post("/v1/admin/campaigns", {"id": "c", "name": "C", "partner": "acme", "offer": "med",
+                                                  "payout": {"type": "revshare", "percent": 70}}))["posting_key"]
+        await post("/v1/admin/buyers", {"id": "b", "name": "B"})
+        await post("/v1/admin/buyers/b/deposits", {"amount_cents": 100_000})
+        await post("/v1/admin/contracts", {"id": "k", "name": "K", "buyer": "b", "offer": "med", "price_cents": 10_000,
+                                           "delivery": {"url": f"{sandbox}/deliver/b/accept"}})
+    async with httpx.AsyncClient(timeout=30) as c:
+        partner = {"Authorization": f"Bearer {key}"}
+        lead = {"state": "FL", "zip": "33109", "age": 67}
+        pinged = (await c.post(f"{bases[0]}/v1/ping", json={"lead": lead}, headers=partner)).json()
+        posted = await c.post(f"{bases[0]}/v1/post", headers=partner, json={
+            "ping_id": pinged["ping_id"], "lead": {**lead, "first_name": "A", "phone": "3055550100"}})
+        assert posted.json()["status"] == "sold", posted.text
+
+        async def payout(i: int, reference: str, amount: int) -> httpx.Response:
+            return await c.post(f"{bases[i % len(bases)]}/v1/admin/partners/acme/payouts", headers=ADMIN,
+                                json={"amount_cents": amount, "reference": reference})
+
+        once = await asyncio.gather(*[payout(i, "same", 500) for i in range(6)])
+        many = await asyncio.gather(*[payout(i, f"w{i}", 1000) for i in range(16)])
+        ledger = (await c.get(f"{bases[-1]}/v1/admin/ledger", params={"account": "partner:acme"}, headers=ADMIN))
+        assert ledger.json()["balance_cents"] == 500, ledger.text
+        return [(r.status_code, r.json().get("transaction_id")) for r in once], [r.status_code for r in many]
+
+
+def test_payouts_from_several_processes_never_overdraw(tmp_path: Path, database_url: str) -> None:
+    with sandbox_server(tmp_path) as sandbox, ExitStack() as servers:
+        if database_url.startswith("sqlite"):
+            bases = [servers.enter_context(pingpost_server(database_url, workers=2, workdir=tmp_path))]
+        else:
+            bases = [servers.enter_context(pingpost_server(database_url, workers=w, workdir=tmp_path))
+                     for w in (2, 1)]
+        once, many = asyncio.run(_owed_7000_then_pay_at_once(bases, sandbox))
+    assert len(set(once)) == 1 and once[0][0] == 201  # one reference pays once, whoever answers
+    assert sorted(many) == [201] * 6 + [422] * 10  # 6,500 left: six payouts of 1,000

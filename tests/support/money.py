@@ -46,13 +46,15 @@ class Market:
                                  filters=[{"field": "state", "op": "eq", "value": state}],
                                  return_policy=POLICY if policy is None else policy, **extra)
 
-    async def sell(self, state: str = "FL") -> dict[str, Any]:
-        """Ping and post one lead (a new consumer each time); answer the sale as the admin API shows it."""
+    async def sell(self, state: str = "FL", *, posting_key: str | None = None) -> dict[str, Any]:
+        """Ping and post one lead (a new consumer each time) through acme's campaign (or the one of
+        `posting_key`); answer the sale as the admin API shows it."""
         self.phones += 1
         lead = {"state": state, "zip": "33109", "age": 67}
-        answer = await sd.ping(self.api, self.posting_key, lead)
+        key = posting_key or self.posting_key
+        answer = await sd.ping(self.api, key, lead)
         assert answer["bids"], answer
-        result = await self.api.ok("POST", "/v1/post", token=self.posting_key, json={
+        result = await self.api.ok("POST", "/v1/post", token=key, json={
             "ping_id": answer["ping_id"], "lead": {**lead, "first_name": "Ann", "phone": f"30555{self.phones:05d}"}})
         [sold] = result["sales"]
         sale: dict[str, Any] = await self.api.ok("GET", f"/v1/admin/sales/{sold['sale_id']}")
