@@ -99,3 +99,35 @@ async def open_market(settings: Settings, *, payout: dict[str, Any] | None = Non
                     await sd.buyer(market.api, name, deposit=1_000_000)
                 yield market
         await store.close()
+
+
+# What each sale status says its buyer got back (returns and reversal together), out of its price.
+REFUNDED = {"charged": lambda refunded, price: refunded == 0, "pending": lambda refunded, price: refunded == 0,
+            "void": lambda refunded, price: refunded == 0, "returned": lambda refunded, price: refunded == price,
+            "reversed": lambda refunded, price: refunded == price,
+            "partially_returned": lambda refunded, price: 0 < refunded < price}
+
+
+async def refund_invariants(store: Store) -> dict[str, str]:
+    """No sale is refunded more than its price, each status says what was refunded, a sale has at most
+    one approved return and exactly one `return` transaction per approved return. Answers every sale's
+    status (for a model to compare). For the state machine and the simulator alike."""
+
+    async def unit(tx: Tx) -> dict[str, str]:
+        statuses = {}
+        for sale in await tx.fetch("SELECT id, price_cents, status FROM sales"):
+            refunded = int(await tx.fetchval(
+                "SELECT CAST(COALESCE(SUM(e.amount_cents), 0) AS BIGINT) FROM ledger_entries e "
+                "JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.sale_id = :s "
+                "AND t.kind IN ('return', 'reversal') AND e.account LIKE 'buyer:%'", {"s": sale["id"]}))
+            price, status = int(sale["price_cents"]), str(sale["status"])
+            assert 0 <= refunded <= price and REFUNDED[status](refunded, price), (sale["id"], status, refunded)
+            approved = int(await tx.fetchval("SELECT COUNT(*) FROM returns WHERE sale_id = :s AND status = 'approved'",
+                                             {"s": sale["id"]}))
+            returned = int(await tx.fetchval("SELECT COUNT(*) FROM ledger_transactions WHERE sale_id = :s "
+                                             "AND kind = 'return'", {"s": sale["id"]}))
+            assert approved <= 1 and returned == approved, (sale["id"], approved, returned)
+            statuses[str(sale["id"])] = status
+        return statuses
+
+    return await store.read(unit)
