@@ -31,10 +31,3 @@ async def record_event(tx: Tx, type_: str, data: Mapping[str, Any]) -> str:
                       "now": await tx.now_ms()})
     return event_id
 
-
-async def events_after(tx: Tx, *, after: str | None, type_: str | None, limit: int) -> list[Any]:
-    """Events oldest first after the event id `after`, optionally of one type."""
-    return list(await tx.fetch(
-        "SELECT * FROM events WHERE (CAST(:after AS TEXT) IS NULL OR id > :after) "
-        "AND (CAST(:type AS TEXT) IS NULL OR type = :type) ORDER BY id LIMIT :lim",
-        {"after": after, "type": type_, "lim": limit}))

@@ -3,9 +3,10 @@ list and decide them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
 
 from pingpost import errors
 from pingpost.auth import ApiKey, admin_key, buyer_key
@@ -41,16 +42,25 @@ async def admin_open(body: ReturnIn, ident: str = IdPath,
     return await svc.open(ident, body, by=Opener(buyer_id=None))
 
 
+class ReturnFilters(BaseModel):
+    """The admin list's filters (query parameters)."""
+
+    status: str | None = Field(None, max_length=16, description="pending, approved or denied")
+    buyer: str | None = Field(None, max_length=64)
+    partner: str | None = Field(None, max_length=64)
+    contract: str | None = Field(None, max_length=64)
+    sale: str | None = Field(None, max_length=64)
+    from_: str | None = Field(None, alias="from", max_length=40, description="opened at or after (RFC 3339)")
+    to: str | None = Field(None, max_length=40, description="opened before (RFC 3339)")
+
+
 @router.get("/returns", summary="List returns, newest first")
-async def admin_list(page: Page = Depends(), status: str | None = Status,
-                     buyer: str | None = Query(None, max_length=64), partner: str | None = Query(None, max_length=64),
-                     contract: str | None = Query(None, max_length=64), sale: str | None = Query(None, max_length=64),
-                     from_: str | None = From, to: str | None = To,
+async def admin_list(filters: Annotated[ReturnFilters, Query()], page: Page = Depends(),
                      svc: ReturnService = Depends(return_service)) -> dict[str, Any]:
-    return await svc.list(filters={"status": status, "buyer_id": buyer, "partner_id": partner,
-                                   "contract_id": contract, "sale_id": sale},
-                          start=query_time(from_, "from"), end=query_time(to, "to"), cursor=page.cursor,
-                          limit=page.limit)
+    return await svc.list(filters={"status": filters.status, "buyer_id": filters.buyer, "partner_id": filters.partner,
+                                   "contract_id": filters.contract, "sale_id": filters.sale},
+                          start=query_time(filters.from_, "from"), end=query_time(filters.to, "to"),
+                          cursor=page.cursor, limit=page.limit)
 
 
 @router.get("/returns/{ident}", summary="One return")
