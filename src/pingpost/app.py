@@ -12,6 +12,8 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pingpost import errors
+from pingpost.accounts.endpoints import buyer_router as buyer_accounts_router
+from pingpost.accounts.endpoints import router as accounts_router
 from pingpost.admin.endpoints import router as admin_router
 from pingpost.admin.pings import router as pings_router
 from pingpost.admin.sales import buyer_router
@@ -33,10 +35,15 @@ from pingpost.delivery.endpoints import router as post_router
 from pingpost.delivery.service import PostService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers, refusals
 from pingpost.idempotency import Idempotency
+from pingpost.ledger.payouts import PayoutService
 from pingpost.ledger.service import LedgerService
+from pingpost.ledger.statements import StatementService
 from pingpost.logs import configure_logging
 from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient
 from pingpost.reports.counters import ReportCounters
+from pingpost.returns.endpoints import buyer_router as buyer_returns_router
+from pingpost.returns.endpoints import router as returns_router
+from pingpost.returns.service import ReturnService
 from pingpost.services import Services, services
 
 
@@ -96,7 +103,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                 ledger=LedgerService(opened), counters=counters, client=outbound, posts=posts, auction=auction,
                 direct_posts=DirectPostService(store=opened, auction=auction, posts=posts),
                 calls=CallService(store=opened, posts=posts),
-                idempotency=Idempotency(opened, lease_ms=settings.idempotency_lease_s * 1000))
+                idempotency=Idempotency(opened, lease_ms=settings.idempotency_lease_s * 1000),
+                returns=ReturnService(opened), payouts=PayoutService(opened), statements=StatementService(opened))
             await auction.snapshots.current()
             # Everything alive now lives for the whole process: keep it out of the collector's full
             # passes, which otherwise stalled the event loop for ~70 ms (seen as the RTB p99).
@@ -127,6 +135,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(sales_router)
     app.include_router(buyer_router)
     mount_console(app)
+    app.include_router(returns_router)
+    app.include_router(buyer_returns_router)
+    app.include_router(accounts_router)
+    app.include_router(buyer_accounts_router)
 
     @app.get("/healthz", tags=["health"], summary="Process up")
     async def healthz() -> dict[str, str]:

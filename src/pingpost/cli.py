@@ -1,4 +1,4 @@
-"""The `pingpost` command: serve, db upgrade, apply, demo, sandbox-buyers, report, purge, bench."""
+"""The `pingpost` command: serve, db upgrade, apply, demo, sandbox-buyers, report, statement, purge, bench."""
 
 from __future__ import annotations
 
@@ -145,14 +145,57 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
         console.print_json(orjson.dumps(rows).decode())
         return
     table = Table(title=f"pingpost summary by {group_by}")
-    columns = [group_by, "pings", "bids", "wins", "posts", "sales", "reversed", "revenue_cents", "payout_cents",
-               "margin_cents", "post_accept_rate"]
+    columns = [group_by, "pings", "bids", "wins", "posts", "sales", "reversed", "returned_cents", "revenue_cents",
+               "payout_cents", "margin_cents", "post_accept_rate"]
     for column in columns:
         table.add_column(column, justify="left" if column == group_by else "right")
     for row in rows:
         table.add_row(*["-" if row[c] is None else (f"{row[c]:.1%}" if c == "post_accept_rate" else str(row[c]))
                         for c in columns])
     console.print(table)
+
+
+@app.command()
+def statement(account: str = typer.Argument(..., help="partner:{id}, buyer:{id}, house:revenue or house:cash"),
+              from_: str = typer.Option(..., "--from", help="first UTC day, YYYY-MM-DD (included)"),
+              to: str = typer.Option(..., "--to", help="last UTC day, YYYY-MM-DD (included)"),
+              csv_out: bool = typer.Option(False, "--csv", help="print the lines as CSV"),
+              database: str = typer.Option(None, help="database URL")) -> None:
+    """An account's statement: opening balance, one line per day and ledger kind, closing balance."""
+    from rich.table import Table
+
+    from pingpost import errors
+    from pingpost.db.store import open_store
+    from pingpost.domain.statements import Statement, as_csv
+    from pingpost.ledger.statements import StatementService
+
+    settings = _settings(database)
+
+    async def run() -> Statement:
+        store = await open_store(settings.database_url)
+        try:
+            return await StatementService(store).statement(account, first=from_, last=to)
+        finally:
+            await store.close()
+
+    try:
+        found = asyncio.run(run())
+    except errors.PingpostError as exc:
+        typer.echo(f"pingpost statement: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    if csv_out:
+        typer.echo(as_csv(found.lines), nl=False)
+        return
+    table = Table(title=f"statement of {found.account}, {found.period.first} to {found.period.last} (UTC days)")
+    for column in ("date", "kind", "count", "amount_cents"):
+        table.add_column(column, justify="left" if column in ("date", "kind") else "right")
+    table.add_row("", "opening balance", "", str(found.opening_balance_cents))
+    for line in found.lines:
+        table.add_row(line.date, line.kind, str(line.count), str(line.amount_cents))
+    table.add_row("", "closing balance", "", str(found.closing_balance_cents))
+    console.print(table)
+    for kind, cents in found.totals.items():
+        console.print(f"total {kind}: {cents}")
 
 
 @app.command()

@@ -20,9 +20,12 @@ if TYPE_CHECKING:
     from pingpost.delivery.direct import DirectPostService
     from pingpost.delivery.service import PostService
     from pingpost.idempotency import Idempotency
+    from pingpost.ledger.payouts import PayoutService
     from pingpost.ledger.service import LedgerService
+    from pingpost.ledger.statements import StatementService
     from pingpost.outbound.client import BuyerClient
     from pingpost.reports.counters import ReportCounters
+    from pingpost.returns.service import ReturnService
     from pingpost.security import SecretKey
 
 
@@ -40,6 +43,9 @@ class Services:
     direct_posts: DirectPostService
     calls: CallService
     idempotency: Idempotency
+    returns: ReturnService
+    payouts: PayoutService
+    statements: StatementService
     in_flight_pings: int = 0  # this process's pings between arrival and answer (the 503 guard)
 
 

@@ -11,11 +11,11 @@ import orjson
 from pingpost import errors
 from pingpost.admin.views import delivery_view, sale_view
 from pingpost.db import call_repo, console_repo, post_repo, sales_repo
-from pingpost.db.ledger_repo import record_transaction, sale_entries_of
+from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Store, Tx
-from pingpost.domain.money import reversal_entries
 from pingpost.domain.outcomes import PostOutcome
 from pingpost.ids import now_ms
+from pingpost.ledger.reversals import reversal_entries_for
 from pingpost.ledger.service import transaction_view
 from pingpost.reports.counters import utc_day
 from pingpost.timefmt import rfc3339
@@ -44,18 +44,18 @@ async def get_sale(store: Store, sale_id: str) -> dict[str, Any]:
 
 
 async def reverse_sale(store: Store, sale_id: str, *, reason: str) -> dict[str, Any]:
-    """Refund the buyer and claw back the partner payout in one `reversal` transaction; 404 for an
-    unknown sale, 409 for one that is not charged."""
+    """Refund the buyer and claw back the partner payout of what returns left of the sale, in one
+    `reversal` transaction; 404 for an unknown sale, 409 for one with nothing left to reverse or a
+    return awaiting a decision."""
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        sale = await sales_repo.sale(tx, sale_id)
+        sale = await sales_repo.sale(tx, sale_id, lock=True)
         if sale is None:
             raise errors.NotFound("sale", sale_id)
-        if sale["status"] != "charged":
-            raise errors.Conflict(f"a {sale['status']} sale cannot be reversed", details={"status": sale["status"]})
+        entries = await reversal_entries_for(tx, sale)  # what its returns left of it (docs/protocol.md, Money)
         now = now_ms()
         txn_id = await record_transaction(tx, kind="reversal", now=now, sale_id=sale_id, reference=sale_id,
-                                          entries=reversal_entries(await sale_entries_of(tx, sale_id)))
+                                          entries=entries)
         await post_repo.set_sale_status(tx, sale_id, "reversed")
         await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
             "reversal": {"at": rfc3339(now), "reason": reason[:200], "transaction_id": txn_id}}})

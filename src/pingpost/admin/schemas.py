@@ -14,11 +14,13 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
+from pingpost.domain.returns import DEFAULT_REASONS
 from pingpost.fields import (
     MAX_CENTS,
     Cents,
@@ -379,6 +381,39 @@ Timezone = Annotated[str, AfterValidator(_timezone), Documented({
     "pattern": "^(" + "|".join(zone.replace("+", "\\+") for zone in sorted(_ZONES)) + ")$"})]
 
 
+ReturnReason = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+def _percent_number(value: Decimal) -> int | float:
+    # Shown and stored as a JSON number; two decimals at most, so the float's repr is that exact value.
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+class ReturnPolicy(Strict):
+    """What returns a contract takes (docs/protocol.md, Returns). The defaults take none."""
+
+    window_days: int = Field(default=0, ge=0, le=365)
+    reasons: list[ReturnReason] = Field(default_factory=lambda: list(DEFAULT_REASONS), min_length=1, max_length=50)
+    max_return_rate_pct: Annotated[Decimal, PlainSerializer(_percent_number, return_type=int | float)] | None = \
+        Field(default=None, ge=0, le=100, strict=False)
+    auto_approve: bool = False
+    partner_clawback: bool = True
+
+    @field_validator("reasons")
+    @classmethod
+    def _unique_reasons(cls, reasons: list[str]) -> list[str]:
+        if len(set(reasons)) != len(reasons):
+            raise ValueError("reasons must be unique")
+        return reasons
+
+    @field_validator("max_return_rate_pct")
+    @classmethod
+    def _two_decimals(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value != value.quantize(Decimal("0.01")):
+            raise ValueError("at most two decimals")
+        return value
+
+
 class ContractIn(Strict):
     """`filters` and `rtb.required_fields` name non-PII fields of the offer's vertical; `channels` are
     among the offer's."""
@@ -408,6 +443,7 @@ class ContractIn(Strict):
     weight: int = Field(default=1, ge=1, le=1_000_000)
     channels: list[Channel] | None = None
     billable_after_s: int = Field(default=0, ge=0, le=86400)
+    return_policy: ReturnPolicy = Field(default_factory=ReturnPolicy)
     status: Status = "active"
 
     @model_validator(mode="after")

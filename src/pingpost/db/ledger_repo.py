@@ -73,3 +73,48 @@ async def account_entries(tx: Tx, account: str, *, cursor: str | None, limit: in
         "WHERE e.account = :a AND (CAST(:cursor AS TEXT) IS NULL OR e.id < :cursor) "
         "ORDER BY e.id DESC LIMIT :lim",
         {"a": account, "cursor": cursor, "lim": limit}))
+
+
+async def transaction_by_reference(tx: Tx, kind: str, reference: str) -> str | None:
+    """The id of the `kind` transaction recorded under `reference` (unique per kind), if any."""
+    txn_id: str | None = await tx.fetchval(
+        "SELECT id FROM ledger_transactions WHERE kind = :k AND reference = :r", {"k": kind, "r": reference})
+    return txn_id
+
+
+async def lock_reference(tx: Tx, kind: str, reference: str) -> None:
+    """On PostgreSQL, make requests carrying one reference take turns (a transaction-scoped advisory
+    lock), so the second finds the first's transaction instead of failing on the unique reference."""
+    if tx.dialect == "postgresql":
+        await tx.fetchval("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))", {"key": f"{kind}:{reference}"})
+
+
+async def lock_partner(tx: Tx, partner_id: str) -> bool:
+    """Lock the partner's row (PostgreSQL) so its payouts take turns; False when there is no such partner."""
+    suffix = " FOR UPDATE" if tx.dialect == "postgresql" else ""
+    return await tx.fetchval(f"SELECT 1 FROM partners WHERE id = :id{suffix}", {"id": partner_id}) is not None
+
+
+async def entries_for_sale(tx: Tx, sale_id: str, kind: str) -> list[Entry]:
+    """The entries of every `kind` transaction of a sale (its `return`s, its `reversal`)."""
+    rows = await tx.fetch(
+        "SELECT e.account, e.amount_cents FROM ledger_entries e JOIN ledger_transactions t "
+        "ON t.id = e.transaction_id WHERE t.kind = :k AND t.sale_id = :s ORDER BY e.id", {"k": kind, "s": sale_id})
+    return [Entry(r["account"], int(r["amount_cents"])) for r in rows]
+
+
+async def balance_before(tx: Tx, account: str, before_ms: int) -> int:
+    """The account's balance from every entry made before `before_ms`."""
+    return int(await tx.fetchval(
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries "
+        "WHERE account = :a AND created_at < :t", {"a": account, "t": before_ms}))
+
+
+async def lines_by_day_and_kind(tx: Tx, account: str, *, start_ms: int, end_ms: int) -> list[Any]:
+    """(day: UTC day number, kind, n: entries, amount: their sum) of the account's entries in [start, end)."""
+    return list(await tx.fetch(
+        "SELECT CAST(e.created_at / 86400000 AS BIGINT) AS day, t.kind AS kind, COUNT(*) AS n, "
+        "CAST(SUM(e.amount_cents) AS BIGINT) AS amount FROM ledger_entries e "
+        "JOIN ledger_transactions t ON t.id = e.transaction_id "
+        "WHERE e.account = :a AND e.created_at >= :s AND e.created_at < :e "
+        "GROUP BY CAST(e.created_at / 86400000 AS BIGINT), t.kind", {"a": account, "s": start_ms, "e": end_ms}))

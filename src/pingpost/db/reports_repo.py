@@ -51,12 +51,16 @@ async def bids_by(tx: Tx, column: str, *, day_from: str, day_to: str) -> list[An
 
 
 async def sales_by(tx: Tx, column: str, *, start_ms: int, end_ms: int) -> list[Any]:
-    """(g, n, status, revenue, payout) per group and sale status."""
-    group = _day_sql(tx.dialect, "created_at") if column == "day" else _column(column)
+    """(g, n, status, revenue, payout, returned, clawed_back) per group and sale status; a sale's
+    approved return (at most one) counts with its sale: its group, its day."""
+    group = _day_sql(tx.dialect, "s.created_at") if column == "day" else f"s.{_column(column)}"
     return list(await tx.fetch(
-        f"SELECT {group} AS g, COUNT(*) AS n, status, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
-        "CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b "
-        f"GROUP BY {group}, status", {"a": start_ms, "b": end_ms}))
+        f"SELECT {group} AS g, COUNT(*) AS n, s.status AS status, CAST(SUM(s.price_cents) AS BIGINT) AS revenue, "
+        "CAST(SUM(s.payout_cents) AS BIGINT) AS payout, "
+        "CAST(COALESCE(SUM(r.amount_cents), 0) AS BIGINT) AS returned, "
+        "CAST(COALESCE(SUM(r.clawback_cents), 0) AS BIGINT) AS clawed_back FROM sales s "
+        "LEFT JOIN returns r ON r.sale_id = s.id AND r.status = 'approved' "
+        f"WHERE s.created_at >= :a AND s.created_at < :b GROUP BY {group}, s.status", {"a": start_ms, "b": end_ms}))
 
 
 async def posts_by(tx: Tx, column: str, *, start_ms: int, end_ms: int, per_contract: bool) -> list[Any]:

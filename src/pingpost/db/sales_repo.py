@@ -30,8 +30,11 @@ async def page_sales(tx: Tx, *, filters: Mapping[str, Any], start: int | None, e
                                params))
 
 
-async def sale(tx: Tx, sale_id: str) -> Any:
-    return await tx.fetchrow("SELECT * FROM sales WHERE id = :id", {"id": sale_id})
+async def sale(tx: Tx, sale_id: str, *, lock: bool = False) -> Any:
+    """A sale; with `lock`, its row locked on PostgreSQL. Every change of a sale's status or returns
+    (opening, approving or denying a return, reversing) holds this lock, so they take turns per sale."""
+    suffix = " FOR UPDATE" if lock and tx.dialect == "postgresql" else ""
+    return await tx.fetchrow(f"SELECT * FROM sales WHERE id = :id{suffix}", {"id": sale_id})
 
 
 # A delivery is awaiting reconciliation once nothing can finish it any more: its reservation lapsed

@@ -239,10 +239,12 @@ sales = Table(
     Column("sale_type", Text, nullable=False),
     Column("price_cents", BigInteger, nullable=False),
     Column("payout_cents", BigInteger, nullable=False),
-    Column("status", Text, nullable=False),  # charged | pending | void | reversed
+    # charged | pending | void | reversed | returned | partially_returned
+    Column("status", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("sales_buyer", "buyer_id", "id"),
     Index("sales_created", "created_at"),  # reports and the console read sales by time
+    Index("sales_contract_time", "contract_id", "created_at"),  # a month's sales (the return rate limit)
 )
 
 dedup_records = Table(
@@ -259,7 +261,7 @@ dedup_records = Table(
 ledger_transactions = Table(
     "ledger_transactions", metadata,
     Column("id", Text, primary_key=True),
-    Column("kind", Text, nullable=False),  # deposit | sale | reversal
+    Column("kind", Text, nullable=False),  # deposit | sale | reversal | return | payout
     Column("reference", Text),
     Column("sale_id", Text),
     Column("created_at", BigInteger, nullable=False),
@@ -275,6 +277,50 @@ ledger_entries = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ledger_entries_account", "account", "id"),
     Index("ledger_entries_transaction", "transaction_id"),
+    Index("ledger_entries_account_time", "account", "created_at"),  # statements
+)
+
+# --- returns and events (docs/protocol.md, Returns) ----------------------------------------
+
+returns = Table(
+    "returns", metadata,
+    Column("id", Text, primary_key=True),
+    Column("sale_id", Text, nullable=False),
+    Column("offer_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("partner_id", Text, nullable=False),
+    Column("contract_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | approved | denied
+    Column("reason", Text, nullable=False),
+    Column("note", Text),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("clawback_cents", BigInteger),  # the partner's share, set on approval
+    Column("sale_month", Text, nullable=False),  # the sale's calendar month in the contract's time zone
+    Column("opened_by", Text, nullable=False),  # buyer | admin
+    Column("transaction_id", Text),  # the `return` ledger transaction, on approval
+    Column("decision_note", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("decided_at", BigInteger),
+    # One pending or approved return per sale, whatever races.
+    Index("returns_open_per_sale", "sale_id", unique=True, sqlite_where=text("status IN ('pending','approved')"),
+          postgresql_where=text("status IN ('pending','approved')")),
+    Index("returns_sale", "sale_id"),
+    Index("returns_contract_month", "contract_id", "sale_month"),
+    Index("returns_buyer", "buyer_id", "id"),
+    Index("returns_partner", "partner_id", "id"),
+    Index("returns_status", "status", "id"),
+)
+
+# The transactional outbox: every event is written in the same transaction as its change
+# (db/events_repo.py); `data` is JSON of ids, amounts and codes, never PII.
+events = Table(
+    "events", metadata,
+    Column("id", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("events_type", "type", "id"),
 )
 
 # --- idempotency and call events (docs/crash-safety.md) --------------------------------

@@ -16,6 +16,11 @@ def payout_cents(payout: dict[str, Any], price_cents: int) -> int:
     return price_cents * _basis_points(payout["percent"]) // 10_000
 
 
+def percent_basis_points(percent: int | float | str) -> int:
+    """A stored percent (at most two decimals) as whole basis points, rounded down: 12.5 -> 1250."""
+    return _basis_points(percent)
+
+
 @lru_cache(maxsize=1024)
 def _basis_points(percent: int | float | str) -> int:
     """A revshare percent as whole basis points, rounded down (exact decimal arithmetic, cached).
@@ -59,3 +64,43 @@ def sale_entries(*, buyer_id: str, partner_id: str, price_cents: int, payout_cen
 
 def reversal_entries(sale: Sequence[Entry]) -> list[Entry]:
     return balanced([Entry(e.account, -e.amount_cents) for e in sale])
+
+
+def clawback_cents(*, payout_cents: int, amount_cents: int, price_cents: int) -> int:
+    """The partner's share of a return of `amount_cents` on a sale at `price_cents` that paid
+    `payout_cents`: payout * amount // price, rounded down (integer arithmetic only)."""
+    if not 0 < amount_cents <= price_cents:
+        raise ValueError("a return is more than 0 and at most the sale's price")
+    return payout_cents * amount_cents // price_cents
+
+
+def return_entries(*, buyer_id: str, partner_id: str, amount_cents: int, clawback_cents: int) -> list[Entry]:
+    """A return: +amount to the buyer, -clawback from the partner, the rest from `house:revenue`.
+
+    Zero entries are left out (no clawback, or a house share of 0), so an account's statement counts
+    only entries that move its money."""
+    entries = [Entry(f"buyer:{buyer_id}", amount_cents), Entry(f"partner:{partner_id}", -clawback_cents),
+               Entry("house:revenue", clawback_cents - amount_cents)]
+    return balanced([e for e in entries if e.amount_cents != 0])
+
+
+def payout_entries(partner_id: str, amount_cents: int) -> list[Entry]:
+    """A partner payout: -amount to the partner (what it is owed goes down), +amount to `house:cash`."""
+    return balanced([Entry(f"partner:{partner_id}", -amount_cents), Entry("house:cash", amount_cents)])
+
+
+def net_by_account(entries: Sequence[Entry]) -> dict[str, int]:
+    """The sum per account of several transactions' entries (a sale and what followed it)."""
+    net: dict[str, int] = {}
+    for e in entries:
+        net[e.account] = net.get(e.account, 0) + e.amount_cents
+    return net
+
+
+def remainder_reversal_entries(sale: Sequence[Entry], returned: Sequence[Entry]) -> list[Entry]:
+    """The reversal of what is left of a sale after its returns: every account the sale and its
+    returns touched ends at zero for this sale. Without returns it is the plain `reversal_entries`."""
+    if not returned:
+        return reversal_entries(sale)
+    net = net_by_account([*sale, *returned])
+    return balanced([Entry(account, -amount) for account, amount in net.items() if amount != 0])

@@ -7,6 +7,7 @@ from typing import Any
 from pingpost import errors
 from pingpost.db import reports_repo
 from pingpost.db.store import Store, Tx
+from pingpost.domain.returns import BILLED
 from pingpost.reports.counters import utc_day
 
 GROUPS = {"offer": "offer_id", "campaign": "campaign_id", "partner": "partner_id", "buyer": "buyer_id",
@@ -17,7 +18,9 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
     """Rows of pings, bids, wins, posts, sales, revenue, payout, margin and accept rate per group.
 
     Counters are by UTC day, so `from`/`to` select whole days for pings, bids and wins; posts and
-    sales are exact to the millisecond. Test traffic is never counted.
+    sales are exact to the millisecond. Test traffic is never counted. An approved return counts with
+    its sale (the sale's group and time): `returned_cents` is subtracted from revenue and its clawback
+    from payout; a reversed sale counts in `reversed` only, with its returns.
     """
     if group_by not in GROUPS:
         raise errors.ValidationFailed.one("group_by", f"one of {', '.join(GROUPS)}")
@@ -28,7 +31,8 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
 
         def row(key: Any) -> dict[str, Any]:
             return rows.setdefault(str(key), {group_by: str(key), "pings": 0, "bids": 0, "wins": 0, "posts": 0,
-                                              "sales": 0, "reversed": 0, "revenue_cents": 0, "payout_cents": 0})
+                                              "sales": 0, "reversed": 0, "returned_cents": 0, "revenue_cents": 0,
+                                              "payout_cents": 0})
 
         per_contract = group_by in ("buyer", "contract")
         day_from = utc_day(start_ms) if start_ms is not None else "0000-00-00"
@@ -43,10 +47,11 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
             entry = row(r["g"])
             if r["status"] == "reversed":
                 entry["reversed"] += int(r["n"])
-            elif r["status"] == "charged":
+            elif r["status"] in BILLED:
                 entry["sales"] += int(r["n"])
-                entry["revenue_cents"] += int(r["revenue"])
-                entry["payout_cents"] += int(r["payout"])
+                entry["returned_cents"] += int(r["returned"])
+                entry["revenue_cents"] += int(r["revenue"]) - int(r["returned"])
+                entry["payout_cents"] += int(r["payout"]) - int(r["clawed_back"])
         for r in await reports_repo.posts_by(tx, column, start_ms=start, end_ms=end, per_contract=per_contract):
             row(r["g"])["posts"] = int(r["n"])
         out = []

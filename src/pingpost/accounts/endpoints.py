@@ -1,0 +1,66 @@
+"""Partner payouts and account statements (docs/protocol.md, Money): operators pay partners and read
+any account's statement; a buyer reads its own."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from pingpost import errors
+from pingpost.accounts.schemas import PayoutIn
+from pingpost.auth import ApiKey, admin_key, buyer_key
+from pingpost.domain.statements import Statement, as_csv
+from pingpost.http import IdPath
+from pingpost.ledger.payouts import PayoutService
+from pingpost.ledger.statements import StatementService
+from pingpost.services import services
+
+# Keys are checked before the body is read (docs/security.md).
+router = APIRouter(prefix="/v1/admin", tags=["accounts"], route_class=admin_key.route)
+buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"], route_class=buyer_key.route)
+
+Format = Literal["json", "csv"]
+FromDay = Query(..., alias="from", max_length=10, description="first UTC day, YYYY-MM-DD (included)")
+ToDay = Query(..., max_length=10, description="last UTC day, YYYY-MM-DD (included)")
+
+
+def payout_service(request: Request) -> PayoutService:
+    service: PayoutService = services(request).payouts
+    return service
+
+
+def statement_service(request: Request) -> StatementService:
+    service: StatementService = services(request).statements
+    return service
+
+
+def _answer(statement: Statement, fmt: Format) -> Any:
+    if fmt == "json":
+        return statement.as_json()
+    name = f"statement-{statement.account.replace(':', '-')}-{statement.period.first}-{statement.period.last}.csv"
+    return Response(as_csv(statement.lines), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/partners/{ident}/payouts", status_code=201, summary="Pay a partner out of what it is owed")
+async def payout(body: PayoutIn, ident: str = IdPath,
+                 svc: PayoutService = Depends(payout_service)) -> dict[str, Any]:
+    return await svc.pay(ident, amount_cents=body.amount_cents, reference=body.reference)
+
+
+@router.get("/statements", summary="An account's statement: opening, lines per day and kind, closing")
+async def statement(account: str = Query(..., max_length=80), from_: str = FromDay, to: str = ToDay,
+                    format: Format = Query("json"),
+                    svc: StatementService = Depends(statement_service)) -> Any:
+    return _answer(await svc.statement(account, first=from_, last=to), format)
+
+
+@buyer_router.get("/statement", summary="The calling buyer's statement")
+async def buyer_statement(from_: str = FromDay, to: str = ToDay, format: Format = Query("json"),
+                          key: ApiKey = Depends(buyer_key),
+                          svc: StatementService = Depends(statement_service)) -> Any:
+    if key.buyer_id is None:  # a buyer key always names its buyer (admin validation)
+        raise errors.Unauthorized("a valid buyer key is required")
+    return _answer(await svc.statement(f"buyer:{key.buyer_id}", first=from_, last=to), format)
