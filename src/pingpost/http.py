@@ -211,7 +211,8 @@ class Page:
 
 
 # A readable or generated resource id in a path (the admin and buyer APIs).
-IdPath = Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+IdPath = Path(max_length=64, pattern=ID_PATTERN)
 
 
 def time_query(name: str, description: str) -> Any:

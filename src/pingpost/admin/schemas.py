@@ -135,11 +135,14 @@ class FixedPayout(Strict):
 _PERCENT_TEXT = r"^0*([0-9]{1,2}(\.[0-9]{0,2}0*)?|\.[0-9]{1,2}0*|100(\.0*)?)$"
 
 
+# What a percent field with `_two_decimals` takes: a JSON number or string, 0-100, two decimals at most.
+PERCENT = Documented({"anyOf": [{"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01},
+                                {"type": "string", "pattern": _PERCENT_TEXT}]})
+
+
 class RevsharePayout(Strict):
     type: Literal["revshare"]
-    percent: Annotated[Decimal, Documented({"anyOf": [
-        {"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01},
-        {"type": "string", "pattern": _PERCENT_TEXT}]})] = Field(ge=0, le=100, strict=False)
+    percent: Annotated[Decimal, PERCENT] = Field(ge=0, le=100, strict=False)
 
     @field_validator("percent")
     @classmethod
@@ -394,8 +397,8 @@ class ReturnPolicy(Strict):
 
     window_days: int = Field(default=0, ge=0, le=365)
     reasons: list[ReturnReason] = Field(default_factory=lambda: list(DEFAULT_REASONS), min_length=1, max_length=50)
-    max_return_rate_pct: Annotated[Decimal, PlainSerializer(_percent_number, return_type=int | float)] | None = \
-        Field(default=None, ge=0, le=100, strict=False)
+    max_return_rate_pct: Annotated[Decimal, PERCENT, PlainSerializer(_percent_number, return_type=int | float)] | \
+        None = Field(default=None, ge=0, le=100, strict=False)
     auto_approve: bool = False
     partner_clawback: bool = True
 
