@@ -3,8 +3,9 @@
 The OpenAPI document states every rule of a request body it can (patterns, formats, enums, the rules of
 the model validators as `anyOf`). What it cannot state depends on what the exchange holds at run time:
 a reference must name an existing object, a contract's filters and RTB fields must be non-PII fields of
-its offer's vertical, a vertical's field names must be unique, `between` bounds must be ordered, and a
-PATCH is judged on the merged object. The operation descriptions say so.
+its offer's vertical, a vertical's field names must be unique, `between` bounds must be ordered, a PATCH
+is judged on the merged object, a payout must not be more than the partner is owed, and a statement's
+`to` must not be before its `from` nor more than 366 days after it. The operation descriptions say so.
 
 For the positive-acceptance check, a positive case (one the schema accepts) is pointed at the objects
 the test seeded, the way any client names objects it knows; the rest of the case is left as generated.
@@ -14,6 +15,7 @@ Negative cases are never touched.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import schemathesis
@@ -21,6 +23,9 @@ import schemathesis
 # What tests/api/test_openapi.py seeds.
 VERTICAL, OFFER, PARTNER, BUYER = "medicare", "med", "acme", "b"
 NON_PII_FIELD = "age"  # a non-PII field of the seeded vertical
+# The seeded partner is owed what one seeded sale paid it; the seed pays it PAYOUT_CENTS under PAYOUT_REFERENCE,
+# so the same payout answers that one again (payouts are idempotent by reference).
+PAYOUT_CENTS, PAYOUT_REFERENCE = 1, "st-payout"
 
 Body = dict[str, Any]
 
@@ -65,6 +70,33 @@ def _create_api_key(body: Body) -> None:
         body["buyer"] = BUYER
 
 
+def _statement_period(query: Body) -> None:
+    """`to` not before `from`, 366 days at most: the generated days, ordered, and `to` moved in if need be."""
+    try:
+        first, last = sorted(date.fromisoformat(query[name]) for name in ("from", "to"))
+    except (KeyError, TypeError, ValueError):
+        return
+    last = min(last, first + timedelta(days=365))
+    query["from"], query["to"] = first.isoformat(), last.isoformat()
+
+
+QUERY_RULES: dict[tuple[str, str], Callable[[Body], None]] = {
+    ("GET", "/v1/admin/statements"): _statement_period,
+    ("GET", "/v1/buyer/statement"): _statement_period,
+}
+
+
+def _payout(case: Any) -> None:
+    case.path_parameters = {**(case.path_parameters or {}), "ident": PARTNER}
+    if isinstance(case.body, dict):
+        case.body.update(amount_cents=PAYOUT_CENTS, reference=PAYOUT_REFERENCE)
+
+
+CASE_RULES: dict[tuple[str, str], Callable[[Any], None]] = {
+    ("POST", "/v1/admin/partners/{ident}/payouts"): _payout,
+}
+
+
 RULES: dict[tuple[str, str], Callable[[Body], None]] = {
     ("POST", "/v1/admin/verticals"): _unique_field_names,
     ("PATCH", "/v1/admin/verticals/{ident}"): _unique_field_names,
@@ -78,8 +110,17 @@ RULES: dict[tuple[str, str], Callable[[Body], None]] = {
 
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
-    rule = RULES.get((case.method.upper(), case.operation.path))
     meta = case.meta
-    if rule is not None and meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    operation = (case.method.upper(), case.operation.path)
+    rule = RULES.get(operation)
+    if rule is not None and isinstance(case.body, dict):
         rule(case.body)
+    query_rule = QUERY_RULES.get(operation)
+    if query_rule is not None and isinstance(case.query, dict):
+        query_rule(case.query)
+    case_rule = CASE_RULES.get(operation)
+    if case_rule is not None:
+        case_rule(case)
     return case
