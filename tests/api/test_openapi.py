@@ -18,7 +18,8 @@ their descriptions:
 By hand, against a server of your own (`PINGPOST_ADMIN_TOKEN=test-admin-token pingpost serve` on a fresh
 database), from the repository root:
 
-    eval "$(python -m tests.api.test_openapi http://127.0.0.1:8000)"   # seeds it, exports the keys
+    pingpost sandbox-buyers --port 8001 &   # the seeded contract's buyer (payouts need a sale)
+    eval "$(python -m tests.api.test_openapi http://127.0.0.1:8000 http://127.0.0.1:8001)"   # seeds it, exports the keys
     PYTHONPATH=. st --config-file tests/api/schemathesis.toml run http://127.0.0.1:8000/openapi.json \\
         --max-examples 20
 """
@@ -41,9 +42,9 @@ import pytest
 from pingpost.admin.endpoints import _patch_model
 from pingpost.admin.service import RESOURCES
 from tests.api import openapi_hooks as seeded
-from tests.api.setup_data import VERTICAL
+from tests.api.setup_data import LEAD, VERTICAL
 from tests.conftest import ADMIN_TOKEN, Api
-from tests.servers import admin_session, pingpost_server
+from tests.servers import admin_session, pingpost_server, sandbox_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -66,8 +67,9 @@ phases.coverage.enabled = false
 """
 
 
-async def seed(base: str) -> dict[str, str]:
-    """One of everything, with the ids tests/api/openapi_hooks.py points positive cases at; the keys."""
+async def seed(base: str, sandbox: str | None = None) -> dict[str, str]:
+    """One of everything, with the ids tests/api/openapi_hooks.py points positive cases at; the keys. With
+    the sandbox buyers' `sandbox` (`pingpost sandbox-buyers`), also one sale and the partner's payout."""
     async with admin_session(base) as post:
         await post("/v1/admin/verticals", VERTICAL)
         await post("/v1/admin/offers", {"id": seeded.OFFER, "name": "M", "vertical": seeded.VERTICAL,
@@ -78,13 +80,30 @@ async def seed(base: str) -> dict[str, str]:
             "payout": {"type": "revshare", "percent": 50}})
         await post("/v1/admin/buyers", {"id": seeded.BUYER, "name": "B"})
         await post("/v1/admin/contracts", {"id": "k", "name": "K", "buyer": seeded.BUYER, "offer": seeded.OFFER,
-                                           "price_cents": 100, "transfer": {"phone": "+13055550100"}})
+                                           "price_cents": 100, "transfer": {"phone": "+13055550100"},
+                                           **({"delivery": {"url": f"{sandbox}/deliver/b/accept"}} if sandbox else {})})
         call = await post("/v1/admin/api-keys", {"kind": "call_platform", "name": "t"})
         buyer = await post("/v1/admin/api-keys", {"kind": "buyer", "buyer": seeded.BUYER, "name": "b"})
+        if sandbox:  # one sale, so that the partner is owed something, and the payout the hooks' payouts repeat
+            await post(f"/v1/admin/buyers/{seeded.BUYER}/deposits", {"amount_cents": 10_000})
+            await sell(base, campaign["posting_key"])
+            await post(f"/v1/admin/partners/{seeded.PARTNER}/payouts",
+                       {"amount_cents": seeded.PAYOUT_CENTS, "reference": seeded.PAYOUT_REFERENCE})
     assert VERTICAL["id"] == seeded.VERTICAL
     assert any(f["name"] == seeded.NON_PII_FIELD and not f.get("pii") for f in VERTICAL["fields"])
     return {"PINGPOST_ADMIN_TOKEN": ADMIN_TOKEN, "PINGPOST_ST_POSTING_KEY": campaign["posting_key"],
             "PINGPOST_ST_CALL_KEY": call["key"], "PINGPOST_ST_BUYER_KEY": buyer["key"]}
+
+
+async def sell(base: str, posting_key: str) -> None:
+    """Ping and post one lead through the seeded campaign: one sale."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {posting_key}"},
+                                 timeout=30) as client:
+        ping = await client.post("/v1/ping", json={"lead": LEAD})
+        assert ping.status_code == 200 and ping.json()["bids"], ping.text
+        posted = await client.post("/v1/post", json={"ping_id": ping.json()["ping_id"], "lead": {
+            **LEAD, "first_name": "Ann", "phone": "3055550101"}})
+        assert posted.status_code == 200 and posted.json()["sales"], posted.text
 
 
 def run_schemathesis(location: str, keys: dict[str, str], workdir: Path,
@@ -153,8 +172,9 @@ def read_report(report: Path) -> Run:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Path]]:
     workdir = tmp_path_factory.mktemp("openapi")
-    with pingpost_server(f"sqlite:///{workdir / 'openapi.db'}", workdir=workdir) as base:
-        yield base, asyncio.run(seed(base)), workdir
+    with sandbox_server(workdir) as sandbox, \
+            pingpost_server(f"sqlite:///{workdir / 'openapi.db'}", workdir=workdir) as base:
+        yield base, asyncio.run(seed(base, sandbox)), workdir
 
 
 def test_the_document_is_what_the_server_does(server: tuple[str, dict[str, str], Path]) -> None:
@@ -247,5 +267,5 @@ async def test_every_rfc3339_time_is_read(api: Api) -> None:
 
 if __name__ == "__main__":
     # Seed a server of your own for a run by hand (see the module's docstring); print the keys to export.
-    for name, value in asyncio.run(seed(sys.argv[1])).items():
+    for name, value in asyncio.run(seed(*sys.argv[1:3])).items():
         print(f"export {name}={value}")
