@@ -35,6 +35,9 @@ ToDay = Query(..., max_length=10, pattern=DAY_PATTERN, json_schema_extra=_DAY,
               description="last UTC day, YYYY-MM-DD (included)")
 _PERIOD = ("`from` and `to` are whole UTC days, both included: `to` must not be before `from`, and a statement "
            "covers at most 366 days (422 `validation_error` naming `to`).")
+# `format=csv` answers CSV (domain/statements.py, as_csv); the JSON answer is the default.
+_CSV: dict[int | str, dict[str, Any]] = {200: {"description": "The statement: JSON, or CSV with `format=csv`",
+                                               "content": {"text/csv": {"schema": {"type": "string"}}}}}
 _STATEMENT_422 = (422, "A parameter fails its rules (`validation_error`): a malformed account or date, `to` before "
                        "`from`, more than 366 days.")
 
@@ -69,8 +72,8 @@ async def payout(body: PayoutIn, ident: str = IdPath,
 
 
 @router.get("/statements", summary="An account's statement: opening, lines per day and kind, closing",
-            description=_PERIOD, responses=refusals(401, (404, "Unknown buyer or partner (`not_found`)."),
-                                                    _STATEMENT_422))
+            description=_PERIOD, responses={**_CSV, **refusals(401, (404, "Unknown buyer or partner (`not_found`)."),
+                                                                _STATEMENT_422)})
 async def statement(account: str = Query(..., max_length=80, description="buyer:{id}, partner:{id}, house:revenue or "
                                                 "house:cash", json_schema_extra={"pattern": ACCOUNT.pattern}), from_: str = FromDay, to: str = ToDay,
                     format: Format = Query("json"),
@@ -79,7 +82,7 @@ async def statement(account: str = Query(..., max_length=80, description="buyer:
 
 
 @buyer_router.get("/statement", summary="The calling buyer's statement", description=_PERIOD,
-                  responses=refusals(401, _STATEMENT_422))
+                  responses={**_CSV, **refusals(401, _STATEMENT_422)})
 async def buyer_statement(from_: str = FromDay, to: str = ToDay, format: Format = Query("json"),
                           key: ApiKey = Depends(buyer_key),
                           svc: StatementService = Depends(statement_service)) -> Any:
