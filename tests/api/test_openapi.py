@@ -19,7 +19,7 @@ By hand, against a server of your own (`PINGPOST_ADMIN_TOKEN=test-admin-token pi
 database), from the repository root:
 
     pingpost sandbox-buyers --port 8001 &   # the seeded contract's buyer (payouts need a sale)
-    eval "$(python -m tests.api.test_openapi http://127.0.0.1:8000 http://127.0.0.1:8001)"   # seeds it, exports the keys
+    eval "$(python -m tests.api.test_openapi http://127.0.0.1:8000 http://127.0.0.1:8001)"   # seeds, exports keys
     PYTHONPATH=. st --config-file tests/api/schemathesis.toml run http://127.0.0.1:8000/openapi.json \\
         --max-examples 20
 """

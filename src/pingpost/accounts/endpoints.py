@@ -75,7 +75,8 @@ async def payout(body: PayoutIn, ident: str = IdPath,
             description=_PERIOD, responses={**_CSV, **refusals(401, (404, "Unknown buyer or partner (`not_found`)."),
                                                                 _STATEMENT_422)})
 async def statement(account: str = Query(..., max_length=80, description="buyer:{id}, partner:{id}, house:revenue or "
-                                                "house:cash", json_schema_extra={"pattern": ACCOUNT.pattern}), from_: str = FromDay, to: str = ToDay,
+                                         "house:cash", json_schema_extra={"pattern": ACCOUNT.pattern}),
+                    from_: str = FromDay, to: str = ToDay,
                     format: Format = Query("json"),
                     svc: StatementService = Depends(statement_service)) -> Any:
     return _answer(await svc.statement(account, first=from_, last=to), format)

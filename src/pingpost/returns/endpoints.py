@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
+from pydantic.config import JsonDict
 
 from pingpost import errors
 from pingpost.auth import ApiKey, admin_key, buyer_key
@@ -33,9 +34,9 @@ def _buyer_id(key: ApiKey) -> str:
     return key.buyer_id
 
 
-_STATUS = {"enum": list(STATUSES)}  # checked by ReturnService.list
+_STATUS: JsonDict = {"enum": list(STATUSES)}  # checked by ReturnService.list
 Status = Query(None, max_length=16, description="pending, approved or denied", json_schema_extra=_STATUS)
-_TIME = {"format": "date-time"}  # read by query_time, as time_query states it
+_TIME: JsonDict = {"format": "date-time"}  # read by query_time, as time_query states it
 
 # The refusals of each operation (docs/protocol.md, Returns).
 _OPEN = refusals(400, 401, (404, "Unknown sale, or another buyer's (`not_found`)."),
