@@ -1,6 +1,7 @@
-"""Validated shapes of every configuration object (docs/protocol.md).
-
-Bodies are stored as the JSON of these models; secrets inside them are stored but never shown.
+"""Validated shapes of every configuration object (docs/protocol.md); over 450 lines because the
+shapes cross-reference each other (auth, filters, schedules inside contracts) and one module keeps
+every rule the OpenAPI states in one place. Bodies are stored as the JSON of these models; secrets
+inside them are stored but never shown.
 """
 
 from __future__ import annotations
