@@ -397,7 +397,8 @@ class ReturnPolicy(Strict):
     """What returns a contract takes (docs/protocol.md, Returns). The defaults take none."""
 
     window_days: int = Field(default=0, ge=0, le=365)
-    reasons: list[ReturnReason] = Field(default_factory=lambda: list(DEFAULT_REASONS), min_length=1, max_length=50)
+    reasons: list[ReturnReason] = Field(default_factory=lambda: list(DEFAULT_REASONS), min_length=1, max_length=50,
+                                        json_schema_extra={"uniqueItems": True})  # _unique_reasons
     max_return_rate_pct: Annotated[Decimal, PERCENT, PlainSerializer(_percent_number, return_type=int | float)] | \
         None = Field(default=None, ge=0, le=100, strict=False)
     auto_approve: bool = False
