@@ -25,7 +25,7 @@ buyer_router = APIRouter(prefix="/v1/buyer", tags=["buyer"], route_class=buyer_k
                           dependencies=buyer_key.documented)
 
 Format = Literal["json", "csv"]
-# A UTC day, 1970-01-01 or later (domain/statements.py reads it); `to` not before `from`, 366 days at most,
+# A UTC day, 1970-01-01 or later (docs/protocol.md, Money); `to` not before `from`, 366 days at most,
 # which no schema of one parameter can state (the operations' descriptions say so).
 DAY_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"
 _DAY = {"format": "date"}
@@ -35,7 +35,7 @@ ToDay = Query(..., max_length=10, pattern=DAY_PATTERN, json_schema_extra=_DAY,
               description="last UTC day, YYYY-MM-DD (included)")
 _PERIOD = ("`from` and `to` are whole UTC days, both included: `to` must not be before `from`, and a statement "
            "covers at most 366 days (422 `validation_error` naming `to`).")
-# `format=csv` answers CSV (domain/statements.py, as_csv); the JSON answer is the default.
+# `format=csv` answers CSV (docs/protocol.md, Money); the JSON answer is the default.
 _CSV: dict[int | str, dict[str, Any]] = {200: {"description": "The statement: JSON, or CSV with `format=csv`",
                                                "content": {"text/csv": {"schema": {"type": "string"}}}}}
 _STATEMENT_422 = (422, "A parameter fails its rules (`validation_error`): a malformed account or date, `to` before "
