@@ -88,8 +88,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, admin_token=ADMIN_TOKEN, secret_key="test-secret-key",
-                    key_file=str(tmp_path / "pingpost.key"), json_logs=True)
+    return Settings(
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        secret_key="test-secret-key",
+        key_file=str(tmp_path / "pingpost.key"),
+        json_logs=True,
+    )
 
 
 @pytest.fixture
@@ -107,8 +112,7 @@ class Api:
         self.client = client
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
-    async def request(self, method: str, url: str, *, token: str | None = ADMIN_TOKEN,
-                      **kwargs: Any) -> httpx.Response:
+    async def request(self, method: str, url: str, *, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}) or {})
         if token is not None:
             headers.setdefault("Authorization", f"Bearer {token}")

@@ -19,17 +19,27 @@ PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 
 
 @contextmanager
-def pingpost_server(database_url: str, *, workers: int = 1, workdir: Path, pool_size: int = 8,
-                    extra_env: dict[str, str] | None = None) -> Iterator[str]:
+def pingpost_server(
+    database_url: str, *, workers: int = 1, workdir: Path, pool_size: int = 8, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Start `pingpost serve`, wait until it is ready, answer its base URL; stop it afterwards."""
     port = free_port()
-    env = {**os.environ, "PINGPOST_ADMIN_TOKEN": ADMIN_TOKEN, "PINGPOST_SECRET_KEY": "test-secret-key",
-           "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"), "PINGPOST_DB_POOL_SIZE": str(pool_size),
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "PINGPOST_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PINGPOST_SECRET_KEY": "test-secret-key",
+        "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"),
+        "PINGPOST_DB_POOL_SIZE": str(pool_size),
+        **(extra_env or {}),
+    }
     base = f"http://127.0.0.1:{port}"
-    with pingpost_process(["serve", "--port", str(port), "--workers", str(workers), "--database", database_url],
-                          env=env, log=workdir / f"server-{port}.log", ready_url=f"{base}/readyz",
-                          grace_s=15) as proc:
+    with pingpost_process(
+        ["serve", "--port", str(port), "--workers", str(workers), "--database", database_url],
+        env=env,
+        log=workdir / f"server-{port}.log",
+        ready_url=f"{base}/readyz",
+        grace_s=15,
+    ) as proc:
         PROCESSES[base] = proc
         try:
             yield base
@@ -42,8 +52,14 @@ def sandbox_server(workdir: Path) -> Iterator[str]:
     """`pingpost sandbox-buyers` as its own process (survives killing the pingpost server)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with pingpost_process(["sandbox-buyers", "--port", str(port)], env=None, log=workdir / "sandbox.log",
-                          ready_url=f"{base}/_received/none", timeout_s=30, grace_s=1):
+    with pingpost_process(
+        ["sandbox-buyers", "--port", str(port)],
+        env=None,
+        log=workdir / "sandbox.log",
+        ready_url=f"{base}/_received/none",
+        timeout_s=30,
+        grace_s=1,
+    ):
         yield base
 
 
@@ -60,8 +76,10 @@ Create = Callable[[str, dict[str, Any]], Awaitable[Any]]
 @asynccontextmanager
 async def admin_session(base: str) -> AsyncIterator[Create]:
     """`post(path, body)` for admin creates against a server process; anything but 201 fails the test."""
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as client:
+
         async def post(path: str, body: dict[str, Any]) -> Any:
             r = await client.post(path, json=body)
             assert r.status_code == 201, r.text

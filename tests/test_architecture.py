@@ -8,8 +8,10 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "pingpost"
-SQL = re.compile(r"^\s*(SELECT\s.+\sFROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|WITH\s+\w+\s+AS\s*\()",
-                 re.IGNORECASE | re.DOTALL)
+SQL = re.compile(
+    r"^\s*(SELECT\s.+\sFROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|WITH\s+\w+\s+AS\s*\()",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _python_files() -> list[Path]:
@@ -28,25 +30,36 @@ def _strings(path: Path) -> list[tuple[int, str]]:
 
 
 def test_sql_lives_only_behind_the_store_seam() -> None:
-    outside = [f"{path.relative_to(SRC)}:{line}: {text[:60]!r}"
-               for path in _python_files() if path.relative_to(SRC).parts[0] != "db"
-               for line, text in _strings(path) if SQL.match(text)]
+    outside = [
+        f"{path.relative_to(SRC)}:{line}: {text[:60]!r}"
+        for path in _python_files()
+        if path.relative_to(SRC).parts[0] != "db"
+        for line, text in _strings(path)
+        if SQL.match(text)
+    ]
     assert outside == []
 
 
 def test_the_check_finds_sql() -> None:
     """The detector itself: it must see the statement shapes the repositories use."""
-    for text in ("SELECT 1 FROM pings WHERE id = :id", "INSERT INTO sales (id) VALUES (:id)",
-                 "UPDATE reservations SET state = 'sold'", "DELETE FROM api_keys WHERE id = :id",
-                 "WITH lc AS (SELECT 1)"):
+    for text in (
+        "SELECT 1 FROM pings WHERE id = :id",
+        "INSERT INTO sales (id) VALUES (:id)",
+        "UPDATE reservations SET state = 'sold'",
+        "DELETE FROM api_keys WHERE id = :id",
+        "WITH lc AS (SELECT 1)",
+    ):
         assert SQL.match(text), text
     assert not SQL.match("select the winners"), "prose is not SQL"
 
 
 def test_comments_cite_the_repository_docs_only() -> None:
-    cited = [f"{path.relative_to(SRC)}:{n}" for path in _python_files()
-             for n, line in enumerate(path.read_text().splitlines(), 1)
-             if re.search(r"DESIGN(\.md)?\b|SPEC\b|SPEC\.md|STYLE\.md", line)]
+    cited = [
+        f"{path.relative_to(SRC)}:{n}"
+        for path in _python_files()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"DESIGN(\.md)?\b|SPEC\b|SPEC\.md|STYLE\.md", line)
+    ]
     assert cited == []
 
 
@@ -57,8 +70,11 @@ async def test_a_middleware_the_ping_fast_path_would_skip_stops_the_app(tmp_path
     from pingpost.app import create_app
     from pingpost.config import Settings
 
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", secret_key="k", admin_token="t",
-                              key_file=str(tmp_path / "k")))
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'p.db'}", secret_key="k", admin_token="t", key_file=str(tmp_path / "k")
+        )
+    )
     app.add_middleware(BaseHTTPMiddleware, dispatch=lambda request, call_next: call_next(request))
     try:
         app.build_middleware_stack()
@@ -66,5 +82,8 @@ async def test_a_middleware_the_ping_fast_path_would_skip_stops_the_app(tmp_path
         assert "BaseHTTPMiddleware" in str(exc) and "/v1/ping" in str(exc)
     else:
         raise AssertionError("the app accepted a middleware its ping fast path skips")
-    create_app(Settings(database_url=f"sqlite:///{tmp_path / 'q.db'}", secret_key="k", admin_token="t",
-                        key_file=str(tmp_path / "k"))).build_middleware_stack()  # the default stack is fine
+    create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'q.db'}", secret_key="k", admin_token="t", key_file=str(tmp_path / "k")
+        )
+    ).build_middleware_stack()  # the default stack is fine

@@ -55,7 +55,7 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
 
 def execute(url: str, *statements: str) -> list[Any]:
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+        with sqlite3.connect(url[len("sqlite:///") :]) as conn:
             return [row for sql in statements for row in conn.execute(sql).fetchall()]
     return asyncio.run(_pg_run(url, *statements))
 
@@ -65,15 +65,27 @@ def contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     if url.startswith("sqlite:///"):
         names = [r[0] for r in execute(url, "SELECT name FROM sqlite_master WHERE type = 'table'")]
     else:
-        names = [r[0] for r in execute(url, "SELECT schemaname || '.' || tablename FROM pg_tables "
-                                            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")]
+        names = [
+            r[0]
+            for r in execute(
+                url,
+                "SELECT schemaname || '.' || tablename FROM pg_tables "
+                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            )
+        ]
     return {name: sorted(tuple(r) for r in execute(url, f"SELECT * FROM {name}")) for name in sorted(names)}
 
 
 def pingpost_data(url: str, tmp_path: Path) -> None:
     """A pingpost database in use: migrated, its secret key's fingerprint and an admin token stored."""
-    prepare_database(Settings(database_url=url, admin_token="bench-admin", secret_key="bench-secret",
-                              key_file=str(tmp_path / "pingpost.key")))
+    prepare_database(
+        Settings(
+            database_url=url,
+            admin_token="bench-admin",
+            secret_key="bench-secret",
+            key_file=str(tmp_path / "pingpost.key"),
+        )
+    )
 
 
 def bench(*args: str) -> Result:
@@ -91,8 +103,11 @@ def test_refuses_a_database_holding_pingpost_data(empty_database: str, tmp_path:
 
 
 def test_refuses_a_database_holding_any_table(empty_database: str) -> None:
-    execute(empty_database, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
-            "INSERT INTO customers VALUES (1, 'kept')")
+    execute(
+        empty_database,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+        "INSERT INTO customers VALUES (1, 'kept')",
+    )
     before = contents(empty_database)
     result = bench("--database", empty_database)
     assert result.exit_code != 0 and "customers" in result.output, result.output

@@ -46,18 +46,20 @@ def test_no_source_file_over_450_lines_without_a_reason() -> None:
         lines = len(text.splitlines())
         if lines > MAX_LINES and not justified(text):
             too_long.append(f"{path.relative_to(SRC)}: {lines} lines")
-    assert too_long == [], (f"{too_long}: split by responsibility, or say why in the first {HEAD} lines "
-                            f'(a comment or the docstring mentioning "{MAX_LINES} lines")')
+    assert too_long == [], (
+        f"{too_long}: split by responsibility, or say why in the first {HEAD} lines "
+        f'(a comment or the docstring mentioning "{MAX_LINES} lines")'
+    )
 
 
 def test_the_check_reads_the_reason() -> None:
     """The detector itself: a reason in a comment or the docstring's first lines counts; a bare mention,
     a mention in code or one further down does not."""
     body = "x = 1\n" * 500
-    assert justified('"""The ping flow in one place: over 450 lines because its three phases share state."""\n'
-                     + body)
-    assert justified('"""SQL of the ping path.\n\nOver 450 lines: every statement that takes a cap slot lives\n'
-                     'here."""\n' + body)
+    assert justified('"""The ping flow in one place: over 450 lines because its three phases share state."""\n' + body)
+    assert justified(
+        '"""SQL of the ping path.\n\nOver 450 lines: every statement that takes a cap slot lives\nhere."""\n' + body
+    )
     assert justified("# Over 450 lines: the generated migration of the whole schema.\n" + body)
     assert not justified(body)
     assert not justified("# 450 lines\n" + body), "the mention alone is no reason"

@@ -51,8 +51,9 @@ def test_postgres_upgrade_from_empty() -> None:
         migrate(url)
         tables = asyncio.run(run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", url))
         assert set(tables) == set(metadata.tables) | {"alembic_version"}
-        kinds = asyncio.run(run("SELECT data_type FROM information_schema.columns "
-                                "WHERE column_name LIKE '%_cents'", url))
+        kinds = asyncio.run(
+            run("SELECT data_type FROM information_schema.columns WHERE column_name LIKE '%_cents'", url)
+        )
         assert set(kinds) == {"bigint"}
     finally:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -18,8 +18,14 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "pingpost"
-COMMAND_MODULES = ["pingpost.cli", "pingpost.bench.run", "pingpost.demo", "pingpost.processes", "pingpost.app",
-                   "pingpost.sandbox.app"]
+COMMAND_MODULES = [
+    "pingpost.cli",
+    "pingpost.bench.run",
+    "pingpost.demo",
+    "pingpost.processes",
+    "pingpost.app",
+    "pingpost.sandbox.app",
+]
 
 
 @cache
@@ -48,8 +54,11 @@ def runtime_distributions() -> frozenset[str]:
 def _provided(runtime: bool) -> frozenset[str]:
     """Top-level modules of the installed distributions that are (or are not) pingpost's runtime ones."""
     ours = runtime_distributions() | {"pingpost"}
-    return frozenset(module for module, dists in metadata.packages_distributions().items()
-                     if any(canonicalize_name(d) in ours for d in dists) == runtime)
+    return frozenset(
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in ours for d in dists) == runtime
+    )
 
 
 @cache
@@ -83,8 +92,9 @@ def test_every_import_in_the_package_is_a_runtime_one() -> None:
                 names = [node.module]
             else:
                 continue
-            offending += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
-                          if n.partition(".")[0] not in allowed]
+            offending += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.partition(".")[0] not in allowed
+            ]
     assert offending == []
 
 
@@ -117,6 +127,11 @@ def test_the_commands_import_with_only_runtime_modules_available() -> None:
     """A fresh interpreter in which every module of a non-runtime distribution is missing, as after
     `pip install pingpost`; what the package imports lazily is covered by the AST check above."""
     assert {"httpx", "pytest", "hypothesis", "_pytest"} <= dev_only_modules()
-    done = subprocess.run([sys.executable, "-c", BLOCKER, json.dumps(sorted(dev_only_modules())), *COMMAND_MODULES],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKER, json.dumps(sorted(dev_only_modules())), *COMMAND_MODULES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -62,8 +62,10 @@ class PingpostApp(FastAPI):
         skipped = [m.cls for m in self.user_middleware if not any(m.cls is c for c in self.FAST_PATH_COVERS)]
         if skipped:
             names = ", ".join(getattr(cls, "__name__", str(cls)) for cls in skipped)
-            raise RuntimeError(f"middleware {names} would not run on POST /v1/ping's fast path "
-                               "(auction/endpoints.py serve_ping): make the fast path do it too, then allow it here")
+            raise RuntimeError(
+                f"middleware {names} would not run on POST /v1/ping's fast path "
+                "(auction/endpoints.py serve_ping): make the fast path do it too, then allow it here"
+            )
         return super().build_middleware_stack()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,8 +76,9 @@ class PingpostApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               client: BuyerClient | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, client: BuyerClient | None = None
+) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings)
 
@@ -94,17 +97,32 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             outbound = client or AiohttpBuyerClient()
             posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
             auction = AuctionService(
-                store=opened, snapshots=SnapshotCache(opened), secret=secret, rtb=AiohttpRtbBidder(outbound),
-                defaults=AuctionDefaults(static_fallback=settings.static_fallback,
-                                         rate_limit_per_s=settings.ping_rate_limit_per_s),
-                counters=counters)
+                store=opened,
+                snapshots=SnapshotCache(opened),
+                secret=secret,
+                rtb=AiohttpRtbBidder(outbound),
+                defaults=AuctionDefaults(
+                    static_fallback=settings.static_fallback, rate_limit_per_s=settings.ping_rate_limit_per_s
+                ),
+                counters=counters,
+            )
             app.state.services = Services(
-                settings=settings, store=opened, secret=secret, admin=AdminService(opened),
-                ledger=LedgerService(opened), counters=counters, client=outbound, posts=posts, auction=auction,
+                settings=settings,
+                store=opened,
+                secret=secret,
+                admin=AdminService(opened),
+                ledger=LedgerService(opened),
+                counters=counters,
+                client=outbound,
+                posts=posts,
+                auction=auction,
                 direct_posts=DirectPostService(store=opened, auction=auction, posts=posts),
                 calls=CallService(store=opened, posts=posts),
                 idempotency=Idempotency(opened, lease_ms=settings.idempotency_lease_s * 1000),
-                returns=ReturnService(opened), payouts=PayoutService(opened), statements=StatementService(opened))
+                returns=ReturnService(opened),
+                payouts=PayoutService(opened),
+                statements=StatementService(opened),
+            )
             await auction.snapshots.current()
             # Everything alive now lives for the whole process: keep it out of the collector's full
             # passes, which otherwise stalled the event loop for ~70 ms (seen as the RTB p99).
@@ -123,8 +141,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             if own_store:
                 await opened.close()
 
-    app = PingpostApp(title="pingpost", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse,
-                  description="Real-time lead and call exchange: ping, auction, post, ledger.")
+    app = PingpostApp(
+        title="pingpost",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        description="Real-time lead and call exchange: ping, auction, post, ledger.",
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(partner_router)
@@ -144,8 +167,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Database reachable",
-             responses=refusals((503, "The database is unreachable (`not_ready`).")))
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Database reachable",
+        responses=refusals((503, "The database is unreachable (`not_ready`).")),
+    )
     async def readyz(request: Request) -> dict[str, str]:
         try:
             await services(request).store.ping()

@@ -44,8 +44,7 @@ async def api_key(request: Request, kind: str) -> ApiKey:
 
     row = await store.read(lambda tx: keys_repo.api_key_by_hash(tx, digest))
     # Looked up by the SHA-256 of a 256-bit random key, then compared in constant time all the same.
-    if row is None or not same_secret(row["key_sha256"], digest) or row["status"] != "active" \
-            or row["kind"] != kind:
+    if row is None or not same_secret(row["key_sha256"], digest) or row["status"] != "active" or row["kind"] != kind:
         raise errors.Unauthorized(f"a valid {kind} key is required")
     return ApiKey(id=row["id"], kind=row["kind"], buyer_id=row["buyer_id"])
 
@@ -80,8 +79,12 @@ class KeyCheck(Generic[Caller]):
         self.check = check
         self.route = _key_first_route(check)
         self.documented: list[Depends] = [
-            Security(HTTPBearer(scheme_name=scheme, description=f"`Authorization: Bearer <key>`: {description}",
-                                auto_error=False))]
+            Security(
+                HTTPBearer(
+                    scheme_name=scheme, description=f"`Authorization: Bearer <key>`: {description}", auto_error=False
+                )
+            )
+        ]
 
     def __call__(self, request: Request) -> Caller:
         """As a dependency: the caller the route's key check found."""
@@ -107,7 +110,6 @@ def _key_first_route(check: Callable[[Request], Awaitable[Any]]) -> type[APIRout
 
 
 admin_key = KeyCheck(require_admin, scheme="adminKey", description="an `admin` API key")
-call_platform_key = KeyCheck(require_call_platform, scheme="callPlatformKey",
-                             description="a `call_platform` API key")
+call_platform_key = KeyCheck(require_call_platform, scheme="callPlatformKey", description="a `call_platform` API key")
 buyer_key = KeyCheck(require_buyer, scheme="buyerKey", description="a `buyer` API key")
 POSTING_KEY = {"scheme": "postingKey", "description": "a campaign's posting key"}

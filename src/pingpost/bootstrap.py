@@ -48,14 +48,16 @@ async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
         if settings.admin_token:
             digest = key_hash(settings.admin_token)
             if not await keys_repo.key_exists(tx, digest):
-                await keys_repo.put_admin_key(tx, ident="env-admin", name="PINGPOST_ADMIN_TOKEN", digest=digest,
-                                              now=now, replace=True)
+                await keys_repo.put_admin_key(
+                    tx, ident="env-admin", name="PINGPOST_ADMIN_TOKEN", digest=digest, now=now, replace=True
+                )
             return None
         if await keys_repo.active_admin_exists(tx):
             return None
         token = new_key("ppa")
-        inserted = await keys_repo.put_admin_key(tx, ident="first-admin", name="created at first start",
-                                                 digest=key_hash(token), now=now, replace=False)
+        inserted = await keys_repo.put_admin_key(
+            tx, ident="first-admin", name="created at first start", digest=key_hash(token), now=now, replace=False
+        )
         return token if inserted else None
 
     return await store.write(unit)

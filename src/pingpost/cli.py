@@ -35,8 +35,12 @@ def announce_token(token: str | None) -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          database: str = typer.Option(None, help="database URL (default PINGPOST_DATABASE_URL)")) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    database: str = typer.Option(None, help="database URL (default PINGPOST_DATABASE_URL)"),
+) -> None:
     """Run the service: migrations first (once, here), then uvicorn workers."""
     import uvicorn
 
@@ -51,8 +55,17 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
     os.environ["PINGPOST_DATABASE_URL"] = settings.database_url
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pingpost-metrics-")
-    uvicorn.run("pingpost.app:app_factory", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False)
+    uvicorn.run(
+        "pingpost.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @db_app.command("upgrade")
@@ -82,20 +95,22 @@ def apply(file: Path, database: str = typer.Option(None, help="database URL")) -
     except errors.PingpostError as exc:
         console.print(f"[red]{exc.code}: {exc.message} {exc.details}[/red]")
         raise typer.Exit(2) from None
-    console.print(f"created {len(result.created)}, updated {len(result.updated)}, "
-                  f"unchanged {len(result.unchanged)}, deposits {len(result.deposits)}")
+    console.print(
+        f"created {len(result.created)}, updated {len(result.updated)}, "
+        f"unchanged {len(result.unchanged)}, deposits {len(result.deposits)}"
+    )
     for label, secret in result.secrets.items():
         console.print(f"  {label}: key (shown once) {secret}")
 
 
 @app.command()
-def demo(port: int = 8000, sandbox_port: int = 8700,
-         count: int = typer.Option(25, help="how many pings to send")) -> None:
+def demo(
+    port: int = 8000, sandbox_port: int = 8700, count: int = typer.Option(25, help="how many pings to send")
+) -> None:
     """The exchange end to end: sandbox buyers, a server on SQLite, a stream of pings and posts."""
     from pingpost.demo import run_demo
 
     run_demo(port=port, sandbox_port=sandbox_port, count=count)
-
 
 
 @app.command("sandbox-buyers")
@@ -105,17 +120,21 @@ def sandbox_buyers(host: str = "127.0.0.1", port: int = 8700) -> None:
 
     from pingpost.sandbox.app import sandbox_app
 
-    console.print(f"sandbox buyers on http://{host}:{port} (deliver: /deliver/{{buyer}}/accept, "
-                  f"bid: /bid/{{buyer}}/fixed?cents=9100)")
+    console.print(
+        f"sandbox buyers on http://{host}:{port} (deliver: /deliver/{{buyer}}/accept, "
+        f"bid: /bid/{{buyer}}/fixed?cents=9100)"
+    )
     web.run_app(sandbox_app(), host=host, port=port, print=None, access_log=None, shutdown_timeout=1)
 
 
 @app.command()
-def report(group_by: str = typer.Option("offer", help="offer, campaign, partner, buyer, contract or day"),
-           from_: str = typer.Option(None, "--from", help="RFC 3339 start (inclusive)"),
-           to: str = typer.Option(None, help="RFC 3339 end (exclusive)"),
-           database: str = typer.Option(None, help="database URL"),
-           json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+def report(
+    group_by: str = typer.Option("offer", help="offer, campaign, partner, buyer, contract or day"),
+    from_: str = typer.Option(None, "--from", help="RFC 3339 start (inclusive)"),
+    to: str = typer.Option(None, help="RFC 3339 end (exclusive)"),
+    database: str = typer.Option(None, help="database URL"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
     """The summary report (pings, bids, wins, posts, sales, revenue, payout, margin) as a table."""
     import orjson
     from rich.table import Table
@@ -130,9 +149,12 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
     async def run() -> list[dict[str, Any]]:
         store = await open_store(settings.database_url)
         try:
-            return await summary(store, group_by=group_by,
-                                 start_ms=parse_rfc3339(from_) if from_ else None,
-                                 end_ms=parse_rfc3339(to) if to else None)
+            return await summary(
+                store,
+                group_by=group_by,
+                start_ms=parse_rfc3339(from_) if from_ else None,
+                end_ms=parse_rfc3339(to) if to else None,
+            )
         finally:
             await store.close()
 
@@ -145,22 +167,37 @@ def report(group_by: str = typer.Option("offer", help="offer, campaign, partner,
         console.print_json(orjson.dumps(rows).decode())
         return
     table = Table(title=f"pingpost summary by {group_by}")
-    columns = [group_by, "pings", "bids", "wins", "posts", "sales", "reversed", "returned_cents", "revenue_cents",
-               "payout_cents", "margin_cents", "post_accept_rate"]
+    columns = [
+        group_by,
+        "pings",
+        "bids",
+        "wins",
+        "posts",
+        "sales",
+        "reversed",
+        "returned_cents",
+        "revenue_cents",
+        "payout_cents",
+        "margin_cents",
+        "post_accept_rate",
+    ]
     for column in columns:
         table.add_column(column, justify="left" if column == group_by else "right")
     for row in rows:
-        table.add_row(*["-" if row[c] is None else (f"{row[c]:.1%}" if c == "post_accept_rate" else str(row[c]))
-                        for c in columns])
+        table.add_row(
+            *["-" if row[c] is None else (f"{row[c]:.1%}" if c == "post_accept_rate" else str(row[c])) for c in columns]
+        )
     console.print(table)
 
 
 @app.command()
-def statement(account: str = typer.Argument(..., help="partner:{id}, buyer:{id}, house:revenue or house:cash"),
-              from_: str = typer.Option(..., "--from", help="first UTC day, YYYY-MM-DD (included)"),
-              to: str = typer.Option(..., "--to", help="last UTC day, YYYY-MM-DD (included)"),
-              csv_out: bool = typer.Option(False, "--csv", help="print the lines as CSV"),
-              database: str = typer.Option(None, help="database URL")) -> None:
+def statement(
+    account: str = typer.Argument(..., help="partner:{id}, buyer:{id}, house:revenue or house:cash"),
+    from_: str = typer.Option(..., "--from", help="first UTC day, YYYY-MM-DD (included)"),
+    to: str = typer.Option(..., "--to", help="last UTC day, YYYY-MM-DD (included)"),
+    csv_out: bool = typer.Option(False, "--csv", help="print the lines as CSV"),
+    database: str = typer.Option(None, help="database URL"),
+) -> None:
     """An account's statement: opening balance, one line per day and ledger kind, closing balance."""
     from rich.table import Table
 
@@ -199,14 +236,22 @@ def statement(account: str = typer.Argument(..., help="partner:{id}, buyer:{id},
 
 
 @app.command()
-def bench(database: str = typer.Option(None, help="an empty database's URL, SQLite or PostgreSQL (default: a "  # noqa: PLR0913 -- Typer: one parameter per option
-                                                   "fresh SQLite per scenario)"),
-          reset: bool = typer.Option(False, "--reset", help="let the bench drop pingpost's tables and data in "
-                                                            "--database (refused otherwise if it holds any table)"),
-          workers: int = 1, duration: float = typer.Option(5.0, help="seconds per measured phase"),
-          rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
-          json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
-          scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang")) -> None:
+def bench(  # noqa: PLR0913 - Typer: one parameter per option
+    database: str = typer.Option(
+        None,
+        help="an empty database's URL, SQLite or PostgreSQL (default: a fresh SQLite per scenario)",
+    ),
+    reset: bool = typer.Option(
+        False,
+        "--reset",
+        help="let the bench drop pingpost's tables and data in --database (refused otherwise if it holds any table)",
+    ),
+    workers: int = 1,
+    duration: float = typer.Option(5.0, help="seconds per measured phase"),
+    rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang"),
+) -> None:
     """The benchmark of docs/performance.md: fixed-price, RTB and hanging-buyer scenarios."""
     import orjson
     from rich.table import Table
@@ -214,8 +259,9 @@ def bench(database: str = typer.Option(None, help="an empty database's URL, SQLi
     from pingpost.bench.run import DatabaseInUse, run_bench
 
     try:
-        results = run_bench(database=database, workers=workers, duration=duration, rate=rate,
-                            scenarios=tuple(scenario), reset=reset)
+        results = run_bench(
+            database=database, workers=workers, duration=duration, rate=rate, scenarios=tuple(scenario), reset=reset
+        )
     except DatabaseInUse as exc:
         typer.echo(f"pingpost bench: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -239,9 +285,11 @@ def bench(database: str = typer.Option(None, help="an empty database's URL, SQLi
 
 
 @app.command("seed-data")
-def seed_data(pings: int = typer.Option(100_000, help="how many pings to write"),
-              days: int = typer.Option(30, help="spread over this many days, ending now"),
-              database: str = typer.Option(None, help="database URL")) -> None:
+def seed_data(
+    pings: int = typer.Option(100_000, help="how many pings to write"),
+    days: int = typer.Option(30, help="spread over this many days, ending now"),
+    database: str = typer.Option(None, help="database URL"),
+) -> None:
     """Fill a database with made-up traffic (pings, waterfalls, deliveries, sales, counters) to measure
     the console with real volume (docs/performance.md)."""
     from rich.progress import Progress
@@ -266,8 +314,10 @@ def seed_data(pings: int = typer.Option(100_000, help="how many pings to write")
 
 
 @app.command()
-def purge(days: int = typer.Option(None, help="retention in days (default PINGPOST_POST_RETENTION_DAYS, 90)"),
-          database: str = typer.Option(None, help="database URL")) -> None:
+def purge(
+    days: int = typer.Option(None, help="retention in days (default PINGPOST_POST_RETENTION_DAYS, 90)"),
+    database: str = typer.Option(None, help="database URL"),
+) -> None:
     """Delete stored post PII (lead and consent) older than the retention setting."""
     from pingpost.db.store import open_store
     from pingpost.delivery.retention import purge_post_pii

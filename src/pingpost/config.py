@@ -28,9 +28,9 @@ class Settings(BaseSettings):
 def normalise_database_url(url: str) -> str:
     """Accept sqlite:///path, postgresql://, postgres:// and postgresql+asyncpg:// URLs."""
     if url.startswith("postgresql+asyncpg://"):
-        return "postgresql://" + url[len("postgresql+asyncpg://"):]
+        return "postgresql://" + url[len("postgresql+asyncpg://") :]
     if url.startswith("postgres://"):
-        return "postgresql://" + url[len("postgres://"):]
+        return "postgresql://" + url[len("postgres://") :]
     return url
 
 
@@ -41,4 +41,4 @@ def is_postgres(url: str) -> bool:
 def sqlite_path(url: str) -> str:
     if not url.startswith("sqlite:///"):
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")
-    return url[len("sqlite:///"):]
+    return url[len("sqlite:///") :]

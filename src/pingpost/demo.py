@@ -41,23 +41,40 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="pingpost-demo-"))
     token = new_key("ppa")
-    settings = Settings(database_url=f"sqlite:///{workdir / 'pingpost.db'}", admin_token=token,
-                        key_file=str(workdir / "pingpost.key"))
+    settings = Settings(
+        database_url=f"sqlite:///{workdir / 'pingpost.db'}", admin_token=token, key_file=str(workdir / "pingpost.key")
+    )
     prepare_database(settings)
     setup = yaml.safe_load(EXAMPLE.read_text().replace("127.0.0.1:8700", f"127.0.0.1:{sandbox_port}"))
     asyncio.run(apply_file(settings, setup))
-    env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": settings.key_file or "",
-           "PINGPOST_JSON_LOGS": "true"}
+    env = {
+        **os.environ,
+        "PINGPOST_ADMIN_TOKEN": token,
+        "PINGPOST_KEY_FILE": settings.key_file or "",
+        "PINGPOST_JSON_LOGS": "true",
+    }
     base = f"http://127.0.0.1:{port}"
     signal.signal(signal.SIGTERM, _stop)  # stop the children like Ctrl-C does
     try:
         with contextlib.ExitStack() as children:
-            children.enter_context(pingpost_process(
-                ["sandbox-buyers", "--port", str(sandbox_port)], env=env, log=workdir / "sandbox.log",
-                ready_url=f"http://127.0.0.1:{sandbox_port}/_received/none", grace_s=5))
-            children.enter_context(pingpost_process(
-                ["serve", "--port", str(port), "--database", settings.database_url], env=env,
-                log=workdir / "server.log", ready_url=f"{base}/readyz", grace_s=5))
+            children.enter_context(
+                pingpost_process(
+                    ["sandbox-buyers", "--port", str(sandbox_port)],
+                    env=env,
+                    log=workdir / "sandbox.log",
+                    ready_url=f"http://127.0.0.1:{sandbox_port}/_received/none",
+                    grace_s=5,
+                )
+            )
+            children.enter_context(
+                pingpost_process(
+                    ["serve", "--port", str(port), "--database", settings.database_url],
+                    env=env,
+                    log=workdir / "server.log",
+                    ready_url=f"{base}/readyz",
+                    grace_s=5,
+                )
+            )
             console.rule("[bold]pingpost demo")
             console.print(f"server {base} (SQLite at {workdir / 'pingpost.db'}), sandbox buyers on :{sandbox_port}")
             console.print(f"admin token: [bold]{token}[/bold]   partner posting key: [bold]{POSTING_KEY}[/bold]")
@@ -93,15 +110,25 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
             task = progress.add_task("pings and posts", total=count)
             for i in range(count):
                 lead = {"state": rng.choice(STATES), "zip": f"{rng.randint(10000, 99999)}", "age": rng.randint(62, 80)}
-                answer = await _json(client, "POST", "/v1/ping", headers=partner,
-                                     json={"lead": lead, "partner_lead_id": f"demo-{i}"})
+                answer = await _json(
+                    client, "POST", "/v1/ping", headers=partner, json={"lead": lead, "partner_lead_id": f"demo-{i}"}
+                )
                 totals["pings"] += 1
                 record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
                 if answer["status"] == "bids":
-                    full = {**lead, "first_name": rng.choice(FIRST), "last_name": "Example",
-                            "phone": f"305555{rng.randint(1000, 9999)}"}
-                    result = await _json(client, "POST", "/v1/post", headers=partner, json={
-                        "ping_id": answer["ping_id"], "lead": full, "consent": {"tcpa": True}})
+                    full = {
+                        **lead,
+                        "first_name": rng.choice(FIRST),
+                        "last_name": "Example",
+                        "phone": f"305555{rng.randint(1000, 9999)}",
+                    }
+                    result = await _json(
+                        client,
+                        "POST",
+                        "/v1/post",
+                        headers=partner,
+                        json={"ping_id": answer["ping_id"], "lead": full, "consent": {"tcpa": True}},
+                    )
                     record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
                     for sale in result.get("sales", []):
                         totals["sold"] += 1
@@ -115,8 +142,13 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
     summary = Table(title="running summary")
     for column in ("pings", "sold", "revenue", "partner payout", "margin"):
         summary.add_column(column, justify="right")
-    summary.add_row(str(totals["pings"]), str(totals["sold"]), _usd(totals["revenue"]), _usd(totals["payout"]),
-                    _usd(totals["revenue"] - totals["payout"]))
+    summary.add_row(
+        str(totals["pings"]),
+        str(totals["sold"]),
+        _usd(totals["revenue"]),
+        _usd(totals["payout"]),
+        _usd(totals["revenue"] - totals["payout"]),
+    )
     console.print(summary)
     console.print("wins per buyer: " + ", ".join(f"{b} {n}" for b, n in wins.most_common()))
 
@@ -124,8 +156,13 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
 async def _buyer_key(base: str, token: str) -> str:
     """A buyer key of charlie, to see the console as a buyer sees it."""
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
-        made = await _json(client, "POST", "/v1/admin/api-keys", headers={"Authorization": f"Bearer {token}"},
-                           json={"kind": "buyer", "buyer": "charlie", "name": "demo buyer console"})
+        made = await _json(
+            client,
+            "POST",
+            "/v1/admin/api-keys",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"kind": "buyer", "buyer": "charlie", "name": "demo buyer console"},
+        )
         return str(made["key"])
 
 
@@ -140,12 +177,24 @@ async def _call(console: Console, base: str, token: str) -> None:
     console.rule("a Medicare call auction")
     admin = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
-        platform = (await _json(client, "POST", "/v1/admin/api-keys", headers=admin,
-                                json={"kind": "call_platform", "name": "demo telephony"}))["key"]
+        platform = (
+            await _json(
+                client,
+                "POST",
+                "/v1/admin/api-keys",
+                headers=admin,
+                json={"kind": "call_platform", "name": "demo telephony"},
+            )
+        )["key"]
         tel = {"Authorization": f"Bearer {platform}"}
         lead = {"state": "FL", "zip": "33109", "age": 65, "caller_area_code": "305", "ivr_interested": True}
-        answer = await _json(client, "POST", "/v1/ping", json={"lead": lead, "channel": "call"},
-                             headers={"Authorization": f"Bearer {POSTING_KEY}"})
+        answer = await _json(
+            client,
+            "POST",
+            "/v1/ping",
+            json={"lead": lead, "channel": "call"},
+            headers={"Authorization": f"Bearer {POSTING_KEY}"},
+        )
         record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
         console.print(_waterfall_table(0, lead, record))
         bids = {w["buyer_id"]: w["bid_cents"] for w in record["waterfall"] if w["bid_cents"] is not None}
@@ -154,39 +203,73 @@ async def _call(console: Console, base: str, token: str) -> None:
             console.print("no buyer took the call")
             return
         static = (await _json(client, "GET", "/v1/admin/contracts/foxtrot-rtb", headers=admin))["price_cents"]
-        others = ", ".join(_usd(c) for b, c in sorted(bids.items(), key=lambda kv: -kv[1])
-                           if b not in (won["buyer_id"], "foxtrot"))
-        console.print(f"{won['buyer_id']} bids [bold]{_usd(won['bid_cents'])}[/bold] and wins against {others}: "
-                      f"{_usd(won['bid_cents'] - static)} more than the {_usd(static)} static price")
+        others = ", ".join(
+            _usd(c) for b, c in sorted(bids.items(), key=lambda kv: -kv[1]) if b not in (won["buyer_id"], "foxtrot")
+        )
+        console.print(
+            f"{won['buyer_id']} bids [bold]{_usd(won['bid_cents'])}[/bold] and wins against {others}: "
+            f"{_usd(won['bid_cents'] - static)} more than the {_usd(static)} static price"
+        )
         bid = answer["bids"][0]
         caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550188"}
-        await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
-                    json={"bid_id": bid["bid_id"], "lead": caller})
-        completed = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/completed", headers=tel,
-                                json={"bid_id": bid["bid_id"], "duration_s": 300})
+        await _json(
+            client,
+            "POST",
+            f"/v1/calls/{answer['ping_id']}/connected",
+            headers=tel,
+            json={"bid_id": bid["bid_id"], "lead": caller},
+        )
+        completed = await _json(
+            client,
+            "POST",
+            f"/v1/calls/{answer['ping_id']}/completed",
+            headers=tel,
+            json={"bid_id": bid["bid_id"], "duration_s": 300},
+        )
         console.print(f"  transferred to {bid['transfer']}, connected, completed after 300 s: {completed}")
 
         console.rule("a call whose winner is busy")
         lead = {"state": "FL", "zip": "33139", "age": 66, "caller_area_code": "305", "ivr_interested": True}
-        answer = await _json(client, "POST", "/v1/ping", json={"lead": lead, "channel": "call"},
-                             headers={"Authorization": f"Bearer {POSTING_KEY}"})
+        answer = await _json(
+            client,
+            "POST",
+            "/v1/ping",
+            json={"lead": lead, "channel": "call"},
+            headers={"Authorization": f"Bearer {POSTING_KEY}"},
+        )
         if not answer["bids"]:
             console.print("no buyer took the call")
             return
         bid = answer["bids"][0]
-        console.print(f"call ping {answer['ping_id']}: transfer to {bid['transfer']} for "
-                      f"{_usd(bid['payout_cents'])} payout")
-        failed = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/failed", headers=tel,
-                             json={"bid_id": bid["bid_id"], "reason": "busy"})
+        console.print(
+            f"call ping {answer['ping_id']}: transfer to {bid['transfer']} for {_usd(bid['payout_cents'])} payout"
+        )
+        failed = await _json(
+            client,
+            "POST",
+            f"/v1/calls/{answer['ping_id']}/failed",
+            headers=tel,
+            json={"bid_id": bid["bid_id"], "reason": "busy"},
+        )
         nxt = failed.get("next_bid")
         console.print(f"  busy -> next standby: {nxt['transfer'] if nxt else None}")
         if nxt:
             caller = {**lead, "first_name": "Grace", "last_name": "Example", "phone": "3055550199"}
-            connected = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/connected", headers=tel,
-                                    json={"bid_id": nxt["bid_id"], "lead": caller})
+            connected = await _json(
+                client,
+                "POST",
+                f"/v1/calls/{answer['ping_id']}/connected",
+                headers=tel,
+                json={"bid_id": nxt["bid_id"], "lead": caller},
+            )
             console.print(f"  connected: {connected}")
-            completed = await _json(client, "POST", f"/v1/calls/{answer['ping_id']}/completed", headers=tel,
-                                    json={"bid_id": nxt["bid_id"], "duration_s": 240})
+            completed = await _json(
+                client,
+                "POST",
+                f"/v1/calls/{answer['ping_id']}/completed",
+                headers=tel,
+                json={"bid_id": nxt["bid_id"], "duration_s": 240},
+            )
             console.print(f"  completed after 240 s: {completed}")
         record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
         console.print(_waterfall_table(0, lead, record))
@@ -200,15 +283,24 @@ async def _json(client: aiohttp.ClientSession, method: str, path: str, **kwargs:
 
 
 def _waterfall_table(n: int, lead: dict[str, Any], record: dict[str, Any]) -> Table:
-    table = Table(title=f"ping {n}: {lead['state']} {lead['zip']} age {lead['age']} -> {record['status']} "
-                        f"in {record['decision_ms']} ms", title_justify="left")
+    table = Table(
+        title=f"ping {n}: {lead['state']} {lead['zip']} age {lead['age']} -> {record['status']} "
+        f"in {record['decision_ms']} ms",
+        title_justify="left",
+    )
     for column in ("contract", "outcome", "detail", "bid", "source", "rtb ms", "post"):
         table.add_column(column)
     for w in record["waterfall"]:
         style = "green" if w["outcome"] == "won" else ("yellow" if w["outcome"] == "lost_to_higher_bid" else "dim")
-        table.add_row(w["contract_id"], f"[{style}]{w['outcome']}[/{style}]", w["detail"] or "",
-                      _usd(w["bid_cents"]) if w["bid_cents"] is not None else "", w["source"] or "",
-                      str(w["rtb_latency_ms"] or ""), w["post_outcome"] or "")
+        table.add_row(
+            w["contract_id"],
+            f"[{style}]{w['outcome']}[/{style}]",
+            w["detail"] or "",
+            _usd(w["bid_cents"]) if w["bid_cents"] is not None else "",
+            w["source"] or "",
+            str(w["rtb_latency_ms"] or ""),
+            w["post_outcome"] or "",
+        )
     return table
 
 
@@ -221,9 +313,9 @@ def _hints(console: Console, base: str, token: str) -> None:
     for cmd in (
         f"export TOKEN={token}",
         f"curl -s -X POST {base}/v1/ping -H 'Authorization: Bearer {POSTING_KEY}' -H 'content-type: application/json' "
-        "-d '{\"lead\": {\"state\": \"FL\", \"zip\": \"33109\", \"age\": 67}}'",
-        f"curl -s {base}/v1/admin/pings?limit=5 -H \"Authorization: Bearer $TOKEN\"",
-        f"curl -s {base}/v1/admin/buyers/charlie -H \"Authorization: Bearer $TOKEN\"",
+        '-d \'{"lead": {"state": "FL", "zip": "33109", "age": 67}}\'',
+        f'curl -s {base}/v1/admin/pings?limit=5 -H "Authorization: Bearer $TOKEN"',
+        f'curl -s {base}/v1/admin/buyers/charlie -H "Authorization: Bearer $TOKEN"',
         f"curl -s '{base}/v1/admin/reports/summary?group_by=buyer' -H \"Authorization: Bearer $TOKEN\"",
     ):
         console.print(f"  {cmd}", soft_wrap=True, highlight=False)

@@ -13,8 +13,15 @@ class PingpostError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None,
-                 status: int | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
@@ -88,6 +95,8 @@ def lead_problem_error(problem: LeadProblem) -> PingpostError:
     """A lead that does not fit its vertical: 422 with what is wrong (never the values themselves)."""
     if problem.kind == "invalid":
         return ValidationFailed(problem.problems, message="the lead does not fit the vertical")
-    message = {"pii_in_ping": "a ping must not carry PII fields",
-               "unknown_field": "the lead has fields the vertical does not define"}[problem.kind]
+    message = {
+        "pii_in_ping": "a ping must not carry PII fields",
+        "unknown_field": "the lead has fields the vertical does not define",
+    }[problem.kind]
     return Unprocessable(message, code=problem.kind, details={"errors": problem.problems})

@@ -127,10 +127,9 @@ def _json_storable(value: Any) -> Any:
 # exactly but round 2**63 - 1 up to it.
 Int64 = Annotated[int, Field(ge=INT64_MIN, lt=2**63)]
 # A lead as partners send it: up to 200 fields of any JSON value, checked against the vertical later.
-LeadFields = Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Any], Field(max_length=200),
-                       AfterValidator(_json_storable)]
+LeadFields = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], Any], Field(max_length=200), AfterValidator(_json_storable)
+]
 
 # Filter operands are lead attributes (age, zip, answers), never money.
 Scalar = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_nul), NO_NUL] | Int64 | bool | float
-
-

@@ -38,7 +38,8 @@ def validation_error(errs: Sequence[Any]) -> errors.PingpostError:
     for e in errs:
         where = tuple(e.get("loc", ()))
         if e.get("type") in ("json_invalid", "json_type") or (
-                e.get("type") in ("model_attributes_type", "model_type") and where in (("body",), ())):
+            e.get("type") in ("model_attributes_type", "model_type") and where in (("body",), ())
+        ):
             return errors.MalformedJson("the request body is not a JSON object")
         loc = [str(p) for p in where]
         if loc and loc[0] in ("body", "query", "path"):
@@ -81,9 +82,11 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying"
 
 
 # Partner endpoints and call events: the lead's fields are the vertical's, configured at run time.
-RUNTIME_LEAD = ("`lead` holds the fields of the offer's vertical, which operators configure at run time "
-                "(`/v1/admin/verticals`), so this document cannot list them: a lead that does not fit the "
-                "vertical is refused with 422.")
+RUNTIME_LEAD = (
+    "`lead` holds the fields of the offer's vertical, which operators configure at run time "
+    "(`/v1/admin/verticals`), so this document cannot list them: a lead that does not fit the "
+    "vertical is refused with 422."
+)
 
 
 def refusals(*statuses: int | tuple[int, str], retry_after: tuple[int, ...] = ()) -> dict[int | str, dict[str, Any]]:
@@ -114,8 +117,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed_methods(request, headers.get("Allow"))
-        return error_response(errors.PingpostError(str(exc.detail), code=code, status=exc.status_code,
-                                                   headers=headers))
+        return error_response(errors.PingpostError(str(exc.detail), code=code, status=exc.status_code, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
@@ -128,8 +130,9 @@ def allowed_methods(request: Request, first: str | None) -> str:
     names them all (the ping fast path's route included)."""
     methods = {method.strip() for method in (first or "").split(",") if method.strip()}
     for template, operations in request.app.openapi().get("paths", {}).items():
-        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part)
-                          for part in re.split(r"(\{[^}/]+\})", template))
+        pattern = "".join(
+            "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}/]+\})", template)
+        )
         if re.fullmatch(pattern, request.url.path):
             methods |= {method.upper() for method in operations}
     return ", ".join(sorted(methods))
@@ -204,8 +207,7 @@ def declared_too_large(scope: Scope, max_bytes: int) -> bool:
 class Page:
     """?limit= (1-500, default 50) and ?cursor= for every list."""
 
-    def __init__(self, limit: int = Query(50, ge=1, le=500),
-                 cursor: str | None = Query(None, max_length=200)) -> None:
+    def __init__(self, limit: int = Query(50, ge=1, le=500), cursor: str | None = Query(None, max_length=200)) -> None:
         self.limit = limit
         self.cursor = cursor
 
@@ -217,8 +219,13 @@ IdPath = Path(max_length=64, pattern=ID_PATTERN)
 
 def time_query(name: str, description: str) -> Any:
     """An RFC 3339 time query parameter (`from`, `to`), read by `query_time`."""
-    return Query(None, alias=name, max_length=40, description=f"{description} (RFC 3339)",
-                 json_schema_extra={"format": "date-time"})
+    return Query(
+        None,
+        alias=name,
+        max_length=40,
+        description=f"{description} (RFC 3339)",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 def query_time(value: str | None, name: str) -> int | None:

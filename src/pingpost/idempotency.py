@@ -77,13 +77,13 @@ class Idempotency:
                 await idempotency_repo.claim(tx, key, sha=sha, now=now, until=until)
                 return Claim(owned)
             if row["request_sha256"] != sha:
-                raise errors.Unprocessable("this Idempotency-Key was used with another request body",
-                                           code="idempotency_key_reused")
+                raise errors.Unprocessable(
+                    "this Idempotency-Key was used with another request body", code="idempotency_key_reused"
+                )
             if row["state"] == "done":
                 return Claim(ref, replay=(int(row["status"]), str(row["body"]).encode()))
             if not await idempotency_repo.take_over(tx, key, now=now, until=until):
-                raise errors.Conflict("a request with this Idempotency-Key is in flight",
-                                      code="idempotency_in_flight")
+                raise errors.Conflict("a request with this Idempotency-Key is in flight", code="idempotency_in_flight")
             return Claim(owned, took_over=True, progress=orjson.loads(row["body"]) if row["body"] else None)
 
         # The claim touches only idempotency_keys, so it leaves a write batch's shared auction state exact.
@@ -126,21 +126,41 @@ _KEY = re.compile(KEY_PATTERN)
 
 # The header as the OpenAPI document states it (`openapi_extra` of the partner POSTs): FastAPI does not
 # read it, `run_idempotent` does, after the body is validated (docs/protocol.md, Idempotency-Key).
-KEY_HEADER: dict[str, Any] = {"parameters": [{
-    "name": "Idempotency-Key", "in": "header", "required": False,
-    "description": "1 to 255 visible ASCII characters, scoped to the campaign and the endpoint, kept 24 h: the "
-                   "same key and body answers the stored answer (with `Idempotent-Replayed: true`), another body "
-                   "is 422 `idempotency_key_reused`, a request still running with it is 409 "
-                   "`idempotency_in_flight`.",
-    "schema": {"type": "string", "pattern": KEY_PATTERN}}]}
-REPLAYED: dict[str, Any] = {"headers": {"Idempotent-Replayed": {
-    "description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
-    "schema": {"type": "string", "enum": ["true"]}}}}
+KEY_HEADER: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "1 to 255 visible ASCII characters, scoped to the campaign and the endpoint, kept 24 h: the "
+            "same key and body answers the stored answer (with `Idempotent-Replayed: true`), another body "
+            "is 422 `idempotency_key_reused`, a request still running with it is 409 "
+            "`idempotency_in_flight`.",
+            "schema": {"type": "string", "pattern": KEY_PATTERN},
+        }
+    ]
+}
+REPLAYED: dict[str, Any] = {
+    "headers": {
+        "Idempotent-Replayed": {
+            "description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+}
 Runner = Callable[[KeyRef | None, Claim | None], Awaitable[BaseModel]]
 
 
-async def run_idempotent(request: Request, *, idem: Idempotency, campaign_id: str, endpoint: str,  # noqa: PLR0913 -- endpoints call it; refactor after the OpenAPI merge
-                         body: BaseModel, run: Runner, answer_in_unit: bool = False) -> Response:
+async def run_idempotent(  # noqa: PLR0913 - the request, its key and what runs under it
+    request: Request,
+    *,
+    idem: Idempotency,
+    campaign_id: str,
+    endpoint: str,
+    body: BaseModel,
+    run: Runner,
+    answer_in_unit: bool = False,
+) -> Response:
     """Run a partner POST under its Idempotency-Key header, if it has one.
 
     With `answer_in_unit`, `run` stores the answer itself inside its effects' transaction (the ping);

@@ -11,11 +11,32 @@ import structlog
 
 from pingpost.config import Settings
 
-REDACTED_KEYS = frozenset({
-    "lead", "consent", "phone", "email", "first_name", "last_name", "name_first", "name_last", "address",
-    "street", "dob", "date_of_birth", "ssn", "ip", "token", "password", "authorization", "posting_key",
-    "key", "secret", "value", "username",
-})
+REDACTED_KEYS = frozenset(
+    {
+        "lead",
+        "consent",
+        "phone",
+        "email",
+        "first_name",
+        "last_name",
+        "name_first",
+        "name_last",
+        "address",
+        "street",
+        "dob",
+        "date_of_birth",
+        "ssn",
+        "ip",
+        "token",
+        "password",
+        "authorization",
+        "posting_key",
+        "key",
+        "secret",
+        "value",
+        "username",
+    }
+)
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -39,8 +60,7 @@ def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     renderer: Any = structlog.processors.JSONRenderer() if settings.json_logs else structlog.dev.ConsoleRenderer()
     structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"), redact,
-                    renderer],
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"), redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,

@@ -7,12 +7,20 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 PINGS = Counter("pingpost_pings_total", "Pings answered", ["offer", "status"])
-PING_SECONDS = Histogram("pingpost_ping_seconds", "Ping decision time", ["offer"],
-                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+PING_SECONDS = Histogram(
+    "pingpost_ping_seconds",
+    "Ping decision time",
+    ["offer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 BID_REQUESTS = Counter("pingpost_bid_requests_total", "RTB bid requests", ["contract"])
 BID_OUTCOMES = Counter("pingpost_bid_outcomes_total", "RTB bid outcomes", ["contract", "outcome"])
-BID_SECONDS = Histogram("pingpost_bid_seconds", "RTB bid latency", ["contract"],
-                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+BID_SECONDS = Histogram(
+    "pingpost_bid_seconds",
+    "RTB bid latency",
+    ["contract"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 DELIVERIES = Counter("pingpost_deliveries_total", "Lead deliveries", ["contract", "outcome"])
 
 

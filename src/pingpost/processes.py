@@ -29,15 +29,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def pingpost_process(args: list[str], *, env: dict[str, str] | None, log: Path, ready_url: str,
-                     timeout_s: float = 60, grace_s: float = 10) -> Iterator[subprocess.Popen[bytes]]:
+def pingpost_process(
+    args: list[str],
+    *,
+    env: dict[str, str] | None,
+    log: Path,
+    ready_url: str,
+    timeout_s: float = 60,
+    grace_s: float = 10,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `pingpost ARGS` in its own session, logging to `log`, until `ready_url` answers below 500.
 
     On exit the process group gets SIGTERM, then SIGKILL after `grace_s`. Raises RuntimeError (with
     the log's tail) when the process dies or is not ready within `timeout_s`."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", "from pingpost.cli import main; main()", *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from pingpost.cli import main; main()", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + timeout_s
             while True:

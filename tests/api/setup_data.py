@@ -7,7 +7,8 @@ from typing import Any
 from tests.conftest import Api
 
 VERTICAL: dict[str, Any] = {
-    "id": "medicare", "name": "Medicare",
+    "id": "medicare",
+    "name": "Medicare",
     "fields": [
         {"name": "state", "type": "state", "required": True},
         {"name": "zip", "type": "zip", "required": True},
@@ -24,15 +25,25 @@ VERTICAL: dict[str, Any] = {
 
 async def base_setup(api: Api, *, rule: str = "exclusive", max_winners: int = 3, **offer: Any) -> None:
     await api.ok("POST", "/v1/admin/verticals", 201, json=VERTICAL)
-    await api.ok("POST", "/v1/admin/offers", 201, json={
-        "id": "med", "name": "Medicare leads", "vertical": "medicare",
-        "distribution": {"rule": rule, "max_winners": max_winners}, **offer})
+    await api.ok(
+        "POST",
+        "/v1/admin/offers",
+        201,
+        json={
+            "id": "med",
+            "name": "Medicare leads",
+            "vertical": "medicare",
+            "distribution": {"rule": rule, "max_winners": max_winners},
+            **offer,
+        },
+    )
     await api.ok("POST", "/v1/admin/partners", 201, json={"id": "acme", "name": "Acme"})
 
 
 async def buyer(api: Api, ident: str, *, deposit: int = 0, credit: int = 0) -> None:
-    await api.ok("POST", "/v1/admin/buyers", 201, json={"id": ident, "name": ident.title(),
-                                                        "credit_limit_cents": credit})
+    await api.ok(
+        "POST", "/v1/admin/buyers", 201, json={"id": ident, "name": ident.title(), "credit_limit_cents": credit}
+    )
     if deposit:
         await api.ok("POST", f"/v1/admin/buyers/{ident}/deposits", 201, json={"amount_cents": deposit})
 
@@ -40,12 +51,22 @@ async def buyer(api: Api, ident: str, *, deposit: int = 0, credit: int = 0) -> N
 POSTING_KEY = "pp_test_acme_key"
 
 
-async def campaign(api: Api, *, ident: str = "acme-med", offer: str = "med",
-                   payout: dict[str, Any] | None = None) -> str:
+async def campaign(
+    api: Api, *, ident: str = "acme-med", offer: str = "med", payout: dict[str, Any] | None = None
+) -> str:
     """Create a campaign and answer its posting key."""
-    body = await api.ok("POST", "/v1/admin/campaigns", 201, json={
-        "id": ident, "name": ident, "partner": "acme", "offer": offer,
-        "payout": payout or {"type": "revshare", "percent": 70}})
+    body = await api.ok(
+        "POST",
+        "/v1/admin/campaigns",
+        201,
+        json={
+            "id": ident,
+            "name": ident,
+            "partner": "acme",
+            "offer": offer,
+            "payout": payout or {"type": "revshare", "percent": 70},
+        },
+    )
     return str(body["posting_key"])
 
 
@@ -60,10 +81,12 @@ async def contract(api: Api, ident: str, buyer_id: str, price: int | None, **ext
 LEAD = {"state": "FL", "zip": "33109", "age": 67}
 
 
-async def ping(api: Api, key: str, lead: dict[str, Any] | None = None, status: int = 200,
-               **extra: Any) -> dict[str, Any]:
-    result: dict[str, Any] = await api.ok("POST", "/v1/ping", status, token=key,
-                                          json={"lead": lead if lead is not None else LEAD, **extra})
+async def ping(
+    api: Api, key: str, lead: dict[str, Any] | None = None, status: int = 200, **extra: Any
+) -> dict[str, Any]:
+    result: dict[str, Any] = await api.ok(
+        "POST", "/v1/ping", status, token=key, json={"lead": lead if lead is not None else LEAD, **extra}
+    )
     return result
 
 

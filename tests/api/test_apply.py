@@ -20,8 +20,18 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "medicare.yaml"
 async def snapshot(store: Store) -> dict[str, list[tuple[object, ...]]]:
     async def unit(tx: Tx) -> dict[str, list[tuple[object, ...]]]:
         out = {}
-        for table in ("verticals", "offers", "partners", "campaigns", "buyers", "contracts", "ledger_entries",
-                      "buyer_funds", "contract_usage", "config_version"):
+        for table in (
+            "verticals",
+            "offers",
+            "partners",
+            "campaigns",
+            "buyers",
+            "contracts",
+            "ledger_entries",
+            "buyer_funds",
+            "contract_usage",
+            "config_version",
+        ):
             out[table] = [tuple(r) for r in await tx.fetch(f"SELECT * FROM {table} ORDER BY 1")]
         return out
 

@@ -30,8 +30,10 @@ async def keys(api: Api) -> dict[str, str]:
     await base_setup(api)
     posting = await campaign(api)
     await api.ok("POST", "/v1/admin/buyers", 201, json={"id": "buyer-a", "name": "A"})
-    made = {kind: (await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": kind, "name": kind, **extra}))["key"]
-            for kind, extra in (("call_platform", {}), ("buyer", {"buyer": "buyer-a"}))}
+    made = {
+        kind: (await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": kind, "name": kind, **extra}))["key"]
+        for kind, extra in (("call_platform", {}), ("buyer", {"buyer": "buyer-a"}))
+    }
     return {"posting": posting, **made}
 
 
@@ -46,8 +48,15 @@ def routes(settings: Settings) -> list[tuple[str, str]]:
 
 def wrong_kinds(path: str, valid: dict[str, str]) -> list[str]:
     """The keys that must not open `path`: every kind but the one it takes."""
-    right = ("posting" if path in ("/v1/ping", "/v1/post", "/v1/direct-post") else "call_platform"
-             if path.startswith("/v1/calls/") else "buyer" if path.startswith("/v1/buyer/") else "admin")
+    right = (
+        "posting"
+        if path in ("/v1/ping", "/v1/post", "/v1/direct-post")
+        else "call_platform"
+        if path.startswith("/v1/calls/")
+        else "buyer"
+        if path.startswith("/v1/buyer/")
+        else "admin"
+    )
     every = {**valid, "admin": ADMIN_TOKEN}
     return [token for kind, token in every.items() if kind != right]
 
@@ -58,8 +67,18 @@ def test_every_v1_route_is_covered(settings: Settings) -> None:
     assert ("PATCH", "/v1/admin/campaigns/x-1") in found and ("GET", "/v1/buyer/sales") in found
 
 
-@pytest.mark.parametrize("path", ["/v1/ping", "/v1/post", "/v1/direct-post", "/v1/calls/png_1/connected",
-                                  "/v1/calls/png_1/failed", "/v1/calls/png_1/completed", "/v1/admin/campaigns"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/ping",
+        "/v1/post",
+        "/v1/direct-post",
+        "/v1/calls/png_1/connected",
+        "/v1/calls/png_1/failed",
+        "/v1/calls/png_1/completed",
+        "/v1/admin/campaigns",
+    ],
+)
 @pytest.mark.parametrize(("name", "body"), BAD_BODIES)
 async def test_unknown_key_with_a_bad_body_is_401(api: Api, path: str, name: str, body: dict[str, Any]) -> None:
     for token in ("pp_unknown_key", None):
@@ -70,8 +89,9 @@ async def test_unknown_key_with_a_bad_body_is_401(api: Api, path: str, name: str
 async def test_wrong_kind_of_key_with_a_bad_body_is_401_on_every_route(api: Api, settings: Settings) -> None:
     valid = await keys(api)
     for method, path in routes(settings):
-        kwargs: dict[str, Any] = {} if method == "GET" else {"content": b"{not json",
-                                                             "headers": {"content-type": "application/json"}}
+        kwargs: dict[str, Any] = (
+            {} if method == "GET" else {"content": b"{not json", "headers": {"content-type": "application/json"}}
+        )
         query = "?limit=0&cursor=" + "x" * 300  # invalid query parameters, too
         for token in [*wrong_kinds(path, valid), "pp_unknown_key"]:
             r = await api.request(method, path + query, token=token, **kwargs)
@@ -81,15 +101,17 @@ async def test_wrong_kind_of_key_with_a_bad_body_is_401_on_every_route(api: Api,
 async def test_right_key_still_gets_the_body_errors(api: Api) -> None:
     valid = await keys(api)
     for path in ("/v1/ping", "/v1/post", "/v1/direct-post"):
-        r = await api.request("POST", path, token=valid["posting"], content=b"{not json",
-                              headers={"content-type": "application/json"})
+        r = await api.request(
+            "POST", path, token=valid["posting"], content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed_json"), (path, r.text)
         r = await api.request("POST", path, token=valid["posting"], json={"lead": 5})
         assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error"), (path, r.text)
     r = await api.request("POST", "/v1/calls/png_1/connected", token=valid["call_platform"], json={"lead": 5})
     assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error")
-    r = await api.request("POST", "/v1/admin/campaigns", content=b"{not json",
-                          headers={"content-type": "application/json"})
+    r = await api.request(
+        "POST", "/v1/admin/campaigns", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed_json")
 
 
@@ -109,10 +131,15 @@ async def test_body_over_the_limit_is_413_once_the_key_is_good(api: Api) -> None
         for _ in range(40):
             yield b" " * 10_000
 
-    for path, token in (("/v1/ping", valid["posting"]), ("/v1/post", valid["posting"]),
-                        ("/v1/direct-post", valid["posting"]), ("/v1/calls/png_1/failed", valid["call_platform"]),
-                        ("/v1/admin/partners", ADMIN_TOKEN)):
+    for path, token in (
+        ("/v1/ping", valid["posting"]),
+        ("/v1/post", valid["posting"]),
+        ("/v1/direct-post", valid["posting"]),
+        ("/v1/calls/png_1/failed", valid["call_platform"]),
+        ("/v1/admin/partners", ADMIN_TOKEN),
+    ):
         for content in (b"x" * 300_000, chunked()):
-            r = await api.request("POST", path, token=token, content=content,
-                                  headers={"content-type": "application/json"})
+            r = await api.request(
+                "POST", path, token=token, content=content, headers={"content-type": "application/json"}
+            )
             assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large"), (path, r.text)

@@ -32,14 +32,18 @@ async def test_units_share_the_cache_only_within_a_batch_and_only_while_nothing_
                 raise ValueError("unit fails")
             if value is not None:
                 tx.cache["k"] = value
+
         return run
 
     results = await asyncio.gather(
-        store.write(unit(1), batch_cache=True), store.write(unit(None), batch_cache=True),  # sees 1
+        store.write(unit(1), batch_cache=True),
+        store.write(unit(None), batch_cache=True),  # sees 1
         store.write(unit(None)),  # not batch-aware: sees nothing
-        store.write(unit(2), batch_cache=True), store.write(unit("fail"), batch_cache=True),  # sees 2, fails
+        store.write(unit(2), batch_cache=True),
+        store.write(unit("fail"), batch_cache=True),  # sees 2, fails
         store.write(unit(None), batch_cache=True),  # the failure emptied it
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     assert isinstance(results[4], ValueError)
     assert seen == [None, 1, None, None, 2, None]
     await store.write(unit(None), batch_cache=True)  # a new batch starts empty
@@ -49,26 +53,68 @@ async def test_units_share_the_cache_only_within_a_batch_and_only_while_nothing_
 
 async def _setup(api: Api) -> str:
     await api.ok("POST", "/v1/admin/verticals", 201, json=VERTICAL)
-    await api.ok("POST", "/v1/admin/offers", 201, json={"id": "med", "name": "M", "vertical": "medicare",
-                                                         "distribution": {"rule": "multisell", "max_winners": 2}})
+    await api.ok(
+        "POST",
+        "/v1/admin/offers",
+        201,
+        json={
+            "id": "med",
+            "name": "M",
+            "vertical": "medicare",
+            "distribution": {"rule": "multisell", "max_winners": 2},
+        },
+    )
     await api.ok("POST", "/v1/admin/partners", 201, json={"id": "acme", "name": "Acme"})
-    key = (await api.ok("POST", "/v1/admin/campaigns", 201, json={
-        "id": "cmp", "name": "C", "partner": "acme", "offer": "med",
-        "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+    key = (
+        await api.ok(
+            "POST",
+            "/v1/admin/campaigns",
+            201,
+            json={
+                "id": "cmp",
+                "name": "C",
+                "partner": "acme",
+                "offer": "med",
+                "payout": {"type": "revshare", "percent": 50},
+            },
+        )
+    )["posting_key"]
     for ident, deposit in (("capped-buyer", 10**9), ("funded-buyer", FUNDED_SLOTS * PRICE)):
         await api.ok("POST", "/v1/admin/buyers", 201, json={"id": ident, "name": ident})
         await api.ok("POST", f"/v1/admin/buyers/{ident}/deposits", 201, json={"amount_cents": deposit})
-    await api.ok("POST", "/v1/admin/contracts", 201, json={
-        "id": "capped", "name": "capped", "buyer": "capped-buyer", "offer": "med", "price_cents": PRICE,
-        "caps": {"daily": CAP}, "dedup_days": 0})
-    await api.ok("POST", "/v1/admin/contracts", 201, json={
-        "id": "funded", "name": "funded", "buyer": "funded-buyer", "offer": "med", "price_cents": PRICE,
-        "dedup_days": 0})
+    await api.ok(
+        "POST",
+        "/v1/admin/contracts",
+        201,
+        json={
+            "id": "capped",
+            "name": "capped",
+            "buyer": "capped-buyer",
+            "offer": "med",
+            "price_cents": PRICE,
+            "caps": {"daily": CAP},
+            "dedup_days": 0,
+        },
+    )
+    await api.ok(
+        "POST",
+        "/v1/admin/contracts",
+        201,
+        json={
+            "id": "funded",
+            "name": "funded",
+            "buyer": "funded-buyer",
+            "offer": "med",
+            "price_cents": PRICE,
+            "dedup_days": 0,
+        },
+    )
     return str(key)
 
 
-async def test_pings_of_one_batch_see_each_others_reservations(api: Api, store: Store,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_pings_of_one_batch_see_each_others_reservations(
+    api: Api, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = await _setup(api)
     batch_sizes: list[int] = []
     if isinstance(store, SqliteStore):
@@ -110,8 +156,9 @@ async def test_a_batch_commits_without_fsync_only_when_every_unit_allows_it(tmp_
         return int(await tx.fetchval("PRAGMA synchronous"))  # 1 = NORMAL, 2 = FULL
 
     async def ping_batch() -> list[int]:
-        return list(await asyncio.gather(store.write(synchronous, durable=False),
-                                         store.write(synchronous, durable=False)))
+        return list(
+            await asyncio.gather(store.write(synchronous, durable=False), store.write(synchronous, durable=False))
+        )
 
     assert await ping_batch() == [2, 2]  # the first batch: nothing was synced yet
     assert await ping_batch() == [1, 1]  # within the sync interval: no fsync

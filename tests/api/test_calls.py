@@ -18,15 +18,20 @@ async def test_call_auction_connect_and_bill(api: Api, store: Store, sandbox: Sa
     [bid] = answer["bids"]
     assert bid["transfer"] == {"phone": "+13055550111"} and bid["sale_type"] == "exclusive"
     wf = await waterfall(api, answer["ping_id"])
-    assert {n: wf[n]["outcome"] for n in wf} == {"a": "won", "b": "standby", "c": "standby",
-                                                 "no-transfer": "missing_transfer"}
+    assert {n: wf[n]["outcome"] for n in wf} == {
+        "a": "won",
+        "b": "standby",
+        "c": "standby",
+        "no-transfer": "missing_transfer",
+    }
     for name in "abcx":  # nobody sees PII before the call connects
         assert not saw_pii(await sandbox.received(name))
     # the partner cannot post a call, nor send call events
     r = await api.request("POST", "/v1/post", token=key, json={"ping_id": answer["ping_id"], "lead": CALLER})
     assert (r.status_code, r.json()["error"]["code"]) == (422, "channel_mismatch")
-    r = await api.request("POST", f"/v1/calls/{answer['ping_id']}/connected", token=key,
-                          json={"bid_id": bid["bid_id"], "lead": CALLER})
+    r = await api.request(
+        "POST", f"/v1/calls/{answer['ping_id']}/connected", token=key, json={"bid_id": bid["bid_id"], "lead": CALLER}
+    )
     assert r.status_code == 401
     connected = await event(api, platform, answer["ping_id"], "connected", {"bid_id": bid["bid_id"], "lead": CALLER})
     assert connected["billable"] is True and connected["data_post"] == "post_accepted"
@@ -40,8 +45,12 @@ async def test_call_auction_connect_and_bill(api: Api, store: Store, sandbox: Sa
     again = await event(api, platform, answer["ping_id"], "connected", {"bid_id": bid["bid_id"], "lead": CALLER})
     assert again == connected
     assert len([r for r in await sandbox.received("a") if r["path"].startswith("/deliver")]) == 1
-    conflict = await api.request("POST", f"/v1/calls/{answer['ping_id']}/connected", token=platform,
-                                 json={"bid_id": bid["bid_id"], "lead": {**CALLER, "first_name": "Other"}})
+    conflict = await api.request(
+        "POST",
+        f"/v1/calls/{answer['ping_id']}/connected",
+        token=platform,
+        json={"bid_id": bid["bid_id"], "lead": {**CALLER, "first_name": "Other"}},
+    )
     assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "event_conflict")
     done = await event(api, platform, answer["ping_id"], "completed", {"bid_id": bid["bid_id"], "duration_s": 30})
     assert done == {"sale_id": connected["sale_id"], "billable": True}
@@ -61,15 +70,17 @@ async def test_ring_next_after_failed(api: Api, sandbox: Sandbox) -> None:
     assert nxt["next_bid"]["transfer"] == {"sip": "sip:queue@b.example"}
     again = await event(api, platform, answer["ping_id"], "failed", {"bid_id": first, "reason": "busy"})
     assert again == nxt
-    r = await api.request("POST", f"/v1/calls/{answer['ping_id']}/failed", token=platform,
-                          json={"bid_id": first, "reason": "no_answer"})
+    r = await api.request(
+        "POST", f"/v1/calls/{answer['ping_id']}/failed", token=platform, json={"bid_id": first, "reason": "no_answer"}
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (409, "event_conflict")
     assert (await api.ok("GET", "/v1/admin/buyers/buyer-a"))["holds_cents"] == 0
     second = nxt["next_bid"]["bid_id"]
-    third = (await event(api, platform, answer["ping_id"], "failed", {"bid_id": second, "reason": "no_answer"}))
+    third = await event(api, platform, answer["ping_id"], "failed", {"bid_id": second, "reason": "no_answer"})
     assert third["next_bid"]["transfer"] == {"phone": "+13055550133"}
-    last = await event(api, platform, answer["ping_id"], "failed",
-                       {"bid_id": third["next_bid"]["bid_id"], "reason": "rejected"})
+    last = await event(
+        api, platform, answer["ping_id"], "failed", {"bid_id": third["next_bid"]["bid_id"], "reason": "rejected"}
+    )
     assert last == {"next_bid": None}
     wf = await waterfall(api, answer["ping_id"])
     assert [wf[n]["post_outcome"] for n in "abc"] == ["call_failed"] * 3
@@ -91,8 +102,9 @@ async def test_billable_threshold_pending_billable_void(api: Api, store: Store, 
         a = await api.ok("GET", "/v1/admin/buyers/buyer-a")
         assert a["holds_cents"] == 9000  # the hold is kept while the sale is pending
         await asyncio.sleep(1.1)  # longer than ping_ttl_s: a connected call keeps its reservation
-        results.append(await event(api, platform, answer["ping_id"], "completed",
-                                   {"bid_id": bid, "duration_s": duration}))
+        results.append(
+            await event(api, platform, answer["ping_id"], "completed", {"bid_id": bid, "duration_s": duration})
+        )
     assert [r["billable"] for r in results] == [True, False]
     a = await api.ok("GET", "/v1/admin/buyers/buyer-a")
     assert (a["balance_cents"], a["holds_cents"]) == (91_000, 0)  # one charge, the void one nothing
@@ -105,21 +117,27 @@ async def test_billable_threshold_pending_billable_void(api: Api, store: Store, 
 
 async def test_event_errors(api: Api, sandbox: Sandbox) -> None:
     key, platform = await call_setup(api, sandbox, ping_ttl_s=1)
-    r = await api.request("POST", "/v1/calls/png_nope/connected", token=platform,
-                          json={"bid_id": "bid_x", "lead": CALLER})
+    r = await api.request(
+        "POST", "/v1/calls/png_nope/connected", token=platform, json={"bid_id": "bid_x", "lead": CALLER}
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
     answer = await ping(api, key, lead=CALL_LEAD, channel="call")
     bid = answer["bids"][0]["bid_id"]
-    r = await api.request("POST", f"/v1/calls/{answer['ping_id']}/completed", token=platform,
-                          json={"bid_id": bid, "duration_s": 10})
+    r = await api.request(
+        "POST", f"/v1/calls/{answer['ping_id']}/completed", token=platform, json={"bid_id": bid, "duration_s": 10}
+    )
     assert r.status_code == 409  # not connected
     await asyncio.sleep(1.1)
     for kind, body in (("connected", {"bid_id": bid, "lead": CALLER}), ("failed", {"bid_id": bid, "reason": "busy"})):
         r = await api.request("POST", f"/v1/calls/{answer['ping_id']}/{kind}", token=platform, json=body)
         assert (r.status_code, r.json()["error"]["code"]) == (410, "bid_expired"), r.text
     form = await ping(api, key)
-    r = await api.request("POST", f"/v1/calls/{form['ping_id']}/failed", token=platform,
-                          json={"bid_id": form["bids"][0]["bid_id"], "reason": "busy"})
+    r = await api.request(
+        "POST",
+        f"/v1/calls/{form['ping_id']}/failed",
+        token=platform,
+        json={"bid_id": form["bids"][0]["bid_id"], "reason": "busy"},
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (422, "channel_mismatch")
 
 

@@ -23,8 +23,13 @@ from tests.api.test_post import saw_pii
 from tests.conftest import Api, Sandbox
 from tests.support.calls import CALL_LEAD, CALLER, call_setup, event
 
-CONNECTED_POINTS = ["call_connected_in_claim", "call_connected_after_claim", "call_connected_before_record",
-                    "call_connected_in_record", "call_connected_after_record"]
+CONNECTED_POINTS = [
+    "call_connected_in_claim",
+    "call_connected_after_claim",
+    "call_connected_before_record",
+    "call_connected_in_record",
+    "call_connected_after_record",
+]
 
 
 class CrashAt:
@@ -68,8 +73,9 @@ async def data_posts(sandbox: Sandbox, buyer: str) -> int:
 
 @pytest.mark.parametrize("billable_after_s", [0, 90])
 @pytest.mark.parametrize("point", CONNECTED_POINTS)
-async def test_connected_retry_after_a_crash_finishes_the_work(api: Api, store: Store, sandbox: Sandbox,
-                                                               point: str, billable_after_s: int) -> None:
+async def test_connected_retry_after_a_crash_finishes_the_work(
+    api: Api, store: Store, sandbox: Sandbox, point: str, billable_after_s: int
+) -> None:
     key, platform = await call_setup(api, sandbox, billable_after_s=billable_after_s)
     answer = await ping(api, key, lead=CALL_LEAD, channel="call")
     ping_id, bid = answer["ping_id"], answer["bids"][0]["bid_id"]
@@ -82,8 +88,9 @@ async def test_connected_retry_after_a_crash_finishes_the_work(api: Api, store: 
     assert retry == {"sale_id": sale["id"], "billable": True if billed_now else None, "data_post": "post_accepted"}
     assert await event(api, platform, ping_id, "connected", body) == retry  # and it stays answered
     assert sale["bid_id"] == bid and sale["status"] == ("charged" if billed_now else "pending")
-    charges = await fetch(store, "SELECT id FROM ledger_transactions WHERE kind = 'sale' AND sale_id = :s",
-                          {"s": sale["id"]})
+    charges = await fetch(
+        store, "SELECT id FROM ledger_transactions WHERE kind = 'sale' AND sale_id = :s", {"s": sale["id"]}
+    )
     assert len(charges) == (1 if billed_now else 0)
     assert await buyer_money(api, "buyer-a") == ((91_000, 0) if billed_now else (100_000, 9000))
     for name in ("buyer-b", "buyer-c"):  # the standbys were released exactly once
@@ -123,14 +130,17 @@ async def test_connected_survives_a_crash_in_every_retry(api: Api, store: Store,
     assert retry == {"sale_id": sale["id"], "billable": True, "data_post": "post_accepted"}
     assert await buyer_money(api, "buyer-a") == (91_000, 0)
     assert len(await fetch(store, "SELECT id FROM ledger_transactions WHERE kind = 'sale'")) == 1
-    conflict = await api.request("POST", f"/v1/calls/{ping_id}/connected", token=platform,
-                                 json={"bid_id": bid, "lead": {**CALLER, "first_name": "Other"}})
+    conflict = await api.request(
+        "POST",
+        f"/v1/calls/{ping_id}/connected",
+        token=platform,
+        json={"bid_id": bid, "lead": {**CALLER, "first_name": "Other"}},
+    )
     assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "event_conflict")
     await ledger_invariants(store)
 
 
-async def test_connected_claimed_by_an_older_version_is_finished(api: Api, store: Store,
-                                                                 sandbox: Sandbox) -> None:
+async def test_connected_claimed_by_an_older_version_is_finished(api: Api, store: Store, sandbox: Sandbox) -> None:
     """Before claims were stored, a crash left the event row with an empty answer: its retry finishes too."""
     key, platform = await call_setup(api, sandbox)
     answer = await ping(api, key, lead=CALL_LEAD, channel="call")
@@ -150,8 +160,9 @@ async def test_duplicate_events_at_once_answer_the_same(api: Api, store: Store, 
     answer = await ping(api, key, lead=CALL_LEAD, channel="call")
     ping_id, bid = answer["ping_id"], answer["bids"][0]["bid_id"]
     for kind, body in (("connected", {"bid_id": bid, "lead": CALLER}), ("completed", {"bid_id": bid, "duration_s": 5})):
-        first, second = await asyncio.gather(*(api.request("POST", f"/v1/calls/{ping_id}/{kind}", token=platform,
-                                                           json=body) for _ in range(2)))
+        first, second = await asyncio.gather(
+            *(api.request("POST", f"/v1/calls/{ping_id}/{kind}", token=platform, json=body) for _ in range(2))
+        )
         assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
         assert first.json() == second.json()
     assert len(await fetch(store, "SELECT id FROM sales WHERE ping_id = :p", {"p": ping_id})) == 1
@@ -193,8 +204,7 @@ async def test_reconciliation_never_voids_a_billed_call(api: Api, store: Store, 
     await ledger_invariants(store)
 
 
-async def test_void_of_a_call_delivery_after_its_sale_is_reversed(api: Api, store: Store,
-                                                                  sandbox: Sandbox) -> None:
+async def test_void_of_a_call_delivery_after_its_sale_is_reversed(api: Api, store: Store, sandbox: Sandbox) -> None:
     key, platform = await call_setup(api, sandbox)
     answer = await ping(api, key, lead=CALL_LEAD, channel="call")
     ping_id, bid = answer["ping_id"], answer["bids"][0]["bid_id"]
@@ -223,8 +233,10 @@ async def test_failed_retry_after_a_crash(api: Api, store: Store, sandbox: Sandb
     assert await buyer_money(api, "buyer-a") == (100_000, 0)
     assert await buyer_money(api, "buyer-b") == (100_000, 8000)
     assert await live_calls(store, "a") == 0  # given back once (it never goes below zero, so count up)
-    states = {r["contract_id"]: r["state"] for r in await fetch(
-        store, "SELECT contract_id, state FROM reservations WHERE ping_id = :p", {"p": ping_id})}
+    states = {
+        r["contract_id"]: r["state"]
+        for r in await fetch(store, "SELECT contract_id, state FROM reservations WHERE ping_id = :p", {"p": ping_id})
+    }
     assert states == {"a": "released", "b": "held", "c": "held"}
     # the slot freed by `failed` is free exactly once: one new call takes it, the next finds it full
     again = await ping(api, key, lead=CALL_LEAD, channel="call")
@@ -236,8 +248,9 @@ async def test_failed_retry_after_a_crash(api: Api, store: Store, sandbox: Sandb
 
 @pytest.mark.parametrize("billable_after_s", [0, 90])
 @pytest.mark.parametrize("point", ["call_completed_after_settle", "call_completed_after_commit"])
-async def test_completed_retry_after_a_crash(api: Api, store: Store, sandbox: Sandbox, point: str,
-                                             billable_after_s: int) -> None:
+async def test_completed_retry_after_a_crash(
+    api: Api, store: Store, sandbox: Sandbox, point: str, billable_after_s: int
+) -> None:
     key, platform = await call_setup(api, sandbox, billable_after_s=billable_after_s, max_calls=1)
     answer = await ping(api, key, lead=CALL_LEAD, channel="call")
     ping_id, bid = answer["ping_id"], answer["bids"][0]["bid_id"]
@@ -265,15 +278,25 @@ async def test_callbacks_respect_max_concurrent_calls(api: Api, store: Store, sa
     await event(api, platform, first["ping_id"], "connected", {"bid_id": bid1, "lead": CALLER})
     assert await live_calls(store, "a") == 1
 
-    before = await fetch(store, "SELECT bid_id, state, live_call, expires_at FROM reservations "
-                                "WHERE ping_id = :p ORDER BY bid_id", {"p": second["ping_id"]})
-    r = await api.request("POST", f"/v1/calls/{second['ping_id']}/connected", token=platform,
-                          json={"bid_id": bid2, "lead": CALLER})
+    before = await fetch(
+        store,
+        "SELECT bid_id, state, live_call, expires_at FROM reservations WHERE ping_id = :p ORDER BY bid_id",
+        {"p": second["ping_id"]},
+    )
+    r = await api.request(
+        "POST", f"/v1/calls/{second['ping_id']}/connected", token=platform, json={"bid_id": bid2, "lead": CALLER}
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (409, "concurrency_cap_reached"), r.text
     # ... and changes nothing: no slot, no sale, no data post, the standbys still held
     assert await live_calls(store, "a") == 1
-    assert await fetch(store, "SELECT bid_id, state, live_call, expires_at FROM reservations "
-                              "WHERE ping_id = :p ORDER BY bid_id", {"p": second["ping_id"]}) == before
+    assert (
+        await fetch(
+            store,
+            "SELECT bid_id, state, live_call, expires_at FROM reservations WHERE ping_id = :p ORDER BY bid_id",
+            {"p": second["ping_id"]},
+        )
+        == before
+    )
     assert await fetch(store, "SELECT id FROM sales WHERE ping_id = :p", {"p": second["ping_id"]}) == []
     assert await data_posts(sandbox, "a") == 1
     assert (await waterfall(api, second["ping_id"]))["a"].get("post_outcome") is None
@@ -296,21 +319,22 @@ async def test_callback_at_the_cap_rings_the_next_bid(api: Api, store: Store, sa
     second = await ping(api, key, lead=CALL_LEAD, channel="callback")
     bid1, bid2 = first["bids"][0]["bid_id"], second["bids"][0]["bid_id"]
     await event(api, platform, first["ping_id"], "connected", {"bid_id": bid1, "lead": CALLER})
-    r = await api.request("POST", f"/v1/calls/{second['ping_id']}/connected", token=platform,
-                          json={"bid_id": bid2, "lead": CALLER})
+    r = await api.request(
+        "POST", f"/v1/calls/{second['ping_id']}/connected", token=platform, json={"bid_id": bid2, "lead": CALLER}
+    )
     assert r.status_code == 409
     nxt = await event(api, platform, second["ping_id"], "failed", {"bid_id": bid2, "reason": "rejected"})
     assert nxt["next_bid"]["transfer"] == {"sip": "sip:queue@b.example"}
     assert await live_calls(store, "a") == 1  # `failed` gave back no slot the callback never took
-    connected = await event(api, platform, second["ping_id"], "connected",
-                            {"bid_id": nxt["next_bid"]["bid_id"], "lead": CALLER})
+    connected = await event(
+        api, platform, second["ping_id"], "connected", {"bid_id": nxt["next_bid"]["bid_id"], "lead": CALLER}
+    )
     assert connected["billable"] is True
     assert (await live_calls(store, "a"), await live_calls(store, "b")) == (1, 1)
     await ledger_invariants(store)
 
 
-async def test_a_lapsed_pending_call_gives_its_live_slot_back_once(api: Api, store: Store,
-                                                                   sandbox: Sandbox) -> None:
+async def test_a_lapsed_pending_call_gives_its_live_slot_back_once(api: Api, store: Store, sandbox: Sandbox) -> None:
     key, platform = await call_setup(api, sandbox, billable_after_s=90, max_calls=1)
     await api.ok("PATCH", "/v1/admin/offers/med", json={"max_call_duration_s": 60})
     with use_clock(ManualClock(now_ms())) as clock:

@@ -22,30 +22,54 @@ FUNDED_SLOTS = 20
 
 async def setup_exchange(base: str) -> str:
     async with admin_session(base) as post:
-
         await post("/v1/admin/verticals", VERTICAL)
-        await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare",
-                                        "distribution": {"rule": "multisell", "max_winners": 2}})
+        await post(
+            "/v1/admin/offers",
+            {"id": "med", "name": "M", "vertical": "medicare", "distribution": {"rule": "multisell", "max_winners": 2}},
+        )
         await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
-        key = (await post("/v1/admin/campaigns", {"id": "cmp", "name": "C", "partner": "acme", "offer": "med",
-                                                  "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+        key = (
+            await post(
+                "/v1/admin/campaigns",
+                {
+                    "id": "cmp",
+                    "name": "C",
+                    "partner": "acme",
+                    "offer": "med",
+                    "payout": {"type": "revshare", "percent": 50},
+                },
+            )
+        )["posting_key"]
         for ident in ("capped-buyer", "funded-buyer"):
             await post("/v1/admin/buyers", {"id": ident, "name": ident})
         await post("/v1/admin/buyers/capped-buyer/deposits", {"amount_cents": 10**9})
         await post("/v1/admin/buyers/funded-buyer/deposits", {"amount_cents": FUNDED_SLOTS * PRICE})
-        await post("/v1/admin/contracts", {"id": "capped", "name": "capped", "buyer": "capped-buyer", "offer": "med",
-                                           "price_cents": PRICE, "caps": {"daily": CAP, "monthly": 10 * CAP}})
-        await post("/v1/admin/contracts", {"id": "funded", "name": "funded", "buyer": "funded-buyer", "offer": "med",
-                                           "price_cents": PRICE})
+        await post(
+            "/v1/admin/contracts",
+            {
+                "id": "capped",
+                "name": "capped",
+                "buyer": "capped-buyer",
+                "offer": "med",
+                "price_cents": PRICE,
+                "caps": {"daily": CAP, "monthly": 10 * CAP},
+            },
+        )
+        await post(
+            "/v1/admin/contracts",
+            {"id": "funded", "name": "funded", "buyer": "funded-buyer", "offer": "med", "price_cents": PRICE},
+        )
         return str(key)
 
 
 async def fire(bases: list[str], key: str, n: int) -> list[dict[str, Any]]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
         async def one(i: int) -> dict[str, Any]:
-            r = await client.post(f"{bases[i % len(bases)]}/v1/ping", json={"lead": LEAD},
-                                  headers={"Authorization": f"Bearer {key}"})
+            r = await client.post(
+                f"{bases[i % len(bases)]}/v1/ping", json={"lead": LEAD}, headers={"Authorization": f"Bearer {key}"}
+            )
             assert r.status_code == 200, r.text
             body: dict[str, Any] = r.json()
             return body
@@ -83,11 +107,14 @@ def test_sqlite_two_workers_never_oversell(tmp_path: Path) -> None:
 def test_postgres_several_processes_never_oversell(tmp_path: Path, pg_database: str) -> None:
     async def truncate() -> None:
         from tests.conftest import _truncate_pg
+
         await _truncate_pg(pg_database)
 
     asyncio.run(truncate())
-    with pingpost_server(pg_database, workers=2, workdir=tmp_path) as first, \
-            pingpost_server(pg_database, workers=1, workdir=tmp_path) as second:
+    with (
+        pingpost_server(pg_database, workers=2, workdir=tmp_path) as first,
+        pingpost_server(pg_database, workers=1, workdir=tmp_path) as second,
+    ):
         key = asyncio.run(setup_exchange(first))
         answers = asyncio.run(fire([first, second], key, 400))
         asyncio.run(check([first, second], answers))
@@ -107,18 +134,38 @@ MAX_CALLS = 3
 
 async def setup_calls(base: str) -> tuple[str, str]:
     async with admin_session(base) as post:
-
         await post("/v1/admin/verticals", VERTICAL)
-        await post("/v1/admin/offers", {"id": "calls", "name": "Calls", "vertical": "medicare", "channels": ["call"],
-                                        "call_standby": 0})
+        await post(
+            "/v1/admin/offers",
+            {"id": "calls", "name": "Calls", "vertical": "medicare", "channels": ["call"], "call_standby": 0},
+        )
         await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
-        key = (await post("/v1/admin/campaigns", {"id": "cmp", "name": "C", "partner": "acme", "offer": "calls",
-                                                  "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+        key = (
+            await post(
+                "/v1/admin/campaigns",
+                {
+                    "id": "cmp",
+                    "name": "C",
+                    "partner": "acme",
+                    "offer": "calls",
+                    "payout": {"type": "revshare", "percent": 50},
+                },
+            )
+        )["posting_key"]
         await post("/v1/admin/buyers", {"id": "agency", "name": "Agency"})
         await post("/v1/admin/buyers/agency/deposits", {"amount_cents": 10**9})
-        await post("/v1/admin/contracts", {"id": "agents", "name": "agents", "buyer": "agency", "offer": "calls",
-                                           "price_cents": PRICE, "transfer": {"phone": "+13055550100"},
-                                           "caps": {"max_concurrent_calls": MAX_CALLS}})
+        await post(
+            "/v1/admin/contracts",
+            {
+                "id": "agents",
+                "name": "agents",
+                "buyer": "agency",
+                "offer": "calls",
+                "price_cents": PRICE,
+                "transfer": {"phone": "+13055550100"},
+                "caps": {"max_concurrent_calls": MAX_CALLS},
+            },
+        )
         return str(key), "agents"
 
 
@@ -126,18 +173,25 @@ async def setup_calls(base: str) -> tuple[str, str]:
 def test_live_call_slots_across_processes(tmp_path: Path, pg_database: str) -> None:
     async def truncate() -> None:
         from tests.conftest import _truncate_pg
+
         await _truncate_pg(pg_database)
 
     asyncio.run(truncate())
-    with pingpost_server(pg_database, workers=2, workdir=tmp_path) as first, \
-            pingpost_server(pg_database, workers=1, workdir=tmp_path) as second:
+    with (
+        pingpost_server(pg_database, workers=2, workdir=tmp_path) as first,
+        pingpost_server(pg_database, workers=1, workdir=tmp_path) as second,
+    ):
         key, _ = asyncio.run(setup_calls(first))
 
         async def fire_calls() -> list[dict[str, Any]]:
             async with httpx.AsyncClient(timeout=60) as client:
+
                 async def one(i: int) -> dict[str, Any]:
-                    r = await client.post(f"{(first, second)[i % 2]}/v1/ping", json={"lead": LEAD, "channel": "call"},
-                                          headers={"Authorization": f"Bearer {key}"})
+                    r = await client.post(
+                        f"{(first, second)[i % 2]}/v1/ping",
+                        json={"lead": LEAD, "channel": "call"},
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
                     assert r.status_code == 200, r.text
                     body: dict[str, Any] = r.json()
                     return body

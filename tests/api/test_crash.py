@@ -23,19 +23,39 @@ GRACE_MS = 300
 
 async def setup(base: str, sandbox: str) -> str:
     async with admin_session(base) as post:
-
         await post("/v1/admin/verticals", VERTICAL)
-        await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare",
-                                        "distribution": {"rule": "multisell", "max_winners": 2}})
+        await post(
+            "/v1/admin/offers",
+            {"id": "med", "name": "M", "vertical": "medicare", "distribution": {"rule": "multisell", "max_winners": 2}},
+        )
         await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
-        key = (await post("/v1/admin/campaigns", {"id": "cmp", "name": "C", "partner": "acme", "offer": "med",
-                                                  "payout": {"type": "revshare", "percent": 60}}))["posting_key"]
+        key = (
+            await post(
+                "/v1/admin/campaigns",
+                {
+                    "id": "cmp",
+                    "name": "C",
+                    "partner": "acme",
+                    "offer": "med",
+                    "payout": {"type": "revshare", "percent": 60},
+                },
+            )
+        )["posting_key"]
         for name, price in (("x", 4000), ("y", 3000)):
             await post("/v1/admin/buyers", {"id": name, "name": name})
             await post(f"/v1/admin/buyers/{name}/deposits", {"amount_cents": 100_000})
-            await post("/v1/admin/contracts", {
-                "id": name, "name": name, "buyer": name, "offer": "med", "price_cents": price, "caps": {"daily": 5},
-                "delivery": {"url": f"{sandbox}/deliver/{name}/hang", "timeout_ms": DELIVERY_TIMEOUT_MS}})
+            await post(
+                "/v1/admin/contracts",
+                {
+                    "id": name,
+                    "name": name,
+                    "buyer": name,
+                    "offer": "med",
+                    "price_cents": price,
+                    "caps": {"daily": 5},
+                    "delivery": {"url": f"{sandbox}/deliver/{name}/hang", "timeout_ms": DELIVERY_TIMEOUT_MS},
+                },
+            )
         return str(key)
 
 
@@ -46,8 +66,10 @@ async def ping_and_post_until_delivering(base: str, sandbox: str, key: str, n: i
         pings = [(await c.post("/v1/ping", json={"lead": LEAD}, headers=auth)).json()["ping_id"] for _ in range(n)]
         # distinct consumers: the same consumer twice would be an in-flight duplicate for the same buyers
         leads = [{**FULL, "phone": f"305555010{i}", "email": f"c{i}@example.com"} for i in range(n)]
-        posts = [asyncio.create_task(c.post("/v1/post", json={"ping_id": p, "lead": lead}, headers=auth))
-                 for p, lead in zip(pings, leads, strict=True)]
+        posts = [
+            asyncio.create_task(c.post("/v1/post", json={"ping_id": p, "lead": lead}, headers=auth))
+            for p, lead in zip(pings, leads, strict=True)
+        ]
         async with httpx.AsyncClient(base_url=sandbox) as s:
             deadline = time.monotonic() + 10
             while True:

@@ -21,20 +21,47 @@ BUYERS = ("b1", "b2", "b3", "b4")
 async def setup(base: str, sandbox: str) -> str:
     async with admin_session(base) as post:
         await post("/v1/admin/verticals", VERTICAL)
-        await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare", "ping_ttl_s": 1,
-                                        "distribution": {"rule": "multisell", "max_winners": 3}})
+        await post(
+            "/v1/admin/offers",
+            {
+                "id": "med",
+                "name": "M",
+                "vertical": "medicare",
+                "ping_ttl_s": 1,
+                "distribution": {"rule": "multisell", "max_winners": 3},
+            },
+        )
         await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
-        key = (await post("/v1/admin/campaigns", {"id": "cmp", "name": "C", "partner": "acme", "offer": "med",
-                                                  "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+        key = (
+            await post(
+                "/v1/admin/campaigns",
+                {
+                    "id": "cmp",
+                    "name": "C",
+                    "partner": "acme",
+                    "offer": "med",
+                    "payout": {"type": "revshare", "percent": 50},
+                },
+            )
+        )["posting_key"]
         for b in BUYERS:
             await post("/v1/admin/buyers", {"id": b, "name": b})
             await post(f"/v1/admin/buyers/{b}/deposits", {"amount_cents": 10**8})
         for i in range(8):
             b = BUYERS[i % len(BUYERS)]
-            await post("/v1/admin/contracts", {
-                "id": f"c{i}", "name": f"c{i}", "buyer": b, "offer": "med", "price_cents": 1000 + 10 * i,
-                "dedup_days": 0, "caps": {"daily": 10**6},
-                "delivery": {"url": f"{sandbox}/deliver/{b}/accept"}})
+            await post(
+                "/v1/admin/contracts",
+                {
+                    "id": f"c{i}",
+                    "name": f"c{i}",
+                    "buyer": b,
+                    "offer": "med",
+                    "price_cents": 1000 + 10 * i,
+                    "dedup_days": 0,
+                    "caps": {"daily": 10**6},
+                    "delivery": {"url": f"{sandbox}/deliver/{b}/accept"},
+                },
+            )
         return str(key)
 
 
@@ -43,6 +70,7 @@ async def traffic(bases: list[str], key: str, n: int) -> list[tuple[dict[str, An
     auth = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
         async def one(i: int) -> tuple[dict[str, Any], int | None]:
             base = bases[i % len(bases)]
             r = await client.post(f"{base}/v1/ping", json={"lead": LEAD}, headers=auth)
@@ -51,8 +79,11 @@ async def traffic(bases: list[str], key: str, n: int) -> list[tuple[dict[str, An
             status = None
             if answer["bids"] and rng.random() < 0.4:
                 await asyncio.sleep(rng.uniform(0.5, 1.3))  # some posts race their reservations' expiry
-                p = await client.post(f"{base}/v1/post", headers=auth, json={
-                    "ping_id": answer["ping_id"], "lead": {**LEAD, "first_name": "Ada", "phone": "305-555-0100"}})
+                p = await client.post(
+                    f"{base}/v1/post",
+                    headers=auth,
+                    json={"ping_id": answer["ping_id"], "lead": {**LEAD, "first_name": "Ada", "phone": "305-555-0100"}},
+                )
                 status = p.status_code
                 assert status in (200, 410), p.text
             return answer, status
@@ -69,6 +100,7 @@ async def traffic(bases: list[str], key: str, n: int) -> list[tuple[dict[str, An
 def test_postgres_pings_posts_and_expiry_meet_without_deadlocks(tmp_path: Path, pg_database: str) -> None:
     async def truncate() -> None:
         from tests.conftest import _truncate_pg
+
         await _truncate_pg(pg_database)
 
     async def deadlocks() -> int:
@@ -81,8 +113,11 @@ def test_postgres_pings_posts_and_expiry_meet_without_deadlocks(tmp_path: Path, 
 
     asyncio.run(truncate())
     before = asyncio.run(deadlocks())
-    with sandbox_server(tmp_path) as sandbox, pingpost_server(pg_database, workers=2, workdir=tmp_path) as first, \
-            pingpost_server(pg_database, workers=1, workdir=tmp_path) as second:
+    with (
+        sandbox_server(tmp_path) as sandbox,
+        pingpost_server(pg_database, workers=2, workdir=tmp_path) as first,
+        pingpost_server(pg_database, workers=1, workdir=tmp_path) as second,
+    ):
         key = asyncio.run(setup(first, sandbox))
         results = asyncio.run(traffic([first, second], key, 600))
 
@@ -105,5 +140,3 @@ def test_postgres_pings_posts_and_expiry_meet_without_deadlocks(tmp_path: Path, 
     assert any(s == 200 for _, s in results)
     asyncio.run(asyncio.sleep(1))
     assert asyncio.run(deadlocks()) == before
-
-

@@ -67,8 +67,7 @@ async def test_a_ping_waiting_across_midnight_counts_in_the_new_day(world: World
     await sd.base_setup(api)
     await sd.buyer(api, "alpha", deposit=100_000)
     key = await sd.campaign(api)
-    await sd.contract(api, "alpha-rtb", "alpha", None, rtb={"url": BID_URL, "timeout_ms": 5000},
-                      caps={"daily": 2})
+    await sd.contract(api, "alpha-rtb", "alpha", None, rtb={"url": BID_URL, "timeout_ms": 5000}, caps={"daily": 2})
     clock.set(at("2026-12-02T23:59:58"))
     new_day_pings: list[dict[str, Any]] = []
 
@@ -94,13 +93,28 @@ async def test_direct_posts_of_one_consumer_never_sell_it_twice_to_one_buyer(wor
     """Defect 2: dedup is re-checked inside the write that reserves each attempt."""
     api = world.api
     await sd.base_setup(api)
-    await api.ok("POST", "/v1/admin/offers", 201, json={
-        "id": "direct", "name": "Direct", "vertical": "medicare", "mode": "direct_post"})
+    await api.ok(
+        "POST",
+        "/v1/admin/offers",
+        201,
+        json={"id": "direct", "name": "Direct", "vertical": "medicare", "mode": "direct_post"},
+    )
     await sd.buyer(api, "alpha", deposit=100_000)
     key = await sd.campaign(api, ident="acme-direct", offer="direct")
-    await api.ok("POST", "/v1/admin/contracts", 201, json={
-        "id": "alpha-direct", "name": "a", "buyer": "alpha", "offer": "direct", "price_cents": 4000,
-        "dedup_days": 30, "delivery": {"url": DELIVER_URL}})
+    await api.ok(
+        "POST",
+        "/v1/admin/contracts",
+        201,
+        json={
+            "id": "alpha-direct",
+            "name": "a",
+            "buyer": "alpha",
+            "offer": "direct",
+            "price_cents": 4000,
+            "dedup_days": 30,
+            "delivery": {"url": DELIVER_URL},
+        },
+    )
     gate = asyncio.Event()
 
     async def slow_accept(_: Sent) -> tuple[int, Any]:
@@ -159,7 +173,8 @@ async def test_a_retried_unit_decides_afresh(world: World, fixed: bool) -> None:
 
 
 async def test_a_post_never_charges_a_lapsed_reservation_whatever_the_hosts_clocks(
-        world: World, settings: Settings) -> None:
+    world: World, settings: Settings
+) -> None:
     """Defect 4: expiry is decided by the store's clock; a lapsed bid is `not_posted` (bid_expired)."""
     api, clock = world.api, world.clock
     await sd.base_setup(api, ping_ttl_s=60)
@@ -175,12 +190,15 @@ async def test_a_post_never_charges_a_lapsed_reservation_whatever_the_hosts_cloc
     # Another host whose clock runs 12 s behind the database's (it still sees 7 s left) posts the first.
     with use_clock(SkewedClock(clock, -12_000)):
         other = create_app(settings, store=world.store, client=world.buyers)
-        async with other.router.lifespan_context(other), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=other), base_url="http://b") as c:
+        async with (
+            other.router.lifespan_context(other),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b") as c,
+        ):
             r = await Api(c).request("POST", "/v1/post", token=key, json={"ping_id": first["ping_id"], "lead": lead})
     assert r.status_code == 410, r.text
-    posted = await api.ok("POST", "/v1/post", token=key, json={
-        "ping_id": second["ping_id"], "lead": {**lead, "zip": "33110"}})
+    posted = await api.ok(
+        "POST", "/v1/post", token=key, json={"ping_id": second["ping_id"], "lead": {**lead, "zip": "33110"}}
+    )
     assert posted["status"] == "sold"
     funds = await api.ok("GET", "/v1/admin/buyers/alpha")
     assert funds["balance_cents"] == 0 and funds["holds_cents"] == 0
@@ -228,7 +246,6 @@ async def test_a_static_fallback_bid_that_lost_shows_its_price(world: World) -> 
     assert (lines["bravo-c"]["source"], lines["bravo-c"]["bid_cents"]) == ("static_fallback", 4200)
 
 
-
 async def test_postgres_decides_shared_time_by_its_own_clock(settings: Settings) -> None:
     """Without a shared clock given, a PostgreSQL transaction reads the database's clock, whatever the
     host's says; once per transaction."""
@@ -237,6 +254,7 @@ async def test_postgres_decides_shared_time_by_its_own_clock(settings: Settings)
     store = await open_store(settings.database_url)
     try:
         with use_clock(ManualClock(at("2001-01-01T00:00:00"))):
+
             async def unit(tx: Tx) -> tuple[int, int, int]:
                 first = await tx.now_ms()
                 db = int(await tx.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))

@@ -21,9 +21,14 @@ from tests.support.calls import CALL_LEAD, CALLER, call_setup, event
 
 
 async def test_faulty_buyers_get_their_outcome_within_deadline(api: Api, sandbox: Sandbox) -> None:
-    behaviours = {"drip": ("post_timeout", "timeout"), "badutf8": ("post_error", "unparsable"),
-                  "reset": ("post_error", "connection_error"), "fifty": ("post_error", "too_large"),
-                  "redirect": ("post_error", "http_302"), "hang": ("post_timeout", "timeout")}
+    behaviours = {
+        "drip": ("post_timeout", "timeout"),
+        "badutf8": ("post_error", "unparsable"),
+        "reset": ("post_error", "connection_error"),
+        "fifty": ("post_error", "too_large"),
+        "redirect": ("post_error", "http_302"),
+        "hang": ("post_timeout", "timeout"),
+    }
     await base_setup(api, rule="multisell", max_winners=10)
     key = await campaign(api)
     for name in behaviours:
@@ -43,14 +48,18 @@ async def test_faulty_bidders_never_leak_into_other_outcomes(api: Api, sandbox: 
     key = await campaign(api)
     for name, behaviour in (("garbage", "garbage"), ("err", "error"), ("ok", "fixed")):
         await buyer(api, f"buyer-{name}", deposit=100_000)
-        await contract(api, name, f"buyer-{name}", None, rtb={"url": sandbox.bid(name, behaviour, "cents=3000"),
-                                                              "timeout_ms": 300})
+        await contract(
+            api, name, f"buyer-{name}", None, rtb={"url": sandbox.bid(name, behaviour, "cents=3000"), "timeout_ms": 300}
+        )
     await buyer(api, "buyer-reset", deposit=100_000)
-    await contract(api, "reset", "buyer-reset", None, rtb={"url": sandbox.deliver("reset", "reset"),
-                                                           "timeout_ms": 300})
+    await contract(api, "reset", "buyer-reset", None, rtb={"url": sandbox.deliver("reset", "reset"), "timeout_ms": 300})
     wf = await waterfall(api, (await ping(api, key))["ping_id"])
-    assert {n: wf[n]["outcome"] for n in wf} == {"garbage": "bid_invalid", "err": "bid_error", "ok": "won",
-                                                 "reset": "bid_error"}
+    assert {n: wf[n]["outcome"] for n in wf} == {
+        "garbage": "bid_invalid",
+        "err": "bid_error",
+        "ok": "won",
+        "reset": "bid_error",
+    }
 
 
 @pytest.fixture
@@ -65,9 +74,21 @@ async def limited_api(settings: Settings, store: Store) -> AsyncIterator[Api]:
 async def test_rate_limit_and_in_flight_limit(limited_api: Api, sandbox: Sandbox) -> None:
     api = limited_api
     await base_setup(api)
-    key = (await api.ok("POST", "/v1/admin/campaigns", 201, json={
-        "id": "limited", "name": "l", "partner": "acme", "offer": "med", "rate_limit_per_s": 3,
-        "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+    key = (
+        await api.ok(
+            "POST",
+            "/v1/admin/campaigns",
+            201,
+            json={
+                "id": "limited",
+                "name": "l",
+                "partner": "acme",
+                "offer": "med",
+                "rate_limit_per_s": 3,
+                "payout": {"type": "revshare", "percent": 50},
+            },
+        )
+    )["posting_key"]
     await buyer(api, "buyer-a", deposit=100_000)
     await contract(api, "a", "buyer-a", 1000)
     started = time.time()
@@ -90,24 +111,36 @@ async def test_rate_limit_and_in_flight_limit(limited_api: Api, sandbox: Sandbox
 
 
 async def test_pii_never_in_logs_metrics_errors_waterfalls_or_bid_requests(
-        api: Api, sandbox: Sandbox, capfd: pytest.CaptureFixture[str]) -> None:
+    api: Api, sandbox: Sandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
     key, platform = await call_setup(api, sandbox)
     answer = await ping(api, key, lead=CALL_LEAD, channel="call", consumer={"phone_sha256": PHONE_HASH})
-    await event(api, platform, answer["ping_id"], "connected", {"bid_id": answer["bids"][0]["bid_id"],
-                                                               "lead": CALLER})
+    await event(api, platform, answer["ping_id"], "connected", {"bid_id": answer["bids"][0]["bid_id"], "lead": CALLER})
     form = await ping(api, key)
-    bodies = [(await api.request("POST", "/v1/post", token=key,
-                                 json={"ping_id": form["ping_id"], "lead": {**FULL, "age": 71}})).text,
-              (await api.request("POST", "/v1/ping", token=key, json={"lead": {**LEAD, "phone": "3055550100",
-                                                                               "first_name": "Ada"}})).text]
+    bodies = [
+        (
+            await api.request(
+                "POST", "/v1/post", token=key, json={"ping_id": form["ping_id"], "lead": {**FULL, "age": 71}}
+            )
+        ).text,
+        (
+            await api.request(
+                "POST", "/v1/ping", token=key, json={"lead": {**LEAD, "phone": "3055550100", "first_name": "Ada"}}
+            )
+        ).text,
+    ]
     await post(api, key, form["ping_id"])
-    seen = "\n".join([
-        capfd.readouterr().err, (await api.client.get("/metrics")).text, *bodies,
-        str(await api.ok("GET", f"/v1/admin/pings/{answer['ping_id']}")),
-        str(await api.ok("GET", f"/v1/admin/pings/{form['ping_id']}")),
-        str(await api.ok("GET", "/v1/admin/pings")),
-        str([r for name in "abcx" for r in await sandbox.received(name) if r["path"].startswith("/bid")]),
-    ])
+    seen = "\n".join(
+        [
+            capfd.readouterr().err,
+            (await api.client.get("/metrics")).text,
+            *bodies,
+            str(await api.ok("GET", f"/v1/admin/pings/{answer['ping_id']}")),
+            str(await api.ok("GET", f"/v1/admin/pings/{form['ping_id']}")),
+            str(await api.ok("GET", "/v1/admin/pings")),
+            str([r for name in "abcx" for r in await sandbox.received(name) if r["path"].startswith("/bid")]),
+        ]
+    )
     assert "ping_decided" in seen and "delivery" in seen  # the logs were captured
     for marker in PII_MARKERS:
         assert marker not in seen, marker
@@ -118,13 +151,12 @@ async def test_buyer_keys_see_only_their_own(api: Api, sandbox: Sandbox) -> None
     key = await campaign(api)
     for name in ("a", "b"):
         await buyer(api, f"buyer-{name}", deposit=100_000)
-        await contract(api, name, f"buyer-{name}", 5000 if name == "a" else 4000,
-                       delivery={"url": sandbox.deliver(name)})
+        await contract(
+            api, name, f"buyer-{name}", 5000 if name == "a" else 4000, delivery={"url": sandbox.deliver(name)}
+        )
     await post(api, key, (await ping(api, key))["ping_id"])
-    key_a = (await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "buyer-a",
-                                                                   "name": "a"}))
-    key_b = (await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "buyer-b",
-                                                                   "name": "b"}))
+    key_a = await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "buyer-a", "name": "a"})
+    key_b = await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "buyer-b", "name": "b"})
     mine = await api.ok("GET", "/v1/buyer/sales", token=key_a["key"])
     assert [s["buyer"] for s in mine["items"]] == ["buyer-a"] and mine["items"][0]["price_cents"] == 5000
     theirs = await api.ok("GET", "/v1/buyer/sales", token=key_b["key"])
@@ -151,10 +183,18 @@ async def test_purge_deletes_post_pii_only(api: Api, store: Store, sandbox: Sand
     assert len((await api.ok("GET", "/v1/admin/sales"))["items"]) == 1
 
 
-@pytest.mark.parametrize("body", [
-    b'{"lead": {"state": "FL\\u0000"}}', b'{"lead": {"age": 99999999999999999999999}}', b"[]", b'"x"',
-    b'{"lead": {}, "min_payout_cents": 1e30}', b'{"lead": {"state": "FL"}, "channel": "fax"}', b"\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"lead": {"state": "FL\\u0000"}}',
+        b'{"lead": {"age": 99999999999999999999999}}',
+        b"[]",
+        b'"x"',
+        b'{"lead": {}, "min_payout_cents": 1e30}',
+        b'{"lead": {"state": "FL"}, "channel": "fax"}',
+        b"\xff\xfe",
+    ],
+)
 async def test_hostile_pings_are_4xx_and_change_nothing(api: Api, store: Store, body: bytes) -> None:
     await base_setup(api)
     key = await campaign(api)

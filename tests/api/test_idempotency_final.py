@@ -19,8 +19,9 @@ from tests.conftest import Api
 
 
 async def key_rows(store: Store) -> list[dict[str, Any]]:
-    rows = await store.read(lambda tx: tx.fetch(
-        "SELECT endpoint, key, state, status FROM idempotency_keys ORDER BY endpoint, key"))
+    rows = await store.read(
+        lambda tx: tx.fetch("SELECT endpoint, key, state, status FROM idempotency_keys ORDER BY endpoint, key")
+    )
     return [dict(r) for r in rows]
 
 
@@ -28,9 +29,19 @@ async def one_buyer(api: Api, **campaign_fields: Any) -> str:
     await base_setup(api)
     await buyer(api, "buyer-a", deposit=100_000)
     await contract(api, "a", "buyer-a", 5000)
-    created = await api.ok("POST", "/v1/admin/campaigns", 201, json={
-        "id": "acme-med", "name": "c", "partner": "acme", "offer": "med",
-        "payout": {"type": "revshare", "percent": 70}, **campaign_fields})
+    created = await api.ok(
+        "POST",
+        "/v1/admin/campaigns",
+        201,
+        json={
+            "id": "acme-med",
+            "name": "c",
+            "partner": "acme",
+            "offer": "med",
+            "payout": {"type": "revshare", "percent": 70},
+            **campaign_fields,
+        },
+    )
     return str(created["posting_key"])
 
 
@@ -72,8 +83,13 @@ async def test_post_of_another_campaigns_ping_releases_its_key(api: Api, store: 
     other = await campaign(api, ident="other")
     ping_id = (await ping(api, key))["ping_id"]
     for _ in range(2):
-        r = await api.request("POST", "/v1/post", token=other, json={"ping_id": ping_id, "lead": FULL},
-                              headers={"Idempotency-Key": "post-403"})
+        r = await api.request(
+            "POST",
+            "/v1/post",
+            token=other,
+            json={"ping_id": ping_id, "lead": FULL},
+            headers={"Idempotency-Key": "post-403"},
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
         assert "Idempotent-Replayed" not in r.headers
     assert await key_rows(store) == []
@@ -83,8 +99,16 @@ async def test_final_refusals_are_still_replayed(api: Api, store: Store) -> None
     key = await one_buyer(api)
     ping_id = (await ping(api, key))["ping_id"]
     await api.ok("POST", "/v1/post", token=key, json={"ping_id": ping_id, "lead": FULL})
-    answers = [await api.request("POST", "/v1/post", token=key, json={"ping_id": ping_id, "lead": FULL},
-                                 headers={"Idempotency-Key": "post-409"}) for _ in range(2)]
+    answers = [
+        await api.request(
+            "POST",
+            "/v1/post",
+            token=key,
+            json={"ping_id": ping_id, "lead": FULL},
+            headers={"Idempotency-Key": "post-409"},
+        )
+        for _ in range(2)
+    ]
     assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [(409, "already_posted")] * 2
     assert answers[1].headers["Idempotent-Replayed"] == "true"
     assert await key_rows(store) == [{"endpoint": "post", "key": "post-409", "state": "done", "status": 409}]
@@ -95,18 +119,31 @@ class Answer(BaseModel):
 
 
 def keyed_request(key: str) -> Request:
-    return Request({"type": "http", "method": "POST", "path": "/v1/post",
-                    "headers": [(b"idempotency-key", key.encode())]})
+    return Request(
+        {"type": "http", "method": "POST", "path": "/v1/post", "headers": [(b"idempotency-key", key.encode())]}
+    )
 
 
-FINAL = [errors.MalformedJson("x"), errors.NotFound("ping", "png_1"),
-         errors.Conflict("x", code="already_posted"), errors.Gone("x"), errors.Gone("x", code="bid_expired"),
-         errors.PayloadTooLarge("x"), errors.ValidationFailed.one("lead", "x"),
-         errors.Unprocessable("x", code="lead_mismatch")]
-TEMPORARY = [errors.Unauthorized("x"), errors.Forbidden("x"), errors.Conflict("x", code="idempotency_in_flight"),
-             errors.Conflict("x"), errors.RateLimited("x", headers={"Retry-After": "1"}), errors.Overloaded("x"),
-             errors.PingpostError("x", code="internal_error", status=500),
-             errors.PingpostError("x", code="bad_gateway", status=502)]
+FINAL = [
+    errors.MalformedJson("x"),
+    errors.NotFound("ping", "png_1"),
+    errors.Conflict("x", code="already_posted"),
+    errors.Gone("x"),
+    errors.Gone("x", code="bid_expired"),
+    errors.PayloadTooLarge("x"),
+    errors.ValidationFailed.one("lead", "x"),
+    errors.Unprocessable("x", code="lead_mismatch"),
+]
+TEMPORARY = [
+    errors.Unauthorized("x"),
+    errors.Forbidden("x"),
+    errors.Conflict("x", code="idempotency_in_flight"),
+    errors.Conflict("x"),
+    errors.RateLimited("x", headers={"Retry-After": "1"}),
+    errors.Overloaded("x"),
+    errors.PingpostError("x", code="internal_error", status=500),
+    errors.PingpostError("x", code="bad_gateway", status=502),
+]
 
 
 @pytest.mark.parametrize("endpoint", ["ping", "post", "direct-post"])
@@ -123,8 +160,9 @@ async def test_which_refusals_are_recorded(store: Store, endpoint: str) -> None:
 
         for _ in range(2):
             try:
-                await run_idempotent(keyed_request(f"k{n}"), idem=idem, campaign_id="c", endpoint=endpoint,
-                                     body=Answer(), run=refuse)
+                await run_idempotent(
+                    keyed_request(f"k{n}"), idem=idem, campaign_id="c", endpoint=endpoint, body=Answer(), run=refuse
+                )
             except errors.PingpostError as raised:
                 assert raised is exc
             else:  # a replay answers the stored refusal instead of raising

@@ -20,39 +20,58 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 async def setup(base: str, sandbox: str, *, behaviour: str, mode: str = "ping_post") -> str:
     async with admin_session(base) as post:
-
         await post("/v1/admin/verticals", VERTICAL)
         for offer, m in (("med", "ping_post"), ("direct", "direct_post")):
             await post("/v1/admin/offers", {"id": offer, "name": offer, "vertical": "medicare", "mode": m})
         await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
         keys = {}
         for offer in ("med", "direct"):
-            keys[offer] = (await post("/v1/admin/campaigns", {
-                "id": f"c-{offer}", "name": "C", "partner": "acme", "offer": offer,
-                "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+            keys[offer] = (
+                await post(
+                    "/v1/admin/campaigns",
+                    {
+                        "id": f"c-{offer}",
+                        "name": "C",
+                        "partner": "acme",
+                        "offer": offer,
+                        "payout": {"type": "revshare", "percent": 50},
+                    },
+                )
+            )["posting_key"]
         await post("/v1/admin/buyers", {"id": "b", "name": "b"})
         await post("/v1/admin/buyers/b/deposits", {"amount_cents": 100_000})
         for offer in ("med", "direct"):
-            await post("/v1/admin/contracts", {
-                "id": f"k-{offer}", "name": "k", "buyer": "b", "offer": offer, "price_cents": 1000, "dedup_days": 0,
-                "delivery": {"url": f"{sandbox}/deliver/b/{behaviour}", "timeout_ms": 1500}})
+            await post(
+                "/v1/admin/contracts",
+                {
+                    "id": f"k-{offer}",
+                    "name": "k",
+                    "buyer": "b",
+                    "offer": offer,
+                    "price_cents": 1000,
+                    "dedup_days": 0,
+                    "delivery": {"url": f"{sandbox}/deliver/b/{behaviour}", "timeout_ms": 1500},
+                },
+            )
         return str(keys["med"] if mode == "ping_post" else keys["direct"])
 
 
 async def counts(url: str) -> dict[str, int]:
     store = await open_store(url)
     try:
+
         async def unit(tx: Tx) -> dict[str, int]:
-            return {t: int(await tx.fetchval(f"SELECT COUNT(*) FROM {t}"))
-                    for t in ("pings", "reservations", "deliveries", "sales")}
+            return {
+                t: int(await tx.fetchval(f"SELECT COUNT(*) FROM {t}"))
+                for t in ("pings", "reservations", "deliveries", "sales")
+            }
 
         return await store.read(unit)
     finally:
         await store.close()
 
 
-async def same_key_everywhere(bases: list[str], path: str, key: str, body: dict[str, Any],
-                              idem: str) -> dict[str, Any]:
+async def same_key_everywhere(bases: list[str], path: str, key: str, body: dict[str, Any], idem: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem}
     async with httpx.AsyncClient(timeout=30) as c:
         answers = await asyncio.gather(*(c.post(f"{b}{path}", json=body, headers=headers) for b in bases * 2))
@@ -69,13 +88,17 @@ async def same_key_everywhere(bases: list[str], path: str, key: str, body: dict[
 
 
 def test_two_processes_same_key_one_effect(database_url: str, tmp_path: Path) -> None:
-    with sandbox_server(tmp_path) as sandbox, \
-            pingpost_server(database_url, workdir=tmp_path) as a, pingpost_server(database_url, workdir=tmp_path) as b:
+    with (
+        sandbox_server(tmp_path) as sandbox,
+        pingpost_server(database_url, workdir=tmp_path) as a,
+        pingpost_server(database_url, workdir=tmp_path) as b,
+    ):
         key = asyncio.run(setup(a, sandbox, behaviour="slow"))
         answer = asyncio.run(same_key_everywhere([a, b], "/v1/ping", key, {"lead": LEAD}, "p-1"))
         assert asyncio.run(counts(database_url))["reservations"] == 1
-        posted = asyncio.run(same_key_everywhere([a, b], "/v1/post", key,
-                                                 {"ping_id": answer["ping_id"], "lead": FULL}, "p-1"))
+        posted = asyncio.run(
+            same_key_everywhere([a, b], "/v1/post", key, {"ping_id": answer["ping_id"], "lead": FULL}, "p-1")
+        )
         assert posted["status"] == "sold"
         direct_key = asyncio.run(setup_direct_key(a))
         sold = asyncio.run(same_key_everywhere([a, b], "/v1/direct-post", direct_key, {"lead": FULL}, "d-1"))
@@ -86,9 +109,16 @@ def test_two_processes_same_key_one_effect(database_url: str, tmp_path: Path) ->
 
 async def setup_direct_key(base: str) -> str:
     async with httpx.AsyncClient(base_url=base, headers=ADMIN) as c:
-        r = await c.post("/v1/admin/campaigns", json={"id": "c-direct-2", "name": "C", "partner": "acme",
-                                                      "offer": "direct", "payout": {"type": "fixed",
-                                                                                    "amount_cents": 100}})
+        r = await c.post(
+            "/v1/admin/campaigns",
+            json={
+                "id": "c-direct-2",
+                "name": "C",
+                "partner": "acme",
+                "offer": "direct",
+                "payout": {"type": "fixed", "amount_cents": 100},
+            },
+        )
         return str(r.json()["posting_key"])
 
 
@@ -102,8 +132,9 @@ def test_retry_after_owner_killed_never_delivers_again(database_url: str, tmp_pa
 
             async def post_until_delivering() -> None:
                 async with httpx.AsyncClient(timeout=30) as c:
-                    task = asyncio.create_task(c.post(f"{base}/v1/post", json={"ping_id": ping_id, "lead": FULL},
-                                                      headers=headers))
+                    task = asyncio.create_task(
+                        c.post(f"{base}/v1/post", json={"ping_id": ping_id, "lead": FULL}, headers=headers)
+                    )
                     while not httpx.get(f"{sandbox}/_received/b").json():
                         await asyncio.sleep(0.05)
                     task.cancel()

@@ -13,12 +13,14 @@ from tests.conftest import Api
 async def ledger_invariants(store: Store) -> None:
     async def unit(tx: Tx) -> None:
         unbalanced = await tx.fetch(
-            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING SUM(amount_cents) <> 0")
+            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING SUM(amount_cents) <> 0"
+        )
         assert unbalanced == []
         for row in await tx.fetch("SELECT buyer_id, balance_cents FROM buyer_funds"):
             total = await tx.fetchval(
                 "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries WHERE account = :a",
-                {"a": f"buyer:{row['buyer_id']}"})
+                {"a": f"buyer:{row['buyer_id']}"},
+            )
             assert int(total) == int(row["balance_cents"])
 
     await store.read(unit)
@@ -28,8 +30,10 @@ async def test_deposits_balance_and_ledger(api: Api, store: Store) -> None:
     await buyer(api, "b", credit=1000)
     txn = await api.ok("POST", "/v1/admin/buyers/b/deposits", 201, json={"amount_cents": 2500, "reference": "w1"})
     assert txn["kind"] == "deposit" and txn["transaction_id"].startswith("txn_")
-    assert sorted((e["account"], e["amount_cents"]) for e in txn["entries"]) == [("buyer:b", 2500),
-                                                                                  ("house:cash", -2500)]
+    assert sorted((e["account"], e["amount_cents"]) for e in txn["entries"]) == [
+        ("buyer:b", 2500),
+        ("house:cash", -2500),
+    ]
     again = await api.ok("POST", "/v1/admin/buyers/b/deposits", 201, json={"amount_cents": 2500, "reference": "w1"})
     assert again["transaction_id"] == txn["transaction_id"]
     r = await api.request("POST", "/v1/admin/buyers/b/deposits", json={"amount_cents": 999, "reference": "w1"})
@@ -48,8 +52,13 @@ async def test_deposits_balance_and_ledger(api: Api, store: Store) -> None:
 
 async def test_bad_deposits_change_nothing(api: Api, store: Store) -> None:
     await buyer(api, "b")
-    for body in ({"amount_cents": 0}, {"amount_cents": -5}, {"amount_cents": 1.5}, {"amount_cents": 2**70},
-                 {"amount_cents": "100"}):
+    for body in (
+        {"amount_cents": 0},
+        {"amount_cents": -5},
+        {"amount_cents": 1.5},
+        {"amount_cents": 2**70},
+        {"amount_cents": "100"},
+    ):
         r = await api.request("POST", "/v1/admin/buyers/b/deposits", json=body)
         assert r.status_code == 422, body
     r = await api.request("POST", "/v1/admin/buyers/ghost/deposits", json={"amount_cents": 5})

@@ -35,8 +35,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BUYERS = {"acc": ("accept", 3000), "rej": ("reject", 2500), "acc2": ("accept", 2000)}
 # acc: returns decided by the operator, partner clawed back; acc2: approved at once, no clawback, at
 # most half of a month's sales returned.
-POLICIES = {"acc": {"window_days": 30}, "rej": {"window_days": 30},
-            "acc2": {"window_days": 30, "auto_approve": True, "partner_clawback": False, "max_return_rate_pct": 50}}
+POLICIES = {
+    "acc": {"window_days": 30},
+    "rej": {"window_days": 30},
+    "acc2": {"window_days": 30, "auto_approve": True, "partner_clawback": False, "max_return_rate_pct": 50},
+}
 DAY_MS = 86_400_000
 
 
@@ -77,8 +80,10 @@ class Exchange(RuleBasedStateMachine):
         migrate(url)
         self.runner, sandbox = self.run(start_sandbox())
         self.store: Store = self.run(open_store(url))
-        app = create_app(Settings(database_url=url, admin_token=ADMIN_TOKEN, secret_key="k",
-                                  key_file=str(self.tmp / "k")), store=self.store)
+        app = create_app(
+            Settings(database_url=url, admin_token=ADMIN_TOKEN, secret_key="k", key_file=str(self.tmp / "k")),
+            store=self.store,
+        )
         self.lifespan = app.router.lifespan_context(app)
         self.run(self.lifespan.__aenter__())
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30)
@@ -90,20 +95,45 @@ class Exchange(RuleBasedStateMachine):
                 return r.json()
 
             await post("/v1/admin/verticals", VERTICAL)
-            await post("/v1/admin/offers", {"id": "med", "name": "M", "vertical": "medicare",
-                                            "distribution": {"rule": "multisell", "max_winners": 3}})
+            await post(
+                "/v1/admin/offers",
+                {
+                    "id": "med",
+                    "name": "M",
+                    "vertical": "medicare",
+                    "distribution": {"rule": "multisell", "max_winners": 3},
+                },
+            )
             await post("/v1/admin/partners", {"id": "p", "name": "P"})
-            key = (await post("/v1/admin/campaigns", {"id": "c", "name": "C", "partner": "p", "offer": "med",
-                                                      "payout": {"type": "revshare", "percent": 55.5}}))
+            key = await post(
+                "/v1/admin/campaigns",
+                {
+                    "id": "c",
+                    "name": "C",
+                    "partner": "p",
+                    "offer": "med",
+                    "payout": {"type": "revshare", "percent": 55.5},
+                },
+            )
             for name, (behaviour, price) in BUYERS.items():
                 await post("/v1/admin/buyers", {"id": name, "name": name, "credit_limit_cents": 1000})
                 await post(f"/v1/admin/buyers/{name}/deposits", {"amount_cents": 12_000})
-                await post("/v1/admin/contracts", {"id": name, "name": name, "buyer": name, "offer": "med",
-                                                   "price_cents": price, "caps": {"daily": 6},
-                                                   "return_policy": POLICIES[name],
-                                                   "delivery": {"url": f"{sandbox}/deliver/{name}/{behaviour}"}})
-                self.buyer_keys[name] = (await post("/v1/admin/api-keys", {"kind": "buyer", "buyer": name,
-                                                                           "name": name}))["key"]
+                await post(
+                    "/v1/admin/contracts",
+                    {
+                        "id": name,
+                        "name": name,
+                        "buyer": name,
+                        "offer": "med",
+                        "price_cents": price,
+                        "caps": {"daily": 6},
+                        "return_policy": POLICIES[name],
+                        "delivery": {"url": f"{sandbox}/deliver/{name}/{behaviour}"},
+                    },
+                )
+                self.buyer_keys[name] = (
+                    await post("/v1/admin/api-keys", {"kind": "buyer", "buyer": name, "name": name})
+                )["key"]
             return str(key["posting_key"])
 
         self.key = self.run(setup())
@@ -119,8 +149,9 @@ class Exchange(RuleBasedStateMachine):
 
     @rule(buyer=st.sampled_from(sorted(BUYERS)), amount=st.integers(1, 8000))
     def deposit(self, buyer: str, amount: int) -> None:
-        r = self.run(self.client.post(f"/v1/admin/buyers/{buyer}/deposits", json={"amount_cents": amount},
-                                      headers=ADMIN))
+        r = self.run(
+            self.client.post(f"/v1/admin/buyers/{buyer}/deposits", json={"amount_cents": amount}, headers=ADMIN)
+        )
         assert r.status_code == 201
 
     def first_sales(self) -> None:
@@ -138,8 +169,13 @@ class Exchange(RuleBasedStateMachine):
 
     @rule(age=st.integers(60, 90))
     def ping(self, age: int) -> None:
-        r = self.run(self.client.post("/v1/ping", json={"lead": {"state": "FL", "zip": "33109", "age": age}},
-                                      headers={"Authorization": f"Bearer {self.key}"}))
+        r = self.run(
+            self.client.post(
+                "/v1/ping",
+                json={"lead": {"state": "FL", "zip": "33109", "age": age}},
+                headers={"Authorization": f"Bearer {self.key}"},
+            )
+        )
         assert r.status_code == 200, r.text
         if r.json()["bids"]:
             self.open_pings.append((r.json()["ping_id"], age))
@@ -153,8 +189,11 @@ class Exchange(RuleBasedStateMachine):
         ping_id, age = self.open_pings.pop(index)
         self.phone += 1
         lead = {"state": "FL", "zip": "33109", "age": age, "first_name": "T", "phone": f"30555{self.phone:05d}"}
-        r = self.run(self.client.post("/v1/post", json={"ping_id": ping_id, "lead": lead},
-                                      headers={"Authorization": f"Bearer {self.key}"}))
+        r = self.run(
+            self.client.post(
+                "/v1/post", json={"ping_id": ping_id, "lead": lead}, headers={"Authorization": f"Bearer {self.key}"}
+            )
+        )
         assert r.status_code in (200, 410), r.text  # 410 only after time_passes
         if r.status_code == 200:
             assert all(s["bid_id"] for s in r.json()["sales"])
@@ -185,14 +224,20 @@ class Exchange(RuleBasedStateMachine):
         """(billed sales, pending and approved returns) of the contract: every sale here is made in
         this month (a run lasts seconds)."""
         sales = [s for s in self.sales.values() if s.contract == contract and s.status != "reversed"]
-        returns = [r for r in self.returns.values() if self.sales[r.sale_id].contract == contract
-                   and r.status in ("pending", "approved")]
+        returns = [
+            r
+            for r in self.returns.values()
+            if self.sales[r.sale_id].contract == contract and r.status in ("pending", "approved")
+        ]
         return len(sales), len(returns)
 
     @precondition(lambda self: bool(self.sales))
-    @rule(data=st.data(), by=st.sampled_from(["admin", "own", "own", "other"]),
-          amount=st.one_of(st.none(), st.integers(1, 3500)),
-          reason=st.sampled_from(["fraud", "other", "fraud", "spam"]))
+    @rule(
+        data=st.data(),
+        by=st.sampled_from(["admin", "own", "own", "other"]),
+        amount=st.one_of(st.none(), st.integers(1, 3500)),
+        reason=st.sampled_from(["fraud", "other", "fraud", "spam"]),
+    )
     def open_return(self, data: st.DataObject, by: str, amount: int | None, reason: str) -> None:
         sale_id = data.draw(st.sampled_from(sorted(self.sales)))
         sale = self.sales[sale_id]
@@ -271,26 +316,36 @@ class Exchange(RuleBasedStateMachine):
         owed = self.admin_get("/v1/admin/ledger", account="partner:p", limit=1)["balance_cents"]
         if repeat and self.payouts:
             reference, amount, txn_id = self.payouts[-1]
-            r = self.run(self.client.post("/v1/admin/partners/p/payouts", headers=ADMIN,
-                                          json={"amount_cents": amount, "reference": reference}))
+            r = self.run(
+                self.client.post(
+                    "/v1/admin/partners/p/payouts", headers=ADMIN, json={"amount_cents": amount, "reference": reference}
+                )
+            )
             assert r.status_code == 201 and r.json()["transaction_id"] == txn_id, r.text
             assert self.admin_get("/v1/admin/ledger", account="partner:p", limit=1)["balance_cents"] == owed
             return
         reference = f"wire-{len(self.payouts)}-{amount}"
-        r = self.run(self.client.post("/v1/admin/partners/p/payouts", headers=ADMIN,
-                                      json={"amount_cents": amount, "reference": reference}))
+        r = self.run(
+            self.client.post(
+                "/v1/admin/partners/p/payouts", headers=ADMIN, json={"amount_cents": amount, "reference": reference}
+            )
+        )
         if amount <= owed:
             assert r.status_code == 201, r.text
             self.payouts.append((reference, amount, r.json()["transaction_id"]))
         else:
             assert (r.status_code, r.json()["error"]["code"]) == (422, "insufficient_balance"), r.text
 
-    @rule(account=st.sampled_from(["buyer:acc", "buyer:acc2", "partner:p", "house:revenue", "house:cash"]),
-          first=st.integers(-3, 1), length=st.integers(0, 3))
+    @rule(
+        account=st.sampled_from(["buyer:acc", "buyer:acc2", "partner:p", "house:revenue", "house:cash"]),
+        first=st.integers(-3, 1),
+        length=st.integers(0, 3),
+    )
     def statement(self, account: str, first: int, length: int) -> None:
         """Any range adds up: opening + lines = closing, each re-derived from the ledger."""
         today = now_ms() // DAY_MS
         start_day, end_day = today + first, today + first + length
+
         def day(n: int) -> str:
             return datetime.fromtimestamp(n * 86_400, UTC).date().isoformat()
 
@@ -300,10 +355,14 @@ class Exchange(RuleBasedStateMachine):
         assert sum(got["totals"].values()) == lines
 
         async def sums(tx: Tx) -> tuple[int, int]:
-            q = ("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries "
-                 "WHERE account = :a AND created_at < :t")
-            return (int(await tx.fetchval(q, {"a": account, "t": start_day * DAY_MS})),
-                    int(await tx.fetchval(q, {"a": account, "t": (end_day + 1) * DAY_MS})))
+            q = (
+                "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries "
+                "WHERE account = :a AND created_at < :t"
+            )
+            return (
+                int(await tx.fetchval(q, {"a": account, "t": start_day * DAY_MS})),
+                int(await tx.fetchval(q, {"a": account, "t": (end_day + 1) * DAY_MS})),
+            )
 
         assert (got["opening_balance_cents"], got["closing_balance_cents"]) == self.run(self.store.read(sums))
 
@@ -318,9 +377,13 @@ class Exchange(RuleBasedStateMachine):
         async def unit(tx: Tx) -> None:
             for ret in await tx.fetch("SELECT id, status FROM returns"):
                 assert ret["status"] == self.returns[ret["id"]].status
-            paid = int(await tx.fetchval("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries "
-                                         "WHERE account = 'partner:p' AND transaction_id IN (SELECT id FROM "
-                                         "ledger_transactions WHERE kind = 'payout')"))
+            paid = int(
+                await tx.fetchval(
+                    "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries "
+                    "WHERE account = 'partner:p' AND transaction_id IN (SELECT id FROM "
+                    "ledger_transactions WHERE kind = 'payout')"
+                )
+            )
             assert -paid == sum(amount for _, amount, _ in self.payouts)
 
         self.run(self.store.read(unit))
@@ -335,13 +398,17 @@ class Exchange(RuleBasedStateMachine):
             for f in await tx.fetch("SELECT * FROM buyer_funds"):
                 live = await tx.fetchval(
                     "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM reservations "
-                    "WHERE buyer_id = :b AND state IN ('held', 'posting')", {"b": f["buyer_id"]})
+                    "WHERE buyer_id = :b AND state IN ('held', 'posting')",
+                    {"b": f["buyer_id"]},
+                )
                 assert int(f["holds_cents"]) == int(live)
                 assert int(f["balance_cents"]) + int(f["credit_limit_cents"]) - int(f["holds_cents"]) >= 0
             for u in await tx.fetch("SELECT * FROM contract_usage"):
                 counted = await tx.fetchval(
                     "SELECT COUNT(*) FROM reservations WHERE contract_id = :c AND day_key = :d "
-                    "AND state IN ('held', 'posting', 'sold')", {"c": u["contract_id"], "d": u["day_key"]})
+                    "AND state IN ('held', 'posting', 'sold')",
+                    {"c": u["contract_id"], "d": u["day_key"]},
+                )
                 assert u["day_used"] == counted <= 6
             sales = await tx.fetchval("SELECT COUNT(*) FROM sales")
             assert sales == self.sold

@@ -72,51 +72,96 @@ async def seed(base: str, sandbox: str | None = None) -> dict[str, str]:
     the sandbox buyers' `sandbox` (`pingpost sandbox-buyers`), also one sale and the partner's payout."""
     async with admin_session(base) as post:
         await post("/v1/admin/verticals", VERTICAL)
-        await post("/v1/admin/offers", {"id": seeded.OFFER, "name": "M", "vertical": seeded.VERTICAL,
-                                        "channels": ["form", "call", "callback"]})
+        await post(
+            "/v1/admin/offers",
+            {"id": seeded.OFFER, "name": "M", "vertical": seeded.VERTICAL, "channels": ["form", "call", "callback"]},
+        )
         await post("/v1/admin/partners", {"id": seeded.PARTNER, "name": "Acme"})
-        campaign = await post("/v1/admin/campaigns", {
-            "id": "cmp", "name": "C", "partner": seeded.PARTNER, "offer": seeded.OFFER,
-            "payout": {"type": "revshare", "percent": 50}})
+        campaign = await post(
+            "/v1/admin/campaigns",
+            {
+                "id": "cmp",
+                "name": "C",
+                "partner": seeded.PARTNER,
+                "offer": seeded.OFFER,
+                "payout": {"type": "revshare", "percent": 50},
+            },
+        )
         await post("/v1/admin/buyers", {"id": seeded.BUYER, "name": "B"})
-        await post("/v1/admin/contracts", {"id": "k", "name": "K", "buyer": seeded.BUYER, "offer": seeded.OFFER,
-                                           "price_cents": 100, "transfer": {"phone": "+13055550100"},
-                                           **({"delivery": {"url": f"{sandbox}/deliver/b/accept"}} if sandbox else {})})
+        await post(
+            "/v1/admin/contracts",
+            {
+                "id": "k",
+                "name": "K",
+                "buyer": seeded.BUYER,
+                "offer": seeded.OFFER,
+                "price_cents": 100,
+                "transfer": {"phone": "+13055550100"},
+                **({"delivery": {"url": f"{sandbox}/deliver/b/accept"}} if sandbox else {}),
+            },
+        )
         call = await post("/v1/admin/api-keys", {"kind": "call_platform", "name": "t"})
         buyer = await post("/v1/admin/api-keys", {"kind": "buyer", "buyer": seeded.BUYER, "name": "b"})
         if sandbox:  # one sale, so that the partner is owed something, and the payout the hooks' payouts repeat
             await post(f"/v1/admin/buyers/{seeded.BUYER}/deposits", {"amount_cents": 10_000})
             await sell(base, campaign["posting_key"])
-            await post(f"/v1/admin/partners/{seeded.PARTNER}/payouts",
-                       {"amount_cents": seeded.PAYOUT_CENTS, "reference": seeded.PAYOUT_REFERENCE})
+            await post(
+                f"/v1/admin/partners/{seeded.PARTNER}/payouts",
+                {"amount_cents": seeded.PAYOUT_CENTS, "reference": seeded.PAYOUT_REFERENCE},
+            )
     assert VERTICAL["id"] == seeded.VERTICAL
     assert any(f["name"] == seeded.NON_PII_FIELD and not f.get("pii") for f in VERTICAL["fields"])
-    return {"PINGPOST_ADMIN_TOKEN": ADMIN_TOKEN, "PINGPOST_ST_POSTING_KEY": campaign["posting_key"],
-            "PINGPOST_ST_CALL_KEY": call["key"], "PINGPOST_ST_BUYER_KEY": buyer["key"]}
+    return {
+        "PINGPOST_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PINGPOST_ST_POSTING_KEY": campaign["posting_key"],
+        "PINGPOST_ST_CALL_KEY": call["key"],
+        "PINGPOST_ST_BUYER_KEY": buyer["key"],
+    }
 
 
 async def sell(base: str, posting_key: str) -> None:
     """Ping and post one lead through the seeded campaign: one sale."""
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {posting_key}"},
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {posting_key}"}, timeout=30
+    ) as client:
         ping = await client.post("/v1/ping", json={"lead": LEAD})
         assert ping.status_code == 200 and ping.json()["bids"], ping.text
-        posted = await client.post("/v1/post", json={"ping_id": ping.json()["ping_id"], "lead": {
-            **LEAD, "first_name": "Ann", "phone": "3055550101"}})
+        posted = await client.post(
+            "/v1/post",
+            json={"ping_id": ping.json()["ping_id"], "lead": {**LEAD, "first_name": "Ann", "phone": "3055550101"}},
+        )
         assert posted.status_code == 200 and posted.json()["sales"], posted.text
 
 
-def run_schemathesis(location: str, keys: dict[str, str], workdir: Path,
-                     *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def run_schemathesis(
+    location: str, keys: dict[str, str], workdir: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`st run LOCATION` with tests/api/schemathesis.toml, as a separate process; its NDJSON report."""
     runs = len(list(workdir.glob("schemathesis-*.ndjson")))
     report = workdir / f"schemathesis-{runs}.ndjson"
     config = workdir / f"schemathesis-{runs}.toml"
     config.write_text(CONFIG.read_text() + ("" if FULL else BOUNDED))
     env = {**os.environ, **keys, "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1,localhost", "NO_COLOR": "1"}
-    args = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", location,
-            "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
-            "--report", "ndjson", "--report-ndjson-path", str(report), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "run",
+        location,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+        *extra,
+    ]
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     return done, report
 
@@ -162,9 +207,11 @@ def read_report(report: Path) -> Run:
                 request = (recorder["interactions"].get(case_id) or {}).get("request") or {}
                 body = request.get("body", {}).get("$base64")
                 sent = base64.b64decode(body).decode(errors="replace")[:200] if body else ""
-                failures.append(f"{failure['operation']} [{check['name']}] {response.get('status_code')}: "
-                                f"{failure['message'].splitlines()[0]} ({request.get('method')} "
-                                f"{request.get('uri')} {sent})")
+                failures.append(
+                    f"{failure['operation']} [{check['name']}] {response.get('status_code')}: "
+                    f"{failure['message'].splitlines()[0]} ({request.get('method')} "
+                    f"{request.get('uri')} {sent})"
+                )
     run.failures = sorted(set(failures))
     return run
 
@@ -172,8 +219,10 @@ def read_report(report: Path) -> Run:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Path]]:
     workdir = tmp_path_factory.mktemp("openapi")
-    with sandbox_server(workdir) as sandbox, \
-            pingpost_server(f"sqlite:///{workdir / 'openapi.db'}", workdir=workdir) as base:
+    with (
+        sandbox_server(workdir) as sandbox,
+        pingpost_server(f"sqlite:///{workdir / 'openapi.db'}", workdir=workdir) as base,
+    ):
         yield base, asyncio.run(seed(base, sandbox)), workdir
 
 
@@ -191,8 +240,11 @@ def test_the_document_is_what_the_server_does(server: tuple[str, dict[str, str],
     assert not locked_out, locked_out
     # schemathesis takes any `Allow` header, even an empty one: each must name the path's methods.
     paths = httpx.get(f"{base}/openapi.json").json()["paths"]
-    wrong = {label: allow for label, allow in run.allow.items()
-             if allow != {", ".join(sorted(m.upper() for m in paths[label.split(" ", 1)[1]]))}}
+    wrong = {
+        label: allow
+        for label, allow in run.allow.items()
+        if allow != {", ".join(sorted(m.upper() for m in paths[label.split(" ", 1)[1]]))}
+    }
     assert run.allow and not wrong, wrong
 
 
@@ -205,13 +257,24 @@ def test_a_lie_in_the_document_is_caught(server: tuple[str, dict[str, str], Path
     del account["schema"]["pattern"]
     lying = workdir / "lying.json"
     lying.write_text(json.dumps(document))
-    done, report = run_schemathesis(str(lying), keys, workdir, "--url", base, "--phases", "coverage",
-                                    "--include-path-regex", r"^/v1/admin/(verticals/\{ident\}|ledger)$",
-                                    "--include-method", "GET")
+    done, report = run_schemathesis(
+        str(lying),
+        keys,
+        workdir,
+        "--url",
+        base,
+        "--phases",
+        "coverage",
+        "--include-path-regex",
+        r"^/v1/admin/(verticals/\{ident\}|ledger)$",
+        "--include-method",
+        "GET",
+    )
     failures = read_report(report).failures
     assert done.returncode != 0
-    assert any(f.startswith("GET /v1/admin/verticals/{ident} [status_code_conformance] 404")
-               for f in failures), failures
+    assert any(f.startswith("GET /v1/admin/verticals/{ident} [status_code_conformance] 404") for f in failures), (
+        failures
+    )
     assert any(f.startswith("GET /v1/admin/ledger [positive_data_acceptance] 422") for f in failures), failures
 
 
@@ -236,10 +299,14 @@ def test_patch_bodies_state_the_create_rules() -> None:
 
 async def test_a_405_names_every_method_of_its_path(api: Api) -> None:
     """`Allow` (RFC 9110) lists every route of the path, the ping fast path's included."""
-    for method, path, allow in [("TRACE", "/v1/admin/verticals", "GET, POST"),
-                                ("OPTIONS", "/v1/admin/verticals/x", "GET, PATCH"),
-                                ("PUT", "/v1/ping", "POST"), ("GET", "/v1/post", "POST"),
-                                ("DELETE", "/v1/calls/png_x/failed", "POST"), ("POST", "/healthz", "GET")]:
+    for method, path, allow in [
+        ("TRACE", "/v1/admin/verticals", "GET, POST"),
+        ("OPTIONS", "/v1/admin/verticals/x", "GET, PATCH"),
+        ("PUT", "/v1/ping", "POST"),
+        ("GET", "/v1/post", "POST"),
+        ("DELETE", "/v1/calls/png_x/failed", "POST"),
+        ("POST", "/healthz", "GET"),
+    ]:
         r = await api.request(method, path)
         assert (r.status_code, r.headers.get("allow")) == (405, allow), (method, path, r.text)
         assert r.json()["error"]["code"] == "method_not_allowed"

@@ -74,14 +74,16 @@ async def test_hybrid_branches(api: Api) -> None:
     await buyer(api, "buyer-b", deposit=100_000)
     await contract(api, "ctr-a", "buyer-a", 5000, exclusive_price_cents=12000)
     await contract(api, "ctr-b", "buyer-b", 6000)
-    await api.ok("PATCH", "/v1/admin/offers/med",
-                 json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 10000}})
+    await api.ok(
+        "PATCH", "/v1/admin/offers/med", json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 10000}}
+    )
     answer = await ping(api, api_key)
     assert [b["sale_type"] for b in answer["bids"]] == ["exclusive"]
     wf = await waterfall(api, answer["ping_id"])
     assert wf["ctr-a"]["outcome"] == "won" and wf["ctr-a"]["bid_cents"] == 12000
-    await api.ok("PATCH", "/v1/admin/offers/med",
-                 json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 15000}})
+    await api.ok(
+        "PATCH", "/v1/admin/offers/med", json={"distribution": {"rule": "hybrid", "hybrid_floor_cents": 15000}}
+    )
     answer = await ping(api, api_key)
     assert sorted(b["sale_type"] for b in answer["bids"]) == ["shared", "shared"]
     wf = await waterfall(api, answer["ping_id"])
@@ -136,22 +138,28 @@ async def test_every_contract_gets_an_outcome_code(api: Api, store: Store) -> No
     await api.ok("PATCH", "/v1/admin/buyers/b-b", json={"status": "paused"})
     await contract(api, "buyer-paused", "b-b", 5000)
     await contract(api, "filter", "b-c", 5000, filters=[{"field": "state", "op": "in", "value": ["TX"]}])
-    await contract(api, "schedule", "b-d", 5000, schedule={"windows": [{"days": ["mon"], "start": "00:00",
-                                                                          "end": "00:01"}]})
+    await contract(
+        api, "schedule", "b-d", 5000, schedule={"windows": [{"days": ["mon"], "start": "00:00", "end": "00:01"}]}
+    )
     await contract(api, "cap", "b-e", 5000, caps={"daily": 0})
     await contract(api, "poor", "b-poor", 5000)
     await contract(api, "floor", "b-f", 900)
     await contract(api, "margin", "b-g", 2500)
     await contract(api, "winner", "b-h", 6000)
-    await contract(api, "rtb-needs", "b-i", None, rtb={"url": "http://127.0.0.1:9/bid",
-                                                        "required_fields": ["coverage"]})
+    await contract(
+        api, "rtb-needs", "b-i", None, rtb={"url": "http://127.0.0.1:9/bid", "required_fields": ["coverage"]}
+    )
     answer = await ping(api, key, min_payout_cents=0)
     wf = await waterfall(api, answer["ping_id"])
     assert {c: (w["outcome"], w["detail"]) for c, w in wf.items() if c != "schedule"} == {
-        "paused": ("contract_paused", None), "buyer-paused": ("buyer_paused", None),
-        "filter": ("filter_mismatch", "state"), "cap": ("cap_reached", "daily"),
-        "poor": ("insufficient_balance", None), "floor": ("below_floor", None),
-        "margin": ("negative_margin", None), "winner": ("won", None),
+        "paused": ("contract_paused", None),
+        "buyer-paused": ("buyer_paused", None),
+        "filter": ("filter_mismatch", "state"),
+        "cap": ("cap_reached", "daily"),
+        "poor": ("insufficient_balance", None),
+        "floor": ("below_floor", None),
+        "margin": ("negative_margin", None),
+        "winner": ("won", None),
         "rtb-needs": ("missing_required_fields", "coverage"),
     }
     assert wf["schedule"]["outcome"] in ("outside_schedule", "won")
@@ -276,12 +284,16 @@ async def test_fallback_to_static_price(api: Api) -> None:
     await contract(api, "rtb-never", "buyer-b", 9000, rtb={"url": "http://127.0.0.1:9/bid", "fallback": "never"})
     wf = await waterfall(api, (await ping(api, key))["ping_id"])
     assert (wf["rtb-static"]["outcome"], wf["rtb-static"]["source"], wf["rtb-static"]["bid_cents"]) == (
-        "won", "static_fallback", 4500)
+        "won",
+        "static_fallback",
+        4500,
+    )
     assert wf["rtb-never"]["outcome"] == "bid_error"
 
 
 async def test_ping_entry_point_keeps_the_body_limit_error_shape_and_methods(
-        api: Api, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    api: Api, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """POST /v1/ping bypasses the middleware stack (docs/performance.md); what the stack gives every
     other route must hold for it too."""
     key = await three_buyers(api)
@@ -293,8 +305,9 @@ async def test_ping_entry_point_keeps_the_body_limit_error_shape_and_methods(
         for _ in range(40):
             yield b" " * 10_000
 
-    r = await api.request("POST", "/v1/ping", token=key, content=chunked(),
-                          headers={"content-type": "application/json"})
+    r = await api.request(
+        "POST", "/v1/ping", token=key, content=chunked(), headers={"content-type": "application/json"}
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
     assert (await api.request("GET", "/v1/ping", token=key)).status_code == 405
     assert await reservations(store) == []
@@ -314,17 +327,26 @@ async def test_integers_beyond_64_bits_are_refused_everywhere_a_lead_or_filter_g
     platform = (await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "call_platform", "name": "t"}))["key"]
     huge = {**LEAD, "age": 2**64}
     for path, body, headers, token in (
-            ("/v1/ping", {"lead": huge}, {}, key),
-            ("/v1/ping", {"lead": {**LEAD, "extra": {"n": [-(2**63) - 1]}}}, {"Idempotency-Key": "k-1"}, key),
-            ("/v1/post", {"ping_id": "png_x", "lead": huge}, {}, key),
-            ("/v1/direct-post", {"lead": huge}, {}, key),
-            ("/v1/calls/png_x/connected", {"bid_id": "bid_x", "lead": {"": -9223372036854775809}}, {}, platform)):
+        ("/v1/ping", {"lead": huge}, {}, key),
+        ("/v1/ping", {"lead": {**LEAD, "extra": {"n": [-(2**63) - 1]}}}, {"Idempotency-Key": "k-1"}, key),
+        ("/v1/post", {"ping_id": "png_x", "lead": huge}, {}, key),
+        ("/v1/direct-post", {"lead": huge}, {}, key),
+        ("/v1/calls/png_x/connected", {"bid_id": "bid_x", "lead": {"": -9223372036854775809}}, {}, platform),
+    ):
         r = await api.request("POST", path, token=token, json=body, headers=headers)
         assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error"), (path, r.text)
         assert r.json()["error"]["details"]["errors"][0]["field"].startswith("lead"), r.text
-    r = await api.request("POST", "/v1/admin/contracts", json={
-        "name": "x", "buyer": "buyer-a", "offer": "med", "price_cents": 100,
-        "filters": [{"field": "age", "op": "gte", "value": 2**64}]})
+    r = await api.request(
+        "POST",
+        "/v1/admin/contracts",
+        json={
+            "name": "x",
+            "buyer": "buyer-a",
+            "offer": "med",
+            "price_cents": 100,
+            "filters": [{"field": "age", "op": "gte", "value": 2**64}],
+        },
+    )
     assert r.status_code == 201 and r.json()["filters"][0]["value"] == float(2**64), r.text  # a number, kept
     assert (await api.ok("POST", "/v1/ping", token=key, json={"lead": LEAD}))["status"] == "bids"
     assert len(await reservations(store)) == 1  # only the last, valid ping reserved anything

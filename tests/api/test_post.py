@@ -12,8 +12,7 @@ from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, pi
 from tests.api.test_ledger import ledger_invariants
 from tests.conftest import Api, Sandbox
 
-FULL = {**LEAD, "first_name": "Ada", "last_name": "Lovelace", "phone": "(305) 555-0100",
-        "email": "ada@example.com"}
+FULL = {**LEAD, "first_name": "Ada", "last_name": "Lovelace", "phone": "(305) 555-0100", "email": "ada@example.com"}
 PHONE_HASH = hashlib.sha256(b"3055550100").hexdigest()
 PII_MARKERS = ("Ada", "Lovelace", "3055550100", "555-0100", "ada@example.com")
 
@@ -22,15 +21,18 @@ def saw_pii(requests: list[dict[str, Any]]) -> bool:
     return any(marker in r["raw"] for r in requests for marker in PII_MARKERS)
 
 
-async def post(api: Api, key: str, ping_id: str, lead: dict[str, Any] | None = None, status: int = 200,
-               **extra: Any) -> dict[str, Any]:
-    result: dict[str, Any] = await api.ok("POST", "/v1/post", status, token=key,
-                                          json={"ping_id": ping_id, "lead": lead or FULL, **extra})
+async def post(
+    api: Api, key: str, ping_id: str, lead: dict[str, Any] | None = None, status: int = 200, **extra: Any
+) -> dict[str, Any]:
+    result: dict[str, Any] = await api.ok(
+        "POST", "/v1/post", status, token=key, json={"ping_id": ping_id, "lead": lead or FULL, **extra}
+    )
     return result
 
 
-async def multisell(api: Api, sandbox: Sandbox, behaviours: dict[str, tuple[int, str]],
-                    max_winners: int = 3, **offer: Any) -> str:
+async def multisell(
+    api: Api, sandbox: Sandbox, behaviours: dict[str, tuple[int, str]], max_winners: int = 3, **offer: Any
+) -> str:
     await base_setup(api, rule="multisell", max_winners=max_winners, **offer)
     key = await campaign(api)
     for name, (price, behaviour) in behaviours.items():
@@ -40,8 +42,9 @@ async def multisell(api: Api, sandbox: Sandbox, behaviours: dict[str, tuple[int,
 
 
 async def test_multisell_sale_rejection_and_pii_only_to_winners(api: Api, store: Store, sandbox: Sandbox) -> None:
-    key = await multisell(api, sandbox, {"a": (9000, "accept"), "b": (8000, "reject"), "c": (7000, "accept"),
-                                         "loser": (1000, "accept")})
+    key = await multisell(
+        api, sandbox, {"a": (9000, "accept"), "b": (8000, "reject"), "c": (7000, "accept"), "loser": (1000, "accept")}
+    )
     answer = await ping(api, key, consumer={"phone_sha256": PHONE_HASH})
     assert len(answer["bids"]) == 3
     for name in ("a", "b", "c", "loser"):
@@ -132,9 +135,20 @@ async def test_expired_ping_is_gone(api: Api, sandbox: Sandbox) -> None:
 async def test_dedup_across_two_partners(api: Api, sandbox: Sandbox) -> None:
     key = await multisell(api, sandbox, {"a": (9000, "accept")})
     await api.ok("POST", "/v1/admin/partners", 201, json={"id": "beta", "name": "Beta"})
-    key2 = (await api.ok("POST", "/v1/admin/campaigns", 201, json={
-        "id": "beta-med", "name": "b", "partner": "beta", "offer": "med",
-        "payout": {"type": "revshare", "percent": 50}}))["posting_key"]
+    key2 = (
+        await api.ok(
+            "POST",
+            "/v1/admin/campaigns",
+            201,
+            json={
+                "id": "beta-med",
+                "name": "b",
+                "partner": "beta",
+                "offer": "med",
+                "payout": {"type": "revshare", "percent": 50},
+            },
+        )
+    )["posting_key"]
     first = await ping(api, key, consumer={"phone_sha256": PHONE_HASH})
     assert (await post(api, key, first["ping_id"]))["status"] == "sold"
     second = await ping(api, key2, consumer={"phone_sha256": PHONE_HASH})
@@ -151,8 +165,14 @@ async def test_filter_on_a_field_only_the_post_carries(api: Api, sandbox: Sandbo
     await base_setup(api)
     key = await campaign(api)
     await buyer(api, "buyer-a", deposit=100_000)
-    await contract(api, "a", "buyer-a", 5000, delivery={"url": sandbox.deliver("a")},
-                   filters=[{"field": "coverage", "op": "exists", "value": False}])
+    await contract(
+        api,
+        "a",
+        "buyer-a",
+        5000,
+        delivery={"url": sandbox.deliver("a")},
+        filters=[{"field": "coverage", "op": "exists", "value": False}],
+    )
     answer = await ping(api, key)
     assert answer["status"] == "bids"
     result = await post(api, key, answer["ping_id"], lead={**FULL, "coverage": "advantage"})
@@ -166,28 +186,41 @@ async def test_consent_required(api: Api, sandbox: Sandbox) -> None:
     await base_setup(api)
     key = await campaign(api)
     await buyer(api, "buyer-a", deposit=100_000)
-    await contract(api, "a", "buyer-a", 5000, delivery={"url": sandbox.deliver("a")},
-                   consent_required=["tcpa", "trustedform_cert_url"])
+    await contract(
+        api,
+        "a",
+        "buyer-a",
+        5000,
+        delivery={"url": sandbox.deliver("a")},
+        consent_required=["tcpa", "trustedform_cert_url"],
+    )
     answer = await ping(api, key)
     result = await post(api, key, answer["ping_id"], consent={"tcpa": True})
     assert result["rejected"][0]["reason"] == "consent_missing"
     answer = await ping(api, key)
-    result = await post(api, key, answer["ping_id"], consent={
-        "tcpa": True, "trustedform_cert_url": "https://cert.trustedform.com/abc"})
+    result = await post(
+        api, key, answer["ping_id"], consent={"tcpa": True, "trustedform_cert_url": "https://cert.trustedform.com/abc"}
+    )
     assert result["status"] == "sold"
     [got] = await sandbox.received("a")
     assert got["body"]["consent"]["trustedform_cert_url"] == "https://cert.trustedform.com/abc"
 
 
 async def test_delivery_failures_are_told_apart(api: Api, sandbox: Sandbox) -> None:
-    behaviours = {"hang": "post_timeout", "error": "post_error", "garbage": "post_error",
-                  "redirect": "post_error", "huge": "post_error"}
+    behaviours = {
+        "hang": "post_timeout",
+        "error": "post_error",
+        "garbage": "post_error",
+        "redirect": "post_error",
+        "huge": "post_error",
+    }
     await base_setup(api, rule="multisell", max_winners=10)
     key = await campaign(api)
     for name in behaviours:
         await buyer(api, f"buyer-{name}", deposit=100_000)
-        await contract(api, name, f"buyer-{name}", 5000,
-                       delivery={"url": sandbox.deliver(name, name), "timeout_ms": 300})
+        await contract(
+            api, name, f"buyer-{name}", 5000, delivery={"url": sandbox.deliver(name, name), "timeout_ms": 300}
+        )
     answer = await ping(api, key)
     started = time.monotonic()
     result = await post(api, key, answer["ping_id"])
@@ -196,9 +229,12 @@ async def test_delivery_failures_are_told_apart(api: Api, sandbox: Sandbox) -> N
     assert result["status"] == "unsold"
     wf = await waterfall(api, answer["ping_id"])
     assert {n: (wf[n]["post_outcome"], wf[n]["post_detail"]) for n in behaviours} == {
-        "hang": ("post_timeout", "timeout"), "error": ("post_error", "http_500"),
-        "garbage": ("post_error", "unparsable"), "redirect": ("post_error", "http_302"),
-        "huge": ("post_error", "too_large")}
+        "hang": ("post_timeout", "timeout"),
+        "error": ("post_error", "http_500"),
+        "garbage": ("post_error", "unparsable"),
+        "redirect": ("post_error", "http_302"),
+        "huge": ("post_error", "too_large"),
+    }
     for name in behaviours:
         assert (await api.ok("GET", f"/v1/admin/buyers/buyer-{name}"))["holds_cents"] == 0
 
@@ -208,22 +244,60 @@ async def test_custom_response_rules_auth_form_and_field_map(api: Api, sandbox: 
     key = await campaign(api)
     for name in ("path", "regex", "unmatched", "form"):
         await buyer(api, f"buyer-{name}", deposit=100_000)
-    await contract(api, "path", "buyer-path", 5000, delivery={
-        "url": sandbox.deliver("path", "custom"), "auth": {"type": "header", "name": "X-Api-Key", "value": "k-1"},
-        "response": {"path": "result.code", "accepted": ["OK"], "buyer_lead_id_path": "result.id"}})
-    await contract(api, "regex", "buyer-regex", 5000, delivery={
-        "url": sandbox.deliver("regex", "text", "text=Lead%20matched"), "auth": {"type": "bearer", "token": "t-1"},
-        "response": {"regex": "matched"}})
-    await contract(api, "unmatched", "buyer-unmatched", 5000, delivery={
-        "url": sandbox.deliver("unmatched", "text", "text=Lead%20unmatched"), "response": {"regex": "matched"}})
-    await contract(api, "form", "buyer-form", 5000, delivery={
-        "url": sandbox.deliver("form"), "format": "form", "field_map": {"first_name": "FirstName"},
-        "static_fields": {"vendor_id": "V-9"}, "auth": {"type": "basic", "username": "u", "password": "p"}})
+    await contract(
+        api,
+        "path",
+        "buyer-path",
+        5000,
+        delivery={
+            "url": sandbox.deliver("path", "custom"),
+            "auth": {"type": "header", "name": "X-Api-Key", "value": "k-1"},
+            "response": {"path": "result.code", "accepted": ["OK"], "buyer_lead_id_path": "result.id"},
+        },
+    )
+    await contract(
+        api,
+        "regex",
+        "buyer-regex",
+        5000,
+        delivery={
+            "url": sandbox.deliver("regex", "text", "text=Lead%20matched"),
+            "auth": {"type": "bearer", "token": "t-1"},
+            "response": {"regex": "matched"},
+        },
+    )
+    await contract(
+        api,
+        "unmatched",
+        "buyer-unmatched",
+        5000,
+        delivery={
+            "url": sandbox.deliver("unmatched", "text", "text=Lead%20unmatched"),
+            "response": {"regex": "matched"},
+        },
+    )
+    await contract(
+        api,
+        "form",
+        "buyer-form",
+        5000,
+        delivery={
+            "url": sandbox.deliver("form"),
+            "format": "form",
+            "field_map": {"first_name": "FirstName"},
+            "static_fields": {"vendor_id": "V-9"},
+            "auth": {"type": "basic", "username": "u", "password": "p"},
+        },
+    )
     answer = await ping(api, key)
     result = await post(api, key, answer["ping_id"], consent={"tcpa": True})
     wf = await waterfall(api, answer["ping_id"])
     assert {n: wf[n]["post_outcome"] for n in ("path", "regex", "unmatched", "form")} == {
-        "path": "post_accepted", "regex": "post_accepted", "unmatched": "post_rejected", "form": "post_accepted"}
+        "path": "post_accepted",
+        "regex": "post_accepted",
+        "unmatched": "post_rejected",
+        "form": "post_accepted",
+    }
     assert len(result["sales"]) == 3
     [got] = await sandbox.received("path")
     assert got["headers"]["X-Api-Key"] == "k-1"

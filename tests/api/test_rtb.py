@@ -11,12 +11,25 @@ from tests.api.test_post import post
 from tests.conftest import Api, Sandbox
 
 
-async def rtb(api: Api, sandbox: Sandbox, name: str, behaviour: str, query: str = "", *, price: int | None = None,
-              **rtb_extra: Any) -> None:
+async def rtb(
+    api: Api,
+    sandbox: Sandbox,
+    name: str,
+    behaviour: str,
+    query: str = "",
+    *,
+    price: int | None = None,
+    **rtb_extra: Any,
+) -> None:
     await buyer(api, f"buyer-{name}", deposit=100_000)
-    await contract(api, name, f"buyer-{name}", price, rtb={"url": sandbox.bid(name, behaviour, query),
-                                                           "timeout_ms": 300, **rtb_extra},
-                   delivery={"url": sandbox.deliver(name)})
+    await contract(
+        api,
+        name,
+        f"buyer-{name}",
+        price,
+        rtb={"url": sandbox.bid(name, behaviour, query), "timeout_ms": 300, **rtb_extra},
+        delivery={"url": sandbox.deliver(name)},
+    )
 
 
 async def test_medicare_scenario(api: Api, sandbox: Sandbox) -> None:
@@ -35,8 +48,13 @@ async def test_medicare_scenario(api: Api, sandbox: Sandbox) -> None:
     assert [b["payout_cents"] for b in answer["bids"]] == [6370]
     wf = await waterfall(api, answer["ping_id"])
     assert {n: wf[n]["outcome"] for n in wf} == {
-        "c": "won", "a": "lost_to_higher_bid", "b": "lost_to_higher_bid", "skip": "no_bid", "hang": "bid_timeout",
-        "err": "bid_error"}
+        "c": "won",
+        "a": "lost_to_higher_bid",
+        "b": "lost_to_higher_bid",
+        "skip": "no_bid",
+        "hang": "bid_timeout",
+        "err": "bid_error",
+    }
     assert (wf["c"]["bid_cents"], wf["c"]["source"]) == (9100, "rtb")
     assert wf["hang"]["rtb_latency_ms"] >= 290 and wf["err"]["detail"] == "http_500"
     assert all(wf[n]["rtb_latency_ms"] is not None for n in wf)
@@ -53,8 +71,15 @@ async def test_bid_requests_carry_no_pii_and_use_auth(api: Api, sandbox: Sandbox
     await base_setup(api, rule="multisell")
     key = await campaign(api)
     await rtb(api, sandbox, "bearer", "fixed", "cents=5000", auth={"type": "bearer", "token": "tok-1"})
-    await rtb(api, sandbox, "header", "fixed", "cents=5000", auth={"type": "header", "name": "X-Key", "value": "v"},
-              send_consumer_hashes=True)
+    await rtb(
+        api,
+        sandbox,
+        "header",
+        "fixed",
+        "cents=5000",
+        auth={"type": "header", "name": "X-Key", "value": "v"},
+        send_consumer_hashes=True,
+    )
     await rtb(api, sandbox, "basic", "fixed", "cents=5000", auth={"type": "basic", "username": "u", "password": "p"})
     phone_hash = hashlib.sha256(b"3055550100").hexdigest()
     answer = await ping(api, key, consumer={"phone_sha256": phone_hash})
@@ -77,8 +102,12 @@ async def test_bid_requests_carry_no_pii_and_use_auth(api: Api, sandbox: Sandbox
 async def test_foreign_format_mapping(api: Api, sandbox: Sandbox) -> None:
     await base_setup(api, rule="multisell")
     key = await campaign(api)
-    mapping = {"bid_path": "response.price", "bid_unit": "dollars", "bid_ref_path": "response.ref",
-               "no_bid_when": {"path": "response.decision", "values": ["PASS"]}}
+    mapping = {
+        "bid_path": "response.price",
+        "bid_unit": "dollars",
+        "bid_ref_path": "response.ref",
+        "no_bid_when": {"path": "response.decision", "values": ["PASS"]},
+    }
     await rtb(api, sandbox, "foreign", "foreign", "dollars=85.00&skip_state=TX", response=mapping)
     wf = await waterfall(api, (await ping(api, key))["ping_id"])
     assert (wf["foreign"]["outcome"], wf["foreign"]["bid_cents"]) == ("won", 8500)
@@ -97,8 +126,13 @@ async def test_outcomes_of_bad_and_low_bids(api: Api, sandbox: Sandbox) -> None:
     await rtb(api, sandbox, "ok", "fixed", "cents=3000")
     wf = await waterfall(api, (await ping(api, key))["ping_id"])
     assert {n: wf[n]["outcome"] for n in wf} == {
-        "garbage": "bid_invalid", "empty": "no_bid", "low": "below_floor", "minbid": "below_min_bid",
-        "needs": "missing_required_fields", "ok": "won"}
+        "garbage": "bid_invalid",
+        "empty": "no_bid",
+        "low": "below_floor",
+        "minbid": "below_min_bid",
+        "needs": "missing_required_fields",
+        "ok": "won",
+    }
     assert await sandbox.received("needs") == []  # not called without its required fields
 
 
@@ -112,8 +146,12 @@ async def test_static_fallback_modes(api: Api, sandbox: Sandbox) -> None:
     await rtb(api, sandbox, "noprice", "error")
     wf = await waterfall(api, (await ping(api, key))["ping_id"])
     assert {n: (wf[n]["outcome"], wf[n]["source"]) for n in wf} == {
-        "always": ("won", "static_fallback"), "onfail-nobid": ("no_bid", None),
-        "onfail-error": ("won", "static_fallback"), "never": ("bid_error", None), "noprice": ("bid_error", None)}
+        "always": ("won", "static_fallback"),
+        "onfail-nobid": ("no_bid", None),
+        "onfail-error": ("won", "static_fallback"),
+        "never": ("bid_error", None),
+        "noprice": ("bid_error", None),
+    }
     assert wf["always"]["bid_cents"] == 4500
     # with a live RTB bid, no fallback happens
     await rtb(api, sandbox, "live", "fixed", "cents=3000")

@@ -25,8 +25,9 @@ def fake_buyers() -> FakeBuyerClient:
 
 
 @pytest.fixture
-async def console_app(settings: Settings, store: Store,
-                      fake_buyers: FakeBuyerClient) -> AsyncIterator[tuple[Api, Clients]]:
+async def console_app(
+    settings: Settings, store: Store, fake_buyers: FakeBuyerClient
+) -> AsyncIterator[tuple[Api, Clients]]:
     """(the admin API client, a factory of fresh console clients without any key)."""
     app = create_app(settings, store=store, client=fake_buyers)
     async with app.router.lifespan_context(app), AsyncExitStack() as stack:

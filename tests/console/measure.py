@@ -25,12 +25,27 @@ from tests.support.console import csrf_of
 def pages(client: httpx.Client) -> list[str]:
     newest = client.get("/console/pings").text
     ping = newest.split('href="/console/pings/png_', 1)[1].split('"', 1)[0]
-    return ["/console", "/console/pings", "/console/pings?status=sold", "/console/pings?partner=seed-bolt",
-            "/console/pings?campaign=seed-coral-camp", f"/console/pings/live?after=png_{ping}",
-            f"/console/pings/png_{ping}", "/console/buyers", "/console/buyers/seed-charlie", "/console/contracts",
-            "/console/contracts/seed-charlie-k", "/console/partners", "/console/campaigns/seed-acme-camp",
-            "/console/sales", "/console/sales?buyer=seed-alpha", "/console/reconciliation", "/console/reports",
-            "/console/reports?group_by=buyer", "/console/reports.csv?group_by=day"]
+    return [
+        "/console",
+        "/console/pings",
+        "/console/pings?status=sold",
+        "/console/pings?partner=seed-bolt",
+        "/console/pings?campaign=seed-coral-camp",
+        f"/console/pings/live?after=png_{ping}",
+        f"/console/pings/png_{ping}",
+        "/console/buyers",
+        "/console/buyers/seed-charlie",
+        "/console/contracts",
+        "/console/contracts/seed-charlie-k",
+        "/console/partners",
+        "/console/campaigns/seed-acme-camp",
+        "/console/sales",
+        "/console/sales?buyer=seed-alpha",
+        "/console/reconciliation",
+        "/console/reports",
+        "/console/reports?group_by=buyer",
+        "/console/reports.csv?group_by=day",
+    ]
 
 
 def measure(base: str, rounds: int) -> list[tuple[str, float, float, float, float]]:
@@ -39,8 +54,10 @@ def measure(base: str, rounds: int) -> list[tuple[str, float, float, float, floa
         assert r.status_code == 303, r.text
         started = time.perf_counter()
         csrf_of(client.get("/console").text)
-        print(f"the very first overview (closed days' totals computed and stored): "
-              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+        print(
+            f"the very first overview (closed days' totals computed and stored): "
+            f"{(time.perf_counter() - started) * 1000:.0f} ms"
+        )
         urls = pages(client)
         first: dict[str, float] = {}
         for url in urls:  # the first overview stores the closed days' totals
@@ -66,8 +83,7 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir, \
-            pingpost_server(args.database, workdir=Path(workdir)) as base:
+    with tempfile.TemporaryDirectory() as workdir, pingpost_server(args.database, workdir=Path(workdir)) as base:
         rows = measure(base, args.rounds)
     print(f"| page | first ms | p50 ms | p95 ms | max ms |  ({args.rounds} requests a page after the first)")
     print("|---|---:|---:|---:|---:|")

@@ -35,8 +35,9 @@ class Live:
     people: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def ping(self, lead: dict[str, Any] | None = None) -> dict[str, Any]:
-        r = self.admin.post("/v1/ping", json={"lead": lead or LEAD},
-                            headers={"Authorization": f"Bearer {self.posting_key}"})
+        r = self.admin.post(
+            "/v1/ping", json={"lead": lead or LEAD}, headers={"Authorization": f"Bearer {self.posting_key}"}
+        )
         assert r.status_code == 200, r.text
         answer: dict[str, Any] = r.json()
         return answer
@@ -44,8 +45,15 @@ class Live:
     def sold(self) -> tuple[str, str]:
         """A ping bravo wins, posted with the known person: (ping id, sale id)."""
         answer = self.ping()
-        r = self.admin.post("/v1/post", headers={"Authorization": f"Bearer {self.posting_key}"}, json={
-            "ping_id": answer["ping_id"], "lead": {**LEAD, **person(next(self.people))}, "consent": {"tcpa": True}})
+        r = self.admin.post(
+            "/v1/post",
+            headers={"Authorization": f"Bearer {self.posting_key}"},
+            json={
+                "ping_id": answer["ping_id"],
+                "lead": {**LEAD, **person(next(self.people))},
+                "consent": {"tcpa": True},
+            },
+        )
         assert r.status_code == 200 and r.json()["status"] == "sold", r.text
         return answer["ping_id"], r.json()["sales"][0]["sale_id"]
 
@@ -66,16 +74,41 @@ def _setup(admin: httpx.Client, sandbox: str) -> tuple[str, str]:
     create("/v1/admin/verticals", VERTICAL)
     create("/v1/admin/offers", {"id": "med", "name": "Medicare leads", "vertical": "medicare"})
     create("/v1/admin/partners", {"id": "acme", "name": "Acme"})
-    key = create("/v1/admin/campaigns", {"id": "acme-med", "name": "acme-med", "partner": "acme", "offer": "med",
-                                         "payout": {"type": "revshare", "percent": 70}})["posting_key"]
+    key = create(
+        "/v1/admin/campaigns",
+        {
+            "id": "acme-med",
+            "name": "acme-med",
+            "partner": "acme",
+            "offer": "med",
+            "payout": {"type": "revshare", "percent": 70},
+        },
+    )["posting_key"]
     for buyer in ("alpha", "bravo"):
         create("/v1/admin/buyers", {"id": buyer, "name": buyer.title()})
         create(f"/v1/admin/buyers/{buyer}/deposits", {"amount_cents": 1_000_000})
-    create("/v1/admin/contracts", {"id": "alpha-fixed", "name": "Alpha fixed", "buyer": "alpha", "offer": "med",
-                                   "price_cents": 5000, "delivery": {"url": f"{sandbox}/deliver/alpha/accept"}})
-    create("/v1/admin/contracts", {"id": "bravo-rtb", "name": "Bravo RTB", "buyer": "bravo", "offer": "med",
-                                   "rtb": {"url": f"{sandbox}/bid/bravo/fixed?cents=6000", "timeout_ms": 1000},
-                                   "delivery": {"url": f"{sandbox}/deliver/bravo/accept"}})
+    create(
+        "/v1/admin/contracts",
+        {
+            "id": "alpha-fixed",
+            "name": "Alpha fixed",
+            "buyer": "alpha",
+            "offer": "med",
+            "price_cents": 5000,
+            "delivery": {"url": f"{sandbox}/deliver/alpha/accept"},
+        },
+    )
+    create(
+        "/v1/admin/contracts",
+        {
+            "id": "bravo-rtb",
+            "name": "Bravo RTB",
+            "buyer": "bravo",
+            "offer": "med",
+            "rtb": {"url": f"{sandbox}/bid/bravo/fixed?cents=6000", "timeout_ms": 1000},
+            "delivery": {"url": f"{sandbox}/deliver/bravo/accept"},
+        },
+    )
     buyer_key = create("/v1/admin/api-keys", {"kind": "buyer", "buyer": "alpha", "name": "alpha console"})["key"]
     return key, buyer_key
 
@@ -83,9 +116,11 @@ def _setup(admin: httpx.Client, sandbox: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     workdir = tmp_path_factory.mktemp("console-browser")
-    with sandbox_server(workdir) as sandbox, \
-            pingpost_server(f"sqlite:///{workdir / 'pingpost.db'}", workdir=workdir) as base, \
-            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30) as admin:
+    with (
+        sandbox_server(workdir) as sandbox,
+        pingpost_server(f"sqlite:///{workdir / 'pingpost.db'}", workdir=workdir) as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30) as admin,
+    ):
         posting_key, buyer_key = _setup(admin, sandbox)
         yield Live(base, admin, posting_key, buyer_key)
 
@@ -105,8 +140,14 @@ VISITED: list[tuple[str, str]] = []  # (url, html) of every page a test looked a
 def context(browser: Browser, live: Live) -> Iterator[BrowserContext]:
     made = browser.new_context(base_url=live.base)
     made.set_default_timeout(5000)
-    made.on("response", lambda r: VISITED.append((r.url, r.text())) if "text/html" in r.headers.get(
-        "content-type", "") and r.request.resource_type == "document" else None)
+    made.on(
+        "response",
+        lambda r: (
+            VISITED.append((r.url, r.text()))
+            if "text/html" in r.headers.get("content-type", "") and r.request.resource_type == "document"
+            else None
+        ),
+    )
     yield made
     made.close()
 
@@ -220,10 +261,20 @@ def test_a_post_without_the_csrf_token_is_refused(context: BrowserContext, live:
 def test_no_page_shows_personal_data(context: BrowserContext, live: Live) -> None:
     ping_id, _ = live.sold()
     page = signed_in(context, ADMIN_TOKEN)
-    for url in ("/console", "/console/pings", f"/console/pings/{ping_id}", "/console/buyers", "/console/buyers/bravo",
-                "/console/contracts", "/console/contracts/bravo-rtb", "/console/partners",
-                "/console/campaigns/acme-med", "/console/sales", "/console/reconciliation",
-                "/console/reports?group_by=buyer"):
+    for url in (
+        "/console",
+        "/console/pings",
+        f"/console/pings/{ping_id}",
+        "/console/buyers",
+        "/console/buyers/bravo",
+        "/console/contracts",
+        "/console/contracts/bravo-rtb",
+        "/console/partners",
+        "/console/campaigns/acme-med",
+        "/console/sales",
+        "/console/reconciliation",
+        "/console/reports?group_by=buyer",
+    ):
         page.goto(url)
     page.get_by_role("button", name="Sign out").click()
     buyer = signed_in(context, live.buyer_key)

@@ -16,17 +16,34 @@ from tests.conftest import ADMIN_TOKEN, Api
 from tests.console.conftest import Clients
 from tests.support.console import LEAD, PERSON, World, build_world, csrf_of, sign_in, without_pii
 
-ADMIN_PAGES = ["/console", "/console/pings", "/console/buyers", "/console/buyers/alpha", "/console/contracts",
-               "/console/contracts/alpha-fixed", "/console/partners", "/console/campaigns/acme-med",
-               "/console/sales", "/console/reconciliation", "/console/reports", "/console/reports.csv",
-               "/console/returns", "/console/replays", "/console/audit"]
+ADMIN_PAGES = [
+    "/console",
+    "/console/pings",
+    "/console/buyers",
+    "/console/buyers/alpha",
+    "/console/contracts",
+    "/console/contracts/alpha-fixed",
+    "/console/partners",
+    "/console/campaigns/acme-med",
+    "/console/sales",
+    "/console/reconciliation",
+    "/console/reports",
+    "/console/reports.csv",
+    "/console/returns",
+    "/console/replays",
+    "/console/audit",
+]
 
 
 async def sold_ping(api: Api, world: World) -> tuple[str, str]:
     """A ping bravo wins with its $60 RTB bid over alpha's $50, posted with PERSON: (ping id, sale id)."""
     answer = await api.ok("POST", "/v1/ping", token=world.posting_key, json={"lead": LEAD})
-    result = await api.ok("POST", "/v1/post", token=world.posting_key,
-                          json={"ping_id": answer["ping_id"], "lead": {**LEAD, **PERSON}, "consent": {"tcpa": True}})
+    result = await api.ok(
+        "POST",
+        "/v1/post",
+        token=world.posting_key,
+        json={"ping_id": answer["ping_id"], "lead": {**LEAD, **PERSON}, "consent": {"tcpa": True}},
+    )
     assert result["status"] == "sold", result
     return answer["ping_id"], result["sales"][0]["sale_id"]
 
@@ -34,12 +51,15 @@ async def sold_ping(api: Api, world: World) -> tuple[str, str]:
 async def test_without_a_session_every_console_url_answers_303_to_the_sign_in(console_app: tuple[Api, Clients]) -> None:
     _, clients = console_app
     client = clients()
-    for url in [*ADMIN_PAGES, "/console/pings/png_x", "/console/pings/live", "/console/buyer",
-                "/console/buyer/sales"]:
+    for url in [*ADMIN_PAGES, "/console/pings/png_x", "/console/pings/live", "/console/buyer", "/console/buyer/sales"]:
         r = await client.get(url)
         assert (r.status_code, r.headers.get("location")) == (303, "/console/login"), url
-    for url in ["/console/logout", "/console/buyers/alpha/deposit", "/console/contracts/alpha-fixed",
-                "/console/sales/sal_x/reverse"]:
+    for url in [
+        "/console/logout",
+        "/console/buyers/alpha/deposit",
+        "/console/contracts/alpha-fixed",
+        "/console/sales/sal_x/reverse",
+    ]:
         r = await client.post(url, data={"csrf": "x"})
         assert (r.status_code, r.headers.get("location")) == (303, "/console/login"), url
     client.cookies.set("pingpost_session", "not-a-session", path="/console")
@@ -48,8 +68,9 @@ async def test_without_a_session_every_console_url_answers_303_to_the_sign_in(co
     assert poll.headers["hx-redirect"] == "/console/login" and poll.text == ""  # htmx leaves the page
 
 
-async def test_sign_in_form_a_wrong_key_and_the_cookie(console_app: tuple[Api, Clients],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sign_in_form_a_wrong_key_and_the_cookie(
+    console_app: tuple[Api, Clients], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(LoginThrottle, "FREE_FAILURES", 10)  # the slowdown has its own tests below
     api, clients = console_app
     world = await build_world(api)
@@ -155,8 +176,9 @@ async def test_state_changes_need_the_csrf_token(console_app: tuple[Api, Clients
     assert other_csrf != csrf
     r = await client.post("/console/buyers/alpha/deposit", data={"amount": "25", "csrf": other_csrf})
     assert r.status_code == 403  # a token is its own session's
-    r = await client.post("/console/buyers/alpha/deposit", data={"amount": "25.50", "csrf": csrf,
-                                                                 "reference": "wire-1"})
+    r = await client.post(
+        "/console/buyers/alpha/deposit", data={"amount": "25.50", "csrf": csrf, "reference": "wire-1"}
+    )
     assert r.status_code == 303
     assert (await api.ok("GET", "/v1/admin/buyers/alpha"))["balance_cents"] == 102_550
     r = await client.post("/console/buyers/alpha/deposit", data={"amount": "2.555", "csrf": csrf})
@@ -180,8 +202,9 @@ async def test_pausing_a_contract_skips_it_on_the_next_ping(console_app: tuple[A
     await client.post("/console/contracts/bravo-rtb/status", data={"csrf": csrf, "status": "active"})
     assert (await api.ok("GET", "/v1/admin/contracts/bravo-rtb"))["status"] == "active"
     for kind, ident in (("buyers", "alpha"), ("campaigns", "acme-med"), ("partners", "acme")):
-        assert (await client.post(f"/console/{kind}/{ident}/status",
-                                  data={"csrf": csrf, "status": "paused"})).status_code == 303
+        assert (
+            await client.post(f"/console/{kind}/{ident}/status", data={"csrf": csrf, "status": "paused"})
+        ).status_code == 303
         assert (await api.ok("GET", f"/v1/admin/{kind}/{ident}"))["status"] == "paused"
 
 
@@ -190,25 +213,41 @@ async def test_the_contract_form_saves_through_the_api_validation(console_app: t
     await build_world(api)
     client = clients()
     csrf = await sign_in(client, ADMIN_TOKEN)
-    bad = await client.post("/console/contracts/alpha-fixed", data={
-        "csrf": csrf, "price": "abc", "caps_daily": "10", "schedule": ""})
+    bad = await client.post(
+        "/console/contracts/alpha-fixed", data={"csrf": csrf, "price": "abc", "caps_daily": "10", "schedule": ""}
+    )
     assert bad.status_code == 422 and 'id="error-price"' in bad.text
-    bad = await client.post("/console/contracts/alpha-fixed", data={
-        "csrf": csrf, "price": "50", "caps_daily": "ten", "schedule": "mon 25:00-26:00"})
+    bad = await client.post(
+        "/console/contracts/alpha-fixed",
+        data={"csrf": csrf, "price": "50", "caps_daily": "ten", "schedule": "mon 25:00-26:00"},
+    )
     assert bad.status_code == 422 and 'id="error-caps_daily"' in bad.text
-    bad = await client.post("/console/contracts/alpha-fixed", data={
-        "csrf": csrf, "price": "50", "caps_daily": "10", "schedule": "mon 25:00-26:00"})
+    bad = await client.post(
+        "/console/contracts/alpha-fixed",
+        data={"csrf": csrf, "price": "50", "caps_daily": "10", "schedule": "mon 25:00-26:00"},
+    )
     assert bad.status_code == 422 and 'id="error-schedule"' in bad.text and "HH:MM" in bad.text
     assert 'value="50"' in bad.text  # what was typed stays in the form
     bad = await client.post("/console/contracts/alpha-fixed", data={"csrf": csrf, "price": "", "caps_daily": ""})
     assert bad.status_code == 422 and "price_cents" in bad.text  # neither a price nor RTB
-    ok = await client.post("/console/contracts/alpha-fixed", data={
-        "csrf": csrf, "price": "55.25", "caps_daily": "7", "caps_weekly": "30",
-        "schedule": "mon,tue,wed,thu,fri 09:00-17:00\nsat 10:00-12:00"})
+    ok = await client.post(
+        "/console/contracts/alpha-fixed",
+        data={
+            "csrf": csrf,
+            "price": "55.25",
+            "caps_daily": "7",
+            "caps_weekly": "30",
+            "schedule": "mon,tue,wed,thu,fri 09:00-17:00\nsat 10:00-12:00",
+        },
+    )
     assert ok.status_code == 303
     saved = await api.ok("GET", "/v1/admin/contracts/alpha-fixed")
-    assert saved["price_cents"] == 5525 and saved["caps"] == {"daily": 7, "weekly": 30, "monthly": None,
-                                                              "max_concurrent_calls": None}
+    assert saved["price_cents"] == 5525 and saved["caps"] == {
+        "daily": 7,
+        "weekly": 30,
+        "monthly": None,
+        "max_concurrent_calls": None,
+    }
     assert saved["schedule"]["windows"][1] == {"days": ["sat"], "start": "10:00", "end": "12:00"}
     page = (await client.get("/console/contracts/alpha-fixed")).text
     assert "sat 10:00-12:00" in page and 'value="55.25"' in page
@@ -278,8 +317,9 @@ def test_failed_sign_ins_slow_the_next_attempts_from_that_address() -> None:
     assert throttle.delay_s("10.0.0.1") == 0
 
 
-async def test_the_sign_in_waits_once_an_address_failed_repeatedly(console_app: tuple[Api, Clients],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_sign_in_waits_once_an_address_failed_repeatedly(
+    console_app: tuple[Api, Clients], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pingpost.console import account_pages
 
     waited: list[float] = []

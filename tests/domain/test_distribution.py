@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from pingpost.domain.distribution import Candidate, Choice, Plan, Rule, plan, select_winners
 
 
-def cand(cid: str, buyer: str, price: int | None, *, excl: int | None = None, prio: int = 100,
-         weight: int = 1) -> Candidate:
+def cand(
+    cid: str, buyer: str, price: int | None, *, excl: int | None = None, prio: int = 100, weight: int = 1
+) -> Candidate:
     return Candidate(cid, buyer, prio, weight, price, excl if excl is not None else price)
 
 
@@ -63,12 +64,10 @@ def test_priority_and_single_winner_is_exclusive() -> None:
 def test_round_robin_wraps_after_pointer() -> None:
     keys = sorted(c.rank_key for c in CANDS)  # d (priority 1) first, then a, b, c
     for i, last in enumerate(["", *keys]):
-        p = plan(Rule("round_robin", 1), channel="form", candidates=CANDS,
-                 rr_last_key=last)
+        p = plan(Rule("round_robin", 1), channel="form", candidates=CANDS, rr_last_key=last)
         start = i % len(keys)
         assert [c.rank_key for c, _, _ in p.order] == keys[start:] + keys[:start]
-    assert winners_of(plan(Rule("round_robin", 1), channel="form",
-                           candidates=CANDS, rr_last_key=keys[0]))[0][0] == "a"
+    assert winners_of(plan(Rule("round_robin", 1), channel="form", candidates=CANDS, rr_last_key=keys[0]))[0][0] == "a"
 
 
 def test_calls_are_always_exclusive_with_standbys() -> None:
@@ -87,26 +86,41 @@ def test_calls_are_always_exclusive_with_standbys() -> None:
 def test_weighted_follows_weights() -> None:
     cands = [cand("a", "A", 100, weight=8), cand("b", "B", 100, weight=2)]
     rng = random.Random(7)
-    firsts = Counter(plan(Rule("weighted", 1), channel="form", candidates=cands,
-                          rng=rng).order[0][0].contract_id for _ in range(2000))
+    firsts = Counter(
+        plan(Rule("weighted", 1), channel="form", candidates=cands, rng=rng).order[0][0].contract_id
+        for _ in range(2000)
+    )
     assert 0.74 < firsts["a"] / 2000 < 0.86
 
 
 candidates_st = st.lists(
-    st.builds(cand, cid=st.text("abcdefgh", min_size=1, max_size=3), buyer=st.sampled_from("ABCD"),
-              price=st.one_of(st.none(), st.integers(1, 20_000)), excl=st.one_of(st.none(), st.integers(1, 30_000)),
-              prio=st.integers(1, 5), weight=st.integers(1, 10)),
-    max_size=12, unique_by=lambda c: c.contract_id)
+    st.builds(
+        cand,
+        cid=st.text("abcdefgh", min_size=1, max_size=3),
+        buyer=st.sampled_from("ABCD"),
+        price=st.one_of(st.none(), st.integers(1, 20_000)),
+        excl=st.one_of(st.none(), st.integers(1, 30_000)),
+        prio=st.integers(1, 5),
+        weight=st.integers(1, 10),
+    ),
+    max_size=12,
+    unique_by=lambda c: c.contract_id,
+)
 
 
-@given(cands=candidates_st, rule=st.sampled_from(["exclusive", "multisell", "hybrid", "priority", "weighted",
-                                                  "round_robin"]),
-       max_winners=st.integers(1, 5), full=st.frozensets(st.text("abcdefgh", min_size=1, max_size=3), max_size=4),
-       channel=st.sampled_from(["form", "call"]), floor=st.integers(0, 30_000), seed=st.integers(0, 100))
-def test_selection_properties(cands: list[Candidate], rule: str, max_winners: int, full: frozenset[str],
-                              channel: str, floor: int, seed: int) -> None:
-    p = plan(Rule(rule, max_winners, floor), channel=channel, candidates=cands,
-             rng=random.Random(seed))
+@given(
+    cands=candidates_st,
+    rule=st.sampled_from(["exclusive", "multisell", "hybrid", "priority", "weighted", "round_robin"]),
+    max_winners=st.integers(1, 5),
+    full=st.frozensets(st.text("abcdefgh", min_size=1, max_size=3), max_size=4),
+    channel=st.sampled_from(["form", "call"]),
+    floor=st.integers(0, 30_000),
+    seed=st.integers(0, 100),
+)
+def test_selection_properties(
+    cands: list[Candidate], rule: str, max_winners: int, full: frozenset[str], channel: str, floor: int, seed: int
+) -> None:
+    p = plan(Rule(rule, max_winners, floor), channel=channel, candidates=cands, rng=random.Random(seed))
     winners, outcomes = run(p, full)
     ids = [w.candidate.contract_id for w in winners]
     assert len(winners) <= p.max_winners <= max_winners

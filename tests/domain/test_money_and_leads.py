@@ -24,14 +24,17 @@ from pingpost.domain.money import (
 )
 
 
-@pytest.mark.parametrize(("payout", "price", "expected"), [
-    ({"type": "fixed", "amount_cents": 4000}, 9100, 4000),
-    ({"type": "revshare", "percent": "70"}, 9100, 6370),
-    ({"type": "revshare", "percent": "62.5"}, 999, 624),  # 624.375 rounds down
-    ({"type": "revshare", "percent": "33.33"}, 100, 33),
-    ({"type": "revshare", "percent": "100"}, 1, 1),
-    ({"type": "revshare", "percent": "0"}, 5000, 0),
-])
+@pytest.mark.parametrize(
+    ("payout", "price", "expected"),
+    [
+        ({"type": "fixed", "amount_cents": 4000}, 9100, 4000),
+        ({"type": "revshare", "percent": "70"}, 9100, 6370),
+        ({"type": "revshare", "percent": "62.5"}, 999, 624),  # 624.375 rounds down
+        ({"type": "revshare", "percent": "33.33"}, 100, 33),
+        ({"type": "revshare", "percent": "100"}, 1, 1),
+        ({"type": "revshare", "percent": "0"}, 5000, 0),
+    ],
+)
 def test_payouts(payout: dict[str, Any], price: int, expected: int) -> None:
     assert payout_cents(payout, price) == expected
 
@@ -60,31 +63,44 @@ def test_consumer_hashes_normalise() -> None:
     assert email_sha256("  Ada@Example.COM ") == hashlib.sha256(b"ada@example.com").hexdigest()
 
 
-VERTICAL = Vertical.from_body("v", {"fields": [
-    {"name": "state", "type": "state", "required": True, "pii": False},
-    {"name": "age", "type": "integer", "required": True, "pii": False},
-    {"name": "dob", "type": "date", "required": False, "pii": True},
-    {"name": "phone", "type": "phone", "required": True, "pii": True},
-    {"name": "email", "type": "email", "required": False, "pii": True},
-    {"name": "plan", "type": "enum", "values": ["a", "b"], "required": False, "pii": False},
-    {"name": "score", "type": "number", "required": False, "pii": False},
-]})
+VERTICAL = Vertical.from_body(
+    "v",
+    {
+        "fields": [
+            {"name": "state", "type": "state", "required": True, "pii": False},
+            {"name": "age", "type": "integer", "required": True, "pii": False},
+            {"name": "dob", "type": "date", "required": False, "pii": True},
+            {"name": "phone", "type": "phone", "required": True, "pii": True},
+            {"name": "email", "type": "email", "required": False, "pii": True},
+            {"name": "plan", "type": "enum", "values": ["a", "b"], "required": False, "pii": False},
+            {"name": "score", "type": "number", "required": False, "pii": False},
+        ]
+    },
+)
 
 
 def test_post_lead_normalises_and_requires() -> None:
-    lead = validate_lead(VERTICAL, {"state": "FL", "age": 70, "phone": "+1 305 555 0100", "score": 2.5},
-                         allow_pii=True, require=True)
+    lead = validate_lead(
+        VERTICAL, {"state": "FL", "age": 70, "phone": "+1 305 555 0100", "score": 2.5}, allow_pii=True, require=True
+    )
     assert lead["phone"] == "3055550100"
     with pytest.raises(LeadProblem) as problem:
         validate_lead(VERTICAL, {"state": "FL"}, allow_pii=True, require=True)
     assert {p["field"] for p in problem.value.problems} == {"lead.age", "lead.phone"}
 
 
-@pytest.mark.parametrize(("lead", "kind"), [
-    ({"phone": "3055550100"}, "pii_in_ping"), ({"nope": 1}, "unknown_field"), ({"age": True}, "invalid"),
-    ({"age": 2**60}, "invalid"), ({"plan": "c"}, "invalid"), ({"score": "1"}, "invalid"),
-    ({"state": "FL\x00"}, "invalid"),
-])
+@pytest.mark.parametrize(
+    ("lead", "kind"),
+    [
+        ({"phone": "3055550100"}, "pii_in_ping"),
+        ({"nope": 1}, "unknown_field"),
+        ({"age": True}, "invalid"),
+        ({"age": 2**60}, "invalid"),
+        ({"plan": "c"}, "invalid"),
+        ({"score": "1"}, "invalid"),
+        ({"state": "FL\x00"}, "invalid"),
+    ],
+)
 def test_ping_lead_problems(lead: dict[str, Any], kind: str) -> None:
     with pytest.raises(LeadProblem) as problem:
         validate_lead(VERTICAL, lead, allow_pii=False, require=False)

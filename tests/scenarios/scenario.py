@@ -36,8 +36,13 @@ from tests.support.buyers import FakeBuyerClient
 ROOT = Path(__file__).parent
 DEFAULT_NOW = "2026-12-02T15:00:00Z"  # a Wednesday
 DEFAULT_OFFER: dict[str, Any] = {"id": "med", "name": "Medicare leads", "vertical": "medicare"}
-DEFAULT_CAMPAIGN: dict[str, Any] = {"id": "acme-med", "name": "Acme on Medicare", "partner": "acme", "offer": "med",
-                                    "payout": {"type": "revshare", "percent": 70}}
+DEFAULT_CAMPAIGN: dict[str, Any] = {
+    "id": "acme-med",
+    "name": "Acme on Medicare",
+    "partner": "acme",
+    "offer": "med",
+    "payout": {"type": "revshare", "percent": 70},
+}
 DEFAULT_BUYER: dict[str, Any] = {"deposit_cents": 100_000, "credit_limit_cents": 0, "status": "active"}
 DEFAULT_LEAD: dict[str, Any] = {"state": "FL", "zip": "33109", "age": 67}
 DAY_MS = 86_400_000
@@ -151,6 +156,7 @@ def load(path: Path) -> Scenario:
 
 def _check_keys(scenario: Scenario) -> None:
     """Every section known, the required ones present."""
+
     def unknown(where: str, obj: dict[str, Any], allowed: set[str]) -> None:
         extra = set(obj) - allowed
         if extra:
@@ -189,8 +195,10 @@ def _check_expect(scenario: Scenario, contracts: dict[str, dict[str, Any]]) -> N
             raise ScenarioError(f"{scenario.name}: `expect.{key}` is required")
     listed = set(scenario.expect["waterfall"])
     if listed != set(contracts):
-        raise ScenarioError(f"{scenario.name}: expect.waterfall must list every contract of the setup; "
-                            f"missing {sorted(set(contracts) - listed)}, unknown {sorted(listed - set(contracts))}")
+        raise ScenarioError(
+            f"{scenario.name}: expect.waterfall must list every contract of the setup; "
+            f"missing {sorted(set(contracts) - listed)}, unknown {sorted(listed - set(contracts))}"
+        )
 
 
 # --- the buyers ------------------------------------------------------------------------------
@@ -209,8 +217,13 @@ def bid_handler(answer: Any) -> Handler:
     if isinstance(answer, str) and answer in ANSWERS:
         result, delay_ms = ANSWERS[answer], 0
     elif isinstance(answer, dict) and set(answer) <= {"status", "body", "raw", "delay_ms"}:
-        body = answer["raw"].encode() if "raw" in answer else json.dumps(answer["body"]).encode() \
-            if "body" in answer else b""
+        body = (
+            answer["raw"].encode()
+            if "raw" in answer
+            else json.dumps(answer["body"]).encode()
+            if "body" in answer
+            else b""
+        )
         delay_ms = answer.get("delay_ms", 0)
         result = HttpResult(status=answer.get("status", 200), body=body, latency_ms=max(delay_ms, 1))
     else:
@@ -234,12 +247,24 @@ async def apply_setup(api: Api, scenario: Scenario) -> str:
     await api.ok("POST", "/v1/admin/partners", 201, json={"id": "acme", "name": "Acme"})
     campaign = await api.ok("POST", "/v1/admin/campaigns", 201, json=scenario.campaign)
     for ident, buyer in scenario.buyers.items():
-        await api.ok("POST", "/v1/admin/buyers", 201, json={
-            "id": ident, "name": ident.title(), "credit_limit_cents": buyer["credit_limit_cents"],
-            "status": buyer["status"]})
+        await api.ok(
+            "POST",
+            "/v1/admin/buyers",
+            201,
+            json={
+                "id": ident,
+                "name": ident.title(),
+                "credit_limit_cents": buyer["credit_limit_cents"],
+                "status": buyer["status"],
+            },
+        )
         if buyer["deposit_cents"]:
-            await api.ok("POST", f"/v1/admin/buyers/{ident}/deposits", 201,
-                         json={"amount_cents": buyer["deposit_cents"], "reference": f"scenario-{ident}"})
+            await api.ok(
+                "POST",
+                f"/v1/admin/buyers/{ident}/deposits",
+                201,
+                json={"amount_cents": buyer["deposit_cents"], "reference": f"scenario-{ident}"},
+            )
     for contract in scenario.contracts:
         await api.ok("POST", "/v1/admin/contracts", 201, json=contract)
     return str(campaign["posting_key"])
@@ -258,8 +283,9 @@ def consumer_hashes(consumer: dict[str, str]) -> dict[str, str]:
     return out
 
 
-async def apply_state(store: Store, keyed: Callable[[dict[str, str | None]], dict[str, str]],
-                      scenario: Scenario) -> None:
+async def apply_state(
+    store: Store, keyed: Callable[[dict[str, str | None]], dict[str, str]], scenario: Scenario
+) -> None:
     """Write the scenario's state the way the app would have left it. `keyed` is the app's
     `consumer_hmacs` (past sales are stored as keyed hashes only)."""
     state, now = scenario.state, scenario.now_ms
@@ -267,12 +293,21 @@ async def apply_state(store: Store, keyed: Callable[[dict[str, str | None]], dic
     rows: list[tuple[str, dict[str, Any]]] = []
     for contract, usage in state.get("usage", {}).items():
         keys = local_minute(now, ZoneInfo(contracts[contract].get("timezone", "UTC")))[1]
-        rows.append((
-            "UPDATE contract_usage SET day_key = :dk, day_used = :du, week_key = :wk, week_used = :wu, "
-            "month_key = :mk, month_used = :mu WHERE contract_id = :c",
-            {"c": contract, "dk": usage.get("day_key", keys.day), "du": usage.get("day_used", 0),
-             "wk": usage.get("week_key", keys.week), "wu": usage.get("week_used", 0),
-             "mk": usage.get("month_key", keys.month), "mu": usage.get("month_used", 0)}))
+        rows.append(
+            (
+                "UPDATE contract_usage SET day_key = :dk, day_used = :du, week_key = :wk, week_used = :wu, "
+                "month_key = :mk, month_used = :mu WHERE contract_id = :c",
+                {
+                    "c": contract,
+                    "dk": usage.get("day_key", keys.day),
+                    "du": usage.get("day_used", 0),
+                    "wk": usage.get("week_key", keys.week),
+                    "wu": usage.get("week_used", 0),
+                    "mk": usage.get("month_key", keys.month),
+                    "mu": usage.get("month_used", 0),
+                },
+            )
+        )
     for contract, live in state.get("live_calls", {}).items():
         rows.append(("UPDATE contract_usage SET live_calls = :n WHERE contract_id = :c", {"c": contract, "n": live}))
     for buyer, holds in state.get("holds", {}).items():
@@ -284,15 +319,26 @@ async def apply_state(store: Store, keyed: Callable[[dict[str, str | None]], dic
             by_kind = {"email": value} if "@" in value else {"phone": value}
             plain: dict[str, str | None] = {**consumer_hashes(by_kind)}
             for hashed in keyed(plain).values():
-                rows.append(("INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) "
-                             "VALUES (:b, :h, :t, :s)",
-                             {"b": buyer, "h": hashed, "t": now - sale.get("days_ago", 1) * DAY_MS,
-                              "s": f"sal_scenario_{buyer}_{i}"}))
+                rows.append(
+                    (
+                        "INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) VALUES (:b, :h, :t, :s)",
+                        {
+                            "b": buyer,
+                            "h": hashed,
+                            "t": now - sale.get("days_ago", 1) * DAY_MS,
+                            "s": f"sal_scenario_{buyer}_{i}",
+                        },
+                    )
+                )
     if "round_robin_last" in state:
         last = contracts[state["round_robin_last"]]
-        rows.append(("INSERT INTO rr_pointer (offer_id, last_key) VALUES (:o, :k) "
-                     "ON CONFLICT (offer_id) DO UPDATE SET last_key = excluded.last_key",
-                     {"o": scenario.offer["id"], "k": f"{last.get('priority', 100):010d}:{last['id']}"}))
+        rows.append(
+            (
+                "INSERT INTO rr_pointer (offer_id, last_key) VALUES (:o, :k) "
+                "ON CONFLICT (offer_id) DO UPDATE SET last_key = excluded.last_key",
+                {"o": scenario.offer["id"], "k": f"{last.get('priority', 100):010d}:{last['id']}"},
+            )
+        )
 
     async def write_state(tx: Tx) -> None:
         for sql, params in rows:
@@ -344,8 +390,15 @@ _APPS: dict[str, SharedApp] = {}
 def shared_app(overrides: dict[str, Any]) -> SharedApp:
     key = json.dumps(overrides, sort_keys=True)
     if key not in _APPS:
-        settings = Settings(**{"admin_token": ADMIN_TOKEN, "secret_key": "test-secret-key", "json_logs": True,
-                               "static_fallback": True, **overrides})
+        settings = Settings(
+            **{
+                "admin_token": ADMIN_TOKEN,
+                "secret_key": "test-secret-key",
+                "json_logs": True,
+                "static_fallback": True,
+                **overrides,
+            }
+        )
         store, buyers = ScenarioStore(), FakeBuyerClient()
         _APPS[key] = SharedApp(create_app(settings, store=store, client=buyers), store, buyers)
     return _APPS[key]
@@ -366,8 +419,10 @@ async def run(scenario: Scenario, *, database_url: str) -> None:
     with use_clock(clock):
         store = shared.store.target = await open_store(database_url, shared_clock=clock)
         try:
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+            ):
                 api = Api(client)
                 posting_key = await apply_setup(api, scenario)
                 await apply_state(store, app.state.services.auction.consumer_hmacs, scenario)
@@ -378,8 +433,9 @@ async def run(scenario: Scenario, *, database_url: str) -> None:
     assert not problems, f"{scenario.name}: {scenario.doc['description']}\n  " + "\n  ".join(problems)
 
 
-async def ping_and_compare(api: Api, scenario: Scenario, posting_key: str, buyers: FakeBuyerClient,
-                           urls: dict[str, str]) -> list[str]:
+async def ping_and_compare(
+    api: Api, scenario: Scenario, posting_key: str, buyers: FakeBuyerClient, urls: dict[str, str]
+) -> list[str]:
     ping = dict(scenario.doc["ping"])
     ping.setdefault("lead", DEFAULT_LEAD)
     if "consumer" in ping:
@@ -395,8 +451,11 @@ async def ping_and_compare(api: Api, scenario: Scenario, posting_key: str, buyer
     answer = response.json()
     view = await api.ok("GET", f"/v1/admin/pings/{answer['ping_id']}")
     waterfall = {entry["contract_id"]: entry for entry in view["waterfall"]}
-    problems = [f"waterfall: {len(view['waterfall'])} entries for {len(waterfall)} contracts"] \
-        if len(waterfall) != len(view["waterfall"]) else []
+    problems = (
+        [f"waterfall: {len(view['waterfall'])} entries for {len(waterfall)} contracts"]
+        if len(waterfall) != len(view["waterfall"])
+        else []
+    )
     if set(waterfall) != set(expect["waterfall"]):
         problems.append(f"waterfall contracts: expected {sorted(expect['waterfall'])}, got {sorted(waterfall)}")
     problems += mismatches(expect["waterfall"], waterfall, "waterfall")
@@ -412,8 +471,9 @@ async def ping_and_compare(api: Api, scenario: Scenario, posting_key: str, buyer
         counts: dict[str, int] = {}
         for entry in waterfall.values():
             counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
-        problems += mismatches(expect["outcome_counts"], {k: counts.get(k, 0) for k in expect["outcome_counts"]},
-                               "outcome_counts")
+        problems += mismatches(
+            expect["outcome_counts"], {k: counts.get(k, 0) for k in expect["outcome_counts"]}, "outcome_counts"
+        )
     for buyer, holds in expect.get("holds", {}).items():
         view_buyer = await api.ok("GET", f"/v1/admin/buyers/{buyer}")
         problems += mismatches(holds, view_buyer["holds_cents"], f"holds.{buyer}")

@@ -17,10 +17,14 @@ SCENARIOS = [load(path) for path in scenario_files()]
 
 
 def _params() -> list[object]:
-    return [pytest.param(scenario, id=scenario.name,
-                         marks=[pytest.mark.xfail(strict=True, reason=scenario.doc["xfail"])]
-                         if "xfail" in scenario.doc else [])
-            for scenario in SCENARIOS]
+    return [
+        pytest.param(
+            scenario,
+            id=scenario.name,
+            marks=[pytest.mark.xfail(strict=True, reason=scenario.doc["xfail"])] if "xfail" in scenario.doc else [],
+        )
+        for scenario in SCENARIOS
+    ]
 
 
 @pytest.mark.parametrize("scenario", _params())

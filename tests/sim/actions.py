@@ -41,8 +41,11 @@ def code(body: Any) -> str:
 
 def draw_lead(sim: Simulation) -> dict[str, Any]:
     rng = sim.rng
-    lead: dict[str, Any] = {"state": rng.choice(STATES), "zip": f"{rng.randint(10000, 99999)}",
-                            "age": rng.randint(58, 80)}
+    lead: dict[str, Any] = {
+        "state": rng.choice(STATES),
+        "zip": f"{rng.randint(10000, 99999)}",
+        "age": rng.randint(58, 80),
+    }
     if rng.random() < 0.6:
         lead["coverage"] = rng.choice(["none", "original", "advantage"])
     if rng.random() < 0.3:
@@ -67,8 +70,9 @@ def idempotency_key(sim: Simulation, rate: float) -> str | None:
 # --- partner: pings --------------------------------------------------------------------------
 
 
-def ping(sim: Simulation, *, channel: str | None = None, consumer: Consumer | None = None,
-         campaign: str | None = None) -> Action:
+def ping(
+    sim: Simulation, *, channel: str | None = None, consumer: Consumer | None = None, campaign: str | None = None
+) -> Action:
     rng, sc, model = sim.rng, sim.scenario, sim.model
     channel = channel or rng.choices(["form", "call", "callback"], [7, 2, 1])[0]
     offer = rng.choice(FORM_OFFERS) if channel == "form" else CALL_OFFER
@@ -101,8 +105,17 @@ def ping(sim: Simulation, *, channel: str | None = None, consumer: Consumer | No
         answer = r.json()
         await sim.check_ping_answer(answer, test=test)
         if answer["bids"]:
-            rec = PingRec(answer["ping_id"], offer, campaign, channel, lead, consumer, answer["bids"], test,
-                          expiry_bound_ms=end + ttl)
+            rec = PingRec(
+                answer["ping_id"],
+                offer,
+                campaign,
+                channel,
+                lead,
+                consumer,
+                answer["bids"],
+                test,
+                expiry_bound_ms=end + ttl,
+            )
             model.pings[rec.ping_id] = rec
             if channel != "form":
                 model.calls.append(CallRec(rec, active=answer["bids"][0]["bid_id"]))
@@ -110,11 +123,11 @@ def ping(sim: Simulation, *, channel: str | None = None, consumer: Consumer | No
 
     def crashed() -> None:
         if key is not None:
-            model.resends.append(Resend("ping", "/v1/ping", token, body, key, first_at_ms=sim.clock.now_ms(),
-                                        unanswered=True))
+            model.resends.append(
+                Resend("ping", "/v1/ping", token, body, key, first_at_ms=sim.clock.now_ms(), unanswered=True)
+            )
 
-    return Action(f"ping {channel} {campaign} {consumer.first_name}{' test' if test else ''}", run,
-                  on_crash=crashed)
+    return Action(f"ping {channel} {campaign} {consumer.first_name}{' test' if test else ''}", run, on_crash=crashed)
 
 
 # --- partner: posts --------------------------------------------------------------------------
@@ -162,9 +175,11 @@ def post(sim: Simulation, rec: PingRec, *, twice: bool = False) -> Action:
         sim.expect("post", r, {200, 403, 409, 410} if twice else {200, 403, 410})
         delivered = sim.buyers.deliveries_for(rec.ping_id)
         if started >= rec.expiry_bound_ms and delivered:
-            sim.violation("posts_claim_only_live_reservations",
-                          f"post of {rec.ping_id} at {started} (its bids lapsed by {rec.expiry_bound_ms} on the "
-                          f"one clock) answered {r.status_code} and delivered to {[d.contract for d in delivered]}")
+            sim.violation(
+                "posts_claim_only_live_reservations",
+                f"post of {rec.ping_id} at {started} (its bids lapsed by {rec.expiry_bound_ms} on the "
+                f"one clock) answered {r.status_code} and delivered to {[d.contract for d in delivered]}",
+            )
         if r.status_code == 403 and key is None:
             rec.posted = False  # paused: the partner may post again later (with a key, its resend does)
         if r.status_code != 200:
@@ -175,12 +190,14 @@ def post(sim: Simulation, rec: PingRec, *, twice: bool = False) -> Action:
 
     def crashed() -> None:
         if key is not None:
-            model.resends.append(Resend("post", "/v1/post", token, body, key, first_at_ms=sim.clock.now_ms(),
-                                        unanswered=True))
+            model.resends.append(
+                Resend("post", "/v1/post", token, body, key, first_at_ms=sim.clock.now_ms(), unanswered=True)
+            )
 
     late = sim.clock.now_ms() >= rec.expiry_bound_ms
-    return Action(f"post {rec.ping_id}{' (late)' if late else ''} bids={len(chosen) if chosen else 'all'}", run,
-                  on_crash=crashed)
+    return Action(
+        f"post {rec.ping_id}{' (late)' if late else ''} bids={len(chosen) if chosen else 'all'}", run, on_crash=crashed
+    )
 
 
 def late_post(sim: Simulation, rec: PingRec) -> Action:
@@ -198,8 +215,13 @@ def late_post(sim: Simulation, rec: PingRec) -> Action:
     return Action(f"{action.label} late, at {target}", run, solo=True, on_crash=action.on_crash)
 
 
-def direct_post(sim: Simulation, *, consumer: Consumer | None = None, lead: dict[str, Any] | None = None,
-                campaign: str | None = None) -> Action:
+def direct_post(
+    sim: Simulation,
+    *,
+    consumer: Consumer | None = None,
+    lead: dict[str, Any] | None = None,
+    campaign: str | None = None,
+) -> Action:
     rng, sc, model = sim.rng, sim.scenario, sim.model
     campaign = campaign or rng.choice(sc.campaigns_for(DIRECT_OFFER))["id"]
     consumer = consumer or rng.choice(sc.consumers)
@@ -211,8 +233,7 @@ def direct_post(sim: Simulation, *, consumer: Consumer | None = None, lead: dict
         sent = sim.clock.now_ms()
         r = await sim.send(inst, "POST", "/v1/direct-post", token=token, body=body, key=key)
         if key is not None:
-            model.resends.append(Resend("direct", "/v1/direct-post", token, body, key, r.status_code, r.json(),
-                                        sent))
+            model.resends.append(Resend("direct", "/v1/direct-post", token, body, key, r.status_code, r.json(), sent))
         sim.expect("direct post", r, {200, 403})
         if r.status_code != 200:
             return f"{r.status_code} {code(r.json())}"
@@ -222,8 +243,9 @@ def direct_post(sim: Simulation, *, consumer: Consumer | None = None, lead: dict
 
     def crashed() -> None:
         if key is not None:
-            model.resends.append(Resend("direct", "/v1/direct-post", token, body, key,
-                                        first_at_ms=sim.clock.now_ms(), unanswered=True))
+            model.resends.append(
+                Resend("direct", "/v1/direct-post", token, body, key, first_at_ms=sim.clock.now_ms(), unanswered=True)
+            )
 
     return Action(f"direct-post {campaign} {consumer.first_name}", run, on_crash=crashed)
 
@@ -247,8 +269,9 @@ def resend(sim: Simulation, item: Resend | None = None) -> Action | None:
     if item is None:
         crashed = [r for r in model.resends if r.unanswered]
         refused = [r for r in model.resends if r.first_status is not None and r.first_status >= 300]
-        pool = crashed if crashed and rng.random() < 0.7 else refused if refused and rng.random() < 0.5 \
-            else model.resends
+        pool = (
+            crashed if crashed and rng.random() < 0.7 else refused if refused and rng.random() < 0.5 else model.resends
+        )
         item = pool[rng.randrange(len(pool))]
     model.resends.remove(item)
     chosen = item
@@ -258,19 +281,27 @@ def resend(sim: Simulation, item: Resend | None = None) -> Action | None:
         r = await sim.send(inst, "POST", chosen.path, token=chosen.token, body=chosen.body, key=chosen.key)
         answer = r.json()
         replayed = r.headers.get("idempotent-replayed") == "true"
-        final = r.status_code < 300 or r.status_code in (400, 404, 410, 413, 422) or (
-            r.status_code == 409 and code(answer) not in ("idempotency_in_flight", "event_conflict"))
+        final = (
+            r.status_code < 300
+            or r.status_code in (400, 404, 410, 413, 422)
+            or (r.status_code == 409 and code(answer) not in ("idempotency_in_flight", "event_conflict"))
+        )
         if replayed and not final:
-            sim.violation("idempotency_records_only_final_answers",
-                          f"{chosen.label} retry with key {chosen.key} replayed {r.status_code} {code(answer)}")
+            sim.violation(
+                "idempotency_records_only_final_answers",
+                f"{chosen.label} retry with key {chosen.key} replayed {r.status_code} {code(answer)}",
+            )
         if chosen.key is None and r.status_code == 409 and code(answer) == "event_conflict":
             first = "crashed" if chosen.first_status is None else f"answered {chosen.first_status}"
-            sim.violation("call_events_survive_crashes",
-                          f"{chosen.label} sent again with the same payload answered 409 event_conflict "
-                          f"(the first attempt {first})")
+            sim.violation(
+                "call_events_survive_crashes",
+                f"{chosen.label} sent again with the same payload answered 409 event_conflict "
+                f"(the first attempt {first})",
+            )
         if fresh and chosen.first_status == 200 and r.status_code == 200 and answer != chosen.first_body:
-            sim.violation("retries_answer_the_same",
-                          f"{chosen.label} retry answered {answer}, first answer {chosen.first_body}")
+            sim.violation(
+                "retries_answer_the_same", f"{chosen.label} retry answered {answer}, first answer {chosen.first_body}"
+            )
         if r.status_code == 409 and code(answer) == "idempotency_in_flight":
             model.resends.append(chosen)  # the crashed owner's lease has not lapsed yet
         if chosen.unanswered and r.status_code >= 500:
@@ -283,5 +314,8 @@ def resend(sim: Simulation, item: Resend | None = None) -> Action | None:
             sim.expect(chosen.label, r, {200, 403, 409, 410, 429})
         return f"{r.status_code} {code(answer)}{' (replayed)' if replayed else ''}"
 
-    return Action(f"resend {chosen.label} {chosen.path}{' unanswered' if chosen.unanswered else ''}"
-                  f"{' key=' + chosen.key if chosen.key else ''}", run)
+    return Action(
+        f"resend {chosen.label} {chosen.path}{' unanswered' if chosen.unanswered else ''}"
+        f"{' key=' + chosen.key if chosen.key else ''}",
+        run,
+    )

@@ -41,8 +41,15 @@ class FakeBuyers:
     problems: list[str] = field(default_factory=list)  # PII seen in bid requests
     enabled: bool = True
 
-    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
-                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
+    async def post(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | None,
+        json_body: Any = None,
+        form_body: dict[str, str] | None = None,
+        timeout_ms: int,
+    ) -> HttpResult:
         parts = urlsplit(url)
         buyer = (parts.hostname or "").split(".")[0]
         kind, _, contract = parts.path.strip("/").partition("/")
@@ -67,8 +74,10 @@ class FakeBuyers:
         raw = orjson.dumps(body).decode()
         leaked = [v for v in self.pii_values if v in raw]
         if named or leaked:
-            self.problems.append(f"bid request to {contract} for {body.get('ping_id')} carries PII "
-                                 f"(fields {named}, {len(leaked)} values)")
+            self.problems.append(
+                f"bid request to {contract} for {body.get('ping_id')} carries PII "
+                f"(fields {named}, {len(leaked)} values)"
+            )
 
     async def _bid(self, body: dict[str, Any], timeout_ms: int) -> tuple[str, HttpResult]:
         roll = self.rng.random()

@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 LIVE = ("held", "posting")
 COUNTED = ("held", "posting", "sold")
-KINDS = (("daily", "day_key", "day_used"), ("weekly", "week_key", "week_used"),
-         ("monthly", "month_key", "month_used"))
+KINDS = (("daily", "day_key", "day_used"), ("weekly", "week_key", "week_used"), ("monthly", "month_key", "month_used"))
 # Clock skew between hosts and delivery time blur when exactly a sale happened.
 DEDUP_SLACK_MS = 30_000
 
@@ -42,34 +41,55 @@ async def load(tx: Tx) -> Tables:
     def rows(result: list[Any]) -> list[dict[str, Any]]:
         return [dict(r) for r in result]
 
-    reservations = rows(await tx.fetch(
-        "SELECT bid_id, ping_id, contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call, "
-        "state, expires_at FROM reservations"))
+    reservations = rows(
+        await tx.fetch(
+            "SELECT bid_id, ping_id, contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call, "
+            "state, expires_at FROM reservations"
+        )
+    )
     usage = rows(await tx.fetch("SELECT * FROM contract_usage"))
     funds = rows(await tx.fetch("SELECT * FROM buyer_funds"))
-    ledger = {r["account"]: int(r["total"]) for r in await tx.fetch(
-        "SELECT account, CAST(SUM(amount_cents) AS BIGINT) AS total FROM ledger_entries "
-        "WHERE account LIKE 'buyer:%' GROUP BY account")}
-    unbalanced = [(r["id"], int(r["total"] or 0)) for r in await tx.fetch(
-        "SELECT t.id, CAST(SUM(e.amount_cents) AS BIGINT) AS total FROM ledger_transactions t "
-        "LEFT JOIN ledger_entries e ON e.transaction_id = t.id GROUP BY t.id "
-        "HAVING COUNT(e.id) < 2 OR SUM(e.amount_cents) <> 0")]
-    pings = {r["id"]: dict(r) for r in await tx.fetch(
-        "SELECT id, mode, channel, status, test, received_at, lead, consumer, bids, waterfall FROM pings")}
-    sales = rows(await tx.fetch(
-        "SELECT id, ping_id, bid_id, buyer_id, contract_id, status, created_at, channel FROM sales"))
+    ledger = {
+        r["account"]: int(r["total"])
+        for r in await tx.fetch(
+            "SELECT account, CAST(SUM(amount_cents) AS BIGINT) AS total FROM ledger_entries "
+            "WHERE account LIKE 'buyer:%' GROUP BY account"
+        )
+    }
+    unbalanced = [
+        (r["id"], int(r["total"] or 0))
+        for r in await tx.fetch(
+            "SELECT t.id, CAST(SUM(e.amount_cents) AS BIGINT) AS total FROM ledger_transactions t "
+            "LEFT JOIN ledger_entries e ON e.transaction_id = t.id GROUP BY t.id "
+            "HAVING COUNT(e.id) < 2 OR SUM(e.amount_cents) <> 0"
+        )
+    ]
+    pings = {
+        r["id"]: dict(r)
+        for r in await tx.fetch(
+            "SELECT id, mode, channel, status, test, received_at, lead, consumer, bids, waterfall FROM pings"
+        )
+    }
+    sales = rows(
+        await tx.fetch("SELECT id, ping_id, bid_id, buyer_id, contract_id, status, created_at, channel FROM sales")
+    )
     claimed = {r["bid_id"]: int(r["created_at"]) for r in await tx.fetch("SELECT bid_id, created_at FROM deliveries")}
     dedup = rows(await tx.fetch("SELECT buyer_id, hash_hmac, sale_id, sold_at FROM dedup_records"))
     texts = [str(r[c] or "") for r in pings.values() for c in ("lead", "consumer", "bids", "waterfall")]
-    for sql in ("SELECT detail AS t FROM ping_events", "SELECT detail AS t FROM deliveries",
-                "SELECT buyer_lead_id AS t FROM deliveries", "SELECT answer AS t FROM call_events",
-                "SELECT body AS t FROM idempotency_keys"):
+    for sql in (
+        "SELECT detail AS t FROM ping_events",
+        "SELECT detail AS t FROM deliveries",
+        "SELECT buyer_lead_id AS t FROM deliveries",
+        "SELECT answer AS t FROM call_events",
+        "SELECT body AS t FROM idempotency_keys",
+    ):
         texts += [str(r["t"] or "") for r in await tx.fetch(sql)]
     return Tables(reservations, usage, funds, ledger, unbalanced, pings, sales, dedup, claimed, "\n".join(texts))
 
 
-def live_counts(reservations: list[dict[str, Any]], now: int,
-                contract: str | None = None) -> Counter[tuple[str, str, str]]:
+def live_counts(
+    reservations: list[dict[str, Any]], now: int, contract: str | None = None
+) -> Counter[tuple[str, str, str]]:
     """Slots taken per (contract, period kind, period key): sold, or live at `now`."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for r in reservations:
@@ -100,8 +120,10 @@ def _caps(sim: Simulation, t: Tables, now: int) -> None:
             continue
         allowed = max(cap, sim.model.allowance.get((contract, kind, key), 0))
         if taken > allowed:
-            sim.violation("caps_never_exceeded", f"{contract} {kind} period {key}: {taken} slots sold or live, "
-                                                 f"cap {cap} (allowed {allowed})")
+            sim.violation(
+                "caps_never_exceeded",
+                f"{contract} {kind} period {key}: {taken} slots sold or live, cap {cap} (allowed {allowed})",
+            )
 
 
 def _counters(sim: Simulation, t: Tables) -> None:
@@ -117,19 +139,25 @@ def _counters(sim: Simulation, t: Tables) -> None:
         contract = u["contract_id"]
         for kind, key, used in KINDS:
             if u[key] and u[used] != counted[(contract, kind, u[key])]:
-                sim.violation("counters_match_reservations",
-                              f"{contract} {kind} counter {u[used]} for {u[key]}, but "
-                              f"{counted[(contract, kind, u[key])]} reservations held, posting or sold there")
+                sim.violation(
+                    "counters_match_reservations",
+                    f"{contract} {kind} counter {u[used]} for {u[key]}, but "
+                    f"{counted[(contract, kind, u[key])]} reservations held, posting or sold there",
+                )
         if u["live_calls"] != calls[contract]:
-            sim.violation("counters_match_reservations",
-                          f"{contract} live_calls {u['live_calls']}, but {calls[contract]} live-call reservations")
+            sim.violation(
+                "counters_match_reservations",
+                f"{contract} live_calls {u['live_calls']}, but {calls[contract]} live-call reservations",
+            )
         keys = (u["day_key"], u["week_key"], u["month_key"])
         newest = sim.model.newest_keys.get(contract)
         if newest is not None:
             for name, was, now_key in zip(("day", "week", "month"), newest, keys, strict=True):
                 if was and now_key < was:
-                    sim.violation("counters_never_move_back",
-                                  f"{contract} {name} counter moved back from period {was} to {now_key}")
+                    sim.violation(
+                        "counters_never_move_back",
+                        f"{contract} {name} counter moved back from period {was} to {now_key}",
+                    )
             keys = (max(newest[0], keys[0]), max(newest[1], keys[1]), max(newest[2], keys[2]))
         sim.model.newest_keys[contract] = keys
 
@@ -145,13 +173,17 @@ def _funds_and_ledger(sim: Simulation, t: Tables) -> None:
         if held != holds[buyer]:
             sim.violation("holds_match_reservations", f"{buyer} holds_cents {held}, live reservations {holds[buyer]}")
         if balance != t.buyer_ledger.get(f"buyer:{buyer}", 0):
-            sim.violation("balance_is_ledger_sum",
-                          f"{buyer} balance_cents {balance}, ledger {t.buyer_ledger.get(f'buyer:{buyer}', 0)}")
+            sim.violation(
+                "balance_is_ledger_sum",
+                f"{buyer} balance_cents {balance}, ledger {t.buyer_ledger.get(f'buyer:{buyer}', 0)}",
+            )
         overdraft = sim.model.overdraft.get(buyer, 0)  # sales the operator recorded without a hold
         if balance + credit - held < -overdraft:
-            sim.violation("funds_never_below_credit_limit",
-                          f"{buyer} balance {balance} + credit {credit} - holds {held} = {balance + credit - held}"
-                          + (f" (the operator recorded {overdraft} without holds)" if overdraft else ""))
+            sim.violation(
+                "funds_never_below_credit_limit",
+                f"{buyer} balance {balance} + credit {credit} - holds {held} = {balance + credit - held}"
+                + (f" (the operator recorded {overdraft} without holds)" if overdraft else ""),
+            )
     for txn, total in t.unbalanced:
         sim.violation("ledger_transactions_sum_to_zero", f"{txn} sums to {total}")
 
@@ -182,8 +214,10 @@ def _dedup(sim: Simulation, t: Tables) -> None:
             return False
         if later["channel"] != "form":
             ping = t.pings[later["ping_id"]]
-            return digest in orjson.loads(ping["consumer"]).values() and \
-                int(ping["received_at"]) > recorded(earlier) + DEDUP_SLACK_MS
+            return (
+                digest in orjson.loads(ping["consumer"]).values()
+                and int(ping["received_at"]) > recorded(earlier) + DEDUP_SLACK_MS
+            )
         return recorded(later) > recorded(earlier) + DEDUP_SLACK_MS
 
     for (buyer, digest), group in bought.items():
@@ -196,10 +230,12 @@ def _dedup(sim: Simulation, t: Tables) -> None:
                 # hosts' clocks cannot tell which (then both windows must cover the gap).
                 unordered = both_posts and close and min(window(a), window(b)) > abs(recorded(a) - recorded(b))
                 if unordered or saw(b, a, digest) or saw(a, b, digest):
-                    sim.violation("one_sale_per_buyer_and_consumer",
-                                  f"{buyer} bought one consumer twice ({a['id']} via {a['contract_id']} "
-                                  f"{a['channel']}, {b['id']} via {b['contract_id']} {b['channel']}, claimed "
-                                  f"{(recorded(b) - recorded(a)) // 1000}s apart)")
+                    sim.violation(
+                        "one_sale_per_buyer_and_consumer",
+                        f"{buyer} bought one consumer twice ({a['id']} via {a['contract_id']} "
+                        f"{a['channel']}, {b['id']} via {b['contract_id']} {b['channel']}, claimed "
+                        f"{(recorded(b) - recorded(a)) // 1000}s apart)",
+                    )
 
 
 def _waterfalls(sim: Simulation, t: Tables) -> None:
@@ -208,15 +244,19 @@ def _waterfalls(sim: Simulation, t: Tables) -> None:
         waterfall = orjson.loads(ping["waterfall"])
         won = [w for w in waterfall if w["outcome"] == "won"]
         if ping["status"] == "no_bids" and won:
-            sim.violation("retries_decide_afresh", f"{ping['id']} answered no_bids, its waterfall says won for "
-                                                   f"{[w['contract_id'] for w in won]}")
+            sim.violation(
+                "retries_decide_afresh",
+                f"{ping['id']} answered no_bids, its waterfall says won for {[w['contract_id'] for w in won]}",
+            )
         if ping["test"]:
             continue
         for w in waterfall:
             if w["outcome"] in ("won", "standby") and w.get("bid_id") not in reserved:
-                sim.violation("won_has_reservation",
-                              f"{ping['id']} waterfall {w['outcome']} for {w['contract_id']} (bid {w.get('bid_id')}) "
-                              "has no reservation")
+                sim.violation(
+                    "won_has_reservation",
+                    f"{ping['id']} waterfall {w['outcome']} for {w['contract_id']} (bid {w.get('bid_id')}) "
+                    "has no reservation",
+                )
 
 
 def _live_calls(sim: Simulation, t: Tables, now: int) -> None:
@@ -227,8 +267,10 @@ def _live_calls(sim: Simulation, t: Tables, now: int) -> None:
     for u in t.usage:
         limit = u["max_live_calls"]
         if limit is not None and live[u["contract_id"]] > limit:
-            sim.violation("live_calls_within_max_concurrent_calls",
-                          f"{u['contract_id']}: {live[u['contract_id']]} live calls, max_concurrent_calls {limit}")
+            sim.violation(
+                "live_calls_within_max_concurrent_calls",
+                f"{u['contract_id']}: {live[u['contract_id']]} live calls, max_concurrent_calls {limit}",
+            )
 
 
 def _privacy(sim: Simulation, t: Tables) -> None:
@@ -236,7 +278,7 @@ def _privacy(sim: Simulation, t: Tables) -> None:
         sim.violation("no_pii_in_bid_requests", problem)
     sim.buyers.problems.clear()
     deliveries = [r for r in sim.buyers.received if r.kind == "deliver"]
-    for d in deliveries[sim.model.checked_deliveries:]:
+    for d in deliveries[sim.model.checked_deliveries :]:
         ping_id = str(d.body.get("ping_id"))
         ping = t.pings.get(ping_id)
         if ping is None:
@@ -245,15 +287,22 @@ def _privacy(sim: Simulation, t: Tables) -> None:
         bid = next((b for b in orjson.loads(ping["bids"]) if b["contract_id"] == d.contract), None)
         rec = sim.model.pings.get(ping_id)
         allowed = ("connected", "completed") if ping["channel"] != "form" else ("winner",)
-        if bid is None or bid["role"] not in allowed or (
-                rec is not None and rec.chosen is not None and bid["bid_id"] not in rec.chosen):
-            sim.violation("pii_only_to_accepted_winners",
-                          f"{d.contract} received the lead of {ping_id}: bid {bid and bid['bid_id']} role "
-                          f"{bid and bid['role']}, partner accepted {rec and rec.chosen}")
+        if (
+            bid is None
+            or bid["role"] not in allowed
+            or (rec is not None and rec.chosen is not None and bid["bid_id"] not in rec.chosen)
+        ):
+            sim.violation(
+                "pii_only_to_accepted_winners",
+                f"{d.contract} received the lead of {ping_id}: bid {bid and bid['bid_id']} role "
+                f"{bid and bid['role']}, partner accepted {rec and rec.chosen}",
+            )
     sim.model.checked_deliveries = len(deliveries)
     posted: Counter[tuple[str, str]] = Counter(
-        (str(d.body.get("ping_id")), d.contract) for d in deliveries
-        if (p := t.pings.get(str(d.body.get("ping_id")))) is not None and p["channel"] == "form")
+        (str(d.body.get("ping_id")), d.contract)
+        for d in deliveries
+        if (p := t.pings.get(str(d.body.get("ping_id")))) is not None and p["channel"] == "form"
+    )
     for (ping_id, contract), times in posted.items():
         if times > 1:
             sim.violation("never_redelivered", f"{contract} received the lead of {ping_id} {times} times")

@@ -19,8 +19,13 @@ def deposit(sim: Simulation) -> Action:
     ref = sim.model.next("dep-")
 
     async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "POST", f"/v1/admin/buyers/{buyer}/deposits", token=ADMIN_TOKEN,
-                           body={"amount_cents": amount, "reference": ref})
+        r = await sim.send(
+            inst,
+            "POST",
+            f"/v1/admin/buyers/{buyer}/deposits",
+            token=ADMIN_TOKEN,
+            body={"amount_cents": amount, "reference": ref},
+        )
         sim.expect("deposit", r, {201})
         return str(r.status_code)
 
@@ -33,8 +38,7 @@ def reverse(sim: Simulation) -> Action | None:
     sale = sim.rng.choice(sim.model.sale_ids)
 
     async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "POST", f"/v1/admin/sales/{sale}/reverse", token=ADMIN_TOKEN,
-                           body={"reason": "sim"})
+        r = await sim.send(inst, "POST", f"/v1/admin/sales/{sale}/reverse", token=ADMIN_TOKEN, body={"reason": "sim"})
         sim.expect("reverse", r, {200, 409})
         return f"{r.status_code} {code(r.json())}"
 
@@ -54,8 +58,7 @@ def reconcile(sim: Simulation) -> Action:
             return "nothing to settle"
         item = items[int(pick * len(items))]
         before = await sim.reservation(item["bid_id"])
-        r = await sim.send(inst, "POST", f"/v1/admin/reconciliation/{item['delivery_id']}/{verb}",
-                           token=ADMIN_TOKEN)
+        r = await sim.send(inst, "POST", f"/v1/admin/reconciliation/{item['delivery_id']}/{verb}", token=ADMIN_TOKEN)
         sim.expect(f"reconciliation {verb}", r, {200, 409})
         answer = r.json()
         if r.status_code == 200 and answer.get("sale_id"):
@@ -67,8 +70,7 @@ def reconcile(sim: Simulation) -> Action:
     return Action(f"reconcile ({verb})", run, solo=True)
 
 
-_PATHS = {"contract": "contracts", "buyer": "buyers", "campaign": "campaigns", "partner": "partners",
-          "offer": "offers"}
+_PATHS = {"contract": "contracts", "buyer": "buyers", "campaign": "campaigns", "partner": "partners", "offer": "offers"}
 
 
 def pause_or_resume(sim: Simulation) -> Action:
@@ -78,14 +80,21 @@ def pause_or_resume(sim: Simulation) -> Action:
         status = "active"
     else:
         kind = rng.choices(list(_PATHS), [5, 2, 2, 1, 1])[0]
-        ident = rng.choice({"contract": [c.id for c in sc.contracts], "buyer": [b["id"] for b in sc.buyers],
-                            "campaign": [c["id"] for c in sc.campaigns], "partner": ["pa", "pb"],
-                            "offer": [o["id"] for o in sc.offers]}[kind])
+        ident = rng.choice(
+            {
+                "contract": [c.id for c in sc.contracts],
+                "buyer": [b["id"] for b in sc.buyers],
+                "campaign": [c["id"] for c in sc.campaigns],
+                "partner": ["pa", "pb"],
+                "offer": [o["id"] for o in sc.offers],
+            }[kind]
+        )
         status = "paused"
 
     async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "PATCH", f"/v1/admin/{_PATHS[kind]}/{ident}", token=ADMIN_TOKEN,
-                           body={"status": status})
+        r = await sim.send(
+            inst, "PATCH", f"/v1/admin/{_PATHS[kind]}/{ident}", token=ADMIN_TOKEN, body={"status": status}
+        )
         sim.expect("pause/resume", r, {200})
         if r.status_code == 200:
             (model.paused.add if status == "paused" else model.paused.discard)((kind, ident))
@@ -105,8 +114,7 @@ def change_caps(sim: Simulation) -> Action:
         caps[period] = max(0, caps.get(period, 3) + rng.choice([-2, -1, 1, 2]))
 
     async def run(inst: Instance) -> str:
-        r = await sim.send(inst, "PATCH", f"/v1/admin/contracts/{contract.id}", token=ADMIN_TOKEN,
-                           body={"caps": caps})
+        r = await sim.send(inst, "PATCH", f"/v1/admin/contracts/{contract.id}", token=ADMIN_TOKEN, body={"caps": caps})
         sim.expect("caps", r, {200})
         if r.status_code == 200:
             await sim.caps_changed(contract.id, caps)

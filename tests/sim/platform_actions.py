@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from tests.sim.simulation import Simulation
 
 
-def _call_event(sim: Simulation, call: CallRec, kind: str, body: dict[str, Any],
-                on_answer: Callable[[int, Any], str]) -> Action:
+def _call_event(
+    sim: Simulation, call: CallRec, kind: str, body: dict[str, Any], on_answer: Callable[[int, Any], str]
+) -> Action:
     path = f"/v1/calls/{call.ping.ping_id}/{kind}"
     model = sim.model
 
@@ -24,16 +25,38 @@ def _call_event(sim: Simulation, call: CallRec, kind: str, body: dict[str, Any],
         r = await sim.send(inst, "POST", path, token=model.platform_key, body=body)
         if r.status_code >= 500:
             sim.expect(f"call {kind}", r, set())
-            model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent,
-                                        unanswered=True, on_answer=on_answer))
+            model.resends.append(
+                Resend(
+                    kind,
+                    path,
+                    model.platform_key,
+                    body,
+                    None,
+                    r.status_code,
+                    r.json(),
+                    sent,
+                    unanswered=True,
+                    on_answer=on_answer,
+                )
+            )
             return f"{r.status_code} (the platform retries)"
         if r.status_code == 200:  # a recorded event: sending it again must answer the same
             model.resends.append(Resend(kind, path, model.platform_key, body, None, r.status_code, r.json(), sent))
         return on_answer(r.status_code, r.json())
 
     def crashed() -> None:
-        model.resends.append(Resend(kind, path, model.platform_key, body, None, first_at_ms=sim.clock.now_ms(),
-                                    unanswered=True, on_answer=on_answer))
+        model.resends.append(
+            Resend(
+                kind,
+                path,
+                model.platform_key,
+                body,
+                None,
+                first_at_ms=sim.clock.now_ms(),
+                unanswered=True,
+                on_answer=on_answer,
+            )
+        )
 
     return Action(f"call {kind} {call.ping.ping_id} {body['bid_id']}", run, on_crash=crashed)
 
@@ -56,13 +79,17 @@ def connected(sim: Simulation, call: CallRec, *, answers: list[Any] | None = Non
         if answers is not None and status == 200:
             answers.append(answer)
             if len(answers) == 2 and answers[0] != answers[1]:
-                sim.violation("retries_answer_the_same",
-                              f"one connected sent twice at once answered {answers[0]} and {answers[1]}")
+                sim.violation(
+                    "retries_answer_the_same",
+                    f"one connected sent twice at once answered {answers[0]} and {answers[1]}",
+                )
         if status == 200:
             if started >= call.ping.expiry_bound_ms:
-                sim.violation("posts_claim_only_live_reservations",
-                              f"call {call.ping.ping_id} connected at {started} on bid {bid_id}, lapsed by "
-                              f"{call.ping.expiry_bound_ms} on the one clock: answered {answer}")
+                sim.violation(
+                    "posts_claim_only_live_reservations",
+                    f"call {call.ping.ping_id} connected at {started} on bid {bid_id}, lapsed by "
+                    f"{call.ping.expiry_bound_ms} on the one clock: answered {answer}",
+                )
             call.connected_at_ms = started  # early rather than late: the deadline below is conservative
             if answer.get("sale_id") and answer["sale_id"] not in sim.model.sale_ids:
                 sim.model.sale_ids.append(answer["sale_id"])

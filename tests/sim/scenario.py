@@ -18,7 +18,8 @@ DIRECT_OFFER = "direct"
 FORM_OFFERS = ("leads", "ranked")
 
 VERTICAL: dict[str, Any] = {
-    "id": "medicare", "name": "Medicare",
+    "id": "medicare",
+    "name": "Medicare",
     "fields": [
         {"name": "state", "type": "state", "required": True},
         {"name": "zip", "type": "zip", "required": True},
@@ -35,9 +36,14 @@ VERTICAL: dict[str, Any] = {
 # Dates whose local midnight (or the night around them) is a boundary worth crossing: DST changes in
 # the US and New Zealand, month and year ends, and a Sunday night (the week's end).
 BOUNDARY_DATES = (
-    date(2025, 3, 9), date(2025, 11, 2),  # US DST starts / ends (02:00 local)
-    date(2025, 4, 6), date(2025, 9, 28),  # New Zealand DST ends / starts
-    date(2025, 3, 1), date(2025, 7, 1), date(2025, 1, 1), date(2025, 6, 2),  # month, year, week (Monday)
+    date(2025, 3, 9),
+    date(2025, 11, 2),  # US DST starts / ends (02:00 local)
+    date(2025, 4, 6),
+    date(2025, 9, 28),  # New Zealand DST ends / starts
+    date(2025, 3, 1),
+    date(2025, 7, 1),
+    date(2025, 1, 1),
+    date(2025, 6, 2),  # month, year, week (Monday)
 )
 
 
@@ -51,8 +57,7 @@ class Consumer:
     email: str
 
     def pii(self) -> dict[str, str]:
-        return {"first_name": self.first_name, "last_name": self.last_name, "phone": self.phone,
-                "email": self.email}
+        return {"first_name": self.first_name, "last_name": self.last_name, "phone": self.phone, "email": self.email}
 
     def values(self) -> tuple[str, ...]:
         return (self.first_name, self.last_name, self.phone, self.email)
@@ -97,8 +102,11 @@ def _start(rng: random.Random) -> tuple[int, str]:
     zone = rng.choice(ZONES)
     day = rng.choice(BOUNDARY_DATES)
     # DST changes happen at 02:00-03:00 local; the others at midnight.
-    at = time(2, 0) if day in (date(2025, 3, 9), date(2025, 11, 2)) and zone.startswith("America") and \
-        rng.random() < 0.5 else time(0, 0)
+    at = (
+        time(2, 0)
+        if day in (date(2025, 3, 9), date(2025, 11, 2)) and zone.startswith("America") and rng.random() < 0.5
+        else time(0, 0)
+    )
     local = datetime.combine(day, at, ZoneInfo(zone))
     before_s = rng.randint(20, 600)
     start = int(local.timestamp() * 1000) - before_s * 1000
@@ -125,18 +133,48 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
     start_ms, note = _start(rng)
     skews = [rng.randint(-4000, 4000) for _ in range(instances)]
     offers: list[dict[str, Any]] = [
-        {"id": "leads", "name": "Leads", "vertical": "medicare", "channels": ["form"],
-         "distribution": {"rule": "multisell", "max_winners": 2}, "ping_ttl_s": rng.choice([30, 60, 120]),
-         "auction_timeout_ms": 500},
-        {"id": "ranked", "name": "Ranked", "vertical": "medicare", "channels": ["form"],
-         "distribution": {"rule": rng.choice(["priority", "hybrid", "round_robin", "exclusive"]),
-                          "max_winners": rng.choice([1, 2]), "hybrid_floor_cents": rng.choice([1500, 2500])},
-         "ping_ttl_s": rng.choice([30, 90]), "auction_timeout_ms": 500, "floor_cents": 200},
-        {"id": CALL_OFFER, "name": "Calls", "vertical": "medicare", "channels": ["call", "callback"],
-         "call_standby": rng.choice([1, 2]), "ping_ttl_s": 60, "callback_ttl_s": rng.choice([120, 600]),
-         "max_call_duration_s": 3600, "auction_timeout_ms": 500},
-        {"id": DIRECT_OFFER, "name": "Direct", "vertical": "medicare", "mode": "direct_post", "channels": ["form"],
-         "direct_post_attempts": 2},
+        {
+            "id": "leads",
+            "name": "Leads",
+            "vertical": "medicare",
+            "channels": ["form"],
+            "distribution": {"rule": "multisell", "max_winners": 2},
+            "ping_ttl_s": rng.choice([30, 60, 120]),
+            "auction_timeout_ms": 500,
+        },
+        {
+            "id": "ranked",
+            "name": "Ranked",
+            "vertical": "medicare",
+            "channels": ["form"],
+            "distribution": {
+                "rule": rng.choice(["priority", "hybrid", "round_robin", "exclusive"]),
+                "max_winners": rng.choice([1, 2]),
+                "hybrid_floor_cents": rng.choice([1500, 2500]),
+            },
+            "ping_ttl_s": rng.choice([30, 90]),
+            "auction_timeout_ms": 500,
+            "floor_cents": 200,
+        },
+        {
+            "id": CALL_OFFER,
+            "name": "Calls",
+            "vertical": "medicare",
+            "channels": ["call", "callback"],
+            "call_standby": rng.choice([1, 2]),
+            "ping_ttl_s": 60,
+            "callback_ttl_s": rng.choice([120, 600]),
+            "max_call_duration_s": 3600,
+            "auction_timeout_ms": 500,
+        },
+        {
+            "id": DIRECT_OFFER,
+            "name": "Direct",
+            "vertical": "medicare",
+            "mode": "direct_post",
+            "channels": ["form"],
+            "direct_post_attempts": 2,
+        },
     ]
     buyer_ids = ["b1", "b2", "b3", "b4"]
     buyers = [{"id": b, "name": b.upper(), "credit_limit_cents": rng.choice([0, 0, 1000, 5000])} for b in buyer_ids]
@@ -151,12 +189,22 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
             caps = _caps(rng)
             dedup = rng.choice([0, 1, 30, 30])
             rtb = ident != DIRECT_OFFER and rng.random() < 0.45
-            body: dict[str, Any] = {"id": cid, "name": cid, "buyer": buyer, "offer": ident, "timezone": tz,
-                                    "dedup_days": dedup, "priority": rng.randint(1, 5) * 10,
-                                    "delivery": {"url": buyer_url("deliver", buyer, cid), "timeout_ms": 2000}}
+            body: dict[str, Any] = {
+                "id": cid,
+                "name": cid,
+                "buyer": buyer,
+                "offer": ident,
+                "timezone": tz,
+                "dedup_days": dedup,
+                "priority": rng.randint(1, 5) * 10,
+                "delivery": {"url": buyer_url("deliver", buyer, cid), "timeout_ms": 2000},
+            }
             if rtb:
-                body["rtb"] = {"url": buyer_url("bid", buyer, cid), "timeout_ms": 300,
-                               "fallback": rng.choice(["always", "on_failure", "never"])}
+                body["rtb"] = {
+                    "url": buyer_url("bid", buyer, cid),
+                    "timeout_ms": 300,
+                    "fallback": rng.choice(["always", "on_failure", "never"]),
+                }
                 if rng.random() < 0.3:
                     body["rtb"]["min_bid_cents"] = 400
                 if rng.random() < 0.5:
@@ -175,8 +223,9 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
             elif rng.random() < 0.2:
                 body["filters"] = [{"field": "coverage", "op": "ne", "value": "advantage"}]
             if rng.random() < 0.15:
-                body["schedule"] = {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat"],
-                                                 "start": "06:00", "end": "01:00"}]}
+                body["schedule"] = {
+                    "windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat"], "start": "06:00", "end": "01:00"}]
+                }
             if rng.random() < 0.1:
                 body["consent_required"] = ["tcpa"]
             if caps:
@@ -185,12 +234,25 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
     campaigns: list[dict[str, Any]] = []
     for offer in offers:
         ident = str(offer["id"])
-        campaigns.append({"id": f"pa-{ident}", "name": f"pa {ident}", "partner": "pa", "offer": ident,
-                          "payout": {"type": "revshare", "percent": rng.choice([50, 60, 70, 80])}})
+        campaigns.append(
+            {
+                "id": f"pa-{ident}",
+                "name": f"pa {ident}",
+                "partner": "pa",
+                "offer": ident,
+                "payout": {"type": "revshare", "percent": rng.choice([50, 60, 70, 80])},
+            }
+        )
         if ident in (FORM_OFFERS[0], DIRECT_OFFER) or rng.random() < 0.5:
-            campaigns.append({"id": f"pb-{ident}", "name": f"pb {ident}", "partner": "pb", "offer": ident,
-                              "payout": rng.choice([{"type": "revshare", "percent": 65},
-                                                    {"type": "fixed", "amount_cents": 250}])})
+            campaigns.append(
+                {
+                    "id": f"pb-{ident}",
+                    "name": f"pb {ident}",
+                    "partner": "pb",
+                    "offer": ident,
+                    "payout": rng.choice([{"type": "revshare", "percent": 65}, {"type": "fixed", "amount_cents": 250}]),
+                }
+            )
     rate_limited = {c["id"] for c in campaigns if c["partner"] == "pb" and rng.random() < 0.5}
     for c in campaigns:
         if c["id"] in rate_limited:
@@ -198,13 +260,30 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
     consumers = []
     for n in range(rng.randint(6, 12)):
         tag = "".join(rng.choice("BCDFGHJKLMNPQRSTVWXZ") for _ in range(5))
-        phone = f"{rng.randint(2, 9)}{rng.randint(0, 8)}{rng.randint(0, 9)}{rng.randint(2, 9)}" \
-                f"{rng.randint(0, 9)}{rng.randint(0, 9)}{rng.randint(1000, 9999)}"
-        consumers.append(Consumer(first_name=f"Pii{tag}", last_name=f"Sur{tag}x", phone=phone,
-                                  email=f"pii.{tag.lower()}{n}@consumer.example"))
-    return Scenario(start_ms=start_ms, start_note=note, skews_ms=skews, offers=offers, buyers=buyers,
-                    deposits=deposits, contracts=contracts, campaigns=campaigns, consumers=consumers,
-                    rate_limited=rate_limited)
+        phone = (
+            f"{rng.randint(2, 9)}{rng.randint(0, 8)}{rng.randint(0, 9)}{rng.randint(2, 9)}"
+            f"{rng.randint(0, 9)}{rng.randint(0, 9)}{rng.randint(1000, 9999)}"
+        )
+        consumers.append(
+            Consumer(
+                first_name=f"Pii{tag}",
+                last_name=f"Sur{tag}x",
+                phone=phone,
+                email=f"pii.{tag.lower()}{n}@consumer.example",
+            )
+        )
+    return Scenario(
+        start_ms=start_ms,
+        start_note=note,
+        skews_ms=skews,
+        offers=offers,
+        buyers=buyers,
+        deposits=deposits,
+        contracts=contracts,
+        campaigns=campaigns,
+        consumers=consumers,
+        rate_limited=rate_limited,
+    )
 
 
 def next_boundary_ms(now_ms: int, zone: str) -> int:

@@ -123,14 +123,26 @@ class Simulation:
         assert self._checker is not None
         return self._checker
 
-    async def send(self, inst: Instance, method: str, path: str, *, token: str, body: dict[str, Any] | None = None,
-                   key: str | None = None) -> httpx.Response:
+    async def send(
+        self,
+        inst: Instance,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        body: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> httpx.Response:
         assert inst.http is not None
         headers = {"Authorization": f"Bearer {token}"}
         if key is not None:
             headers["Idempotency-Key"] = key
-        return await inst.http.request(method, path, content=orjson.dumps(body) if body is not None else None,
-                                       headers={**headers, "Content-Type": "application/json"})
+        return await inst.http.request(
+            method,
+            path,
+            content=orjson.dumps(body) if body is not None else None,
+            headers={**headers, "Content-Type": "application/json"},
+        )
 
     def expect(self, what: str, r: httpx.Response, statuses: set[int]) -> None:
         self.expect_status(what, r.status_code, r.json() if r.content else None, statuses)
@@ -149,8 +161,10 @@ class Simulation:
 
         async def unit(tx: Tx) -> tuple[Any, set[str]]:
             row = await tx.fetchrow("SELECT status, waterfall FROM pings WHERE id = :p", {"p": ping_id})
-            held = {r["bid_id"] for r in await tx.fetch("SELECT bid_id FROM reservations WHERE ping_id = :p",
-                                                         {"p": ping_id})}
+            held = {
+                r["bid_id"]
+                for r in await tx.fetch("SELECT bid_id FROM reservations WHERE ping_id = :p", {"p": ping_id})
+            }
             return row, held
 
         row, held = await self.checker.read(unit)
@@ -160,9 +174,11 @@ class Simulation:
         won = {w.get("bid_id") for w in orjson.loads(row["waterfall"]) if w["outcome"] == "won"}
         answered = {b["bid_id"] for b in answer["bids"]}
         if answered != won:
-            self.violation("retries_decide_afresh",
-                           f"ping {ping_id} answered {answer['status']} with {len(answered)} bids; its waterfall "
-                           f"says won for {len(won)} bids")
+            self.violation(
+                "retries_decide_afresh",
+                f"ping {ping_id} answered {answer['status']} with {len(answered)} bids; its waterfall "
+                f"says won for {len(won)} bids",
+            )
         if not test and not answered <= held:
             self.violation("won_has_reservation", f"ping {ping_id} answered bids without reservations")
 
@@ -177,8 +193,9 @@ class Simulation:
                 self.model.allowance[(c, kind, key)] = max(taken, self.model.allowance.get((c, kind, key), 0))
 
     async def reservation(self, bid_id: str) -> dict[str, Any] | None:
-        row = await self.checker.read(lambda tx: tx.fetchrow("SELECT * FROM reservations WHERE bid_id = :b",
-                                                             {"b": bid_id}))
+        row = await self.checker.read(
+            lambda tx: tx.fetchrow("SELECT * FROM reservations WHERE bid_id = :b", {"b": bid_id})
+        )
         return None if row is None else dict(row)
 
     async def operator_sold(self, reservation: dict[str, Any]) -> None:
@@ -204,8 +221,10 @@ class Simulation:
     async def run(self) -> Result:
         started = self._started = time.perf_counter()
         failure: Failure | None = None
-        self.log(f"seed {self.opts.seed} store {self.opts.store}: start {self.scenario.start_note}, "
-                 f"skews {self.scenario.skews_ms} ms, rules {[o.get('distribution') for o in self.scenario.offers]}")
+        self.log(
+            f"seed {self.opts.seed} store {self.opts.store}: start {self.scenario.start_note}, "
+            f"skews {self.scenario.skews_ms} ms, rules {[o.get('distribution') for o in self.scenario.offers]}"
+        )
         try:
             with fixed_ids(self.opts.seed), inline_threadpool():
                 await self._run_steps()
@@ -217,8 +236,17 @@ class Simulation:
                 raise  # the run itself is being cancelled
             failure = Failure("no_unexpected_exception", f"{type(exc).__name__}: {exc}", self.step_no)
             self.trace += traceback.format_exception(exc)[-6:]
-        return Result(self.opts.seed, self.opts.store, self.step_no, time.perf_counter() - started, failure,
-                      self.trace, self.injector.seen, self.injector.injected, list(self.findings.values()))
+        return Result(
+            self.opts.seed,
+            self.opts.store,
+            self.step_no,
+            time.perf_counter() - started,
+            failure,
+            self.trace,
+            self.injector.seen,
+            self.injector.injected,
+            list(self.findings.values()),
+        )
 
     async def _run_steps(self) -> None:
         try:
@@ -242,8 +270,9 @@ class Simulation:
         if self.violations and self.opts.keep_going:
             for v in self.violations:
                 if v.invariant not in self.findings:
-                    self.findings[v.invariant] = Finding(v.invariant, v.detail, self.step_no,
-                                                         time.perf_counter() - self._started)
+                    self.findings[v.invariant] = Finding(
+                        v.invariant, v.detail, self.step_no, time.perf_counter() - self._started
+                    )
                     self.log(f"  VIOLATION {v}")
             self.violations.clear()
         if self.violations:
@@ -253,8 +282,16 @@ class Simulation:
             raise first
 
     async def _instance(self, index: int, generation: int, skew: int) -> Instance:
-        inst = Instance(index=index, generation=generation, skew_ms=skew, clock=self.clock, url=self.url,
-                        buyers=self.buyers, injector=self.injector, workdir=self.workdir)
+        inst = Instance(
+            index=index,
+            generation=generation,
+            skew_ms=skew,
+            clock=self.clock,
+            url=self.url,
+            buyers=self.buyers,
+            injector=self.injector,
+            workdir=self.workdir,
+        )
         await inst.start()
         return inst
 
@@ -275,8 +312,11 @@ class Simulation:
             await self._admin("POST", "/v1/admin/partners", {"id": partner, "name": partner})
         for buyer in sc.buyers:
             await self._admin("POST", "/v1/admin/buyers", buyer)
-            await self._admin("POST", f"/v1/admin/buyers/{buyer['id']}/deposits",
-                              {"amount_cents": sc.deposits[buyer["id"]], "reference": f"initial-{buyer['id']}"})
+            await self._admin(
+                "POST",
+                f"/v1/admin/buyers/{buyer['id']}/deposits",
+                {"amount_cents": sc.deposits[buyer["id"]], "reference": f"initial-{buyer['id']}"},
+            )
         for campaign in sc.campaigns:
             answer = await self._admin("POST", "/v1/admin/campaigns", campaign)
             self.model.posting_keys[campaign["id"]] = answer["posting_key"]
@@ -285,22 +325,28 @@ class Simulation:
             self.model.caps[contract.id] = dict(contract.caps)
         platform = await self._admin("POST", "/v1/admin/api-keys", {"kind": "call_platform", "name": "sim"})
         self.model.platform_key = platform["key"]
-        self.log(f"setup: {len(sc.offers)} offers, {len(sc.contracts)} contracts, {len(sc.campaigns)} campaigns, "
-                 f"{len(sc.consumers)} consumers")
+        self.log(
+            f"setup: {len(sc.offers)} offers, {len(sc.contracts)} contracts, {len(sc.campaigns)} campaigns, "
+            f"{len(sc.consumers)} consumers"
+        )
 
     # --- one step ---------------------------------------------------------------------------
 
     def _choose(self) -> list[Action]:  # noqa: C901 - the table of weighted step kinds, read top to bottom
         rng, model = self.rng, self.model
-        due = [c for c in model.open_calls() if c.connect_sent_ms and self.clock.now_ms() >= self._deadline(c)
-               and not self.opts.long_calls]
+        due = [
+            c
+            for c in model.open_calls()
+            if c.connect_sent_ms and self.clock.now_ms() >= self._deadline(c) and not self.opts.long_calls
+        ]
         for call in due:
             ending = platform_actions.before_deadline(self, call)
             if ending:
                 return ending
         if rng.random() < 0.2:
-            kind = rng.choices(["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"],
-                               [4, 2, 2, 1, 2, 2, 1])[0]
+            kind = rng.choices(
+                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"], [4, 2, 2, 1, 2, 2, 1]
+            )[0]
             chosen: Action | None = None
             if kind == "leap":
                 chosen = operator_actions.leap(self)
@@ -320,8 +366,9 @@ class Simulation:
                 return [chosen]
         group: list[Action] = []
         for _ in range(rng.choice([1, 2, 2, 3, 3, 4, 5])):
-            kind = rng.choices(["ping", "post", "direct", "pair", "call", "tick", "resend", "burst"],
-                               [10, 6, 2, 1, 4, 3, 3, 1])[0]
+            kind = rng.choices(
+                ["ping", "post", "direct", "pair", "call", "tick", "resend", "burst"], [10, 6, 2, 1, 4, 3, 3, 1]
+            )[0]
             if kind == "ping":
                 group.append(actions.ping(self))
             elif kind == "post" and model.open_form_pings():

@@ -27,8 +27,11 @@ async def test_simulated_exchange_keeps_every_invariant(store: str) -> None:
     results = await run_seeds(store, itertools.count(first), steps=STEPS, budget_s=budget, min_seeds=MIN_SEEDS)
     failed = [r for r in results if not r.ok]
     if failed:
-        pytest.fail(f"{len(failed)} of {len(results)} seeds failed on {store}:\n"
-                    + "\n".join(describe(r, steps=STEPS) for r in failed), pytrace=False)
+        pytest.fail(
+            f"{len(failed)} of {len(results)} seeds failed on {store}:\n"
+            + "\n".join(describe(r, steps=STEPS) for r in failed),
+            pytrace=False,
+        )
 
 
 async def test_a_seed_replays_the_same_trace() -> None:

@@ -83,7 +83,7 @@ class Databases:
 
     async def drop(self, url: str) -> None:
         if self.kind == "sqlite":
-            path = Path(url[len("sqlite:///"):])
+            path = Path(url[len("sqlite:///") :])
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             return
@@ -134,8 +134,18 @@ def inline_threadpool() -> Iterator[None]:
 class Instance:
     """One app process: its own store connection(s), services, snapshot cache and clock."""
 
-    def __init__(self, *, index: int, generation: int, skew_ms: int, clock: ManualClock, url: str,  # noqa: PLR0913
-                 buyers: FakeBuyers, injector: FaultInjector, workdir: Path) -> None:
+    def __init__(  # noqa: PLR0913 - one simulated instance and what it shares
+        self,
+        *,
+        index: int,
+        generation: int,
+        skew_ms: int,
+        clock: ManualClock,
+        url: str,
+        buyers: FakeBuyers,
+        injector: FaultInjector,
+        workdir: Path,
+    ) -> None:
         self.index = index
         self.generation = generation
         self.name = f"i{index}" if generation == 0 else f"i{index}.{generation}"
@@ -160,8 +170,14 @@ class Instance:
 
     async def start(self) -> None:
         self.store = await open_store(self._url, pool_size=3, shared_clock=self._shared)
-        settings = Settings(database_url=self._url, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY,
-                            key_file=str(self._workdir / "pingpost.key"), log_level="critical", db_pool_size=3)
+        settings = Settings(
+            database_url=self._url,
+            admin_token=ADMIN_TOKEN,
+            secret_key=SECRET_KEY,
+            key_file=str(self._workdir / "pingpost.key"),
+            log_level="critical",
+            db_pool_size=3,
+        )
         app = create_app(settings, store=self.store, client=self._buyers)
         with self.context():
             self._lifespan = app.router.lifespan_context(app)

@@ -17,8 +17,12 @@ PII_MARKERS = ("Zebulon", "Quixotic", "41555501", "555-01", "zebulon.quixotic")
 
 def person(n: int = 47) -> dict[str, str]:
     """The known person, with the `n`th phone and email (a buyer's dedup refuses the same one twice)."""
-    return {"first_name": "Zebulon", "last_name": "Quixotic", "phone": f"(415) 555-01{n % 100:02d}",
-            "email": f"zebulon.quixotic+{n}@example.org"}
+    return {
+        "first_name": "Zebulon",
+        "last_name": "Quixotic",
+        "phone": f"(415) 555-01{n % 100:02d}",
+        "email": f"zebulon.quixotic+{n}@example.org",
+    }
 
 
 PERSON = person()
@@ -43,10 +47,12 @@ async def build_world(api: Any) -> World:
     await buyer(api, "alpha", deposit=100_000)
     await buyer(api, "bravo", deposit=100_000)
     await contract(api, "alpha-fixed", "alpha", 5000, caps={"daily": 10}, delivery={"url": DELIVER_ALPHA})
-    await contract(api, "bravo-rtb", "bravo", None, rtb={"url": BID_URL, "timeout_ms": 500},
-                   delivery={"url": DELIVER_BRAVO})
-    made = await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "alpha",
-                                                                 "name": "alpha console"})
+    await contract(
+        api, "bravo-rtb", "bravo", None, rtb={"url": BID_URL, "timeout_ms": 500}, delivery={"url": DELIVER_BRAVO}
+    )
+    made = await api.ok(
+        "POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "alpha", "name": "alpha console"}
+    )
     return World(posting_key=key, buyer_key=made["key"])
 
 

@@ -40,11 +40,26 @@ class Market:
     buyer_keys: dict[str, str] = field(default_factory=dict)
     phones: int = 0
 
-    async def contract(self, ident: str, buyer_id: str, *, state: str, price: int = 10_000,
-                       policy: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-        return await sd.contract(self.api, ident, buyer_id, price, delivery={"url": DELIVER_URL},
-                                 filters=[{"field": "state", "op": "eq", "value": state}],
-                                 return_policy=POLICY if policy is None else policy, **extra)
+    async def contract(
+        self,
+        ident: str,
+        buyer_id: str,
+        *,
+        state: str,
+        price: int = 10_000,
+        policy: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return await sd.contract(
+            self.api,
+            ident,
+            buyer_id,
+            price,
+            delivery={"url": DELIVER_URL},
+            filters=[{"field": "state", "op": "eq", "value": state}],
+            return_policy=POLICY if policy is None else policy,
+            **extra,
+        )
 
     async def sell(self, state: str = "FL", *, posting_key: str | None = None) -> dict[str, Any]:
         """Ping and post one lead (a new consumer each time) through acme's campaign (or the one of
@@ -54,16 +69,24 @@ class Market:
         key = posting_key or self.posting_key
         answer = await sd.ping(self.api, key, lead)
         assert answer["bids"], answer
-        result = await self.api.ok("POST", "/v1/post", token=key, json={
-            "ping_id": answer["ping_id"], "lead": {**lead, "first_name": "Ann", "phone": f"30555{self.phones:05d}"}})
+        result = await self.api.ok(
+            "POST",
+            "/v1/post",
+            token=key,
+            json={
+                "ping_id": answer["ping_id"],
+                "lead": {**lead, "first_name": "Ann", "phone": f"30555{self.phones:05d}"},
+            },
+        )
         [sold] = result["sales"]
         sale: dict[str, Any] = await self.api.ok("GET", f"/v1/admin/sales/{sold['sale_id']}")
         return sale
 
     async def buyer_key(self, buyer_id: str) -> str:
         if buyer_id not in self.buyer_keys:
-            created = await self.api.ok("POST", "/v1/admin/api-keys", 201,
-                                        json={"kind": "buyer", "buyer": buyer_id, "name": buyer_id})
+            created = await self.api.ok(
+                "POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": buyer_id, "name": buyer_id}
+            )
             self.buyer_keys[buyer_id] = created["key"]
         return self.buyer_keys[buyer_id]
 
@@ -75,13 +98,17 @@ class Market:
         async def unit(tx: Tx) -> list[Any]:
             return list(await tx.fetch("SELECT type, data FROM events ORDER BY id"))
 
-        return [{"type": r["type"], **orjson.loads(r["data"])} for r in await self.store.read(unit)
-                if r["type"].startswith(type_prefix)]
+        return [
+            {"type": r["type"], **orjson.loads(r["data"])}
+            for r in await self.store.read(unit)
+            if r["type"].startswith(type_prefix)
+        ]
 
 
 @asynccontextmanager
-async def open_market(settings: Settings, *, payout: dict[str, Any] | None = None,
-                      start: str = "2026-12-02T12:00:00") -> AsyncIterator[Market]:
+async def open_market(
+    settings: Settings, *, payout: dict[str, Any] | None = None, start: str = "2026-12-02T12:00:00"
+) -> AsyncIterator[Market]:
     """The app on `settings`' database with a manual clock (also the store's shared clock), an
     exclusive offer, partner `acme` (campaign paying 70 % unless `payout`), buyers `b1` and `b2`."""
     clock = ManualClock(at(start))
@@ -102,10 +129,14 @@ async def open_market(settings: Settings, *, payout: dict[str, Any] | None = Non
 
 
 # What each sale status says its buyer got back (returns and reversal together), out of its price.
-REFUNDED = {"charged": lambda refunded, price: refunded == 0, "pending": lambda refunded, price: refunded == 0,
-            "void": lambda refunded, price: refunded == 0, "returned": lambda refunded, price: refunded == price,
-            "reversed": lambda refunded, price: refunded == price,
-            "partially_returned": lambda refunded, price: 0 < refunded < price}
+REFUNDED = {
+    "charged": lambda refunded, price: refunded == 0,
+    "pending": lambda refunded, price: refunded == 0,
+    "void": lambda refunded, price: refunded == 0,
+    "returned": lambda refunded, price: refunded == price,
+    "reversed": lambda refunded, price: refunded == price,
+    "partially_returned": lambda refunded, price: 0 < refunded < price,
+}
 
 
 async def refund_invariants(store: Store) -> dict[str, str]:
@@ -116,16 +147,26 @@ async def refund_invariants(store: Store) -> dict[str, str]:
     async def unit(tx: Tx) -> dict[str, str]:
         statuses = {}
         for sale in await tx.fetch("SELECT id, price_cents, status FROM sales"):
-            refunded = int(await tx.fetchval(
-                "SELECT CAST(COALESCE(SUM(e.amount_cents), 0) AS BIGINT) FROM ledger_entries e "
-                "JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.sale_id = :s "
-                "AND t.kind IN ('return', 'reversal') AND e.account LIKE 'buyer:%'", {"s": sale["id"]}))
+            refunded = int(
+                await tx.fetchval(
+                    "SELECT CAST(COALESCE(SUM(e.amount_cents), 0) AS BIGINT) FROM ledger_entries e "
+                    "JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.sale_id = :s "
+                    "AND t.kind IN ('return', 'reversal') AND e.account LIKE 'buyer:%'",
+                    {"s": sale["id"]},
+                )
+            )
             price, status = int(sale["price_cents"]), str(sale["status"])
             assert 0 <= refunded <= price and REFUNDED[status](refunded, price), (sale["id"], status, refunded)
-            approved = int(await tx.fetchval("SELECT COUNT(*) FROM returns WHERE sale_id = :s AND status = 'approved'",
-                                             {"s": sale["id"]}))
-            returned = int(await tx.fetchval("SELECT COUNT(*) FROM ledger_transactions WHERE sale_id = :s "
-                                             "AND kind = 'return'", {"s": sale["id"]}))
+            approved = int(
+                await tx.fetchval(
+                    "SELECT COUNT(*) FROM returns WHERE sale_id = :s AND status = 'approved'", {"s": sale["id"]}
+                )
+            )
+            returned = int(
+                await tx.fetchval(
+                    "SELECT COUNT(*) FROM ledger_transactions WHERE sale_id = :s AND kind = 'return'", {"s": sale["id"]}
+                )
+            )
             assert approved <= 1 and returned == approved, (sale["id"], approved, returned)
             statuses[str(sale["id"])] = status
         return statuses

@@ -11,8 +11,15 @@ from pingpost.admin.service import AdminService
 from pingpost.config import Settings
 from pingpost.ledger.service import LedgerService
 
-ORDER = [("verticals", "vertical"), ("offers", "offer"), ("partners", "partner"), ("buyers", "buyer"),
-         ("campaigns", "campaign"), ("contracts", "contract"), ("api_keys", "api_key")]
+ORDER = [
+    ("verticals", "vertical"),
+    ("offers", "offer"),
+    ("partners", "partner"),
+    ("buyers", "buyer"),
+    ("campaigns", "campaign"),
+    ("contracts", "contract"),
+    ("api_keys", "api_key"),
+]
 SECRET_FIELD = {"campaign": "posting_key", "api_key": "key"}
 
 

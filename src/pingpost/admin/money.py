@@ -23,15 +23,24 @@ from pingpost.timefmt import rfc3339
 SETTLE_ACTIONS = ("record-sale", "void")
 
 
-async def page_sales(store: Store, *, filters: Mapping[str, Any], start: int | None = None, end: int | None = None,
-                     cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+async def page_sales(
+    store: Store,
+    *,
+    filters: Mapping[str, Any],
+    start: int | None = None,
+    end: int | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
     """Sales newest first, `limit` after `cursor`; `filters` are column equalities, None meaning any."""
     present = {column: value for column, value in filters.items() if value is not None}
 
     async def unit(tx: Tx) -> dict[str, Any]:
         rows = await sales_repo.page_sales(tx, filters=present, start=start, end=end, cursor=cursor, limit=limit + 1)
-        return {"items": [sale_view(r) for r in rows[:limit]],
-                "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None}
+        return {
+            "items": [sale_view(r) for r in rows[:limit]],
+            "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None,
+        }
 
     return await store.read(unit)
 
@@ -54,17 +63,24 @@ async def reverse_sale(store: Store, sale_id: str, *, reason: str) -> dict[str, 
             raise errors.NotFound("sale", sale_id)
         entries = await reversal_entries_for(tx, sale)  # what its returns left of it (docs/protocol.md, Money)
         now = now_ms()
-        txn_id = await record_transaction(tx, kind="reversal", now=now, sale_id=sale_id, reference=sale_id,
-                                          entries=entries)
+        txn_id = await record_transaction(
+            tx, kind="reversal", now=now, sale_id=sale_id, reference=sale_id, entries=entries
+        )
         await post_repo.set_sale_status(tx, sale_id, "reversed")
-        await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {
-            "reversal": {"at": rfc3339(now), "reason": reason[:200], "transaction_id": txn_id}}})
-        await post_repo.add_event(tx, ping_id=sale["ping_id"], at=now, type_="reversal", bid_id=sale["bid_id"],
-                                  detail=reason[:200])
+        await post_repo.update_waterfall(
+            tx,
+            sale["ping_id"],
+            {sale["contract_id"]: {"reversal": {"at": rfc3339(now), "reason": reason[:200], "transaction_id": txn_id}}},
+        )
+        await post_repo.add_event(
+            tx, ping_id=sale["ping_id"], at=now, type_="reversal", bid_id=sale["bid_id"], detail=reason[:200]
+        )
         # the sale's day no longer has the totals the console kept for it (docs/performance.md)
         await console_repo.forget_day_totals(tx, utc_day(int(sale["created_at"])))
-        return {"sale": sale_view({**dict(sale), "status": "reversed"}),
-                "transaction": await transaction_view(tx, txn_id)}
+        return {
+            "sale": sale_view({**dict(sale), "status": "reversed"}),
+            "transaction": await transaction_view(tx, txn_id),
+        }
 
     result: dict[str, Any] = await store.write(unit)
     return result
@@ -75,8 +91,10 @@ async def page_unknown_deliveries(store: Store, *, cursor: str | None = None, li
 
     async def unit(tx: Tx) -> dict[str, Any]:
         rows = await sales_repo.unknown_deliveries(tx, now=await tx.now_ms(), cursor=cursor, limit=limit + 1)
-        return {"items": [delivery_view(r) for r in rows[:limit]],
-                "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None}
+        return {
+            "items": [delivery_view(r) for r in rows[:limit]],
+            "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None,
+        }
 
     result: dict[str, Any] = await store.read(unit)
     return result
@@ -99,23 +117,37 @@ async def settle_delivery(store: Store, delivery_id: str, action: str) -> dict[s
         bid = next(b for b in orjson.loads(ping["bids"]) if b["bid_id"] == row["bid_id"])
         now = now_ms()
         if ping["channel"] in ("call", "callback"):
-            return await _settle_call_data_post(tx, delivery_id=delivery_id, ping=ping, bid=bid, action=action,
-                                                now=now)
+            return await _settle_call_data_post(tx, delivery_id=delivery_id, ping=ping, bid=bid, action=action, now=now)
         sale_id = None
         state = "recorded" if action == "record-sale" else "voided"
-        await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
-                                        outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded"
-                                        else PostOutcome.POST_UNKNOWN.value, detail=f"reconciled: {state}",
-                                        latency_ms=None, buyer_lead_id=None, now=now)
+        await post_repo.finish_delivery(
+            tx,
+            bid_id=bid["bid_id"],
+            state=state,
+            outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded" else PostOutcome.POST_UNKNOWN.value,
+            detail=f"reconciled: {state}",
+            latency_ms=None,
+            buyer_lead_id=None,
+            now=now,
+        )
         if action == "record-sale" and not ping["test"]:
             sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
         else:
             await post_repo.release_bid(tx, bid)
-        await post_repo.update_waterfall(tx, ping["id"], {row["contract_id"]: {
-            "post_outcome": PostOutcome.POST_ACCEPTED.value if sale_id else PostOutcome.POST_UNKNOWN.value,
-            "post_detail": f"reconciled: {state}", "sale_id": sale_id}})
-        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
-                                  detail=state)
+        await post_repo.update_waterfall(
+            tx,
+            ping["id"],
+            {
+                row["contract_id"]: {
+                    "post_outcome": PostOutcome.POST_ACCEPTED.value if sale_id else PostOutcome.POST_UNKNOWN.value,
+                    "post_detail": f"reconciled: {state}",
+                    "sale_id": sale_id,
+                }
+            },
+        )
+        await post_repo.add_event(
+            tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"], detail=state
+        )
         if sale_id:
             await post_repo.set_ping_status(tx, ping["id"], "sold")
         return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
@@ -124,8 +156,9 @@ async def settle_delivery(store: Store, delivery_id: str, action: str) -> dict[s
     return result
 
 
-async def _settle_call_data_post(tx: Tx, *, delivery_id: str, ping: Any, bid: dict[str, Any], action: str,
-                                 now: int) -> dict[str, Any]:
+async def _settle_call_data_post(
+    tx: Tx, *, delivery_id: str, ping: Any, bid: dict[str, Any], action: str, now: int
+) -> dict[str, Any]:
     """Settle the data post of a call: only the delivery record changes, never billing.
 
     A call is billed by its events (`connected`, `completed`), not by the data post, so `record-sale`
@@ -135,14 +168,26 @@ async def _settle_call_data_post(tx: Tx, *, delivery_id: str, ping: Any, bid: di
     if action == "void" and sale is not None and sale["status"] in ("charged", "pending"):
         raise errors.Conflict(
             f"this call's sale is {sale['status']}; voiding its data post would not refund it: reverse the sale "
-            f"(POST /v1/admin/sales/{sale['id']}/reverse) before voiding", code="sale_exists",
-            details={"sale_id": sale["id"], "status": sale["status"]})
+            f"(POST /v1/admin/sales/{sale['id']}/reverse) before voiding",
+            code="sale_exists",
+            details={"sale_id": sale["id"], "status": sale["status"]},
+        )
     state = "recorded" if action == "record-sale" else "voided"
-    await post_repo.finish_delivery(tx, bid_id=bid["bid_id"], state=state,
-                                    outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded"
-                                    else PostOutcome.POST_UNKNOWN.value, detail=f"reconciled: {state}",
-                                    latency_ms=None, buyer_lead_id=None, now=now)
-    await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"],
-                              detail=f"data post {state}")
-    return {"delivery_id": delivery_id, "state": state,
-            "sale_id": sale["id"] if sale is not None and state == "recorded" else None}
+    await post_repo.finish_delivery(
+        tx,
+        bid_id=bid["bid_id"],
+        state=state,
+        outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded" else PostOutcome.POST_UNKNOWN.value,
+        detail=f"reconciled: {state}",
+        latency_ms=None,
+        buyer_lead_id=None,
+        now=now,
+    )
+    await post_repo.add_event(
+        tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"], detail=f"data post {state}"
+    )
+    return {
+        "delivery_id": delivery_id,
+        "state": state,
+        "sale_id": sale["id"] if sale is not None and state == "recorded" else None,
+    }

@@ -46,12 +46,22 @@ from pingpost.fields import (
 
 
 class VerticalField(Strict):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"type": {"const": "enum"}, "values": {"type": "array", "minItems": 1}},
-         "required": ["type", "values"]},
-        {"properties": {"type": {"enum": [t for t in get_args(FieldType) if t != "enum"]},
-                        "values": {"type": "null"}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {"type": {"const": "enum"}, "values": {"type": "array", "minItems": 1}},
+                    "required": ["type", "values"],
+                },
+                {
+                    "properties": {
+                        "type": {"enum": [t for t in get_args(FieldType) if t != "enum"]},
+                        "values": {"type": "null"},
+                    }
+                },
+            ]
+        }
+    )
 
     name: FieldName
     type: FieldType = "string"
@@ -96,8 +106,9 @@ class OfferIn(Strict):
     name: Text
     vertical: Slug
     mode: Literal["ping_post", "direct_post"] = "ping_post"
-    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["form"]), min_length=1,
-                                    json_schema_extra={"uniqueItems": True})
+    channels: list[Channel] = Field(
+        default_factory=lambda: list[Channel](["form"]), min_length=1, json_schema_extra={"uniqueItems": True}
+    )
     distribution: Distribution = Field(default_factory=Distribution)
     floor_cents: Cents = 0
     ping_ttl_s: int = Field(default=120, ge=1, le=3600)
@@ -137,8 +148,14 @@ _PERCENT_TEXT = r"^0*([0-9]{1,2}(\.[0-9]{0,2}0*)?|\.[0-9]{1,2}0*|100(\.0*)?)$"
 
 
 # What a percent field with `_two_decimals` takes: a JSON number or string, 0-100, two decimals at most.
-PERCENT = Documented({"anyOf": [{"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01},
-                                {"type": "string", "pattern": _PERCENT_TEXT}]})
+PERCENT = Documented(
+    {
+        "anyOf": [
+            {"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01},
+            {"type": "string", "pattern": _PERCENT_TEXT},
+        ]
+    }
+)
 
 
 class RevsharePayout(Strict):
@@ -202,27 +219,51 @@ class AuthBasic(Strict):
 
 Auth = Annotated[AuthNone | AuthBearer | AuthHeader | AuthBasic, Field(discriminator="type")]
 
+
 class Filter(Strict):
     """`value` by `op`: a non-empty list for `in`/`not_in`; `[low, high]` (both strings or both numbers,
     low <= high) for `between`; a boolean for `exists`; a non-empty string for `prefix`; a number or a
     string for `gt`/`gte`/`lt`/`lte`; a single value for `eq`/`ne`. `field` is a non-PII field of the
     offer's vertical."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"op": {"enum": ["in", "not_in"]},
-                        "value": {"type": "array", "minItems": 1, "maxItems": 1000}}, "required": ["value"]},
-        {"properties": {"op": {"const": "between"},
-                        "value": {"type": "array", "minItems": 2, "maxItems": 2,
-                                  "anyOf": [{"items": {"type": "string"}}, {"items": {"type": "number"}}]}},
-         "required": ["value"]},
-        {"properties": {"op": {"const": "exists"}, "value": {"type": "boolean"}}, "required": ["value"]},
-        {"properties": {"op": {"const": "prefix"}, "value": {"type": "string", "minLength": 1}},
-         "required": ["value"]},
-        {"properties": {"op": {"enum": ["gt", "gte", "lt", "lte"]}, "value": {"type": ["number", "string"]}},
-         "required": ["value"]},
-        {"properties": {"op": {"enum": ["eq", "ne"]}, "value": {"type": ["string", "number", "boolean"]}},
-         "required": ["value"]},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {
+                        "op": {"enum": ["in", "not_in"]},
+                        "value": {"type": "array", "minItems": 1, "maxItems": 1000},
+                    },
+                    "required": ["value"],
+                },
+                {
+                    "properties": {
+                        "op": {"const": "between"},
+                        "value": {
+                            "type": "array",
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "anyOf": [{"items": {"type": "string"}}, {"items": {"type": "number"}}],
+                        },
+                    },
+                    "required": ["value"],
+                },
+                {"properties": {"op": {"const": "exists"}, "value": {"type": "boolean"}}, "required": ["value"]},
+                {
+                    "properties": {"op": {"const": "prefix"}, "value": {"type": "string", "minLength": 1}},
+                    "required": ["value"],
+                },
+                {
+                    "properties": {"op": {"enum": ["gt", "gte", "lt", "lte"]}, "value": {"type": ["number", "string"]}},
+                    "required": ["value"],
+                },
+                {
+                    "properties": {"op": {"enum": ["eq", "ne"]}, "value": {"type": ["string", "number", "boolean"]}},
+                    "required": ["value"],
+                },
+            ]
+        }
+    )
 
     field: FieldName
     op: Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "exists", "prefix"]
@@ -311,11 +352,21 @@ class Rtb(Strict):
 class DeliveryRule(Strict):
     """Accepted when the JSON at `path` is one of `accepted`, or when `regex` matches a whole word."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"path": {"type": "string"}, "accepted": {"type": "array", "minItems": 1},
-                        "regex": {"type": "null"}}, "required": ["path", "accepted"]},
-        {"properties": {"path": {"type": "null"}, "regex": {"type": "string"}}, "required": ["regex"]},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {
+                        "path": {"type": "string"},
+                        "accepted": {"type": "array", "minItems": 1},
+                        "regex": {"type": "null"},
+                    },
+                    "required": ["path", "accepted"],
+                },
+                {"properties": {"path": {"type": "null"}, "regex": {"type": "string"}}, "required": ["regex"]},
+            ]
+        }
+    )
 
     path: Text | None = None
     accepted: list[Scalar] | None = None
@@ -344,8 +395,7 @@ class Delivery(Strict):
     format: Literal["json", "form"] = "json"
     # Keys outside the key type are refused: say so (pydantic states them as patternProperties only).
     field_map: dict[FieldName, Text] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
-    static_fields: dict[Text, Scalar] = Field(default_factory=dict,
-                                              json_schema_extra={"additionalProperties": False})
+    static_fields: dict[Text, Scalar] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
     response: DeliveryRule | None = None
 
 
@@ -353,10 +403,14 @@ _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
 class Transfer(Strict):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"phone": {"type": "string"}, "sip": {"type": "null"}}, "required": ["phone"]},
-        {"properties": {"phone": {"type": "null"}, "sip": {"type": "string"}}, "required": ["sip"]},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"phone": {"type": "string"}, "sip": {"type": "null"}}, "required": ["phone"]},
+                {"properties": {"phone": {"type": "null"}, "sip": {"type": "string"}}, "required": ["sip"]},
+            ]
+        }
+    )
 
     phone: Annotated[str, Documented({"pattern": _E164.pattern})] | None = None
     sip: Annotated[str, StringConstraints(pattern=r"^sips?:[^\s]{1,200}$")] | None = None
@@ -380,9 +434,16 @@ def _timezone(value: str) -> str:
 _ZONES = available_timezones() | {"UTC"}
 # Stated as an alternation rather than an `enum`: the same set, but a client is not handed a 600-member
 # enum type that changes with each tz database release.
-Timezone = Annotated[str, AfterValidator(_timezone), Documented({
-    "description": "A time zone name of the tz database (IANA), like `America/New_York`, or `UTC`",
-    "pattern": "^(" + "|".join(zone.replace("+", "\\+") for zone in sorted(_ZONES)) + ")$"})]
+Timezone = Annotated[
+    str,
+    AfterValidator(_timezone),
+    Documented(
+        {
+            "description": "A time zone name of the tz database (IANA), like `America/New_York`, or `UTC`",
+            "pattern": "^(" + "|".join(zone.replace("+", "\\+") for zone in sorted(_ZONES)) + ")$",
+        }
+    ),
+]
 
 
 ReturnReason = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -397,10 +458,15 @@ class ReturnPolicy(Strict):
     """What returns a contract takes (docs/protocol.md, Returns). The defaults take none."""
 
     window_days: int = Field(default=0, ge=0, le=365)
-    reasons: list[ReturnReason] = Field(default_factory=lambda: list(DEFAULT_REASONS), min_length=1, max_length=50,
-                                        json_schema_extra={"uniqueItems": True})  # _unique_reasons
-    max_return_rate_pct: Annotated[Decimal, PERCENT, PlainSerializer(_percent_number, return_type=int | float)] | \
-        None = Field(default=None, ge=0, le=100, strict=False)
+    reasons: list[ReturnReason] = Field(
+        default_factory=lambda: list(DEFAULT_REASONS),
+        min_length=1,
+        max_length=50,
+        json_schema_extra={"uniqueItems": True},
+    )  # _unique_reasons
+    max_return_rate_pct: (
+        Annotated[Decimal, PERCENT, PlainSerializer(_percent_number, return_type=int | float)] | None
+    ) = Field(default=None, ge=0, le=100, strict=False)
     auto_approve: bool = False
     partner_clawback: bool = True
 
@@ -423,10 +489,14 @@ class ContractIn(Strict):
     """`filters` and `rtb.required_fields` name non-PII fields of the offer's vertical; `channels` are
     among the offer's."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"price_cents": {"type": "integer"}}, "required": ["price_cents"]},
-        {"properties": {"rtb": {"type": "object"}}, "required": ["rtb"]},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"price_cents": {"type": "integer"}}, "required": ["price_cents"]},
+                {"properties": {"rtb": {"type": "object"}}, "required": ["rtb"]},
+            ]
+        }
+    )
 
     id: Slug | None = None
     name: Text
@@ -436,8 +506,9 @@ class ContractIn(Strict):
     exclusive_price_cents: Cents | None = None
     rtb: Rtb | None = None
     delivery: Delivery | None = None
-    consent_required: list[Literal["tcpa", "text", "captured_at", "ip", "user_agent", "page_url",
-                                   "trustedform_cert_url", "jornaya_leadid"]] = Field(default_factory=list)
+    consent_required: list[
+        Literal["tcpa", "text", "captured_at", "ip", "user_agent", "page_url", "trustedform_cert_url", "jornaya_leadid"]
+    ] = Field(default_factory=list)
     transfer: Transfer | None = None
     filters: list[Filter] = Field(default_factory=list, max_length=100)
     timezone: Timezone = "UTC"
@@ -459,10 +530,17 @@ class ContractIn(Strict):
 
 
 class ApiKeyIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"kind": {"const": "buyer"}, "buyer": {"type": "string"}}, "required": ["kind", "buyer"]},
-        {"properties": {"kind": {"enum": ["admin", "call_platform"]}, "buyer": {"type": "null"}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {"kind": {"const": "buyer"}, "buyer": {"type": "string"}},
+                    "required": ["kind", "buyer"],
+                },
+                {"properties": {"kind": {"enum": ["admin", "call_platform"]}, "buyer": {"type": "null"}}},
+            ]
+        }
+    )
 
     id: Slug | None = None
     kind: Literal["admin", "call_platform", "buyer"]

@@ -34,29 +34,54 @@ class Resource:
     list_filters: dict[str, str] = field(default_factory=dict)  # query name -> column
 
 
-RESOURCES: dict[str, Resource] = {r.kind: r for r in [
-    Resource("vertical", "verticals", "vrt", s.VerticalIn, lambda b: {}),
-    Resource("offer", "offers", "off", s.OfferIn,
-             lambda b: {"vertical_id": b["vertical"], **_status(b)},
-             refs={"vertical": ("verticals", "vertical")}, immutable=("vertical",),
-             list_filters={"vertical": "vertical_id", "status": "status"}),
-    Resource("partner", "partners", "prt", s.PartnerIn, _status, list_filters={"status": "status"}),
-    Resource("campaign", "campaigns", "cmp", s.CampaignIn,
-             lambda b: {"partner_id": b["partner"], "offer_id": b["offer"], **_status(b)},
-             refs={"partner": ("partners", "partner"), "offer": ("offers", "offer")},
-             immutable=("partner", "offer"),
-             list_filters={"partner": "partner_id", "offer": "offer_id", "status": "status"}),
-    Resource("buyer", "buyers", "buy", s.BuyerIn, _status, list_filters={"status": "status"}),
-    Resource("contract", "contracts", "ctr", s.ContractIn,
-             lambda b: {"buyer_id": b["buyer"], "offer_id": b["offer"], **_status(b)},
-             refs={"buyer": ("buyers", "buyer"), "offer": ("offers", "offer")},
-             immutable=("buyer", "offer"),
-             list_filters={"buyer": "buyer_id", "offer": "offer_id", "status": "status"}),
-    Resource("api_key", "api_keys", "key", s.ApiKeyIn,
-             lambda b: {"kind": b["kind"], "buyer_id": b.get("buyer"), "name": b["name"], "status": b["status"]},
-             refs={"buyer": ("buyers", "buyer")}, immutable=("kind", "buyer"),
-             list_filters={"kind": "kind", "buyer": "buyer_id", "status": "status"}),
-]}
+RESOURCES: dict[str, Resource] = {
+    r.kind: r
+    for r in [
+        Resource("vertical", "verticals", "vrt", s.VerticalIn, lambda b: {}),
+        Resource(
+            "offer",
+            "offers",
+            "off",
+            s.OfferIn,
+            lambda b: {"vertical_id": b["vertical"], **_status(b)},
+            refs={"vertical": ("verticals", "vertical")},
+            immutable=("vertical",),
+            list_filters={"vertical": "vertical_id", "status": "status"},
+        ),
+        Resource("partner", "partners", "prt", s.PartnerIn, _status, list_filters={"status": "status"}),
+        Resource(
+            "campaign",
+            "campaigns",
+            "cmp",
+            s.CampaignIn,
+            lambda b: {"partner_id": b["partner"], "offer_id": b["offer"], **_status(b)},
+            refs={"partner": ("partners", "partner"), "offer": ("offers", "offer")},
+            immutable=("partner", "offer"),
+            list_filters={"partner": "partner_id", "offer": "offer_id", "status": "status"},
+        ),
+        Resource("buyer", "buyers", "buy", s.BuyerIn, _status, list_filters={"status": "status"}),
+        Resource(
+            "contract",
+            "contracts",
+            "ctr",
+            s.ContractIn,
+            lambda b: {"buyer_id": b["buyer"], "offer_id": b["offer"], **_status(b)},
+            refs={"buyer": ("buyers", "buyer"), "offer": ("offers", "offer")},
+            immutable=("buyer", "offer"),
+            list_filters={"buyer": "buyer_id", "offer": "offer_id", "status": "status"},
+        ),
+        Resource(
+            "api_key",
+            "api_keys",
+            "key",
+            s.ApiKeyIn,
+            lambda b: {"kind": b["kind"], "buyer_id": b.get("buyer"), "name": b["name"], "status": b["status"]},
+            refs={"buyer": ("buyers", "buyer")},
+            immutable=("kind", "buyer"),
+            list_filters={"kind": "kind", "buyer": "buyer_id", "status": "status"},
+        ),
+    ]
+}
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -68,9 +93,9 @@ def _validate(resource: Resource, data: dict[str, Any]) -> BaseModel:
     try:
         return resource.model.model_validate(data)
     except ValidationError as exc:
-        raise errors.ValidationFailed([
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()
-        ]) from None
+        raise errors.ValidationFailed(
+            [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+        ) from None
 
 
 async def _check_refs(tx: Tx, resource: Resource, body: dict[str, Any]) -> None:
@@ -91,8 +116,12 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
     for i, flt in enumerate(body.get("filters") or []):
         spec = fields.get(flt["field"])
         if spec is None:
-            problems.append({"field": f"filters.{i}.field", "message": f"'{flt['field']}' is not a field of "
-                                                                      f"vertical '{offer['vertical']}'"})
+            problems.append(
+                {
+                    "field": f"filters.{i}.field",
+                    "message": f"'{flt['field']}' is not a field of vertical '{offer['vertical']}'",
+                }
+            )
         elif spec["pii"]:
             problems.append({"field": f"filters.{i}.field", "message": "filters on PII fields are not allowed"})
     rtb = body.get("rtb") or {}
@@ -116,20 +145,31 @@ class AdminService:
     @staticmethod
     def _view(resource: Resource, row: Any, funds: Any = None) -> dict[str, Any]:
         if resource.kind == "api_key":
-            body: dict[str, Any] = {"kind": row["kind"], "buyer": row["buyer_id"], "name": row["name"],
-                                    "status": row["status"]}
+            body: dict[str, Any] = {
+                "kind": row["kind"],
+                "buyer": row["buyer_id"],
+                "name": row["name"],
+                "status": row["status"],
+            }
         else:
             body = dict(orjson.loads(row["body"]))
         if resource.kind == "contract":
             for block in ("rtb", "delivery"):
                 if body.get(block):
                     body[block]["auth"] = s.public_auth(body[block].get("auth"))
-        view = {"id": row["id"], **body, "created_at": rfc3339(row["created_at"]),
-                "updated_at": rfc3339(row["updated_at"])}
+        view = {
+            "id": row["id"],
+            **body,
+            "created_at": rfc3339(row["created_at"]),
+            "updated_at": rfc3339(row["updated_at"]),
+        }
         if resource.kind == "buyer" and funds is not None:
             balance, holds = int(funds["balance_cents"]), int(funds["holds_cents"])
-            view.update(balance_cents=balance, holds_cents=holds,
-                        available_cents=balance + int(funds["credit_limit_cents"]) - holds)
+            view.update(
+                balance_cents=balance,
+                holds_cents=holds,
+                available_cents=balance + int(funds["credit_limit_cents"]) - holds,
+            )
         return view
 
     async def _funds(self, tx: Tx, buyer_id: str) -> Any:
@@ -171,8 +211,9 @@ class AdminService:
                 cols["key_sha256"] = key_hash(secret or "")
             else:
                 cols["body"] = orjson.dumps(body).decode()
-            if not await admin_repo.insert(tx, resource.table, {"id": ident, **cols, "created_at": now,
-                                                                "updated_at": now}):
+            if not await admin_repo.insert(
+                tx, resource.table, {"id": ident, **cols, "created_at": now, "updated_at": now}
+            ):
                 raise errors.Conflict(f"{kind} '{ident}' already exists", details={"id": ident})
             if kind == "buyer":
                 await admin_repo.create_buyer_funds(tx, ident, body["credit_limit_cents"])
@@ -191,8 +232,12 @@ class AdminService:
 
     async def _campaign_warnings(self, tx: Tx, body: dict[str, Any]) -> list[str]:
         offer = await admin_repo.body(tx, "offers", body["offer"])
-        if offer and body["payout"]["type"] == "fixed" and offer["distribution"]["max_winners"] > 1 \
-                and offer["distribution"]["rule"] != "exclusive":
+        if (
+            offer
+            and body["payout"]["type"] == "fixed"
+            and offer["distribution"]["max_winners"] > 1
+            and offer["distribution"]["rule"] != "exclusive"
+        ):
             return ["a fixed payout is paid per sale: with max_winners > 1 one lead can pay it several times"]
         return []
 
@@ -235,8 +280,12 @@ class AdminService:
         async def unit(tx: Tx) -> dict[str, Any]:
             row = await self._row(tx, resource, ident)
             if kind == "api_key":
-                current: dict[str, Any] = {"kind": row["kind"], "buyer": row["buyer_id"], "name": row["name"],
-                                           "status": row["status"]}
+                current: dict[str, Any] = {
+                    "kind": row["kind"],
+                    "buyer": row["buyer_id"],
+                    "name": row["name"],
+                    "status": row["status"],
+                }
             else:
                 current = dict(orjson.loads(row["body"]))
             for name in resource.immutable:
@@ -244,8 +293,12 @@ class AdminService:
                     raise errors.ValidationFailed.one(name, "cannot be changed after creation")
             merged = {**current, **changes}
             for block in ("rtb", "delivery"):
-                if kind == "contract" and isinstance(changes.get(block), dict) and "auth" not in changes[block] \
-                        and current.get(block):
+                if (
+                    kind == "contract"
+                    and isinstance(changes.get(block), dict)
+                    and "auth" not in changes[block]
+                    and current.get(block)
+                ):
                     merged[block] = {**changes[block], "auth": current[block].get("auth")}
             body = _dump(_validate(resource, merged))
             if body == _dump(_validate(resource, current)):

@@ -16,8 +16,21 @@ from pingpost.domain.outcomes import PostOutcome
 from pingpost.ids import now_ms
 from pingpost.timefmt import rfc3339
 
-WATERFALL_KEYS = ("contract_id", "buyer_id", "outcome", "detail", "bid_cents", "source", "rtb_latency_ms", "bid_id",
-                  "sale_type", "post_outcome", "post_detail", "post_latency_ms", "sale_id")
+WATERFALL_KEYS = (
+    "contract_id",
+    "buyer_id",
+    "outcome",
+    "detail",
+    "bid_cents",
+    "source",
+    "rtb_latency_ms",
+    "bid_id",
+    "sale_type",
+    "post_outcome",
+    "post_detail",
+    "post_latency_ms",
+    "sale_id",
+)
 PING_FILTERS = ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id")
 
 
@@ -32,20 +45,37 @@ def waterfall_entry(stored: dict[str, Any]) -> dict[str, Any]:
 def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
     # roles move on (a call's winner fails, is connected, completes); standbys were never winners
     winners = [b for b in orjson.loads(row["bids"]) if b["role"] in ("winner", "failed", "connected", "completed")]
-    timeline = [{"at": rfc3339(row["received_at"]), "type": "ping", "bid_id": None, "detail": None},
-                {"at": rfc3339(row["decided_at"]), "type": "bids" if winners else "no_bids", "bid_id": None,
-                 "detail": f"{len(winners)} winning bid(s)"}]
-    timeline += [{"at": rfc3339(e["at"]), "type": e["type"], "bid_id": e["bid_id"], "detail": e["detail"]}
-                 for e in events]
+    timeline = [
+        {"at": rfc3339(row["received_at"]), "type": "ping", "bid_id": None, "detail": None},
+        {
+            "at": rfc3339(row["decided_at"]),
+            "type": "bids" if winners else "no_bids",
+            "bid_id": None,
+            "detail": f"{len(winners)} winning bid(s)",
+        },
+    ]
+    timeline += [
+        {"at": rfc3339(e["at"]), "type": e["type"], "bid_id": e["bid_id"], "detail": e["detail"]} for e in events
+    ]
     if row["post_state"] == "open" and row["expires_at"] <= now:
         timeline.append({"at": rfc3339(row["expires_at"]), "type": "expired", "bid_id": None, "detail": None})
     return {
-        "ping_id": row["id"], "offer": row["offer_id"], "campaign": row["campaign_id"], "partner": row["partner_id"],
-        "channel": row["channel"], "mode": row["mode"], "status": row["status"], "test": bool(row["test"]),
-        "partner_lead_id": row["partner_lead_id"], "received_at": rfc3339(row["received_at"]),
-        "decided_at": rfc3339(row["decided_at"]), "decision_ms": row["decided_at"] - row["received_at"],
-        "expires_at": rfc3339(row["expires_at"]), "lead": orjson.loads(row["lead"]),
-        "waterfall": [waterfall_entry(w) for w in orjson.loads(row["waterfall"])], "events": timeline,
+        "ping_id": row["id"],
+        "offer": row["offer_id"],
+        "campaign": row["campaign_id"],
+        "partner": row["partner_id"],
+        "channel": row["channel"],
+        "mode": row["mode"],
+        "status": row["status"],
+        "test": bool(row["test"]),
+        "partner_lead_id": row["partner_lead_id"],
+        "received_at": rfc3339(row["received_at"]),
+        "decided_at": rfc3339(row["decided_at"]),
+        "decision_ms": row["decided_at"] - row["received_at"],
+        "expires_at": rfc3339(row["expires_at"]),
+        "lead": orjson.loads(row["lead"]),
+        "waterfall": [waterfall_entry(w) for w in orjson.loads(row["waterfall"])],
+        "events": timeline,
     }
 
 
@@ -81,8 +111,15 @@ async def page_pings(store: Store, query: PingQuery) -> dict[str, Any]:
     limit = query.limit
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        rows = await post_repo.page_pings(tx, filters=present, buyer=query.buyer, start=query.start,
-                                          end=query.end, cursor=query.cursor, limit=limit + 1)
+        rows = await post_repo.page_pings(
+            tx,
+            filters=present,
+            buyer=query.buyer,
+            start=query.start,
+            end=query.end,
+            cursor=query.cursor,
+            limit=limit + 1,
+        )
         now = now_ms()
         items = []
         for row in rows[:limit]:
@@ -95,15 +132,33 @@ async def page_pings(store: Store, query: PingQuery) -> dict[str, Any]:
 
 
 def sale_view(row: Any) -> dict[str, Any]:
-    return {"sale_id": row["id"], "ping_id": row["ping_id"], "bid_id": row["bid_id"], "offer": row["offer_id"],
-            "campaign": row["campaign_id"], "partner": row["partner_id"], "contract": row["contract_id"],
-            "buyer": row["buyer_id"], "channel": row["channel"], "sale_type": row["sale_type"],
-            "price_cents": int(row["price_cents"]), "payout_cents": int(row["payout_cents"]),
-            "status": row["status"], "created_at": rfc3339(row["created_at"])}
+    return {
+        "sale_id": row["id"],
+        "ping_id": row["ping_id"],
+        "bid_id": row["bid_id"],
+        "offer": row["offer_id"],
+        "campaign": row["campaign_id"],
+        "partner": row["partner_id"],
+        "contract": row["contract_id"],
+        "buyer": row["buyer_id"],
+        "channel": row["channel"],
+        "sale_type": row["sale_type"],
+        "price_cents": int(row["price_cents"]),
+        "payout_cents": int(row["payout_cents"]),
+        "status": row["status"],
+        "created_at": rfc3339(row["created_at"]),
+    }
 
 
 def delivery_view(row: Any) -> dict[str, Any]:
-    return {"delivery_id": row["id"], "ping_id": row["ping_id"], "bid_id": row["bid_id"],
-            "contract_id": row["contract_id"], "buyer_id": row["buyer_id"], "state": row["state"],
-            "post_outcome": row["outcome"] or PostOutcome.POST_UNKNOWN.value,
-            "created_at": rfc3339(row["created_at"]), "finished_at": rfc3339(row["finished_at"])}
+    return {
+        "delivery_id": row["id"],
+        "ping_id": row["ping_id"],
+        "bid_id": row["bid_id"],
+        "contract_id": row["contract_id"],
+        "buyer_id": row["buyer_id"],
+        "state": row["state"],
+        "post_outcome": row["outcome"] or PostOutcome.POST_UNKNOWN.value,
+        "created_at": rfc3339(row["created_at"]),
+        "finished_at": rfc3339(row["finished_at"]),
+    }

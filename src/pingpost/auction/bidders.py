@@ -30,7 +30,8 @@ def fixed_bid(contract: Contract) -> BidResult:
 
 
 class RtbBidder(Protocol):
-    async def bid_all(self, contracts: Sequence[Contract], request: BidRequest,
-                      deadline_ms: int) -> dict[str, BidResult]:
+    async def bid_all(
+        self, contracts: Sequence[Contract], request: BidRequest, deadline_ms: int
+    ) -> dict[str, BidResult]:
         """Ask every contract's buyer concurrently; answer a result for each within `deadline_ms`."""
         ...

@@ -33,25 +33,37 @@ async def _posting_key(request: Request) -> tuple[Snapshot, Campaign]:
 
 
 posting_key = KeyCheck(_posting_key, **POSTING_KEY)
-router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route,
-                   dependencies=posting_key.documented)
+router = APIRouter(prefix="/v1", tags=["partner"], route_class=posting_key.route, dependencies=posting_key.documented)
 
 
 @router.post(
-    "/ping", response_model=PingOut, summary="Ping with anonymous lead data; answers the winning bids as payouts",
+    "/ping",
+    response_model=PingOut,
+    summary="Ping with anonymous lead data; answers the winning bids as payouts",
     description=f"{RUNTIME_LEAD} A ping carries only the vertical's non-PII fields (a PII field is 422 "
-                "`pii_in_ping`). Pings beyond the process's in-flight limit are refused at once (503) instead "
-                "of queueing (docs/protocol.md, Partners).",
+    "`pii_in_ping`). Pings beyond the process's in-flight limit are refused at once (503) instead "
+    "of queueing (docs/protocol.md, Partners).",
     openapi_extra=KEY_HEADER,
-    responses={200: REPLAYED, **refusals(
-        400, 401, (403, "The campaign, its partner or its offer is paused (`forbidden`)."),
-        (409, "A request with this Idempotency-Key is in flight (`idempotency_in_flight`)."), 413,
-        (422, "`validation_error`, `offer_mode_mismatch` (a direct-post offer), `channel_mismatch`, "
-              "`unknown_field`, `pii_in_ping`, `idempotency_key_reused`."),
-        (429, "Over the campaign's pings per second (`rate_limited`, `details.limit_per_s`)."),
-        (503, "Too many pings in flight in this process (`overloaded`)."), retry_after=(429, 503))})
-async def ping(body: PingIn, request: Request,
-               caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
+    responses={
+        200: REPLAYED,
+        **refusals(
+            400,
+            401,
+            (403, "The campaign, its partner or its offer is paused (`forbidden`)."),
+            (409, "A request with this Idempotency-Key is in flight (`idempotency_in_flight`)."),
+            413,
+            (
+                422,
+                "`validation_error`, `offer_mode_mismatch` (a direct-post offer), `channel_mismatch`, "
+                "`unknown_field`, `pii_in_ping`, `idempotency_key_reused`.",
+            ),
+            (429, "Over the campaign's pings per second (`rate_limited`, `details.limit_per_s`)."),
+            (503, "Too many pings in flight in this process (`overloaded`)."),
+            retry_after=(429, 503),
+        ),
+    },
+)
+async def ping(body: PingIn, request: Request, caller: tuple[Snapshot, Campaign] = Depends(posting_key)) -> Response:
     """Pings beyond the process's in-flight limit are refused at once (503) instead of queueing."""
     svc = services(request)
     if svc.in_flight_pings >= svc.settings.max_in_flight_pings:
@@ -75,8 +87,9 @@ async def _ping(body: PingIn, request: Request, caller: tuple[Snapshot, Campaign
 
         return await auction.ping(snap=snap, campaign=campaign, body=body, finalize=finalize)
 
-    return await run_idempotent(request, idem=idem, campaign_id=campaign.id, endpoint="ping", body=body, run=run,
-                                answer_in_unit=True)
+    return await run_idempotent(
+        request, idem=idem, campaign_id=campaign.id, endpoint="ping", body=body, run=run, answer_in_unit=True
+    )
 
 
 async def serve_ping(scope: Scope, receive: Receive, send: Send) -> None:

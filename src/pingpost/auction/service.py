@@ -60,8 +60,16 @@ class AuctionDefaults:
 
 
 class AuctionService:
-    def __init__(self, *, store: Store, snapshots: SnapshotCache, secret: SecretKey, rtb: RtbBidder,
-                 defaults: AuctionDefaults, counters: ReportCounters | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        snapshots: SnapshotCache,
+        secret: SecretKey,
+        rtb: RtbBidder,
+        defaults: AuctionDefaults,
+        counters: ReportCounters | None = None,
+    ) -> None:
         self.defaults = defaults
         self.counters = counters
         self.store = store
@@ -102,9 +110,15 @@ class AuctionService:
     def consumer_hmacs(self, consumer: dict[str, str | None]) -> dict[str, str]:
         return {name: self.secret.keyed(value.lower()) for name, value in consumer.items() if value}
 
-    async def ping(self, *, snap: Snapshot, campaign: Campaign, body: PingIn,
-                   finalize: Callable[[Tx, PingOut], Awaitable[None]] | None = None,
-                   optimistic: bool = True) -> PingOut:
+    async def ping(
+        self,
+        *,
+        snap: Snapshot,
+        campaign: Campaign,
+        body: PingIn,
+        finalize: Callable[[Tx, PingOut], Awaitable[None]] | None = None,
+        optimistic: bool = True,
+    ) -> PingOut:
         """Run the auction; `finalize` runs inside the deciding transaction (the idempotency answer).
 
         `optimistic`: see `_decide` (a ping whose optimistic write met contention runs again without)."""
@@ -130,17 +144,28 @@ class AuctionService:
         self._observe(auction.ping, answer, started)
         return answer
 
-    def _start(self, snap: Snapshot, campaign: Campaign, body: PingIn,
-               finalize: Callable[[Tx, PingOut], Awaitable[None]] | None) -> _Auction:
+    def _start(
+        self,
+        snap: Snapshot,
+        campaign: Campaign,
+        body: PingIn,
+        finalize: Callable[[Tx, PingOut], Awaitable[None]] | None,
+    ) -> _Auction:
         """The ping's offer, channel and lead checked, one line per contract of the offer, and the checks
         that need no state run."""
         offer = snap.offers[campaign.offer_id]
         if offer.mode != "ping_post":
-            raise errors.Unprocessable("this offer takes direct posts, not pings", code="offer_mode_mismatch",
-                                       details={"offer": offer.id, "mode": offer.mode})
+            raise errors.Unprocessable(
+                "this offer takes direct posts, not pings",
+                code="offer_mode_mismatch",
+                details={"offer": offer.id, "mode": offer.mode},
+            )
         if body.channel not in offer.channels:
-            raise errors.Unprocessable(f"this offer does not take channel '{body.channel}'",
-                                       code="channel_mismatch", details={"channel": body.channel})
+            raise errors.Unprocessable(
+                f"this offer does not take channel '{body.channel}'",
+                code="channel_mismatch",
+                details={"channel": body.channel},
+            )
         try:
             lead = validate_lead(snap.verticals[offer.vertical_id], body.lead, allow_pii=False, require=False)
         except LeadProblem as problem:
@@ -148,29 +173,56 @@ class AuctionService:
         consumer_plain = body.consumer.model_dump() if body.consumer else {}
         now = now_ms()
         lines = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
-        ping = _Ping(id=new_id("png"), snap=snap, offer=offer, campaign=campaign, body=body, lead=lead,
-                     consumer=self.consumer_hmacs(consumer_plain), received=now, lines=lines, finalize=finalize,
-                     rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s)
+        ping = _Ping(
+            id=new_id("png"),
+            snap=snap,
+            offer=offer,
+            campaign=campaign,
+            body=body,
+            lead=lead,
+            consumer=self.consumer_hmacs(consumer_plain),
+            received=now,
+            lines=lines,
+            finalize=finalize,
+            rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s,
+        )
         keys = rules.pre_state_checks(snap, lines, lead, body.channel, now)
         open_lines = rules.open_lines(lines)
-        terms = Terms(offer=offer, payout=campaign.payout, channel=body.channel, min_payout=body.min_payout_cents,
-                      kinds=distribution.sale_types(offer.rule, offer.max_winners, body.channel))
+        terms = Terms(
+            offer=offer,
+            payout=campaign.payout,
+            channel=body.channel,
+            min_payout=body.min_payout_cents,
+            kinds=distribution.sale_types(offer.rule, offer.max_winners, body.channel),
+        )
         query = _state_query(open_lines, ping.consumer, rate_campaign=campaign.id if ping.rate_limit else None)
-        return _Auction(ping=ping, open_lines=open_lines, arrival_keys=keys, terms=terms, query=query,
-                        consumer_plain=consumer_plain)
+        return _Auction(
+            ping=ping, open_lines=open_lines, arrival_keys=keys, terms=terms, query=query, consumer_plain=consumer_plain
+        )
 
     async def _ping_with_bids(self, auction: _Auction) -> PingOut:
         """RTB contracts or a call: buyers are asked between a read and the deciding write; no transaction
         spans their answers."""
         ping = auction.ping
         offer, body, lines = ping.offer, ping.body, ping.lines
-        state = await self.store.read(lambda tx: repo.read_state(tx, auction.query, now=ping.received,
-                                                                 calls=is_voice(body.channel)))
+        state = await self.store.read(
+            lambda tx: repo.read_state(tx, auction.query, now=ping.received, calls=is_voice(body.channel))
+        )
         auction.check_state(state, auction.arrival_keys)
         plain_hashes = {k: v.lower() for k, v in auction.consumer_plain.items() if v}
-        await self._bid(rules.open_lines(lines), BidRequest(
-            ping_id=ping.id, offer_id=offer.id, vertical_id=offer.vertical_id, channel=body.channel,
-            lead=ping.lead, test=body.test, consumer=plain_hashes), offer)
+        await self._bid(
+            rules.open_lines(lines),
+            BidRequest(
+                ping_id=ping.id,
+                offer_id=offer.id,
+                vertical_id=offer.vertical_id,
+                channel=body.channel,
+                lead=ping.lead,
+                test=body.test,
+                consumer=plain_hashes,
+            ),
+            offer,
+        )
         rules.price_checks(lines, state, auction.terms)
         fallback = offer.static_fallback if offer.static_fallback is not None else self.defaults.static_fallback
         if fallback and not rules.open_lines(lines):
@@ -216,8 +268,16 @@ class AuctionService:
         offer, campaign, body = ping.offer, ping.campaign, ping.body
         if self.counters is not None and not body.test:
             self.count(ping.received, campaign, ping.lines)
-        log.info("ping_decided", ping_id=answer.ping_id, offer=offer.id, campaign=campaign.id, channel=body.channel,
-                 status=answer.status, bids=len(answer.bids), test=body.test)
+        log.info(
+            "ping_decided",
+            ping_id=answer.ping_id,
+            offer=offer.id,
+            campaign=campaign.id,
+            channel=body.channel,
+            status=answer.status,
+            bids=len(answer.bids),
+            test=body.test,
+        )
         PINGS.labels(offer.id, answer.status).inc()
         PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
 
@@ -225,10 +285,16 @@ class AuctionService:
         """Report counters: the ping, and per contract whether it was evaluated, bid and won."""
         if self.counters is not None:
             won = Outcome.WON.value
-            self.counters.add_ping(at_ms=at_ms, offer_id=campaign.offer_id, campaign_id=campaign.id,
-                                   partner_id=campaign.partner_id, contracts=[
-                                       (line.contract.id, line.contract.buyer_id, line.source is not None,
-                                        line.outcome == won) for line in lines])
+            self.counters.add_ping(
+                at_ms=at_ms,
+                offer_id=campaign.offer_id,
+                campaign_id=campaign.id,
+                partner_id=campaign.partner_id,
+                contracts=[
+                    (line.contract.id, line.contract.buyer_id, line.source is not None, line.outcome == won)
+                    for line in lines
+                ],
+            )
 
     async def read_state(self, lines: list[Line], consumer: dict[str, str], now: int) -> AuctionState:
         """Usage, funds and dedup of these contracts in a read of their own (direct posts)."""
@@ -244,7 +310,8 @@ class AuctionService:
         if not rtb_lines:
             return
         deadline = offer.auction_timeout_ms or max(
-            contract_timeout_ms(line.contract, request.channel) for line in rtb_lines)
+            contract_timeout_ms(line.contract, request.channel) for line in rtb_lines
+        )
         results = await self.rtb.bid_all([line.contract for line in rtb_lines], request, deadline)
         for line in rtb_lines:
             line.bid = results.get(line.contract.id) or BidResult(Outcome.BID_TIMEOUT, detail="no answer")
@@ -292,21 +359,38 @@ class AuctionService:
             line.bid_id = new_id("bid")
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
-            taken = await self._reserve(tx, line, choice.price_cents, keys=keys[line.contract.id],
-                                        live=live_at_win and not standby, optimistic=optimistic)
+            taken = await self._reserve(
+                tx,
+                line,
+                choice.price_cents,
+                keys=keys[line.contract.id],
+                live=live_at_win and not standby,
+                optimistic=optimistic,
+            )
             if isinstance(taken, tuple):
                 return taken
             line.reservation_id = new_id("rsv")
-            reservations.append({
-                "id": line.reservation_id, "bid_id": line.bid_id, "ping_id": ping.id,
-                "contract_id": line.contract.id, "buyer_id": line.contract.buyer_id,
-                "amount_cents": choice.price_cents, "day_key": taken.day, "week_key": taken.week,
-                "month_key": taken.month, "live_call": int(live_at_win and not standby), "expires_at": expires_at,
-                "created_at": now})
+            reservations.append(
+                {
+                    "id": line.reservation_id,
+                    "bid_id": line.bid_id,
+                    "ping_id": ping.id,
+                    "contract_id": line.contract.id,
+                    "buyer_id": line.contract.buyer_id,
+                    "amount_cents": choice.price_cents,
+                    "day_key": taken.day,
+                    "week_key": taken.week,
+                    "month_key": taken.month,
+                    "live_call": int(live_at_win and not standby),
+                    "expires_at": expires_at,
+                    "created_at": now,
+                }
+            )
             return None
 
         winners, standbys, outcomes = await distribution.select_winners(
-            plan, try_reserve, standby=offer.call_standby if calls else 0)
+            plan, try_reserve, standby=offer.call_standby if calls else 0
+        )
         await repo.insert_reservations(tx, reservations)
         rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
         bids, answer_bids = self._bids(ping, by_id, winners, standbys)
@@ -315,16 +399,31 @@ class AuctionService:
         if winners and offer.rule == "round_robin" and not body.test:
             await repo.set_rr_last_key(tx, offer.id, winners[-1].candidate.rank_key)
         status = "bids" if winners else "no_bids"
-        await repo.insert_ping(tx, {
-            "id": ping.id, "offer_id": offer.id, "campaign_id": ping.campaign.id,
-            "partner_id": ping.campaign.partner_id, "channel": body.channel, "mode": "ping_post", "status": status,
-            "post_state": "open" if winners else "closed", "test": int(body.test),
-            "partner_lead_id": body.partner_lead_id, "received_at": ping.received, "decided_at": now_ms(),
-            "expires_at": expires_at, "lead": orjson.dumps(ping.lead).decode(),
-            "consumer": orjson.dumps(ping.consumer).decode(), "bids": orjson.dumps(bids).decode(),
-            "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode()})
-        answer = PingOut(ping_id=ping.id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post",
-                         bids=answer_bids)
+        await repo.insert_ping(
+            tx,
+            {
+                "id": ping.id,
+                "offer_id": offer.id,
+                "campaign_id": ping.campaign.id,
+                "partner_id": ping.campaign.partner_id,
+                "channel": body.channel,
+                "mode": "ping_post",
+                "status": status,
+                "post_state": "open" if winners else "closed",
+                "test": int(body.test),
+                "partner_lead_id": body.partner_lead_id,
+                "received_at": ping.received,
+                "decided_at": now_ms(),
+                "expires_at": expires_at,
+                "lead": orjson.dumps(ping.lead).decode(),
+                "consumer": orjson.dumps(ping.consumer).decode(),
+                "bids": orjson.dumps(bids).decode(),
+                "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
+            },
+        )
+        answer = PingOut(
+            ping_id=ping.id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post", bids=answer_bids
+        )
         if ping.finalize is not None:
             await ping.finalize(tx, answer)
         if optimistic and reservations and not await repo.take_slots(tx, reservations):
@@ -332,8 +431,9 @@ class AuctionService:
         return answer
 
     @staticmethod
-    async def _reserve(tx: Tx, line: Line, price_cents: int, *, keys: PeriodKeys, live: bool,
-                       optimistic: bool) -> PeriodKeys | tuple[str, str]:
+    async def _reserve(
+        tx: Tx, line: Line, price_cents: int, *, keys: PeriodKeys, live: bool, optimistic: bool
+    ) -> PeriodKeys | tuple[str, str]:
         """A winner's cap slot, hold and (calls) live-call slot; answers the period keys the slot counts
         in, or the race it lost. Optimistic: the state read passed them; taken after the inserts."""
         if optimistic:
@@ -352,8 +452,9 @@ class AuctionService:
         return taken
 
     @staticmethod
-    def _bids(ping: _Ping, by_id: dict[str, Line], winners: list[distribution.Choice],
-              standbys: list[distribution.Choice]) -> tuple[list[dict[str, Any]], list[BidOut]]:
+    def _bids(
+        ping: _Ping, by_id: dict[str, Line], winners: list[distribution.Choice], standbys: list[distribution.Choice]
+    ) -> tuple[list[dict[str, Any]], list[BidOut]]:
         """The bids stored with the ping (winners and standbys) and those answered to the partner."""
         calls = is_voice(ping.body.channel)
         bids: list[dict[str, Any]] = []
@@ -363,14 +464,30 @@ class AuctionService:
                 line = by_id[choice.candidate.contract_id]
                 payout = payout_cents(ping.campaign.payout, choice.price_cents)
                 transfer = ((line.bid.transfer if line.bid else None) or line.contract.transfer) if calls else None
-                bids.append({"bid_id": line.bid_id, "contract_id": line.contract.id,
-                             "buyer_id": line.contract.buyer_id, "price_cents": choice.price_cents,
-                             "payout_cents": payout, "sale_type": choice.sale_type, "source": line.source,
-                             "bid_ref": line.bid.bid_ref if line.bid else None, "transfer": transfer, "role": role,
-                             "reservation_id": line.reservation_id})
+                bids.append(
+                    {
+                        "bid_id": line.bid_id,
+                        "contract_id": line.contract.id,
+                        "buyer_id": line.contract.buyer_id,
+                        "price_cents": choice.price_cents,
+                        "payout_cents": payout,
+                        "sale_type": choice.sale_type,
+                        "source": line.source,
+                        "bid_ref": line.bid.bid_ref if line.bid else None,
+                        "transfer": transfer,
+                        "role": role,
+                        "reservation_id": line.reservation_id,
+                    }
+                )
                 if role == "winner":
-                    answer_bids.append(BidOut(bid_id=line.bid_id or "", payout_cents=payout,
-                                              sale_type=choice.sale_type, transfer=transfer or None))
+                    answer_bids.append(
+                        BidOut(
+                            bid_id=line.bid_id or "",
+                            payout_cents=payout,
+                            sale_type=choice.sale_type,
+                            transfer=transfer or None,
+                        )
+                    )
         return bids, answer_bids
 
 
@@ -409,14 +526,21 @@ class _Auction:
         if state.config_version != ping.snap.version:
             raise _StaleSnapshot
         if ping.rate_limit and state.rate_used >= ping.rate_limit:
-            raise errors.RateLimited(f"over {ping.rate_limit} pings a second for this campaign",
-                                     headers={"Retry-After": "1"}, details={"limit_per_s": ping.rate_limit})
+            raise errors.RateLimited(
+                f"over {ping.rate_limit} pings a second for this campaign",
+                headers={"Retry-After": "1"},
+                details={"limit_per_s": ping.rate_limit},
+            )
         rules.state_checks(self.open_lines, state, period_keys, ping.body.channel, ping.received)
 
 
-def _state_query(lines: Sequence[Line], consumer: dict[str, str], *,
-                 rate_campaign: str | None = None) -> repo.StateQuery:
+def _state_query(
+    lines: Sequence[Line], consumer: dict[str, str], *, rate_campaign: str | None = None
+) -> repo.StateQuery:
     """The state read of these lines: their contracts, their buyers, the consumer's keyed hashes."""
-    return repo.StateQuery(contract_ids=[line.contract.id for line in lines],
-                           buyer_ids=sorted({line.contract.buyer_id for line in lines}),
-                           hashes=sorted(consumer.values()), rate_campaign=rate_campaign)
+    return repo.StateQuery(
+        contract_ids=[line.contract.id for line in lines],
+        buyer_ids=sorted({line.contract.buyer_id for line in lines}),
+        hashes=sorted(consumer.values()),
+        rate_campaign=rate_campaign,
+    )

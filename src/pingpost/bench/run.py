@@ -21,11 +21,17 @@ from pingpost.processes import free_port, pingpost_process
 from pingpost.security import new_key
 
 LEAD = {"state": "FL", "zip": "33109", "age": 67}
-VERTICAL = {"id": "medicare", "name": "Medicare", "fields": [
-    {"name": "state", "type": "state", "required": True}, {"name": "zip", "type": "zip", "required": True},
-    {"name": "age", "type": "integer", "required": True},
-    {"name": "first_name", "type": "string", "required": True, "pii": True},
-    {"name": "phone", "type": "phone", "required": True, "pii": True}]}
+VERTICAL = {
+    "id": "medicare",
+    "name": "Medicare",
+    "fields": [
+        {"name": "state", "type": "state", "required": True},
+        {"name": "zip", "type": "zip", "required": True},
+        {"name": "age", "type": "integer", "required": True},
+        {"name": "first_name", "type": "string", "required": True, "pii": True},
+        {"name": "phone", "type": "phone", "required": True, "pii": True},
+    ],
+}
 
 
 @contextmanager
@@ -65,8 +71,9 @@ class Driver:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return done / (time.perf_counter() - started)
 
-    async def open_loop(self, call: Callable[[], Awaitable[int]], *, rate: float, seconds: float
-                        ) -> tuple[list[float], int]:
+    async def open_loop(
+        self, call: Callable[[], Awaitable[int]], *, rate: float, seconds: float
+    ) -> tuple[list[float], int]:
         """Latencies (ms) measured from each request's scheduled start, so queueing counts."""
         latencies: list[float] = []
         errors = 0
@@ -91,8 +98,9 @@ class Driver:
 
 def _admin_session(base: str, token: str) -> aiohttp.ClientSession:
     """The admin API of the server under test (aiohttp: the bench runs on a plain install, without httpx)."""
-    return aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=aiohttp.ClientTimeout(total=60))
+    return aiohttp.ClientSession(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=aiohttp.ClientTimeout(total=60)
+    )
 
 
 async def _admin_call(c: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any], status: int) -> Any:
@@ -104,22 +112,41 @@ async def _admin_call(c: aiohttp.ClientSession, method: str, path: str, body: di
 
 async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
     async with _admin_session(base, token) as c:
+
         async def post(path: str, body: dict[str, Any]) -> Any:
             return await _admin_call(c, "POST", path, body, 201)
 
         await post("/v1/admin/verticals", VERTICAL)
         rule = {"rule": "multisell", "max_winners": 3} if scenario == "fixed" else {"rule": "exclusive"}
-        await post("/v1/admin/offers", {"id": "bench", "name": "bench", "vertical": "medicare", "distribution": rule,
-                                        "ping_ttl_s": 60})
+        await post(
+            "/v1/admin/offers",
+            {"id": "bench", "name": "bench", "vertical": "medicare", "distribution": rule, "ping_ttl_s": 60},
+        )
         await post("/v1/admin/partners", {"id": "p", "name": "p"})
-        key = (await post("/v1/admin/campaigns", {"id": "c", "name": "c", "partner": "p", "offer": "bench",
-                                                  "payout": {"type": "revshare", "percent": 70}}))["posting_key"]
+        key = (
+            await post(
+                "/v1/admin/campaigns",
+                {
+                    "id": "c",
+                    "name": "c",
+                    "partner": "p",
+                    "offer": "bench",
+                    "payout": {"type": "revshare", "percent": 70},
+                },
+            )
+        )["posting_key"]
         count = {"fixed": 30, "rtb": 10, "hang": 2}[scenario]
         for i in range(count):
             await post("/v1/admin/buyers", {"id": f"b{i}", "name": f"b{i}"})
             await post(f"/v1/admin/buyers/b{i}/deposits", {"amount_cents": 10**11})
-            body: dict[str, Any] = {"id": f"k{i:02d}", "name": f"k{i}", "buyer": f"b{i}", "offer": "bench",
-                                    "dedup_days": 0, "delivery": {"url": f"{sandbox}/deliver/b{i}/accept"}}
+            body: dict[str, Any] = {
+                "id": f"k{i:02d}",
+                "name": f"k{i}",
+                "buyer": f"b{i}",
+                "offer": "bench",
+                "dedup_days": 0,
+                "delivery": {"url": f"{sandbox}/deliver/b{i}/accept"},
+            }
             if scenario == "fixed":
                 body |= {"price_cents": 1000 + 10 * i, "filters": [{"field": "age", "op": "gte", "value": 18}]}
             elif scenario == "rtb":
@@ -131,8 +158,7 @@ async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
         return str(key)
 
 
-async def _measure(base: str, key: str, *, scenario: str, duration: float, rate: float,
-                   out: dict[str, Any]) -> None:
+async def _measure(base: str, key: str, *, scenario: str, duration: float, rate: float, out: dict[str, Any]) -> None:
     connector = aiohttp.TCPConnector(limit=512, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         driver = Driver(session)
@@ -155,9 +181,15 @@ async def _measure(base: str, key: str, *, scenario: str, duration: float, rate:
             out["ping_peak_rps"] = await driver.closed_loop(ping, seconds=duration, concurrency=32)
             out["ratio_ping_healthz"] = out["ping_peak_rps"] / out["healthz_peak_rps"]
         latencies, errors = await driver.open_loop(ping, rate=rate, seconds=duration)
-        out.update(rate=rate, pings=len(latencies), errors=errors, p50_ms=_pct(latencies, 50),
-                   p95_ms=_pct(latencies, 95), p99_ms=_pct(latencies, 99),
-                   mean_ms=statistics.fmean(latencies) if latencies else float("nan"))
+        out.update(
+            rate=rate,
+            pings=len(latencies),
+            errors=errors,
+            p50_ms=_pct(latencies, 50),
+            p95_ms=_pct(latencies, 95),
+            p99_ms=_pct(latencies, 99),
+            mean_ms=statistics.fmean(latencies) if latencies else float("nan"),
+        )
         if scenario == "fixed":
             post_latencies = []
             for i in range(20):
@@ -165,8 +197,9 @@ async def _measure(base: str, key: str, *, scenario: str, duration: float, rate:
                     answer = await r.json()
                 lead = {**LEAD, "first_name": "Bench", "phone": f"305555{1000 + i}"}
                 started = time.perf_counter()
-                async with session.post(f"{base}/v1/post", json={"ping_id": answer["ping_id"], "lead": lead},
-                                        headers=auth) as r:
+                async with session.post(
+                    f"{base}/v1/post", json={"ping_id": answer["ping_id"], "lead": lead}, headers=auth
+                ) as r:
                     await r.read()
                 post_latencies.append((time.perf_counter() - started) * 1000)
             out["post_p50_ms"] = _pct(post_latencies, 50)
@@ -181,7 +214,8 @@ class DatabaseInUse(Exception):
         super().__init__(
             f"the database is not empty ({len(tables)} table(s): {shown}). The bench drops pingpost's tables "
             "and creates them again before each scenario: give it an empty database, or pass --reset to let "
-            "it delete pingpost's tables and data in this one (other tables are left alone).")
+            "it delete pingpost's tables and data in this one (other tables are left alone)."
+        )
         self.tables = tables
 
 
@@ -204,8 +238,15 @@ def reset_database(url: str) -> None:
     migrate(url)
 
 
-def run_bench(*, database: str | None, workers: int, duration: float, rate: float,
-              scenarios: tuple[str, ...] = ("fixed", "rtb", "hang"), reset: bool = False) -> dict[str, Any]:
+def run_bench(
+    *,
+    database: str | None,
+    workers: int,
+    duration: float,
+    rate: float,
+    scenarios: tuple[str, ...] = ("fixed", "rtb", "hang"),
+    reset: bool = False,
+) -> dict[str, Any]:
     """Run each scenario on a fresh server (fresh SQLite, or the given database) and answer the figures.
 
     A given database must hold no table unless `reset` (see `claim_database`; raises DatabaseInUse)."""
@@ -215,26 +256,37 @@ def run_bench(*, database: str | None, workers: int, duration: float, rate: floa
     token = new_key("ppa")
     sandbox_port = free_port()
     sandbox = f"http://127.0.0.1:{sandbox_port}"
-    env = {**os.environ, "PINGPOST_ADMIN_TOKEN": token, "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"),
-           "PINGPOST_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "PINGPOST_ADMIN_TOKEN": token,
+        "PINGPOST_KEY_FILE": str(workdir / "pingpost.key"),
+        "PINGPOST_LOG_LEVEL": "warning",
+    }
     postgres = database is not None and is_postgres(database)
-    results: dict[str, Any] = {"workers": workers, "database": "postgresql" if postgres else "sqlite",
-                               "duration_s": duration}
-    with _process(["sandbox-buyers", "--port", str(sandbox_port)], env, f"{sandbox}/_received/x",
-                  workdir / "sandbox.log"):
+    results: dict[str, Any] = {
+        "workers": workers,
+        "database": "postgresql" if postgres else "sqlite",
+        "duration_s": duration,
+    }
+    with _process(
+        ["sandbox-buyers", "--port", str(sandbox_port)], env, f"{sandbox}/_received/x", workdir / "sandbox.log"
+    ):
         for scenario in scenarios:
             url = database or f"sqlite:///{workdir / f'{scenario}.db'}"
             if database:
                 reset_database(database)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            with _process(["serve", "--port", str(port), "--workers", str(workers), "--database", url], env,
-                          f"{base}/readyz", workdir / f"server-{scenario}.log"):
+            with _process(
+                ["serve", "--port", str(port), "--workers", str(workers), "--database", url],
+                env,
+                f"{base}/readyz",
+                workdir / f"server-{scenario}.log",
+            ):
                 key = asyncio.run(_setup(base, token, sandbox, scenario))
                 figures: dict[str, Any] = {}
                 scenario_rate = rate if scenario == "fixed" else 50.0
-                asyncio.run(_measure(base, key, scenario=scenario, duration=duration, rate=scenario_rate,
-                                     out=figures))
+                asyncio.run(_measure(base, key, scenario=scenario, duration=duration, rate=scenario_rate, out=figures))
                 if scenario == "rtb":
                     figures["rtb_overhead_p50_ms"] = figures["p50_ms"] - 50
                     figures["rtb_overhead_p99_ms"] = figures["p99_ms"] - 50
@@ -246,16 +298,27 @@ def run_bench(*, database: str | None, workers: int, duration: float, rate: floa
     return results
 
 
-def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, token: str,
-              workers: int) -> dict[str, Any]:
+def _oversell(
+    database: str, env: dict[str, str], workdir: Path, sandbox: str, token: str, workers: int
+) -> dict[str, Any]:
     """2,000 concurrent pings against a cap of 50 from two server processes sharing PostgreSQL."""
     reset_database(database)
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
-    with _process(["serve", "--port", str(ports[0]), "--workers", str(workers), "--database", database], env,
-                  f"{bases[0]}/readyz", workdir / "oversell-a.log"), \
-            _process(["serve", "--port", str(ports[1]), "--workers", str(workers), "--database", database], env,
-                     f"{bases[1]}/readyz", workdir / "oversell-b.log"):
+    with (
+        _process(
+            ["serve", "--port", str(ports[0]), "--workers", str(workers), "--database", database],
+            env,
+            f"{bases[0]}/readyz",
+            workdir / "oversell-a.log",
+        ),
+        _process(
+            ["serve", "--port", str(ports[1]), "--workers", str(workers), "--database", database],
+            env,
+            f"{bases[1]}/readyz",
+            workdir / "oversell-b.log",
+        ),
+    ):
         key = asyncio.run(_setup(bases[0], token, sandbox, "hang"))
 
         async def cap_one_contract() -> None:
@@ -268,9 +331,11 @@ def _oversell(database: str, env: dict[str, str], workdir: Path, sandbox: str, t
         async def fire() -> int:
             connector = aiohttp.TCPConnector(limit=400, limit_per_host=0)
             async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as s:
+
                 async def one(i: int) -> bool:
-                    async with s.post(f"{bases[i % 2]}/v1/ping", json={"lead": LEAD},
-                                      headers={"Authorization": f"Bearer {key}"}) as r:
+                    async with s.post(
+                        f"{bases[i % 2]}/v1/ping", json={"lead": LEAD}, headers={"Authorization": f"Bearer {key}"}
+                    ) as r:
                         return bool((await r.json()).get("bids"))
 
                 return sum(await asyncio.gather(*(one(i) for i in range(2000))))

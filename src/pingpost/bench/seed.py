@@ -32,20 +32,48 @@ TAG = "5eed00"  # the process part of seeded ids (ids.py): never one a running p
 
 def setup_document() -> dict[str, Any]:
     return {
-        "verticals": [{"id": "seed", "name": "Seeded Medicare", "fields": [
-            {"name": "state", "type": "state", "required": True}, {"name": "zip", "type": "zip", "required": True},
-            {"name": "age", "type": "integer", "required": True},
-            {"name": "first_name", "type": "string", "pii": True}, {"name": "phone", "type": "phone", "pii": True}]}],
+        "verticals": [
+            {
+                "id": "seed",
+                "name": "Seeded Medicare",
+                "fields": [
+                    {"name": "state", "type": "state", "required": True},
+                    {"name": "zip", "type": "zip", "required": True},
+                    {"name": "age", "type": "integer", "required": True},
+                    {"name": "first_name", "type": "string", "pii": True},
+                    {"name": "phone", "type": "phone", "pii": True},
+                ],
+            }
+        ],
         "offers": [{"id": OFFER, "name": "Seeded leads", "vertical": "seed"}],
         "partners": [{"id": p, "name": p.title()} for p in PARTNERS],
-        "campaigns": [{"id": f"{p}-camp", "name": f"{p} campaign", "partner": p, "offer": OFFER,
-                       "payout": {"type": "revshare", "percent": 70}} for p in PARTNERS],
+        "campaigns": [
+            {
+                "id": f"{p}-camp",
+                "name": f"{p} campaign",
+                "partner": p,
+                "offer": OFFER,
+                "payout": {"type": "revshare", "percent": 70},
+            }
+            for p in PARTNERS
+        ],
         "buyers": [{"id": b, "name": b.title()} for b in BUYERS],
-        "contracts": [{"id": f"{b}-k", "name": f"{b} contract", "buyer": b, "offer": OFFER,
-                       **({"price_cents": price} if price else
-                          {"rtb": {"url": f"http://127.0.0.1:9/bid/{b}", "timeout_ms": 500}}),
-                       "caps": {"daily": 100_000}, "status": "active"}
-                      for b, price in zip(BUYERS, PRICES, strict=True)],
+        "contracts": [
+            {
+                "id": f"{b}-k",
+                "name": f"{b} contract",
+                "buyer": b,
+                "offer": OFFER,
+                **(
+                    {"price_cents": price}
+                    if price
+                    else {"rtb": {"url": f"http://127.0.0.1:9/bid/{b}", "timeout_ms": 500}}
+                ),
+                "caps": {"daily": 100_000},
+                "status": "active",
+            }
+            for b, price in zip(BUYERS, PRICES, strict=True)
+        ],
         "deposits": [{"buyer": b, "amount_cents": 10**10, "reference": f"seed-{b}"} for b in BUYERS],
     }
 
@@ -59,12 +87,19 @@ def _ping(rng: random.Random, at: int, serial: int) -> tuple[dict[str, Any], dic
     winner: dict[str, Any] | None = None
     if roll < 0.30:  # nobody wanted it
         for buyer in BUYERS:
-            waterfall.append({"contract_id": f"{buyer}-k", "buyer_id": buyer,
-                              "outcome": rng.choice(("filter_mismatch", "no_bid", "cap_reached"))})
+            waterfall.append(
+                {
+                    "contract_id": f"{buyer}-k",
+                    "buyer_id": buyer,
+                    "outcome": rng.choice(("filter_mismatch", "no_bid", "cap_reached")),
+                }
+            )
         status, post_state, bids = "no_bids", "expired", []
     else:
-        ranked = sorted(((price + rng.randint(-500, 500), buyer) for buyer, price in zip(BUYERS, PRICES, strict=True)
-                         if price), reverse=True)
+        ranked = sorted(
+            ((price + rng.randint(-500, 500), buyer) for buyer, price in zip(BUYERS, PRICES, strict=True) if price),
+            reverse=True,
+        )
         best, winner_buyer = ranked[0]
         bid_id = f"bid_{at:011x}{TAG}{serial & 0xFFFFFF:06x}"
         for buyer, price in zip(BUYERS, PRICES, strict=True):
@@ -74,28 +109,53 @@ def _ping(rng: random.Random, at: int, serial: int) -> tuple[dict[str, Any], dic
             elif price:
                 entry.update(outcome="lost_to_higher_bid", bid_cents=price, source="fixed")
             else:
-                entry.update(outcome=rng.choice(("no_bid", "bid_timeout", "bid_error")), rtb_latency_ms=
-                             rng.randint(20, 500))
+                entry.update(
+                    outcome=rng.choice(("no_bid", "bid_timeout", "bid_error")), rtb_latency_ms=rng.randint(20, 500)
+                )
             waterfall.append(entry)
-        bids = [{"bid_id": bid_id, "contract_id": f"{winner_buyer}-k", "buyer_id": winner_buyer, "role": "winner",
-                 "price_cents": best, "payout_cents": best * 70 // 100, "sale_type": "exclusive"}]
+        bids = [
+            {
+                "bid_id": bid_id,
+                "contract_id": f"{winner_buyer}-k",
+                "buyer_id": winner_buyer,
+                "role": "winner",
+                "price_cents": best,
+                "payout_cents": best * 70 // 100,
+                "sale_type": "exclusive",
+            }
+        ]
         if roll < 0.75:
             status, post_state = "sold", "posted"
-            waterfall[BUYERS.index(winner_buyer)].update(post_outcome="post_accepted", post_latency_ms=80,
-                                                         sale_id=f"sal_{at + 300:011x}{TAG}{serial & 0xFFFFFF:06x}")
+            waterfall[BUYERS.index(winner_buyer)].update(
+                post_outcome="post_accepted",
+                post_latency_ms=80,
+                sale_id=f"sal_{at + 300:011x}{TAG}{serial & 0xFFFFFF:06x}",
+            )
             winner = {"bid": bid_id, "buyer": winner_buyer, "price": best, "partner": partner}
         else:
             status, post_state = "bids", "expired"
-    row = {"id": ping_id, "offer": OFFER, "campaign": f"{partner}-camp", "partner": partner, "status": status,
-           "post_state": post_state, "received": at, "decided": at + rng.randint(2, 40), "expires": at + 120_000,
-           "lead": orjson.dumps({"state": rng.choice(STATES), "zip": f"{rng.randint(10000, 99999)}",
-                                 "age": rng.randint(64, 90)}).decode(),
-           "bids": orjson.dumps(bids).decode(), "waterfall": orjson.dumps(waterfall).decode()}
+    row = {
+        "id": ping_id,
+        "offer": OFFER,
+        "campaign": f"{partner}-camp",
+        "partner": partner,
+        "status": status,
+        "post_state": post_state,
+        "received": at,
+        "decided": at + rng.randint(2, 40),
+        "expires": at + 120_000,
+        "lead": orjson.dumps(
+            {"state": rng.choice(STATES), "zip": f"{rng.randint(10000, 99999)}", "age": rng.randint(64, 90)}
+        ).decode(),
+        "bids": orjson.dumps(bids).decode(),
+        "waterfall": orjson.dumps(waterfall).decode(),
+    }
     return row, winner
 
 
-async def seed(store: Store, *, pings: int, days: int = 30, seed_value: int = 7,
-               progress: Callable[[int], None] | None = None) -> dict[str, int]:
+async def seed(
+    store: Store, *, pings: int, days: int = 30, seed_value: int = 7, progress: Callable[[int], None] | None = None
+) -> dict[str, int]:
     """Apply the setup, then write `pings` pings spread over the last `days` days (UTC), ending now."""
     await apply_setup(setup_document(), AdminService(store), LedgerService(store))
     rng = random.Random(seed_value)
@@ -121,21 +181,47 @@ async def seed(store: Store, *, pings: int, days: int = 30, seed_value: int = 7,
             day = utc_day(at)
             count((day, OFFER, row["campaign"], row["partner"], "", ""), False, False)
             for entry in orjson.loads(row["waterfall"]):
-                count((day, OFFER, row["campaign"], row["partner"], entry["contract_id"], entry["buyer_id"]),
-                      "bid_cents" in entry, entry["outcome"] == "won")
+                count(
+                    (day, OFFER, row["campaign"], row["partner"], entry["contract_id"], entry["buyer_id"]),
+                    "bid_cents" in entry,
+                    entry["outcome"] == "won",
+                )
             if winner is not None:
                 suffix = f"{TAG}{i & 0xFFFFFF:06x}"
-                delivery_rows.append({"id": f"dlv_{at + 200:011x}{suffix}", "ping": row["id"], "bid": winner["bid"],
-                                      "contract": f"{winner['buyer']}-k", "buyer": winner["buyer"], "latency": 80,
-                                      "at": at + 200})
-                sale_rows.append({"id": f"sal_{at + 300:011x}{suffix}", "ping": row["id"], "bid": winner["bid"],
-                                  "offer": OFFER, "campaign": row["campaign"], "partner": winner["partner"],
-                                  "contract": f"{winner['buyer']}-k", "buyer": winner["buyer"],
-                                  "price": winner["price"], "payout": winner["price"] * 70 // 100,
-                                  "status": "reversed" if rng.random() < 0.02 else "charged", "at": at + 300})
+                delivery_rows.append(
+                    {
+                        "id": f"dlv_{at + 200:011x}{suffix}",
+                        "ping": row["id"],
+                        "bid": winner["bid"],
+                        "contract": f"{winner['buyer']}-k",
+                        "buyer": winner["buyer"],
+                        "latency": 80,
+                        "at": at + 200,
+                    }
+                )
+                sale_rows.append(
+                    {
+                        "id": f"sal_{at + 300:011x}{suffix}",
+                        "ping": row["id"],
+                        "bid": winner["bid"],
+                        "offer": OFFER,
+                        "campaign": row["campaign"],
+                        "partner": winner["partner"],
+                        "contract": f"{winner['buyer']}-k",
+                        "buyer": winner["buyer"],
+                        "price": winner["price"],
+                        "payout": winner["price"] * 70 // 100,
+                        "status": "reversed" if rng.random() < 0.02 else "charged",
+                        "at": at + 300,
+                    }
+                )
 
-        async def unit(tx: Tx, pr: list[dict[str, Any]] = ping_rows, dr: list[dict[str, Any]] = delivery_rows,
-                       sr: list[dict[str, Any]] = sale_rows) -> None:
+        async def unit(
+            tx: Tx,
+            pr: list[dict[str, Any]] = ping_rows,
+            dr: list[dict[str, Any]] = delivery_rows,
+            sr: list[dict[str, Any]] = sale_rows,
+        ) -> None:
             await seed_repo.insert_pings(tx, pr)
             await seed_repo.insert_deliveries(tx, dr)
             await seed_repo.insert_sales(tx, sr)
@@ -145,8 +231,10 @@ async def seed(store: Store, *, pings: int, days: int = 30, seed_value: int = 7,
         sales += len(sale_rows)
         if progress is not None:
             progress(size)
-    rows = [{"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1],
-             "wins": v[2]} for k, v in sorted(counters.items())]
+    rows = [
+        {"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1], "wins": v[2]}
+        for k, v in sorted(counters.items())
+    ]
 
     async def counted(tx: Tx) -> None:
         await reports_repo.add_counters(tx, rows)

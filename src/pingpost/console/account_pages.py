@@ -55,8 +55,14 @@ async def login(request: Request) -> Response:
     limiter.succeeded(address)
     session_id, session = opened
     response = RedirectResponse(home(session), status_code=303)
-    response.set_cookie(sessions.COOKIE, session_id, httponly=True, samesite="strict", path="/console",
-                        secure=services(request).settings.cookie_secure)
+    response.set_cookie(
+        sessions.COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        path="/console",
+        secure=services(request).settings.cookie_secure,
+    )
     return response
 
 
@@ -65,8 +71,13 @@ async def logout(request: Request, session: ConsoleSession = Depends(any_session
     await checked_form(request, session)
     await sessions.sign_out(services(request).store, session)
     response = RedirectResponse("/console/login", status_code=303)
-    response.delete_cookie(sessions.COOKIE, path="/console", httponly=True, samesite="strict",
-                           secure=services(request).settings.cookie_secure)
+    response.delete_cookie(
+        sessions.COOKIE,
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=services(request).settings.cookie_secure,
+    )
     return response
 
 
@@ -78,8 +89,7 @@ async def buyer_home(request: Request, session: ConsoleSession = Depends(buyer_s
     svc = services(request)
     assert session.buyer_id is not None
     buyer = await svc.admin.get("buyer", session.buyer_id)
-    contracts = (await svc.admin.list("contract", limit=200, cursor=None,
-                                      filters={"buyer": session.buyer_id}))["items"]
+    contracts = (await svc.admin.list("contract", limit=200, cursor=None, filters={"buyer": session.buyer_id}))["items"]
     usage = await figures.usage_of(svc.store, [c["id"] for c in contracts])
     now = now_ms()
     rows = [{"contract": c, "caps": figures.caps_used(c, usage.get(c["id"]), now=now)} for c in contracts]
@@ -88,10 +98,12 @@ async def buyer_home(request: Request, session: ConsoleSession = Depends(buyer_s
 
 
 @router.get("/buyer/sales")
-async def buyer_sales(request: Request, session: ConsoleSession = Depends(buyer_session),
-                      cursor: str | None = Query(None, max_length=64)) -> Response:
-    result = await money.page_sales(services(request).store, filters={"buyer_id": session.buyer_id},
-                                    cursor=cursor, limit=50)
+async def buyer_sales(
+    request: Request, session: ConsoleSession = Depends(buyer_session), cursor: str | None = Query(None, max_length=64)
+) -> Response:
+    result = await money.page_sales(
+        services(request).store, filters={"buyer_id": session.buyer_id}, cursor=cursor, limit=50
+    )
     return page(request, "buyer_sales.html", session, sales=result["items"], next_cursor=result["next_cursor"])
 
 

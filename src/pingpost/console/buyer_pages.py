@@ -38,14 +38,22 @@ def Message() -> Any:
 
 
 @router.get("/buyers")
-async def buyers(request: Request, session: ConsoleSession = Depends(admin_session),
-                 cursor: str | None = Query(None, max_length=64)) -> Response:
+async def buyers(
+    request: Request, session: ConsoleSession = Depends(admin_session), cursor: str | None = Query(None, max_length=64)
+) -> Response:
     result = await services(request).admin.list("buyer", limit=50, cursor=cursor, filters={})
     return page(request, "buyers.html", session, buyers=result["items"], next_cursor=result["next_cursor"])
 
 
-async def _buyer_page(request: Request, session: ConsoleSession, ident: str, *, status: int = 200,
-                      problems: dict[str, str] | None = None, done: str | None = None) -> Response:
+async def _buyer_page(
+    request: Request,
+    session: ConsoleSession,
+    ident: str,
+    *,
+    status: int = 200,
+    problems: dict[str, str] | None = None,
+    done: str | None = None,
+) -> Response:
     svc = services(request)
     buyer = await svc.admin.get("buyer", ident)
     contracts = await every(svc.admin, "contract", {"buyer": ident})
@@ -54,13 +62,27 @@ async def _buyer_page(request: Request, session: ConsoleSession, ident: str, *, 
     rows = [{"contract": c, "caps": figures.caps_used(c, usage.get(c["id"]), now=now)} for c in contracts]
     recent = await money.page_sales(svc.store, filters={"buyer_id": ident}, limit=10)
     ledger = await svc.ledger.account(f"buyer:{ident}", limit=10, cursor=None)
-    return page(request, "buyer.html", session, status=status, buyer=buyer, contracts=rows, sales=recent["items"],
-                ledger=ledger["items"], problems=problems or {}, done=done)
+    return page(
+        request,
+        "buyer.html",
+        session,
+        status=status,
+        buyer=buyer,
+        contracts=rows,
+        sales=recent["items"],
+        ledger=ledger["items"],
+        problems=problems or {},
+        done=done,
+    )
 
 
 @router.get("/buyers/{ident}")
-async def buyer(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session),
-                done: str | None = Message()) -> Response:
+async def buyer(
+    request: Request,
+    ident: str = IdPath,
+    session: ConsoleSession = Depends(admin_session),
+    done: str | None = Message(),
+) -> Response:
     return await _buyer_page(request, session, ident, done=done)
 
 
@@ -74,9 +96,13 @@ async def deposit(request: Request, ident: str = IdPath, session: ConsoleSession
             raise errors.ValidationFailed.one("amount", "must be more than zero")
         await services(request).ledger.deposit(ident, cents, form.get("reference") or None)
     except (errors.ValidationFailed, errors.Conflict) as exc:
-        return await _buyer_page(request, session, ident, status=exc.status,
-                                 problems=field_errors(exc, {"amount": "amount", "amount_cents": "amount",
-                                                             "reference": "reference"}))
+        return await _buyer_page(
+            request,
+            session,
+            ident,
+            status=exc.status,
+            problems=field_errors(exc, {"amount": "amount", "amount_cents": "amount", "reference": "reference"}),
+        )
     return back(f"/console/buyers/{ident}", done=f"Deposited {form.get('amount')} dollars.")
 
 
@@ -90,8 +116,9 @@ async def _set_status(request: Request, session: ConsoleSession, kind: str, iden
 
 
 @router.post("/buyers/{ident}/status")
-async def buyer_status(request: Request, ident: str = IdPath,
-                       session: ConsoleSession = Depends(admin_session)) -> Response:
+async def buyer_status(
+    request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session)
+) -> Response:
     done = await _set_status(request, session, "buyer", ident)
     return back(f"/console/buyers/{ident}", done=done)
 
@@ -100,8 +127,9 @@ async def buyer_status(request: Request, ident: str = IdPath,
 
 
 @router.get("/contracts")
-async def contracts(request: Request, session: ConsoleSession = Depends(admin_session),
-                    cursor: str | None = Query(None, max_length=64)) -> Response:
+async def contracts(
+    request: Request, session: ConsoleSession = Depends(admin_session), cursor: str | None = Query(None, max_length=64)
+) -> Response:
     svc = services(request)
     result = await svc.admin.list("contract", limit=50, cursor=cursor, filters={})
     usage = await figures.usage_of(svc.store, [c["id"] for c in result["items"]])
@@ -143,8 +171,9 @@ class _FormState:
     done: str | None = None
 
 
-async def _contract_page(request: Request, session: ConsoleSession, ident: str,
-                         form: _FormState = _FormState()) -> Response:
+async def _contract_page(
+    request: Request, session: ConsoleSession, ident: str, form: _FormState = _FormState()
+) -> Response:
     status, problems, entered, done = form.status, form.problems, form.entered, form.done
     svc = services(request)
     contract = await svc.admin.get("contract", ident)
@@ -159,51 +188,91 @@ async def _contract_page(request: Request, session: ConsoleSession, ident: str,
     values = entered or {
         "price": dollars(contract.get("price_cents")),
         "exclusive_price": dollars(contract.get("exclusive_price_cents")),
-        "caps_daily": str(caps.get("daily") or ""), "caps_weekly": str(caps.get("weekly") or ""),
+        "caps_daily": str(caps.get("daily") or ""),
+        "caps_weekly": str(caps.get("weekly") or ""),
         "caps_monthly": str(caps.get("monthly") or ""),
         "caps_max_concurrent_calls": str(caps.get("max_concurrent_calls") or ""),
-        "schedule": schedule_text(contract.get("schedule"))}
-    return page(request, "contract.html", session, status=status, contract=contract, today=today,
-                caps=figures.caps_used(contract, usage.get(ident), now=now), values=values, problems=problems or {},
-                done=done)
+        "schedule": schedule_text(contract.get("schedule")),
+    }
+    return page(
+        request,
+        "contract.html",
+        session,
+        status=status,
+        contract=contract,
+        today=today,
+        caps=figures.caps_used(contract, usage.get(ident), now=now),
+        values=values,
+        problems=problems or {},
+        done=done,
+    )
 
 
 @router.get("/contracts/{ident}")
-async def contract(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session),
-                   done: str | None = Message()) -> Response:
+async def contract(
+    request: Request,
+    ident: str = IdPath,
+    session: ConsoleSession = Depends(admin_session),
+    done: str | None = Message(),
+) -> Response:
     return await _contract_page(request, session, ident, _FormState(done=done))
 
 
-FIELDS = {"price_cents": "price", "exclusive_price_cents": "exclusive_price", "caps.daily": "caps_daily",
-          "caps.weekly": "caps_weekly", "caps.monthly": "caps_monthly",
-          "caps.max_concurrent_calls": "caps_max_concurrent_calls", "caps": "caps_daily", "schedule": "schedule",
-          "price": "price", "exclusive_price": "exclusive_price", "body": "price"}
+FIELDS = {
+    "price_cents": "price",
+    "exclusive_price_cents": "exclusive_price",
+    "caps.daily": "caps_daily",
+    "caps.weekly": "caps_weekly",
+    "caps.monthly": "caps_monthly",
+    "caps.max_concurrent_calls": "caps_max_concurrent_calls",
+    "caps": "caps_daily",
+    "schedule": "schedule",
+    "price": "price",
+    "exclusive_price": "exclusive_price",
+    "body": "price",
+}
 
 
 @router.post("/contracts/{ident}")
-async def edit_contract(request: Request, ident: str = IdPath,
-                        session: ConsoleSession = Depends(admin_session)) -> Response:
+async def edit_contract(
+    request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session)
+) -> Response:
     """Price, caps and schedule through AdminService.patch: the API's validation, errors by field."""
     form = await checked_form(request, session)
-    entered = {name: form.get(name) for name in ("price", "exclusive_price", "caps_daily", "caps_weekly",
-                                                 "caps_monthly", "caps_max_concurrent_calls", "schedule")}
+    entered = {
+        name: form.get(name)
+        for name in (
+            "price",
+            "exclusive_price",
+            "caps_daily",
+            "caps_weekly",
+            "caps_monthly",
+            "caps_max_concurrent_calls",
+            "schedule",
+        )
+    }
     try:
-        caps = {name: parse_count(form.get(f"caps_{name}"), f"caps.{name}")
-                for name in ("daily", "weekly", "monthly", "max_concurrent_calls")}
-        changes = {"price_cents": parse_dollars(form.get("price"), "price", required=False),
-                   "exclusive_price_cents": parse_dollars(form.get("exclusive_price"), "exclusive_price",
-                                                          required=False),
-                   "caps": {k: v for k, v in caps.items() if v is not None} or None,
-                   "schedule": parse_schedule(form.get("schedule"))}
+        caps = {
+            name: parse_count(form.get(f"caps_{name}"), f"caps.{name}")
+            for name in ("daily", "weekly", "monthly", "max_concurrent_calls")
+        }
+        changes = {
+            "price_cents": parse_dollars(form.get("price"), "price", required=False),
+            "exclusive_price_cents": parse_dollars(form.get("exclusive_price"), "exclusive_price", required=False),
+            "caps": {k: v for k, v in caps.items() if v is not None} or None,
+            "schedule": parse_schedule(form.get("schedule")),
+        }
         await services(request).admin.patch("contract", ident, changes)
     except errors.ValidationFailed as exc:
-        return await _contract_page(request, session, ident, _FormState(
-            status=422, problems=field_errors(exc, FIELDS), entered=entered))
+        return await _contract_page(
+            request, session, ident, _FormState(status=422, problems=field_errors(exc, FIELDS), entered=entered)
+        )
     return back(f"/console/contracts/{ident}", done="Saved.")
 
 
 @router.post("/contracts/{ident}/status")
-async def contract_status(request: Request, ident: str = IdPath,
-                          session: ConsoleSession = Depends(admin_session)) -> Response:
+async def contract_status(
+    request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session)
+) -> Response:
     done = await _set_status(request, session, "contract", ident)
     return back(f"/console/contracts/{ident}", done=done)

@@ -62,8 +62,12 @@ async def overview(store: Store, *, now: int) -> dict[str, Any]:
         for i, day in enumerate(days):
             if day in stored:
                 r = stored[day]
-                by_day[day].update(sales=int(r["sales"]), reversed=int(r["reversed"]),
-                                   revenue_cents=int(r["revenue_cents"]), payout_cents=int(r["payout_cents"]))
+                by_day[day].update(
+                    sales=int(r["sales"]),
+                    reversed=int(r["reversed"]),
+                    revenue_cents=int(r["revenue_cents"]),
+                    payout_cents=int(r["payout_cents"]),
+                )
                 continue
             start = day_start - (CHART_DAYS - 1 - i) * DAY_MS
             _add_sales(by_day[day], await console_repo.sales_totals(tx, start=start, end=start + DAY_MS))
@@ -77,8 +81,9 @@ async def overview(store: Store, *, now: int) -> dict[str, Any]:
         for h in range((now - day_start) // HOUR_MS + 1):
             start = day_start + h * HOUR_MS
             figures = hourly_sales.get(start // HOUR_MS, _empty())
-            figures["pings"] = await console_repo.count_ids(tx, "pings", low=id_at("png", start),
-                                                             high=id_at("png", start + HOUR_MS))
+            figures["pings"] = await console_repo.count_ids(
+                tx, "pings", low=id_at("png", start), high=id_at("png", start + HOUR_MS)
+            )
             hours.append({"hour": f"{h:02d}:00", **finish(figures)})
         return by_day, hours, missing
 
@@ -111,8 +116,7 @@ async def contract_today(store: Store, contract_id: str, *, now: int) -> dict[st
         figures = _empty()
         counters = await console_repo.contract_counters(tx, contract_id, day=utc_day(now))
         figures.update(pings=int(counters["pings"]), bids=int(counters["bids"]), wins=int(counters["wins"]))
-        _add_sales(figures, await console_repo.sales_by_hour(tx, start=day_start, end=now + 1,
-                                                             contract_id=contract_id))
+        _add_sales(figures, await console_repo.sales_by_hour(tx, start=day_start, end=now + 1, contract_id=contract_id))
         return finish(figures)
 
     return await store.read(read)
@@ -124,13 +128,22 @@ def caps_used(contract: dict[str, Any], usage: Any, *, now: int) -> list[dict[st
     caps = contract.get("caps") or {}
     _, keys = local_minute(now, ZoneInfo(contract.get("timezone") or "UTC"))
     rows = []
-    for name, column, current in (("daily", "day", keys.day), ("weekly", "week", keys.week),
-                                  ("monthly", "month", keys.month)):
+    for name, column, current in (
+        ("daily", "day", keys.day),
+        ("weekly", "week", keys.week),
+        ("monthly", "month", keys.month),
+    ):
         used = int(usage[f"{column}_used"]) if usage is not None and usage[f"{column}_key"] == current else 0
         rows.append({"period": name, "key": current, "cap": caps.get(name), "used": used})
     if caps.get("max_concurrent_calls") is not None:
-        rows.append({"period": "live calls", "key": "now", "cap": caps["max_concurrent_calls"],
-                     "used": int(usage["live_calls"]) if usage is not None else 0})
+        rows.append(
+            {
+                "period": "live calls",
+                "key": "now",
+                "cap": caps["max_concurrent_calls"],
+                "used": int(usage["live_calls"]) if usage is not None else 0,
+            }
+        )
     return rows
 
 

@@ -14,8 +14,11 @@ from pingpost.domain.outcomes import Outcome
 from pingpost.timefmt import rfc3339
 
 SAMPLE = 500  # newest pings read per view
-FAILURES = {Outcome.BID_TIMEOUT.value: "timeouts", Outcome.BID_ERROR.value: "errors",
-            Outcome.BID_INVALID.value: "invalid"}
+FAILURES = {
+    Outcome.BID_TIMEOUT.value: "timeouts",
+    Outcome.BID_ERROR.value: "errors",
+    Outcome.BID_INVALID.value: "invalid",
+}
 # outcomes that say the buyer answered; a won or lost entry from the buyer's bid has source "rtb"
 ANSWERED = {Outcome.NO_BID.value, Outcome.BELOW_MIN_BID.value}
 
@@ -30,9 +33,21 @@ async def rtb_health(store: Store, rtb_contracts: dict[str, str]) -> dict[str, A
     """`rtb_contracts`: contract id -> buyer id of every contract with an `rtb` block."""
     rows = await store.read(lambda tx: console_repo.recent_waterfalls(tx, limit=SAMPLE))
     stats: dict[str, dict[str, Any]] = {
-        cid: {"contract_id": cid, "buyer_id": buyer, "asked": 0, "bids": 0, "no_bids": 0, "timeouts": 0,
-              "errors": 0, "invalid": 0, "latencies": [], "last_error": None, "last_error_at": None}
-        for cid, buyer in rtb_contracts.items()}
+        cid: {
+            "contract_id": cid,
+            "buyer_id": buyer,
+            "asked": 0,
+            "bids": 0,
+            "no_bids": 0,
+            "timeouts": 0,
+            "errors": 0,
+            "invalid": 0,
+            "latencies": [],
+            "last_error": None,
+            "last_error_at": None,
+        }
+        for cid, buyer in rtb_contracts.items()
+    }
     for row in rows:  # newest first: the first failure seen is the last error
         for entry in orjson.loads(row["waterfall"]):
             s = stats.get(entry["contract_id"])

@@ -25,19 +25,34 @@ def Short() -> Any:
 class Notice:
     """A page's confirmation or problem after a form posted back to it (query parameters)."""
 
-    def __init__(self, done: str | None = Query(None, max_length=200),
-                 problem: str | None = Query(None, max_length=300)) -> None:
+    def __init__(
+        self, done: str | None = Query(None, max_length=200), problem: str | None = Query(None, max_length=300)
+    ) -> None:
         self.done, self.problem = done, problem
 
 
 @router.get("/sales")
-async def sales(request: Request, session: ConsoleSession = Depends(admin_session), buyer: str | None = Short(),
-                status: str | None = Short(), cursor: str | None = Short(), notice: Notice = Depends()) -> Response:
-    result = await money.page_sales(services(request).store, filters={"buyer_id": buyer or None,
-                                                                      "status": status or None},
-                                    cursor=cursor, limit=50)
-    return page(request, "sales.html", session, sales=result["items"], next_cursor=result["next_cursor"],
-                params={"buyer": buyer or "", "status": status or ""}, done=notice.done, problem=notice.problem)
+async def sales(
+    request: Request,
+    session: ConsoleSession = Depends(admin_session),
+    buyer: str | None = Short(),
+    status: str | None = Short(),
+    cursor: str | None = Short(),
+    notice: Notice = Depends(),
+) -> Response:
+    result = await money.page_sales(
+        services(request).store, filters={"buyer_id": buyer or None, "status": status or None}, cursor=cursor, limit=50
+    )
+    return page(
+        request,
+        "sales.html",
+        session,
+        sales=result["items"],
+        next_cursor=result["next_cursor"],
+        params={"buyer": buyer or "", "status": status or ""},
+        done=notice.done,
+        problem=notice.problem,
+    )
 
 
 @router.post("/sales/{ident}/reverse")
@@ -54,17 +69,32 @@ async def reverse(request: Request, ident: str = IdPath, session: ConsoleSession
 
 
 @router.get("/reconciliation")
-async def reconciliation(request: Request, session: ConsoleSession = Depends(admin_session),
-                         cursor: str | None = Short(), done: str | None = Query(None, max_length=200),
-                         problem: str | None = Query(None, max_length=300)) -> Response:
+async def reconciliation(
+    request: Request,
+    session: ConsoleSession = Depends(admin_session),
+    cursor: str | None = Short(),
+    done: str | None = Query(None, max_length=200),
+    problem: str | None = Query(None, max_length=300),
+) -> Response:
     result = await money.page_unknown_deliveries(services(request).store, cursor=cursor, limit=50)
-    return page(request, "reconciliation.html", session, deliveries=result["items"],
-                next_cursor=result["next_cursor"], done=done, problem=problem)
+    return page(
+        request,
+        "reconciliation.html",
+        session,
+        deliveries=result["items"],
+        next_cursor=result["next_cursor"],
+        done=done,
+        problem=problem,
+    )
 
 
 @router.post("/reconciliation/{ident}/{action}")
-async def settle(request: Request, ident: str = IdPath, action: str = Path(pattern="^(record-sale|void)$"),
-                 session: ConsoleSession = Depends(admin_session)) -> Response:
+async def settle(
+    request: Request,
+    ident: str = IdPath,
+    action: str = Path(pattern="^(record-sale|void)$"),
+    session: ConsoleSession = Depends(admin_session),
+) -> Response:
     await checked_form(request, session)
     try:
         result = await money.settle_delivery(services(request).store, ident, action)

@@ -16,32 +16,47 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 
 
 @router.get("/partners")
-async def partners(request: Request, session: ConsoleSession = Depends(admin_session),
-                   done: str | None = Query(None, max_length=200)) -> Response:
+async def partners(
+    request: Request, session: ConsoleSession = Depends(admin_session), done: str | None = Query(None, max_length=200)
+) -> Response:
     admin = services(request).admin
     campaigns = await every(admin, "campaign")
-    rows = [{"partner": p, "campaigns": [c for c in campaigns if c["partner"] == p["id"]]}
-            for p in await every(admin, "partner")]
+    rows = [
+        {"partner": p, "campaigns": [c for c in campaigns if c["partner"] == p["id"]]}
+        for p in await every(admin, "partner")
+    ]
     return page(request, "partners.html", session, partners=rows, done=done)
 
 
 @router.post("/partners/{ident}/status")
-async def partner_status(request: Request, ident: str = IdPath,
-                         session: ConsoleSession = Depends(admin_session)) -> Response:
+async def partner_status(
+    request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session)
+) -> Response:
     done = await _set_status(request, session, "partner", ident)
     return back("/console/partners", done=f"{ident}: {done}")
 
 
 @router.get("/campaigns/{ident}")
-async def campaign(request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session),
-                   done: str | None = Query(None, max_length=200)) -> Response:
+async def campaign(
+    request: Request,
+    ident: str = IdPath,
+    session: ConsoleSession = Depends(admin_session),
+    done: str | None = Query(None, max_length=200),
+) -> Response:
     found = await services(request).admin.get("campaign", ident)
-    return page(request, "campaign.html", session, campaign=found, done=done,
-                default_rate_limit=services(request).settings.ping_rate_limit_per_s)
+    return page(
+        request,
+        "campaign.html",
+        session,
+        campaign=found,
+        done=done,
+        default_rate_limit=services(request).settings.ping_rate_limit_per_s,
+    )
 
 
 @router.post("/campaigns/{ident}/status")
-async def campaign_status(request: Request, ident: str = IdPath,
-                          session: ConsoleSession = Depends(admin_session)) -> Response:
+async def campaign_status(
+    request: Request, ident: str = IdPath, session: ConsoleSession = Depends(admin_session)
+) -> Response:
     done = await _set_status(request, session, "campaign", ident)
     return back(f"/console/campaigns/{ident}", done=done)

@@ -25,48 +25,81 @@ STATUSES = ("bids", "no_bids", "sold", "unsold")
 class PingFilters:
     """The list's filters (query parameters; an empty value means any)."""
 
-    def __init__(self, offer: str | None = Query(None, max_length=64),
-                 campaign: str | None = Query(None, max_length=64), partner: str | None = Query(None, max_length=64),
-                 status: str | None = Query(None, max_length=64)) -> None:
+    def __init__(
+        self,
+        offer: str | None = Query(None, max_length=64),
+        campaign: str | None = Query(None, max_length=64),
+        partner: str | None = Query(None, max_length=64),
+        status: str | None = Query(None, max_length=64),
+    ) -> None:
         self.offer, self.campaign, self.partner, self.status = offer, campaign, partner, status
 
     def columns(self) -> dict[str, str | None]:
-        return {"offer_id": self.offer or None, "campaign_id": self.campaign or None,
-                "partner_id": self.partner or None, "status": self.status or None}
+        return {
+            "offer_id": self.offer or None,
+            "campaign_id": self.campaign or None,
+            "partner_id": self.partner or None,
+            "status": self.status or None,
+        }
 
     def params(self) -> dict[str, str]:
-        return {"offer": self.offer or "", "campaign": self.campaign or "", "partner": self.partner or "",
-                "status": self.status or ""}
+        return {
+            "offer": self.offer or "",
+            "campaign": self.campaign or "",
+            "partner": self.partner or "",
+            "status": self.status or "",
+        }
 
 
 @router.get("/pings")
-async def pings(request: Request, session: ConsoleSession = Depends(admin_session),
-                filters: PingFilters = Depends(), cursor: str | None = Query(None, max_length=64)) -> Response:
+async def pings(
+    request: Request,
+    session: ConsoleSession = Depends(admin_session),
+    filters: PingFilters = Depends(),
+    cursor: str | None = Query(None, max_length=64),
+) -> Response:
     svc = services(request)
     result = await page_pings(svc.store, PingQuery(filters=filters.columns(), cursor=cursor, limit=50))
     items = result["items"]
     params = filters.params()
-    return page(request, "pings.html", session, pings=items, next_cursor=result["next_cursor"], params=params,
-                live=cursor is None, newest=items[0]["ping_id"] if items else "png_",
-                offers=await every(svc.admin, "offer"), campaigns=await every(svc.admin, "campaign"),
-                partners=await every(svc.admin, "partner"), statuses=STATUSES)
+    return page(
+        request,
+        "pings.html",
+        session,
+        pings=items,
+        next_cursor=result["next_cursor"],
+        params=params,
+        live=cursor is None,
+        newest=items[0]["ping_id"] if items else "png_",
+        offers=await every(svc.admin, "offer"),
+        campaigns=await every(svc.admin, "campaign"),
+        partners=await every(svc.admin, "partner"),
+        statuses=STATUSES,
+    )
 
 
 @router.get("/pings/live")
-async def pings_live(request: Request, session: ConsoleSession = Depends(admin_session),
-                     after: str = Query("png_", max_length=64), filters: PingFilters = Depends()) -> Response:
+async def pings_live(
+    request: Request,
+    session: ConsoleSession = Depends(admin_session),
+    after: str = Query("png_", max_length=64),
+    filters: PingFilters = Depends(),
+) -> Response:
     """The rows of pings newer than `after` and the next poller (htmx, every second)."""
     present = {k: v for k, v in filters.columns().items() if v is not None}
 
     async def unit(tx: Tx) -> list[dict[str, Any]]:
         now = now_ms()
-        return [ping_view(row, [], now=now) for row in
-                await console_repo.pings_after(tx, after=after, filters=present, limit=50)]
+        return [
+            ping_view(row, [], now=now)
+            for row in await console_repo.pings_after(tx, after=after, filters=present, limit=50)
+        ]
 
     fresh = await services(request).store.read(unit)
     params = filters.params()
-    return page(request, "pings_live.html", session, pings=fresh, params=params,
-                newest=fresh[0]["ping_id"] if fresh else after)
+    return page(
+        request, "pings_live.html", session, pings=fresh, params=params, newest=fresh[0]["ping_id"] if fresh else after
+    )
 
 
 @router.get("/pings/{ident}")

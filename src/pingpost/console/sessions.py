@@ -46,16 +46,30 @@ async def sign_in(store: Store, key: str) -> tuple[str, ConsoleSession] | None:
 
     async def unit(tx: Tx) -> ConsoleSession | None:
         row = await keys_repo.api_key_by_hash(tx, digest)
-        if row is None or not same_secret(row["key_sha256"], digest) or row["status"] != "active" \
-                or row["kind"] not in ("admin", "buyer"):
+        if (
+            row is None
+            or not same_secret(row["key_sha256"], digest)
+            or row["status"] != "active"
+            or row["kind"] not in ("admin", "buyer")
+        ):
             return None
         now = now_ms()
         await console_repo.delete_idle_sessions(tx, seen_before=now - IDLE_MS)
-        await console_repo.insert_session(tx, {"id_sha256": id_sha256, "key_id": row["id"], "key_sha256": digest,
-                                               "kind": row["kind"], "buyer_id": row["buyer_id"],
-                                               "csrf_token": csrf_token}, now=now)
-        return ConsoleSession(id_sha256=id_sha256, kind=row["kind"], buyer_id=row["buyer_id"], key_id=row["id"],
-                              csrf_token=csrf_token)
+        await console_repo.insert_session(
+            tx,
+            {
+                "id_sha256": id_sha256,
+                "key_id": row["id"],
+                "key_sha256": digest,
+                "kind": row["kind"],
+                "buyer_id": row["buyer_id"],
+                "csrf_token": csrf_token,
+            },
+            now=now,
+        )
+        return ConsoleSession(
+            id_sha256=id_sha256, kind=row["kind"], buyer_id=row["buyer_id"], key_id=row["id"], csrf_token=csrf_token
+        )
 
     session = await store.write(unit)
     return None if session is None else (session_id, session)
@@ -76,8 +90,13 @@ async def current(store: Store, session_id: str) -> ConsoleSession | None:
         return None
     if now - int(row["last_seen_at"]) >= TOUCH_AFTER_MS:
         await store.write(lambda tx: console_repo.touch_session(tx, id_sha256, now=now))
-    return ConsoleSession(id_sha256=id_sha256, kind=row["kind"], buyer_id=row["buyer_id"], key_id=row["key_id"],
-                          csrf_token=row["csrf_token"])
+    return ConsoleSession(
+        id_sha256=id_sha256,
+        kind=row["kind"],
+        buyer_id=row["buyer_id"],
+        key_id=row["key_id"],
+        csrf_token=row["csrf_token"],
+    )
 
 
 async def sign_out(store: Store, session: ConsoleSession) -> None:

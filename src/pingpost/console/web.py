@@ -67,8 +67,9 @@ class ConsoleRoute(APIRoute):
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     session: ConsoleSession | None = request.scope.get(_SESSION)
-    return templates.TemplateResponse(request, "error.html", {"session": session, "status": status,
-                                                              "message": message}, status_code=status)
+    return templates.TemplateResponse(
+        request, "error.html", {"session": session, "status": status, "message": message}, status_code=status
+    )
 
 
 async def any_session(request: Request) -> ConsoleSession:
@@ -130,8 +131,9 @@ async def checked_form(request: Request, session: ConsoleSession) -> Form:
     return form
 
 
-def page(request: Request, template: str, session: ConsoleSession | None, status: int = 200,
-         **context: Any) -> HTMLResponse:
+def page(
+    request: Request, template: str, session: ConsoleSession | None, status: int = 200, **context: Any
+) -> HTMLResponse:
     return templates.TemplateResponse(request, template, {"session": session, **context}, status_code=status)
 
 

@@ -34,9 +34,14 @@ async def body(tx: Tx, table: str, ident: str) -> dict[str, Any] | None:
 async def insert(tx: Tx, table: str, columns: dict[str, Any]) -> bool:
     """Insert a row (its `id` among the columns); False when the id is taken."""
     names = list(columns)
-    return await tx.execute(
-        f"INSERT INTO {_table(table)} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) "
-        "ON CONFLICT (id) DO NOTHING", columns) == 1
+    return (
+        await tx.execute(
+            f"INSERT INTO {_table(table)} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) "
+            "ON CONFLICT (id) DO NOTHING",
+            columns,
+        )
+        == 1
+    )
 
 
 async def update(tx: Tx, table: str, ident: str, columns: dict[str, Any]) -> None:
@@ -53,8 +58,9 @@ async def page(tx: Tx, table: str, *, filters: dict[str, Any], cursor: str | Non
             raise ValueError(f"not a column: {column}")
         where.append(f"{column} = :f{i}")
         params[f"f{i}"] = value
-    return list(await tx.fetch(
-        f"SELECT * FROM {_table(table)} WHERE {' AND '.join(where)} ORDER BY id LIMIT :lim", params))
+    return list(
+        await tx.fetch(f"SELECT * FROM {_table(table)} WHERE {' AND '.join(where)} ORDER BY id LIMIT :lim", params)
+    )
 
 
 async def bump_config(tx: Tx) -> None:
@@ -64,25 +70,37 @@ async def bump_config(tx: Tx) -> None:
 
 async def sync_contract_caps(tx: Tx, contract_id: str, caps: dict[str, Any]) -> None:
     """Copy a contract's caps into its usage row (the conditional slot UPDATE reads them there)."""
-    params = {"c": contract_id, "d": caps.get("daily"), "w": caps.get("weekly"), "m": caps.get("monthly"),
-              "l": caps.get("max_concurrent_calls")}
+    params = {
+        "c": contract_id,
+        "d": caps.get("daily"),
+        "w": caps.get("weekly"),
+        "m": caps.get("monthly"),
+        "l": caps.get("max_concurrent_calls"),
+    }
     changed = await tx.execute(
         "UPDATE contract_usage SET daily_cap = :d, weekly_cap = :w, monthly_cap = :m, max_live_calls = :l "
-        "WHERE contract_id = :c", params)
+        "WHERE contract_id = :c",
+        params,
+    )
     if not changed:
         await tx.execute(
             "INSERT INTO contract_usage (contract_id, daily_cap, weekly_cap, monthly_cap, max_live_calls) "
-            "VALUES (:c, :d, :w, :m, :l)", params)
+            "VALUES (:c, :d, :w, :m, :l)",
+            params,
+        )
 
 
 async def create_buyer_funds(tx: Tx, buyer_id: str, credit_limit_cents: int) -> None:
-    await tx.execute("INSERT INTO buyer_funds (buyer_id, credit_limit_cents) VALUES (:b, :c)",
-                     {"b": buyer_id, "c": credit_limit_cents})
+    await tx.execute(
+        "INSERT INTO buyer_funds (buyer_id, credit_limit_cents) VALUES (:b, :c)",
+        {"b": buyer_id, "c": credit_limit_cents},
+    )
 
 
 async def set_credit_limit(tx: Tx, buyer_id: str, credit_limit_cents: int) -> None:
-    await tx.execute("UPDATE buyer_funds SET credit_limit_cents = :c WHERE buyer_id = :b",
-                     {"c": credit_limit_cents, "b": buyer_id})
+    await tx.execute(
+        "UPDATE buyer_funds SET credit_limit_cents = :c WHERE buyer_id = :b", {"c": credit_limit_cents, "b": buyer_id}
+    )
 
 
 async def buyer_funds(tx: Tx, buyer_id: str, *, now: int) -> dict[str, int] | None:
@@ -93,6 +111,11 @@ async def buyer_funds(tx: Tx, buyer_id: str, *, now: int) -> dict[str, int] | No
         return None
     stale = await tx.fetchval(
         "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM reservations "
-        "WHERE buyer_id = :b AND state IN ('held', 'posting') AND expires_at <= :now", {"b": buyer_id, "now": now})
-    return {"balance_cents": int(funds["balance_cents"]), "credit_limit_cents": int(funds["credit_limit_cents"]),
-            "holds_cents": int(funds["holds_cents"]) - int(stale)}
+        "WHERE buyer_id = :b AND state IN ('held', 'posting') AND expires_at <= :now",
+        {"b": buyer_id, "now": now},
+    )
+    return {
+        "balance_cents": int(funds["balance_cents"]),
+        "credit_limit_cents": int(funds["credit_limit_cents"]),
+        "holds_cents": int(funds["holds_cents"]) - int(stale),
+    }

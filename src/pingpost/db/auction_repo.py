@@ -41,15 +41,23 @@ async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False
             "SELECT contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call FROM reservations "
             "WHERE state IN ('held', 'posting') AND expires_at <= :now "
             "AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
-            {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
-        lapsed_calls = await tx.fetch(
-            "SELECT contract_id FROM reservations WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
-            "AND contract_id IN (:cs)", {"now": now, "cs": list(contract_ids)}) if calls else []
+            {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)},
+        )
+        lapsed_calls = (
+            await tx.fetch(
+                "SELECT contract_id FROM reservations WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
+                "AND contract_id IN (:cs)",
+                {"now": now, "cs": list(contract_ids)},
+            )
+            if calls
+            else []
+        )
         for r in lapsed_calls:
             u = state.usage.get(r["contract_id"])
             if u is not None:
-                state.usage[r["contract_id"]] = Usage(u.day_key, u.day_used, u.week_key, u.week_used, u.month_key,
-                                                      u.month_used, u.live_calls - 1)
+                state.usage[r["contract_id"]] = Usage(
+                    u.day_key, u.day_used, u.week_key, u.week_used, u.month_key, u.month_used, u.live_calls - 1
+                )
         for r in stale:
             u = state.usage.get(r["contract_id"])
             if u is not None:
@@ -121,8 +129,9 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
 
 
 async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
-    window = await tx.fetchrow("SELECT window_start, pings FROM rate_windows WHERE campaign_id = :c",
-                               {"c": campaign_id})
+    window = await tx.fetchrow(
+        "SELECT window_start, pings FROM rate_windows WHERE campaign_id = :c", {"c": campaign_id}
+    )
     if window is not None and window["window_start"] == now // 1000:
         return int(window["pings"])
     return 0
@@ -130,8 +139,9 @@ async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
 
 async def _read_usage(tx: Tx, contract_ids: Sequence[str], into: dict[str, Usage]) -> None:
     for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}):
-        into[r["contract_id"]] = Usage(r["day_key"], r["day_used"], r["week_key"], r["week_used"],
-                                       r["month_key"], r["month_used"], r["live_calls"])
+        into[r["contract_id"]] = Usage(
+            r["day_key"], r["day_used"], r["week_key"], r["week_used"], r["month_key"], r["month_used"], r["live_calls"]
+        )
 
 
 async def _read_funds(tx: Tx, buyer_ids: Sequence[str], into: dict[str, Funds]) -> None:
@@ -143,15 +153,21 @@ async def _last_sold(tx: Tx, buyer_ids: Sequence[str], hashes: Sequence[str]) ->
     rows = await tx.fetch(
         "SELECT buyer_id, MAX(sold_at) AS sold_at FROM dedup_records "
         "WHERE buyer_id IN (:bs) AND hash_hmac IN (:hs) GROUP BY buyer_id",
-        {"bs": list(buyer_ids), "hs": list(hashes)})
+        {"bs": list(buyer_ids), "hs": list(hashes)},
+    )
     return {r["buyer_id"]: int(r["sold_at"]) for r in rows}
 
 
 def _minus(u: Usage, r: Any) -> Usage:
-    return Usage(u.day_key, u.day_used - (1 if r["day_key"] == u.day_key else 0),
-                 u.week_key, u.week_used - (1 if r["week_key"] == u.week_key else 0),
-                 u.month_key, u.month_used - (1 if r["month_key"] == u.month_key else 0),
-                 u.live_calls - (1 if r["live_call"] else 0))
+    return Usage(
+        u.day_key,
+        u.day_used - (1 if r["day_key"] == u.day_key else 0),
+        u.week_key,
+        u.week_used - (1 if r["week_key"] == u.week_key else 0),
+        u.month_key,
+        u.month_used - (1 if r["month_key"] == u.month_key else 0),
+        u.live_calls - (1 if r["live_call"] else 0),
+    )
 
 
 async def lock_rows(tx: Tx, *, contract_ids: Iterable[str], buyer_ids: Iterable[str]) -> None:
@@ -160,8 +176,9 @@ async def lock_rows(tx: Tx, *, contract_ids: Iterable[str], buyer_ids: Iterable[
         return  # SQLite's BEGIN IMMEDIATE already serialises writers
     cs, bs = sorted(set(contract_ids)), sorted(set(buyer_ids))
     if cs:
-        await tx.fetch("SELECT 1 FROM contract_usage WHERE contract_id IN (:cs) ORDER BY contract_id FOR UPDATE",
-                       {"cs": cs})
+        await tx.fetch(
+            "SELECT 1 FROM contract_usage WHERE contract_id IN (:cs) ORDER BY contract_id FOR UPDATE", {"cs": cs}
+        )
     if bs:
         await tx.fetch("SELECT 1 FROM buyer_funds WHERE buyer_id IN (:bs) ORDER BY buyer_id FOR UPDATE", {"bs": bs})
 
@@ -188,17 +205,20 @@ async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
             "month_used = CASE WHEN month_key = :m THEN MAX_(month_used - :n, 0) ELSE month_used END, "
             "live_calls = CASE WHEN :lc = 1 THEN MAX_(live_calls - :n, 0) ELSE live_calls END "
             "WHERE contract_id = :c".replace("MAX_", "GREATEST" if tx.dialect == "postgresql" else "MAX"),
-            {"d": day, "w": week, "m": month, "lc": live, "n": n, "c": contract_id})
+            {"d": day, "w": week, "m": month, "lc": live, "n": n, "c": contract_id},
+        )
     for buyer_id, amount in sorted(holds.items()):
-        await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
-                         {"a": amount, "b": buyer_id})
+        await tx.execute(
+            "UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b", {"a": amount, "b": buyer_id}
+        )
 
 
 _RETURNING = "RETURNING contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call"
 
 
-async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], now: int,
-                          calls: bool = False) -> int:
+async def reclaim_expired(
+    tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Sequence[str], now: int, calls: bool = False
+) -> int:
     """Expire lapsed reservations of these contracts/buyers; the state guard frees each exactly once.
 
     On PostgreSQL the counter rows they free are locked first, in the one lock order (a plain read
@@ -207,27 +227,36 @@ async def reclaim_expired(tx: Tx, *, contract_ids: Sequence[str], buyer_ids: Seq
         lapsed = await tx.fetch(
             "SELECT contract_id, buyer_id FROM reservations WHERE state IN ('held', 'posting') "
             "AND expires_at <= :now AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
-            {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
+            {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)},
+        )
         if not lapsed and not calls:
             return 0
         if lapsed:
-            await lock_rows(tx, contract_ids={*contract_ids, *(r["contract_id"] for r in lapsed)},
-                            buyer_ids={*buyer_ids, *(r["buyer_id"] for r in lapsed)})
+            await lock_rows(
+                tx,
+                contract_ids={*contract_ids, *(r["contract_id"] for r in lapsed)},
+                buyer_ids={*buyer_ids, *(r["buyer_id"] for r in lapsed)},
+            )
     rows = await tx.fetch(
         "UPDATE reservations SET state = 'expired' WHERE state IN ('held', 'posting') AND expires_at <= :now "
         f"AND (contract_id IN (:cs) OR buyer_id IN (:bs)) {_RETURNING}",
-        {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)})
+        {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)},
+    )
     await give_back(tx, rows)
     if not calls:
         return len(rows)
     # A connected call billed at connect is `sold` but holds its live-call slot until completed or expiry.
     lapsed_calls = await tx.fetch(
         "UPDATE reservations SET live_call = 0 WHERE state = 'sold' AND live_call = 1 AND expires_at <= :now "
-        "AND contract_id IN (:cs) RETURNING contract_id", {"now": now, "cs": list(contract_ids)})
+        "AND contract_id IN (:cs) RETURNING contract_id",
+        {"now": now, "cs": list(contract_ids)},
+    )
     for r in lapsed_calls:
         forget(tx)
-        await tx.execute("UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c "
-                         "AND live_calls > 0", {"c": r["contract_id"]})
+        await tx.execute(
+            "UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c AND live_calls > 0",
+            {"c": r["contract_id"]},
+        )
     return len(rows) + len(lapsed_calls)
 
 
@@ -237,7 +266,8 @@ async def release(tx: Tx, reservation_ids: Sequence[str], *, to_state: str = "re
         return 0
     rows = await tx.fetch(
         f"UPDATE reservations SET state = :s WHERE id IN (:ids) AND state IN ('held', 'posting') {_RETURNING}",
-        {"s": to_state, "ids": list(reservation_ids)})
+        {"s": to_state, "ids": list(reservation_ids)},
+    )
     await give_back(tx, rows)
     return len(rows)
 
@@ -248,8 +278,7 @@ async def take_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> Period
     process's clock read a later instant) is never moved back; the slot counts in that period.
     A counter never moves back (docs/crash-safety.md)."""
     for _ in range(3):
-        taken = await tx.execute(_TAKE_SLOT, {"c": contract_id, "d": keys.day, "w": keys.week,
-                                              "m": keys.month}) == 1
+        taken = await tx.execute(_TAKE_SLOT, {"c": contract_id, "d": keys.day, "w": keys.week, "m": keys.month}) == 1
         if taken:
             batch = _batch(tx)
             if batch is not None:
@@ -258,17 +287,24 @@ async def take_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> Period
                     forget(tx)
                 else:  # the same arithmetic as the UPDATE
                     batch.usage[contract_id] = Usage(
-                        keys.day, (u.day_used if u.day_key == keys.day else 0) + 1,
-                        keys.week, (u.week_used if u.week_key == keys.week else 0) + 1,
-                        keys.month, (u.month_used if u.month_key == keys.month else 0) + 1, u.live_calls)
+                        keys.day,
+                        (u.day_used if u.day_key == keys.day else 0) + 1,
+                        keys.week,
+                        (u.week_used if u.week_key == keys.week else 0) + 1,
+                        keys.month,
+                        (u.month_used if u.month_key == keys.month else 0) + 1,
+                        u.live_calls,
+                    )
             return keys
         forget(tx)
-        row = await tx.fetchrow("SELECT day_key, week_key, month_key FROM contract_usage WHERE contract_id = :c",
-                                {"c": contract_id})
+        row = await tx.fetchrow(
+            "SELECT day_key, week_key, month_key FROM contract_usage WHERE contract_id = :c", {"c": contract_id}
+        )
         if row is None:
             return None
-        newer = PeriodKeys(max(keys.day, row["day_key"]), max(keys.week, row["week_key"]),
-                           max(keys.month, row["month_key"]))
+        newer = PeriodKeys(
+            max(keys.day, row["day_key"]), max(keys.week, row["week_key"]), max(keys.month, row["month_key"])
+        )
         if newer == keys:
             return None  # a cap is full
         keys = newer
@@ -283,7 +319,8 @@ _TAKE_SLOT = (
     "WHERE contract_id = :c AND day_key <= :d AND week_key <= :w AND month_key <= :m "
     "AND (daily_cap IS NULL OR CASE WHEN day_key = :d THEN day_used ELSE 0 END < daily_cap) "
     "AND (weekly_cap IS NULL OR CASE WHEN week_key = :w THEN week_used ELSE 0 END < weekly_cap) "
-    "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)")
+    "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)"
+)
 
 
 async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
@@ -317,23 +354,45 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
         "WHERE f.buyer_id = v.b AND lb.buyer_id = v.b "
         "AND f.balance_cents + f.credit_limit_cents - f.holds_cents >= v.a RETURNING 1) "
         "SELECT (SELECT count(*) FROM caps) AS caps, (SELECT count(*) FROM holds) AS holds",
-        {"cs": [r["contract_id"] for r in reservations], "ds": [r["day_key"] for r in reservations],
-         "ws": [r["week_key"] for r in reservations], "ms": [r["month_key"] for r in reservations],
-         "bs": [r["buyer_id"] for r in reservations], "amounts": [r["amount_cents"] for r in reservations],
-         "n": len(reservations)})
+        {
+            "cs": [r["contract_id"] for r in reservations],
+            "ds": [r["day_key"] for r in reservations],
+            "ws": [r["week_key"] for r in reservations],
+            "ms": [r["month_key"] for r in reservations],
+            "bs": [r["buyer_id"] for r in reservations],
+            "amounts": [r["amount_cents"] for r in reservations],
+            "n": len(reservations),
+        },
+    )
     return row is not None and row["caps"] == row["holds"] == len(reservations)
 
 
 async def return_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> None:
-    await give_back(tx, [{"day_key": keys.day, "week_key": keys.week, "month_key": keys.month, "live_call": 0,
-                          "contract_id": contract_id, "amount_cents": 0, "buyer_id": ""}])
+    await give_back(
+        tx,
+        [
+            {
+                "day_key": keys.day,
+                "week_key": keys.week,
+                "month_key": keys.month,
+                "live_call": 0,
+                "contract_id": contract_id,
+                "amount_cents": 0,
+                "buyer_id": "",
+            }
+        ],
+    )
 
 
 async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> bool:
-    held = await tx.execute(
-        "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
-        "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
-        {"a": amount_cents, "b": buyer_id}) == 1
+    held = (
+        await tx.execute(
+            "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
+            "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
+            {"a": amount_cents, "b": buyer_id},
+        )
+        == 1
+    )
     batch = _batch(tx)
     if batch is not None:
         funds = batch.funds.get(buyer_id)
@@ -347,9 +406,14 @@ async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> bool:
 async def take_live_slot(tx: Tx, *, contract_id: str) -> bool:
     """A live-call slot under `max_concurrent_calls` (conditional, atomic like the caps)."""
     forget(tx)
-    return await tx.execute(
-        "UPDATE contract_usage SET live_calls = live_calls + 1 WHERE contract_id = :c "
-        "AND (max_live_calls IS NULL OR live_calls < max_live_calls)", {"c": contract_id}) == 1
+    return (
+        await tx.execute(
+            "UPDATE contract_usage SET live_calls = live_calls + 1 WHERE contract_id = :c "
+            "AND (max_live_calls IS NULL OR live_calls < max_live_calls)",
+            {"c": contract_id},
+        )
+        == 1
+    )
 
 
 async def end_live_call(tx: Tx, reservation_id: str) -> None:
@@ -358,21 +422,38 @@ async def end_live_call(tx: Tx, reservation_id: str) -> None:
     A reservation that was released or expired gave its slot back then (`give_back`)."""
     contract_id = await tx.fetchval(
         "UPDATE reservations SET live_call = 0 WHERE id = :r AND live_call = 1 AND state = 'sold' "
-        "RETURNING contract_id", {"r": reservation_id})
+        "RETURNING contract_id",
+        {"r": reservation_id},
+    )
     if contract_id is not None:
         forget(tx)
-        await tx.execute("UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c "
-                         "AND live_calls > 0", {"c": contract_id})
+        await tx.execute(
+            "UPDATE contract_usage SET live_calls = live_calls - 1 WHERE contract_id = :c AND live_calls > 0",
+            {"c": contract_id},
+        )
 
 
 async def return_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> None:
     forget(tx)
-    await tx.execute("UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b",
-                     {"a": amount_cents, "b": buyer_id})
+    await tx.execute(
+        "UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b", {"a": amount_cents, "b": buyer_id}
+    )
 
 
-_RESERVATION_COLUMNS = ("id", "bid_id", "ping_id", "contract_id", "buyer_id", "amount_cents", "day_key", "week_key",
-                        "month_key", "live_call", "expires_at", "created_at")
+_RESERVATION_COLUMNS = (
+    "id",
+    "bid_id",
+    "ping_id",
+    "contract_id",
+    "buyer_id",
+    "amount_cents",
+    "day_key",
+    "week_key",
+    "month_key",
+    "live_call",
+    "expires_at",
+    "created_at",
+)
 
 
 @lru_cache(maxsize=32)
@@ -384,8 +465,10 @@ def _insert_reservations_sql(count: int) -> str:
 async def insert_reservations(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
     """New `held` reservations, all in one statement (a ping's winners and standbys)."""
     if rows:
-        await tx.execute(_insert_reservations_sql(len(rows)),
-                         {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS})
+        await tx.execute(
+            _insert_reservations_sql(len(rows)),
+            {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS},
+        )
 
 
 async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:
@@ -394,13 +477,16 @@ async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:
 
 async def rr_last_key(tx: Tx, offer_id: str) -> str:
     """Lock and read the offer's round-robin pointer (created on first use)."""
-    key = await tx.fetchval("UPDATE rr_pointer SET last_key = last_key WHERE offer_id = :o RETURNING last_key",
-                            {"o": offer_id})
+    key = await tx.fetchval(
+        "UPDATE rr_pointer SET last_key = last_key WHERE offer_id = :o RETURNING last_key", {"o": offer_id}
+    )
     if key is None:
-        await tx.execute("INSERT INTO rr_pointer (offer_id, last_key) VALUES (:o, '') ON CONFLICT DO NOTHING",
-                         {"o": offer_id})
-        key = await tx.fetchval("UPDATE rr_pointer SET last_key = last_key WHERE offer_id = :o RETURNING last_key",
-                                {"o": offer_id})
+        await tx.execute(
+            "INSERT INTO rr_pointer (offer_id, last_key) VALUES (:o, '') ON CONFLICT DO NOTHING", {"o": offer_id}
+        )
+        key = await tx.fetchval(
+            "UPDATE rr_pointer SET last_key = last_key WHERE offer_id = :o RETURNING last_key", {"o": offer_id}
+        )
     return str(key or "")
 
 
@@ -413,7 +499,9 @@ async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
     await tx.execute(
         "INSERT INTO rate_windows (campaign_id, window_start, pings) VALUES (:c, :w, 1) "
         "ON CONFLICT (campaign_id) DO UPDATE SET pings = CASE WHEN rate_windows.window_start = :w "
-        "THEN rate_windows.pings + 1 ELSE 1 END, window_start = :w", {"c": campaign_id, "w": now // 1000})
+        "THEN rate_windows.pings + 1 ELSE 1 END, window_start = :w",
+        {"c": campaign_id, "w": now // 1000},
+    )
 
 
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:
@@ -421,14 +509,17 @@ async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:
         "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
         "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall) VALUES "
         "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
-        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall)", row)
+        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall)",
+        row,
+    )
 
 
 async def record_dedup(tx: Tx, *, buyer_id: str, hashes: Sequence[str], sold_at: int, sale_id: str) -> None:
     await tx.executemany(
         "INSERT INTO dedup_records (buyer_id, hash_hmac, sold_at, sale_id) VALUES (:b, :h, :t, :s) "
         "ON CONFLICT DO NOTHING",
-        [{"b": buyer_id, "h": h, "t": sold_at, "s": sale_id} for h in hashes])
+        [{"b": buyer_id, "h": h, "t": sold_at, "s": sale_id} for h in hashes],
+    )
 
 
 async def count_reservations(tx: Tx, contract_id: str) -> int:

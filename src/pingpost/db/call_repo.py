@@ -17,21 +17,28 @@ async def find_event(tx: Tx, *, ping_id: str, bid_id: str, type_: str, lock: boo
     suffix = " FOR UPDATE" if lock and tx.dialect == "postgresql" else ""
     return await tx.fetchrow(
         f"SELECT request_sha256, answer FROM call_events WHERE ping_id = :p AND bid_id = :b AND type = :t{suffix}",
-        {"p": ping_id, "b": bid_id, "t": type_})
+        {"p": ping_id, "b": bid_id, "t": type_},
+    )
 
 
 async def insert_event(tx: Tx, *, ping_id: str, bid_id: str, type_: str, sha: str, now: int) -> bool:
     """Take the event for this unit; False when a row exists already (on PostgreSQL, after waiting for
     the transaction that wrote it, so the caller can read it)."""
-    return await tx.execute(
-        "INSERT INTO call_events (ping_id, bid_id, type, request_sha256, answer, created_at) "
-        "VALUES (:p, :b, :t, :h, '', :now) ON CONFLICT DO NOTHING",
-        {"p": ping_id, "b": bid_id, "t": type_, "h": sha, "now": now}) == 1
+    return (
+        await tx.execute(
+            "INSERT INTO call_events (ping_id, bid_id, type, request_sha256, answer, created_at) "
+            "VALUES (:p, :b, :t, :h, '', :now) ON CONFLICT DO NOTHING",
+            {"p": ping_id, "b": bid_id, "t": type_, "h": sha, "now": now},
+        )
+        == 1
+    )
 
 
 async def store_answer(tx: Tx, *, ping_id: str, bid_id: str, type_: str, answer: str) -> None:
-    await tx.execute("UPDATE call_events SET answer = :a WHERE ping_id = :p AND bid_id = :b AND type = :t",
-                     {"a": answer, "p": ping_id, "b": bid_id, "t": type_})
+    await tx.execute(
+        "UPDATE call_events SET answer = :a WHERE ping_id = :p AND bid_id = :b AND type = :t",
+        {"a": answer, "p": ping_id, "b": bid_id, "t": type_},
+    )
 
 
 async def find_delivery(tx: Tx, bid_id: str) -> Any:
@@ -44,8 +51,10 @@ async def find_sale(tx: Tx, bid_id: str) -> Any:
 
 async def start_call(tx: Tx, reservation_id: str, *, expires_at: int) -> None:
     """The connected call's reservation: in delivery, holding a live-call slot, until `expires_at`."""
-    await tx.execute("UPDATE reservations SET state = 'posting', live_call = 1, expires_at = :e WHERE id = :r",
-                     {"e": expires_at, "r": reservation_id})
+    await tx.execute(
+        "UPDATE reservations SET state = 'posting', live_call = 1, expires_at = :e WHERE id = :r",
+        {"e": expires_at, "r": reservation_id},
+    )
 
 
 async def mark_live(tx: Tx, reservation_id: str) -> None:

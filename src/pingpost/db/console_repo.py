@@ -17,7 +17,8 @@ async def insert_session(tx: Tx, session: Mapping[str, Any], *, now: int) -> Non
     await tx.execute(
         "INSERT INTO console_sessions (id_sha256, key_id, key_sha256, kind, buyer_id, csrf_token, created_at, "
         "last_seen_at) VALUES (:id_sha256, :key_id, :key_sha256, :kind, :buyer_id, :csrf_token, :now, :now)",
-        {**session, "now": now})
+        {**session, "now": now},
+    )
 
 
 async def session_by_hash(tx: Tx, id_sha256: str) -> Any:
@@ -25,12 +26,14 @@ async def session_by_hash(tx: Tx, id_sha256: str) -> Any:
     return await tx.fetchrow(
         "SELECT s.*, k.status AS key_status FROM console_sessions s "
         "LEFT JOIN api_keys k ON k.id = s.key_id AND k.key_sha256 = s.key_sha256 WHERE s.id_sha256 = :h",
-        {"h": id_sha256})
+        {"h": id_sha256},
+    )
 
 
 async def touch_session(tx: Tx, id_sha256: str, *, now: int) -> None:
-    await tx.execute("UPDATE console_sessions SET last_seen_at = :now WHERE id_sha256 = :h",
-                     {"now": now, "h": id_sha256})
+    await tx.execute(
+        "UPDATE console_sessions SET last_seen_at = :now WHERE id_sha256 = :h", {"now": now, "h": id_sha256}
+    )
 
 
 async def delete_session(tx: Tx, id_sha256: str) -> None:
@@ -47,10 +50,14 @@ async def delete_idle_sessions(tx: Tx, *, seen_before: int) -> int:
 async def counters_by_day(tx: Tx, *, day_from: str, day_to: str) -> list[Any]:
     """(day, pings, bids, wins) per UTC day from the report counters: ping rows carry the pings,
     contract rows the bids and wins."""
-    return list(await tx.fetch(
-        "SELECT day, CAST(SUM(CASE WHEN contract_id = '' THEN pings ELSE 0 END) AS BIGINT) AS pings, "
-        "CAST(SUM(bids) AS BIGINT) AS bids, CAST(SUM(wins) AS BIGINT) AS wins FROM report_counters "
-        "WHERE day >= :a AND day <= :b GROUP BY day ORDER BY day", {"a": day_from, "b": day_to}))
+    return list(
+        await tx.fetch(
+            "SELECT day, CAST(SUM(CASE WHEN contract_id = '' THEN pings ELSE 0 END) AS BIGINT) AS pings, "
+            "CAST(SUM(bids) AS BIGINT) AS bids, CAST(SUM(wins) AS BIGINT) AS wins FROM report_counters "
+            "WHERE day >= :a AND day <= :b GROUP BY day ORDER BY day",
+            {"a": day_from, "b": day_to},
+        )
+    )
 
 
 async def contract_counters(tx: Tx, contract_id: str, *, day: str) -> Any:
@@ -58,32 +65,40 @@ async def contract_counters(tx: Tx, contract_id: str, *, day: str) -> Any:
     return await tx.fetchrow(
         "SELECT CAST(COALESCE(SUM(pings), 0) AS BIGINT) AS pings, CAST(COALESCE(SUM(bids), 0) AS BIGINT) AS bids, "
         "CAST(COALESCE(SUM(wins), 0) AS BIGINT) AS wins FROM report_counters WHERE day = :d AND contract_id = :c",
-        {"d": day, "c": contract_id})
+        {"d": day, "c": contract_id},
+    )
 
 
 async def count_ids(tx: Tx, table: str, *, low: str, high: str) -> int:
     """Rows whose time-ordered id lies in [low, high): a range of the primary key's index."""
     if table not in ("pings", "sales"):
         raise ValueError(f"not a time-ordered table: {table}")
-    return int(await tx.fetchval(f"SELECT COUNT(*) FROM {table} WHERE id >= :a AND id < :b",
-                                 {"a": low, "b": high}))
+    return int(await tx.fetchval(f"SELECT COUNT(*) FROM {table} WHERE id >= :a AND id < :b", {"a": low, "b": high}))
 
 
 async def sales_by_hour(tx: Tx, *, start: int, end: int, contract_id: str | None = None) -> list[Any]:
     """(hour, status, n, revenue, payout) of the sales created in [start, end), hour as epoch hours."""
     only = " AND contract_id = :c" if contract_id is not None else ""
-    return list(await tx.fetch(
-        "SELECT created_at / 3600000 AS hour, status, COUNT(*) AS n, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
-        f"CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b{only} "
-        "GROUP BY created_at / 3600000, status", {"a": start, "b": end, "c": contract_id}))
+    return list(
+        await tx.fetch(
+            "SELECT created_at / 3600000 AS hour, status, COUNT(*) AS n, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
+            f"CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b{only} "
+            "GROUP BY created_at / 3600000, status",
+            {"a": start, "b": end, "c": contract_id},
+        )
+    )
 
 
 async def sales_totals(tx: Tx, *, start: int, end: int) -> list[Any]:
     """(status, n, revenue, payout) of the sales created in [start, end)."""
-    return list(await tx.fetch(
-        "SELECT status, COUNT(*) AS n, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
-        "CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b "
-        "GROUP BY status", {"a": start, "b": end}))
+    return list(
+        await tx.fetch(
+            "SELECT status, COUNT(*) AS n, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
+            "CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b "
+            "GROUP BY status",
+            {"a": start, "b": end},
+        )
+    )
 
 
 async def day_totals(tx: Tx, days: Sequence[str]) -> list[Any]:
@@ -92,14 +107,19 @@ async def day_totals(tx: Tx, days: Sequence[str]) -> list[Any]:
 
 async def put_day_totals(tx: Tx, *, day: str, totals: Mapping[str, int], now: int) -> None:
     """A closed day's sales figures (`sales`, `reversed`, `revenue_cents`, `payout_cents`)."""
-    sales, reversed_, revenue_cents, payout_cents = (totals["sales"], totals["reversed"], totals["revenue_cents"],
-                                                     totals["payout_cents"])
+    sales, reversed_, revenue_cents, payout_cents = (
+        totals["sales"],
+        totals["reversed"],
+        totals["revenue_cents"],
+        totals["payout_cents"],
+    )
     await tx.execute(
         "INSERT INTO console_day_totals (day, sales, reversed, revenue_cents, payout_cents, computed_at) "
         "VALUES (:d, :s, :r, :rev, :pay, :now) ON CONFLICT (day) DO UPDATE SET sales = excluded.sales, "
         "reversed = excluded.reversed, revenue_cents = excluded.revenue_cents, "
         "payout_cents = excluded.payout_cents, computed_at = excluded.computed_at",
-        {"d": day, "s": sales, "r": reversed_, "rev": revenue_cents, "pay": payout_cents, "now": now})
+        {"d": day, "s": sales, "r": reversed_, "rev": revenue_cents, "pay": payout_cents, "now": now},
+    )
 
 
 async def forget_day_totals(tx: Tx, day: str) -> None:
@@ -109,15 +129,13 @@ async def forget_day_totals(tx: Tx, day: str) -> None:
 
 async def recent_waterfalls(tx: Tx, *, limit: int) -> list[Any]:
     """The waterfalls of the newest pings (the buyers' health sample)."""
-    return list(await tx.fetch("SELECT id, received_at, waterfall FROM pings ORDER BY id DESC LIMIT :n",
-                               {"n": limit}))
+    return list(await tx.fetch("SELECT id, received_at, waterfall FROM pings ORDER BY id DESC LIMIT :n", {"n": limit}))
 
 
 async def contract_usage(tx: Tx, contract_ids: Sequence[str]) -> list[Any]:
     if not contract_ids:
         return []
-    return list(await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:ids)",
-                               {"ids": list(contract_ids)}))
+    return list(await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:ids)", {"ids": list(contract_ids)}))
 
 
 _PING_FILTERS = frozenset({"offer_id", "campaign_id", "partner_id", "status"})
@@ -132,8 +150,7 @@ async def pings_after(tx: Tx, *, after: str, filters: Mapping[str, Any], limit: 
             raise ValueError(f"not a ping filter: {column}")
         where.append(f"{column} = :{column}")
         params[column] = value
-    return list(await tx.fetch(f"SELECT * FROM pings WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim",
-                               params))
+    return list(await tx.fetch(f"SELECT * FROM pings WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params))
 
 
 async def sales_by_ids(tx: Tx, sale_ids: Sequence[str]) -> list[Any]:
@@ -145,5 +162,4 @@ async def sales_by_ids(tx: Tx, sale_ids: Sequence[str]) -> list[Any]:
 async def deliveries_by_bids(tx: Tx, bid_ids: Sequence[str]) -> list[Any]:
     if not bid_ids:
         return []
-    return list(await tx.fetch("SELECT * FROM deliveries WHERE bid_id IN (:ids) ORDER BY id",
-                               {"ids": list(bid_ids)}))
+    return list(await tx.fetch("SELECT * FROM deliveries WHERE bid_id IN (:ids) ORDER BY id", {"ids": list(bid_ids)}))

@@ -12,11 +12,23 @@ from pingpost.db.store import Tx
 from pingpost.ids import new_id
 
 # The events pingpost writes; `data` holds ids, amounts and codes, never PII or consumer hashes.
-EVENT_TYPES = frozenset({
-    "sale.created", "sale.reversed", "return.opened", "return.approved", "return.denied", "deposit.created",
-    "payout.created", "call.connected", "call.completed", "delivery.unknown", "contract.auto_paused",
-    "buyer.low_balance", "conversion.created",
-})
+EVENT_TYPES = frozenset(
+    {
+        "sale.created",
+        "sale.reversed",
+        "return.opened",
+        "return.approved",
+        "return.denied",
+        "deposit.created",
+        "payout.created",
+        "call.connected",
+        "call.completed",
+        "delivery.unknown",
+        "contract.auto_paused",
+        "buyer.low_balance",
+        "conversion.created",
+    }
+)
 
 
 async def record_event(tx: Tx, type_: str, data: Mapping[str, Any]) -> str:
@@ -26,8 +38,8 @@ async def record_event(tx: Tx, type_: str, data: Mapping[str, Any]) -> str:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"not an event type: {type_}")
     event_id = new_id("evt")
-    await tx.execute("INSERT INTO events (id, type, data, created_at) VALUES (:id, :type, :data, :now)",
-                     {"id": event_id, "type": type_, "data": orjson.dumps(dict(data)).decode(),
-                      "now": await tx.now_ms()})
+    await tx.execute(
+        "INSERT INTO events (id, type, data, created_at) VALUES (:id, :type, :data, :now)",
+        {"id": event_id, "type": type_, "data": orjson.dumps(dict(data)).decode(), "now": await tx.now_ms()},
+    )
     return event_id
-

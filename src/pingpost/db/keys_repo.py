@@ -9,14 +9,17 @@ from pingpost.db.store import Tx
 
 async def api_key_by_hash(tx: Tx, digest: str) -> Any:
     return await tx.fetchrow(
-        "SELECT id, kind, buyer_id, status, key_sha256 FROM api_keys WHERE key_sha256 = :h", {"h": digest})
+        "SELECT id, kind, buyer_id, status, key_sha256 FROM api_keys WHERE key_sha256 = :h", {"h": digest}
+    )
 
 
 async def record_fingerprint(tx: Tx, fingerprint: str) -> str | None:
     """Store the secret key's fingerprint unless one is stored; answer the stored one. Concurrent first
     starts (several hosts) race here: the first insert wins, all compare."""
-    await tx.execute("INSERT INTO meta (key, value) VALUES ('secret_key_fingerprint', :v) "
-                     "ON CONFLICT (key) DO NOTHING", {"v": fingerprint})
+    await tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('secret_key_fingerprint', :v) ON CONFLICT (key) DO NOTHING",
+        {"v": fingerprint},
+    )
     stored: str | None = await tx.fetchval("SELECT value FROM meta WHERE key = 'secret_key_fingerprint'")
     return stored
 
@@ -33,7 +36,11 @@ async def put_admin_key(tx: Tx, *, ident: str, name: str, digest: str, now: int,
     """An active admin key with this id and hash; `replace` drops a key of the same id first."""
     if replace:
         await tx.execute("DELETE FROM api_keys WHERE id = :id", {"id": ident})
-    return await tx.execute(
-        "INSERT INTO api_keys (id, kind, buyer_id, name, status, key_sha256, created_at, updated_at) "
-        "VALUES (:id, 'admin', NULL, :name, 'active', :h, :now, :now) ON CONFLICT DO NOTHING",
-        {"id": ident, "name": name, "h": digest, "now": now}) == 1
+    return (
+        await tx.execute(
+            "INSERT INTO api_keys (id, kind, buyer_id, name, status, key_sha256, created_at, updated_at) "
+            "VALUES (:id, 'admin', NULL, :name, 'active', :h, :now, :now) ON CONFLICT DO NOTHING",
+            {"id": ident, "name": name, "h": digest, "now": now},
+        )
+        == 1
+    )

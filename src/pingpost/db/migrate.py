@@ -36,7 +36,7 @@ def _run(connection: Any, action: str, revision: str) -> None:
 
 
 async def _postgres(url: str, action: str, revision: str) -> None:
-    engine = create_async_engine("postgresql+asyncpg://" + url[len("postgresql://"):])
+    engine = create_async_engine("postgresql+asyncpg://" + url[len("postgresql://") :])
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
@@ -89,9 +89,11 @@ def migrate(url: str, *, action: str = "upgrade", revision: str = "head") -> Non
 
 
 # Every table, view or foreign table outside PostgreSQL's own schemas, whoever owns it.
-_PG_TABLES = ("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-              "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-              "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' ORDER BY 1")
+_PG_TABLES = (
+    "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' ORDER BY 1"
+)
 
 
 def existing_tables(url: str) -> list[str]:
@@ -103,7 +105,7 @@ def existing_tables(url: str) -> list[str]:
         found: list[str] = []
 
         async def read() -> None:
-            engine = create_async_engine("postgresql+asyncpg://" + url[len("postgresql://"):])
+            engine = create_async_engine("postgresql+asyncpg://" + url[len("postgresql://") :])
             try:
                 async with engine.connect() as conn:
                     found.extend(str(name) for name in (await conn.execute(text(_PG_TABLES))).scalars())
@@ -117,9 +119,13 @@ def existing_tables(url: str) -> list[str]:
         return []
     conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
     try:
-        return [str(row[0]) for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' "
-            "ESCAPE '\\' ORDER BY name")]
+        return [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' "
+                "ESCAPE '\\' ORDER BY name"
+            )
+        ]
     finally:
         conn.close()
 
@@ -132,7 +138,7 @@ def drop_pingpost_tables(url: str) -> None:
     if is_postgres(url):
 
         async def drop() -> None:
-            engine = create_async_engine("postgresql+asyncpg://" + url[len("postgresql://"):])
+            engine = create_async_engine("postgresql+asyncpg://" + url[len("postgresql://") :])
             try:
                 async with engine.begin() as conn:
                     await conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(names)} CASCADE"))

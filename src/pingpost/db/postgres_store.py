@@ -33,8 +33,9 @@ class _PgTx:
             if self._shared_clock is not None:
                 self._now = self._shared_clock.now_ms()
             else:
-                self._now = int(await self._conn.fetchval(
-                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
+                self._now = int(
+                    await self._conn.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                )
         return self._now
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
@@ -71,16 +72,18 @@ class PostgresStore:
         self._shared_clock = shared_clock
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 20,
-                   shared_clock: Clock | None = None) -> PostgresStore:
+    async def open(
+        cls, url: str, *, min_size: int = 2, max_size: int = 20, shared_clock: Clock | None = None
+    ) -> PostgresStore:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
         return cls(url, pool, shared_clock=shared_clock)
 
     async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
         for attempt in range(20):
             try:
-                async with self._pool.acquire() as conn, conn.transaction(
-                    isolation="repeatable_read" if readonly else "read_committed", readonly=readonly
+                async with (
+                    self._pool.acquire() as conn,
+                    conn.transaction(isolation="repeatable_read" if readonly else "read_committed", readonly=readonly),
                 ):
                     if not durable:
                         await conn.execute("SET LOCAL synchronous_commit = off")
@@ -99,8 +102,7 @@ class PostgresStore:
                 raise
         raise RuntimeError("unreachable")
 
-    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False,
-                    durable: bool = True) -> T:
+    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False, durable: bool = True) -> T:
         return await self._run(unit, readonly=False, durable=durable)
 
     async def read(self, unit: Callable[[Any], Awaitable[T]]) -> T:

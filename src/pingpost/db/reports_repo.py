@@ -29,38 +29,50 @@ async def add_counters(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
         "bids, wins) VALUES (:d, :o, :c, :p, :ct, :b, :pings, :bids, :wins) "
         "ON CONFLICT (day, contract_id, campaign_id) DO UPDATE SET pings = report_counters.pings + "
         "excluded.pings, bids = report_counters.bids + excluded.bids, wins = report_counters.wins + "
-        "excluded.wins", rows)
+        "excluded.wins",
+        rows,
+    )
 
 
 async def pings_by(tx: Tx, column: str, *, day_from: str, day_to: str, per_contract: bool) -> list[Any]:
     """(g, pings) per group; per-contract groups count the pings their contracts were evaluated in."""
     column = _column(column)
     only_pings = "" if per_contract else " AND contract_id = ''"
-    return list(await tx.fetch(
-        f"SELECT {column} AS g, CAST(SUM(pings) AS BIGINT) AS pings FROM report_counters "
-        f"WHERE day >= :a AND day <= :b{only_pings} AND {column} <> '' GROUP BY {column}",
-        {"a": day_from, "b": day_to}))
+    return list(
+        await tx.fetch(
+            f"SELECT {column} AS g, CAST(SUM(pings) AS BIGINT) AS pings FROM report_counters "
+            f"WHERE day >= :a AND day <= :b{only_pings} AND {column} <> '' GROUP BY {column}",
+            {"a": day_from, "b": day_to},
+        )
+    )
 
 
 async def bids_by(tx: Tx, column: str, *, day_from: str, day_to: str) -> list[Any]:
     column = _column(column)
-    return list(await tx.fetch(
-        f"SELECT {column} AS g, CAST(SUM(bids) AS BIGINT) AS bids, CAST(SUM(wins) AS BIGINT) AS wins "
-        f"FROM report_counters WHERE day >= :a AND day <= :b AND contract_id <> '' GROUP BY {column}",
-        {"a": day_from, "b": day_to}))
+    return list(
+        await tx.fetch(
+            f"SELECT {column} AS g, CAST(SUM(bids) AS BIGINT) AS bids, CAST(SUM(wins) AS BIGINT) AS wins "
+            f"FROM report_counters WHERE day >= :a AND day <= :b AND contract_id <> '' GROUP BY {column}",
+            {"a": day_from, "b": day_to},
+        )
+    )
 
 
 async def sales_by(tx: Tx, column: str, *, start_ms: int, end_ms: int) -> list[Any]:
     """(g, n, status, revenue, payout, returned, clawed_back) per group and sale status; a sale's
     approved return (at most one) counts with its sale: its group, its day."""
     group = _day_sql(tx.dialect, "s.created_at") if column == "day" else f"s.{_column(column)}"
-    return list(await tx.fetch(
-        f"SELECT {group} AS g, COUNT(*) AS n, s.status AS status, CAST(SUM(s.price_cents) AS BIGINT) AS revenue, "
-        "CAST(SUM(s.payout_cents) AS BIGINT) AS payout, "
-        "CAST(COALESCE(SUM(r.amount_cents), 0) AS BIGINT) AS returned, "
-        "CAST(COALESCE(SUM(r.clawback_cents), 0) AS BIGINT) AS clawed_back FROM sales s "
-        "LEFT JOIN returns r ON r.sale_id = s.id AND r.status = 'approved' "
-        f"WHERE s.created_at >= :a AND s.created_at < :b GROUP BY {group}, s.status", {"a": start_ms, "b": end_ms}))
+    return list(
+        await tx.fetch(
+            f"SELECT {group} AS g, COUNT(*) AS n, s.status AS status, CAST(SUM(s.price_cents) AS BIGINT) AS revenue, "
+            "CAST(SUM(s.payout_cents) AS BIGINT) AS payout, "
+            "CAST(COALESCE(SUM(r.amount_cents), 0) AS BIGINT) AS returned, "
+            "CAST(COALESCE(SUM(r.clawback_cents), 0) AS BIGINT) AS clawed_back FROM sales s "
+            "LEFT JOIN returns r ON r.sale_id = s.id AND r.status = 'approved' "
+            f"WHERE s.created_at >= :a AND s.created_at < :b GROUP BY {group}, s.status",
+            {"a": start_ms, "b": end_ms},
+        )
+    )
 
 
 async def posts_by(tx: Tx, column: str, *, start_ms: int, end_ms: int, per_contract: bool) -> list[Any]:
@@ -69,7 +81,10 @@ async def posts_by(tx: Tx, column: str, *, start_ms: int, end_ms: int, per_contr
         group = _day_sql(tx.dialect, "d.created_at")
     else:
         group = f"d.{_column(column)}" if per_contract else f"p.{_column(column)}"
-    return list(await tx.fetch(
-        f"SELECT {group} AS g, COUNT(*) AS n FROM deliveries d JOIN pings p ON p.id = d.ping_id "
-        f"WHERE p.test = 0 AND d.created_at >= :a AND d.created_at < :b GROUP BY {group}",
-        {"a": start_ms, "b": end_ms}))
+    return list(
+        await tx.fetch(
+            f"SELECT {group} AS g, COUNT(*) AS n FROM deliveries d JOIN pings p ON p.id = d.ping_id "
+            f"WHERE p.test = 0 AND d.created_at >= :a AND d.created_at < :b GROUP BY {group}",
+            {"a": start_ms, "b": end_ms},
+        )
+    )

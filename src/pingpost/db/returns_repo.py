@@ -11,8 +11,22 @@ import orjson
 from pingpost.db.store import Tx
 
 _FILTERS = frozenset({"status", "buyer_id", "partner_id", "contract_id", "sale_id"})
-_COLUMNS = ("id", "sale_id", "offer_id", "campaign_id", "partner_id", "contract_id", "buyer_id", "status", "reason",
-            "note", "amount_cents", "sale_month", "opened_by", "created_at")
+_COLUMNS = (
+    "id",
+    "sale_id",
+    "offer_id",
+    "campaign_id",
+    "partner_id",
+    "contract_id",
+    "buyer_id",
+    "status",
+    "reason",
+    "note",
+    "amount_cents",
+    "sale_month",
+    "opened_by",
+    "created_at",
+)
 
 
 def _lock(tx: Tx) -> str:
@@ -28,52 +42,73 @@ async def lock_contract(tx: Tx, contract_id: str) -> dict[str, Any] | None:
 
 async def open_return_of(tx: Tx, sale_id: str) -> Any:
     """The sale's pending or approved return, if any (there is at most one)."""
-    return await tx.fetchrow("SELECT * FROM returns WHERE sale_id = :s AND status IN ('pending', 'approved')",
-                             {"s": sale_id})
+    return await tx.fetchrow(
+        "SELECT * FROM returns WHERE sale_id = :s AND status IN ('pending', 'approved')", {"s": sale_id}
+    )
 
 
 async def count_month_returns(tx: Tx, *, contract_id: str, month: str) -> int:
     """Pending and approved returns of the contract's sales made in `month`."""
-    return int(await tx.fetchval(
-        "SELECT COUNT(*) FROM returns WHERE contract_id = :c AND sale_month = :m AND status IN ('pending', 'approved')",
-        {"c": contract_id, "m": month}))
+    return int(
+        await tx.fetchval(
+            "SELECT COUNT(*) FROM returns WHERE contract_id = :c AND sale_month = :m "
+            "AND status IN ('pending', 'approved')",
+            {"c": contract_id, "m": month},
+        )
+    )
 
 
 async def count_month_sales(tx: Tx, *, contract_id: str, start_ms: int, end_ms: int, statuses: tuple[str, ...]) -> int:
     """The contract's sales in [start_ms, end_ms) whose status is one of `statuses`."""
-    return int(await tx.fetchval(
-        "SELECT COUNT(*) FROM sales WHERE contract_id = :c AND created_at >= :a AND created_at < :b "
-        "AND status IN (:st)", {"c": contract_id, "a": start_ms, "b": end_ms, "st": list(statuses)}))
+    return int(
+        await tx.fetchval(
+            "SELECT COUNT(*) FROM sales WHERE contract_id = :c AND created_at >= :a AND created_at < :b "
+            "AND status IN (:st)",
+            {"c": contract_id, "a": start_ms, "b": end_ms, "st": list(statuses)},
+        )
+    )
 
 
 async def insert_return(tx: Tx, row: Mapping[str, Any]) -> None:
     await tx.execute(
         f"INSERT INTO returns ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})",
-        {c: row[c] for c in _COLUMNS})
+        {c: row[c] for c in _COLUMNS},
+    )
 
 
 async def get(tx: Tx, return_id: str) -> Any:
     return await tx.fetchrow("SELECT * FROM returns WHERE id = :id", {"id": return_id})
 
 
-async def approve(tx: Tx, return_id: str, *, clawback_cents: int, transaction_id: str, note: str | None,
-                  now: int) -> bool:
+async def approve(
+    tx: Tx, return_id: str, *, clawback_cents: int, transaction_id: str, note: str | None, now: int
+) -> bool:
     """A pending return becomes approved (once: False when it was not pending)."""
-    return await tx.execute(
-        "UPDATE returns SET status = 'approved', clawback_cents = :cb, transaction_id = :t, decision_note = :n, "
-        "decided_at = :now WHERE id = :id AND status = 'pending'",
-        {"cb": clawback_cents, "t": transaction_id, "n": note, "now": now, "id": return_id}) == 1
+    return (
+        await tx.execute(
+            "UPDATE returns SET status = 'approved', clawback_cents = :cb, transaction_id = :t, decision_note = :n, "
+            "decided_at = :now WHERE id = :id AND status = 'pending'",
+            {"cb": clawback_cents, "t": transaction_id, "n": note, "now": now, "id": return_id},
+        )
+        == 1
+    )
 
 
 async def deny(tx: Tx, return_id: str, *, note: str | None, now: int) -> bool:
     """A pending return becomes denied (once: False when it was not pending)."""
-    return await tx.execute(
-        "UPDATE returns SET status = 'denied', decision_note = :n, decided_at = :now "
-        "WHERE id = :id AND status = 'pending'", {"n": note, "now": now, "id": return_id}) == 1
+    return (
+        await tx.execute(
+            "UPDATE returns SET status = 'denied', decision_note = :n, decided_at = :now "
+            "WHERE id = :id AND status = 'pending'",
+            {"n": note, "now": now, "id": return_id},
+        )
+        == 1
+    )
 
 
-async def page(tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: int | None, cursor: str | None,
-               limit: int) -> list[Any]:
+async def page(
+    tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: int | None, cursor: str | None, limit: int
+) -> list[Any]:
     """Returns newest first after `cursor` (a return id); filters are column equalities from a fixed list."""
     where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
     params: dict[str, Any] = {"cursor": cursor, "lim": limit}
@@ -88,5 +123,6 @@ async def page(tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: in
     if end is not None:
         where.append("created_at < :end")
         params["end"] = end
-    return list(await tx.fetch(f"SELECT * FROM returns WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim",
-                               params))
+    return list(
+        await tx.fetch(f"SELECT * FROM returns WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params)
+    )

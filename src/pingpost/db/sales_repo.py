@@ -10,8 +10,9 @@ from pingpost.db.store import Tx
 _SALE_FILTERS = frozenset({"offer_id", "campaign_id", "partner_id", "buyer_id", "status"})
 
 
-async def page_sales(tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: int | None,
-                     cursor: str | None, limit: int) -> list[Any]:
+async def page_sales(
+    tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: int | None, cursor: str | None, limit: int
+) -> list[Any]:
     """Sales newest first after `cursor`; filters are column equalities from a fixed list."""
     where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
     params: dict[str, Any] = {"cursor": cursor, "lim": limit}
@@ -26,8 +27,7 @@ async def page_sales(tx: Tx, *, filters: Mapping[str, Any], start: int | None, e
     if end is not None:
         where.append("created_at < :end")
         params["end"] = end
-    return list(await tx.fetch(f"SELECT * FROM sales WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim",
-                               params))
+    return list(await tx.fetch(f"SELECT * FROM sales WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params))
 
 
 async def sale(tx: Tx, sale_id: str, *, lock: bool = False) -> Any:
@@ -39,15 +39,21 @@ async def sale(tx: Tx, sale_id: str, *, lock: bool = False) -> Any:
 
 # A delivery is awaiting reconciliation once nothing can finish it any more: its reservation lapsed
 # (or is gone, or left `posting`) while the delivery is still pending.
-_UNKNOWN = ("SELECT d.*, r.expires_at AS reservation_expires_at FROM deliveries d "
-            "LEFT JOIN pings p ON p.id = d.ping_id "
-            "LEFT JOIN reservations r ON r.bid_id = d.bid_id "
-            "WHERE d.state = 'pending' AND (r.expires_at IS NULL OR r.expires_at <= :now OR r.state <> 'posting')")
+_UNKNOWN = (
+    "SELECT d.*, r.expires_at AS reservation_expires_at FROM deliveries d "
+    "LEFT JOIN pings p ON p.id = d.ping_id "
+    "LEFT JOIN reservations r ON r.bid_id = d.bid_id "
+    "WHERE d.state = 'pending' AND (r.expires_at IS NULL OR r.expires_at <= :now OR r.state <> 'posting')"
+)
 
 
 async def unknown_deliveries(tx: Tx, *, now: int, cursor: str | None, limit: int) -> list[Any]:
-    return list(await tx.fetch(_UNKNOWN + " AND (CAST(:cursor AS TEXT) IS NULL OR d.id > :cursor) "
-                               "ORDER BY d.id LIMIT :lim", {"now": now, "cursor": cursor, "lim": limit}))
+    return list(
+        await tx.fetch(
+            _UNKNOWN + " AND (CAST(:cursor AS TEXT) IS NULL OR d.id > :cursor) ORDER BY d.id LIMIT :lim",
+            {"now": now, "cursor": cursor, "lim": limit},
+        )
+    )
 
 
 async def unknown_delivery(tx: Tx, delivery_id: str, *, now: int) -> Any:

@@ -14,18 +14,24 @@ async def insert_pings(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
         "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
         "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall) VALUES (:id, :offer, "
         ":campaign, :partner, 'form', 'ping_post', :status, :post_state, 0, NULL, :received, :decided, :expires, "
-        ":lead, '{}', :bids, :waterfall)", rows)
+        ":lead, '{}', :bids, :waterfall)",
+        rows,
+    )
 
 
 async def insert_deliveries(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
     await tx.executemany(
         "INSERT INTO deliveries (id, ping_id, bid_id, contract_id, buyer_id, state, outcome, detail, latency_ms, "
         "buyer_lead_id, created_at, finished_at) VALUES (:id, :ping, :bid, :contract, :buyer, 'accepted', "
-        "'post_accepted', NULL, :latency, NULL, :at, :at)", rows)
+        "'post_accepted', NULL, :latency, NULL, :at, :at)",
+        rows,
+    )
 
 
 async def insert_sales(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
     await tx.executemany(
         "INSERT INTO sales (id, ping_id, bid_id, offer_id, campaign_id, partner_id, contract_id, buyer_id, channel, "
         "sale_type, price_cents, payout_cents, status, created_at) VALUES (:id, :ping, :bid, :offer, :campaign, "
-        ":partner, :contract, :buyer, 'form', 'exclusive', :price, :payout, :status, :at)", rows)
+        ":partner, :contract, :buyer, 'form', 'exclusive', :price, :payout, :status, :at)",
+        rows,
+    )

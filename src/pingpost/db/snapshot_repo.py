@@ -25,8 +25,9 @@ async def load_snapshot(tx: Tx) -> Snapshot:
         snap.buyers[row["id"]] = Buyer(row["id"], row["status"])
     for row in await tx.fetch("SELECT id, posting_key_sha256, body FROM campaigns"):
         body = orjson.loads(row["body"])
-        campaign = Campaign(row["id"], body["partner"], body["offer"], body["status"], body["payout"],
-                            body.get("rate_limit_per_s"))
+        campaign = Campaign(
+            row["id"], body["partner"], body["offer"], body["status"], body["payout"], body.get("rate_limit_per_s")
+        )
         snap.campaigns[row["id"]] = campaign
         snap.campaigns_by_key[row["posting_key_sha256"]] = campaign
     for row in await tx.fetch("SELECT id, body FROM contracts"):

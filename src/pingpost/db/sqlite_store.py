@@ -105,8 +105,14 @@ Unit = Callable[[Any], Awaitable[Any]]
 class SqliteStore:
     dialect = "sqlite"
 
-    def __init__(self, url: str, conn: sqlite3.Connection, *, sync_interval_s: float = 0.05,
-                 shared_clock: clock.Clock | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        conn: sqlite3.Connection,
+        *,
+        sync_interval_s: float = 0.05,
+        shared_clock: clock.Clock | None = None,
+    ) -> None:
         self.url = url
         self.sync_interval_s = sync_interval_s
         self._conn = conn
@@ -133,8 +139,7 @@ class SqliteStore:
                 time.sleep(0.002 * (attempt + 1))
         raise sqlite3.OperationalError("database is locked (gave up after retries)")
 
-    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False,
-                    durable: bool = True) -> T:
+    async def write(self, unit: Callable[[Any], Awaitable[T]], *, batch_cache: bool = False, durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append((unit, future, batch_cache, durable))
@@ -152,8 +157,11 @@ class SqliteStore:
         cache.clear()
         try:
             started = time.monotonic()
-            synchronous = "FULL" if started - self._synced_at >= self.sync_interval_s or any(
-                entry[3] for entry in batch) else "NORMAL"
+            synchronous = (
+                "FULL"
+                if started - self._synced_at >= self.sync_interval_s or any(entry[3] for entry in batch)
+                else "NORMAL"
+            )
             if synchronous != self._synchronous:
                 self._conn.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous

@@ -104,8 +104,7 @@ class Store(Protocol):
     dialect: str
     url: str
 
-    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, batch_cache: bool = False,
-                    durable: bool = True) -> T:
+    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, batch_cache: bool = False, durable: bool = True) -> T:
         """Run `unit` in one short write transaction; retried whole on lock contention.
 
         With `batch_cache`, the unit may keep what it read in `tx.cache` for the next such unit of the
@@ -130,8 +129,9 @@ async def open_store(url: str, *, pool_size: int = 10, shared_clock: Clock | Non
     if is_postgres(url):
         from pingpost.db.postgres_store import PostgresStore
 
-        return await PostgresStore.open(normalise_database_url(url), min_size=1, max_size=pool_size,
-                                        shared_clock=shared_clock)
+        return await PostgresStore.open(
+            normalise_database_url(url), min_size=1, max_size=pool_size, shared_clock=shared_clock
+        )
     from pingpost.db.sqlite_store import SqliteStore
 
     return SqliteStore.open(url, shared_clock=shared_clock)

@@ -31,14 +31,16 @@ def _stamps() -> list[Column[int]]:
 # --- configuration (admin API) ---------------------------------------------------------------
 
 verticals = Table(
-    "verticals", metadata,
+    "verticals",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("body", Text, nullable=False),
     *_stamps(),
 )
 
 offers = Table(
-    "offers", metadata,
+    "offers",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("vertical_id", Text, nullable=False),
     Column("status", Text, nullable=False),
@@ -47,7 +49,8 @@ offers = Table(
 )
 
 partners = Table(
-    "partners", metadata,
+    "partners",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("status", Text, nullable=False),
     Column("body", Text, nullable=False),
@@ -55,7 +58,8 @@ partners = Table(
 )
 
 campaigns = Table(
-    "campaigns", metadata,
+    "campaigns",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("partner_id", Text, nullable=False),
     Column("offer_id", Text, nullable=False),
@@ -66,7 +70,8 @@ campaigns = Table(
 )
 
 buyers = Table(
-    "buyers", metadata,
+    "buyers",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("status", Text, nullable=False),
     Column("body", Text, nullable=False),
@@ -74,7 +79,8 @@ buyers = Table(
 )
 
 contracts = Table(
-    "contracts", metadata,
+    "contracts",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("buyer_id", Text, nullable=False),
     Column("offer_id", Text, nullable=False),
@@ -85,7 +91,8 @@ contracts = Table(
 )
 
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("kind", Text, nullable=False),  # admin | call_platform | buyer
     Column("buyer_id", Text),
@@ -98,13 +105,15 @@ api_keys = Table(
 # Bumped in the same transaction as every configuration write: processes refresh their
 # in-memory snapshot of offers and contracts when it moves.
 config_version = Table(
-    "config_version", metadata,
+    "config_version",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("version", BigInteger, nullable=False),
 )
 
 meta = Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     Column("key", Text, primary_key=True),
     Column("value", Text, nullable=False),
 )
@@ -112,7 +121,8 @@ meta = Table(
 # --- caps, funds and reservations (docs/crash-safety.md) --------------------------------------
 
 contract_usage = Table(
-    "contract_usage", metadata,
+    "contract_usage",
+    metadata,
     Column("contract_id", Text, primary_key=True),
     Column("daily_cap", Integer),
     Column("weekly_cap", Integer),
@@ -128,7 +138,8 @@ contract_usage = Table(
 )
 
 buyer_funds = Table(
-    "buyer_funds", metadata,
+    "buyer_funds",
+    metadata,
     Column("buyer_id", Text, primary_key=True),
     # Cache of the ledger sum for buyer:{id}, written in the same transaction as its entries.
     Column("balance_cents", BigInteger, nullable=False, server_default=text("0")),
@@ -137,7 +148,8 @@ buyer_funds = Table(
 )
 
 reservations = Table(
-    "reservations", metadata,
+    "reservations",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("bid_id", Text, nullable=False, unique=True),
     Column("ping_id", Text, nullable=False),
@@ -151,13 +163,18 @@ reservations = Table(
     Column("state", Text, nullable=False),  # held | posting | sold | released | expired
     Column("expires_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    Index("reservations_live", "expires_at", sqlite_where=text("state IN ('held','posting')"),
-          postgresql_where=text("state IN ('held','posting')")),
+    Index(
+        "reservations_live",
+        "expires_at",
+        sqlite_where=text("state IN ('held','posting')"),
+        postgresql_where=text("state IN ('held','posting')"),
+    ),
     Index("reservations_ping", "ping_id"),
 )
 
 rr_pointer = Table(
-    "rr_pointer", metadata,
+    "rr_pointer",
+    metadata,
     Column("offer_id", Text, primary_key=True),
     Column("last_key", Text, nullable=False, server_default=text("''")),
 )
@@ -165,7 +182,8 @@ rr_pointer = Table(
 # --- pings, posts, deliveries, sales ---------------------------------------------------------
 
 pings = Table(
-    "pings", metadata,
+    "pings",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("offer_id", Text, nullable=False),
     Column("campaign_id", Text, nullable=False),
@@ -188,7 +206,8 @@ pings = Table(
 )
 
 ping_events = Table(
-    "ping_events", metadata,
+    "ping_events",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("ping_id", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
@@ -199,7 +218,8 @@ ping_events = Table(
 )
 
 posts = Table(
-    "posts", metadata,
+    "posts",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("ping_id", Text, nullable=False, unique=True),
     Column("pii_ciphertext", Text),  # lead + consent, encrypted at rest; NULL once purged
@@ -208,7 +228,8 @@ posts = Table(
 )
 
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("ping_id", Text, nullable=False),
     Column("bid_id", Text, nullable=False, unique=True),
@@ -226,7 +247,8 @@ deliveries = Table(
 )
 
 sales = Table(
-    "sales", metadata,
+    "sales",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("ping_id", Text, nullable=False),
     Column("bid_id", Text, nullable=False, unique=True),
@@ -248,7 +270,8 @@ sales = Table(
 )
 
 dedup_records = Table(
-    "dedup_records", metadata,
+    "dedup_records",
+    metadata,
     Column("buyer_id", Text, nullable=False),
     Column("hash_hmac", Text, nullable=False),
     Column("sold_at", BigInteger, nullable=False),
@@ -259,7 +282,8 @@ dedup_records = Table(
 # --- money -----------------------------------------------------------------------------------
 
 ledger_transactions = Table(
-    "ledger_transactions", metadata,
+    "ledger_transactions",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("kind", Text, nullable=False),  # deposit | sale | reversal | return | payout
     Column("reference", Text),
@@ -269,7 +293,8 @@ ledger_transactions = Table(
 )
 
 ledger_entries = Table(
-    "ledger_entries", metadata,
+    "ledger_entries",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("transaction_id", Text, nullable=False),
     Column("account", Text, nullable=False),
@@ -283,7 +308,8 @@ ledger_entries = Table(
 # --- returns and events (docs/protocol.md, Returns) ----------------------------------------
 
 returns = Table(
-    "returns", metadata,
+    "returns",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("sale_id", Text, nullable=False),
     Column("offer_id", Text, nullable=False),
@@ -303,8 +329,13 @@ returns = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("decided_at", BigInteger),
     # One pending or approved return per sale, whatever races.
-    Index("returns_open_per_sale", "sale_id", unique=True, sqlite_where=text("status IN ('pending','approved')"),
-          postgresql_where=text("status IN ('pending','approved')")),
+    Index(
+        "returns_open_per_sale",
+        "sale_id",
+        unique=True,
+        sqlite_where=text("status IN ('pending','approved')"),
+        postgresql_where=text("status IN ('pending','approved')"),
+    ),
     Index("returns_sale", "sale_id"),
     Index("returns_contract_month", "contract_id", "sale_month"),
     Index("returns_buyer", "buyer_id", "id"),
@@ -315,7 +346,8 @@ returns = Table(
 # The transactional outbox: every event is written in the same transaction as its change
 # (db/events_repo.py); `data` is JSON of ids, amounts and codes, never PII.
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("type", Text, nullable=False),
     Column("data", Text, nullable=False),
@@ -326,7 +358,8 @@ events = Table(
 # --- idempotency and call events (docs/crash-safety.md) --------------------------------
 
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("campaign_id", Text, nullable=False),
     Column("endpoint", Text, nullable=False),
     Column("key", Text, nullable=False),
@@ -340,7 +373,8 @@ idempotency_keys = Table(
 )
 
 call_events = Table(
-    "call_events", metadata,
+    "call_events",
+    metadata,
     Column("ping_id", Text, nullable=False),
     Column("bid_id", Text, nullable=False),
     Column("type", Text, nullable=False),
@@ -353,7 +387,8 @@ call_events = Table(
 # Aggregate counters for reports, one row per (day, contract, campaign): no waterfall scans.
 # Rows with contract_id '' count the campaign's pings; contract rows count evaluations, bids, wins.
 report_counters = Table(
-    "report_counters", metadata,
+    "report_counters",
+    metadata,
     Column("day", Text, nullable=False),
     Column("offer_id", Text, nullable=False),
     Column("campaign_id", Text, nullable=False),
@@ -368,7 +403,8 @@ report_counters = Table(
 
 # Per-campaign ping rate windows (one-second fixed windows), shared by every process.
 rate_windows = Table(
-    "rate_windows", metadata,
+    "rate_windows",
+    metadata,
     Column("campaign_id", Text, primary_key=True),
     Column("window_start", BigInteger, nullable=False),
     Column("pings", BigInteger, nullable=False),
@@ -379,7 +415,8 @@ rate_windows = Table(
 # Server-side console sessions: only the SHA-256 of the session id is stored, beside the key that
 # signed in (id and hash: a revoked or replaced key ends its sessions).
 console_sessions = Table(
-    "console_sessions", metadata,
+    "console_sessions",
+    metadata,
     Column("id_sha256", Text, primary_key=True),
     Column("key_id", Text, nullable=False),
     Column("key_sha256", Text, nullable=False),
@@ -394,7 +431,8 @@ console_sessions = Table(
 # Sales totals of closed UTC days, computed once from the sales table for the console's charts and
 # forgotten when a sale of that day is reversed.
 console_day_totals = Table(
-    "console_day_totals", metadata,
+    "console_day_totals",
+    metadata,
     Column("day", Text, primary_key=True),
     Column("sales", BigInteger, nullable=False),
     Column("reversed", BigInteger, nullable=False),

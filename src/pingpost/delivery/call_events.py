@@ -19,8 +19,7 @@ from pingpost.delivery.call_schemas import ConnectedClaim, ConnectedOut
 
 def check_same_event(row: Any, kind: str, sha: str) -> None:
     if row["request_sha256"] != sha:
-        raise errors.Conflict(f"a different `{kind}` event was already recorded for this bid",
-                              code="event_conflict")
+        raise errors.Conflict(f"a different `{kind}` event was already recorded for this bid", code="event_conflict")
 
 
 def connected_state(answer: str) -> ConnectedOut | ConnectedClaim | None:

@@ -88,8 +88,11 @@ class CallService:
         if ping is None:
             raise errors.NotFound("ping", ping_id)
         if ping["channel"] not in ("call", "callback"):
-            raise errors.Unprocessable("call events are only for call and callback pings", code="channel_mismatch",
-                                       details={"channel": ping["channel"]})
+            raise errors.Unprocessable(
+                "call events are only for call and callback pings",
+                code="channel_mismatch",
+                details={"channel": ping["channel"]},
+            )
         bids = _bids(ping)
         bid = next((b for b in bids if b["bid_id"] == bid_id), None)
         if bid is None:
@@ -125,8 +128,15 @@ class CallService:
         check_same_event(row, kind, sha)
         return str(row["answer"])
 
-    async def _once(self, ping_id: str, bid_id: str, kind: str, payload: BaseModel, out: type[Out],
-                    run: Callable[[str], Awaitable[Out]]) -> Out:
+    async def _once(
+        self,
+        ping_id: str,
+        bid_id: str,
+        kind: str,
+        payload: BaseModel,
+        out: type[Out],
+        run: Callable[[str], Awaitable[Out]],
+    ) -> Out:
         sha = request_sha256(payload.model_dump(mode="json"))
         replay = await self._replay(ping_id, bid_id, kind, sha, out)
         return replay if replay is not None else await run(sha)
@@ -143,8 +153,9 @@ class CallService:
 
     async def _connected(self, snap: Snapshot, *, ping_id: str, body: Connected) -> ConnectedOut:
         sha = request_sha256(body.model_dump(mode="json"))
-        row = await self.store.read(lambda tx: call_repo.find_event(
-            tx, ping_id=ping_id, bid_id=body.bid_id, type_="connected"))
+        row = await self.store.read(
+            lambda tx: call_repo.find_event(tx, ping_id=ping_id, bid_id=body.bid_id, type_="connected")
+        )
         state: ConnectedOut | ConnectedClaim | None = None
         if row is not None:
             check_same_event(row, "connected", sha)
@@ -156,8 +167,9 @@ class CallService:
             raise errors.NotFound("ping", ping_id)
         caller = self._caller_record(snap, ping, body)
         if row is None:
-            state = await self.store.write(lambda tx: self._claim_connected(
-                tx, snap, ping_id=ping_id, body=body, sha=sha, caller=caller))
+            state = await self.store.write(
+                lambda tx: self._claim_connected(tx, snap, ping_id=ping_id, body=body, sha=sha, caller=caller)
+            )
         if isinstance(state, ConnectedOut):
             return state  # a duplicate of this event claimed it and answered first
         bid = next(b for b in _bids(ping) if b["bid_id"] == body.bid_id)  # the claim found it
@@ -175,12 +187,16 @@ class CallService:
         keyed = {n: self.posts.secret.keyed(h) for n, h in consumer_hashes(vertical, lead).items()}
         mismatched = [n for n, v in orjson.loads(ping["consumer"]).items() if keyed.get(n) != v]
         if mismatched:
-            raise errors.Unprocessable("the caller record does not match the consumer hashes of the ping",
-                                       code="consumer_mismatch", details={"fields": mismatched})
+            raise errors.Unprocessable(
+                "the caller record does not match the consumer hashes of the ping",
+                code="consumer_mismatch",
+                details={"fields": mismatched},
+            )
         return _Caller(lead=lead, keyed=keyed, consent=(body.consent or Consent()).model_dump())
 
-    async def _claim_connected(self, tx: Tx, snap: Snapshot, *, ping_id: str, body: Connected, sha: str,
-                               caller: _Caller) -> ConnectedOut | ConnectedClaim | None:
+    async def _claim_connected(
+        self, tx: Tx, snap: Snapshot, *, ping_id: str, body: Connected, sha: str, caller: _Caller
+    ) -> ConnectedOut | ConnectedClaim | None:
         """The claim transaction: standbys released, the reservation kept for the call, the sale (charged,
         or pending on `billable_after_s`), the post and a pending delivery, the event row holding the
         claim. Answers the claim, or what a duplicate of this event stored first."""
@@ -204,8 +220,13 @@ class CallService:
         await _save_bids(tx, ping_id, bids)
         if reservation is not None:
             await call_repo.start_call(tx, reservation["id"], expires_at=now + offer.max_call_duration_s * 1000)
-            await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=sorted(caller.keyed.values()),
-                                            sold_at=now, sale_id=post_repo.pending_sale_id(bid["bid_id"]))
+            await auction_repo.record_dedup(
+                tx,
+                buyer_id=bid["buyer_id"],
+                hashes=sorted(caller.keyed.values()),
+                sold_at=now,
+                sale_id=post_repo.pending_sale_id(bid["bid_id"]),
+            )
         billable: bool | None = True if contract.billable_after_s == 0 else None
         sale_id = None
         if not test:
@@ -215,18 +236,30 @@ class CallService:
                 sale_id = await post_repo.insert_sale(tx, ping=ping, bid=bid, status="pending", now=now)
         faults.hit("call_connected_in_claim")
         outcome = PostOutcome.CALL_BILLABLE if billable else PostOutcome.CALL_CONNECTED
-        await post_repo.update_waterfall(tx, ping_id, {contract.id: {
-            "post_outcome": outcome.value, "sale_id": sale_id}})
-        await post_repo.insert_post(tx, ping_id=ping_id, now=now, once=True, pii_ciphertext=self.posts.secret.encrypt(
-            orjson.dumps({"lead": caller.lead, "consent": caller.consent})))
+        await post_repo.update_waterfall(
+            tx, ping_id, {contract.id: {"post_outcome": outcome.value, "sale_id": sale_id}}
+        )
+        await post_repo.insert_post(
+            tx,
+            ping_id=ping_id,
+            now=now,
+            once=True,
+            pii_ciphertext=self.posts.secret.encrypt(orjson.dumps({"lead": caller.lead, "consent": caller.consent})),
+        )
         if contract.delivery:
             await post_repo.insert_delivery(tx, ping_id=ping_id, bid=bid, now=now)
-        await post_repo.set_post_state(tx, ping_id, post_state="posted", status="sold" if sale_id or test
-                                       else "connected")
+        await post_repo.set_post_state(
+            tx, ping_id, post_state="posted", status="sold" if sale_id or test else "connected"
+        )
         await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="connected", bid_id=bid["bid_id"])
         claim = ConnectedClaim(sale_id=sale_id, billable=billable)
-        await call_repo.store_answer(tx, ping_id=ping_id, bid_id=bid["bid_id"], type_="connected",
-                                     answer=orjson.dumps({"claimed": claim.model_dump()}).decode())
+        await call_repo.store_answer(
+            tx,
+            ping_id=ping_id,
+            bid_id=bid["bid_id"],
+            type_="connected",
+            answer=orjson.dumps({"claimed": claim.model_dump()}).decode(),
+        )
         return claim
 
     @staticmethod
@@ -238,22 +271,28 @@ class CallService:
         if await auction_repo.take_live_slot(tx, contract_id=contract_id):
             return
         # The count may still hold calls that lapsed without `completed`: free those, then ask again.
-        if await auction_repo.reclaim_expired(tx, contract_ids=[contract_id], buyer_ids=[], now=now, calls=True) \
-                and await auction_repo.take_live_slot(tx, contract_id=contract_id):
+        if await auction_repo.reclaim_expired(
+            tx, contract_ids=[contract_id], buyer_ids=[], now=now, calls=True
+        ) and await auction_repo.take_live_slot(tx, contract_id=contract_id):
             return
-        raise errors.Conflict("the buyer's contract is at its max_concurrent_calls", code="concurrency_cap_reached",
-                              details={"bid_id": bid_id})
+        raise errors.Conflict(
+            "the buyer's contract is at its max_concurrent_calls",
+            code="concurrency_cap_reached",
+            details={"bid_id": bid_id},
+        )
 
     async def _claim_of_old_version(self, snap: Snapshot, bid: dict[str, Any]) -> ConnectedClaim:
         """The claim of an event claimed by a version that did not store it (its answer is empty):
         rebuilt from its sale and the contract's billing rule."""
         sale = await self.store.read(lambda tx: call_repo.find_sale(tx, bid["bid_id"]))
         contract = snap.contracts[bid["contract_id"]]
-        return ConnectedClaim(sale_id=sale["id"] if sale is not None else None,
-                              billable=True if contract.billable_after_s == 0 else None)
+        return ConnectedClaim(
+            sale_id=sale["id"] if sale is not None else None, billable=True if contract.billable_after_s == 0 else None
+        )
 
-    async def _post_and_record(self, snap: Snapshot, *, ping: Any, bid: dict[str, Any], caller: _Caller,
-                               claim: ConnectedClaim) -> ConnectedOut:
+    async def _post_and_record(
+        self, snap: Snapshot, *, ping: Any, bid: dict[str, Any], caller: _Caller, claim: ConnectedClaim
+    ) -> ConnectedOut:
         """Post the caller record (unless its result is recorded already), then store the answer once."""
         contract = snap.contracts[bid["contract_id"]]
         delivery = await self.store.read(lambda tx: call_repo.find_delivery(tx, bid["bid_id"]))
@@ -262,8 +301,7 @@ class CallService:
         if delivery is not None and delivery["state"] == "pending" and contract.delivery:
             # Informational: the data post's result is recorded but never changes billing. After a crash
             # that lost its result the retry sends it again (same ping_id): at least once, never billed.
-            verdict, latency = await self.posts.deliver_one(ping, Delivery(bid, contract), caller.lead,
-                                                              caller.consent)
+            verdict, latency = await self.posts.deliver_one(ping, Delivery(bid, contract), caller.lead, caller.consent)
             data_post = verdict.outcome.value
         else:
             data_post = _settled_data_post(delivery)
@@ -272,20 +310,27 @@ class CallService:
 
         async def record(tx: Tx) -> ConnectedOut:
             now = now_ms()
-            row = await call_repo.find_event(tx, ping_id=ping["id"], bid_id=bid["bid_id"], type_="connected",
-                                             lock=True)
+            row = await call_repo.find_event(tx, ping_id=ping["id"], bid_id=bid["bid_id"], type_="connected", lock=True)
             if isinstance(stored := connected_state(row["answer"]), ConnectedOut):
                 return stored  # a duplicate of this event recorded its answer first
             if verdict is not None:
                 await post_repo.finish_delivery(
-                    tx, bid_id=bid["bid_id"], state="accepted" if verdict.accepted else "rejected",
-                    outcome=verdict.outcome.value, detail=verdict.detail, latency_ms=latency,
-                    buyer_lead_id=verdict.buyer_lead_id, now=now)
-            await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="data_post", bid_id=bid["bid_id"],
-                                      detail=data_post)
+                    tx,
+                    bid_id=bid["bid_id"],
+                    state="accepted" if verdict.accepted else "rejected",
+                    outcome=verdict.outcome.value,
+                    detail=verdict.detail,
+                    latency_ms=latency,
+                    buyer_lead_id=verdict.buyer_lead_id,
+                    now=now,
+                )
+            await post_repo.add_event(
+                tx, ping_id=ping["id"], at=now, type_="data_post", bid_id=bid["bid_id"], detail=data_post
+            )
             faults.hit("call_connected_in_record")
-            await call_repo.store_answer(tx, ping_id=ping["id"], bid_id=bid["bid_id"], type_="connected",
-                                         answer=answer.model_dump_json())
+            await call_repo.store_answer(
+                tx, ping_id=ping["id"], bid_id=bid["bid_id"], type_="connected", answer=answer.model_dump_json()
+            )
             return answer
 
         answer = await self.store.write(record)
@@ -313,8 +358,9 @@ class CallService:
         await post_repo.release_bid(tx, bid)
         bid["role"] = "failed"
         faults.hit("call_failed_after_release")
-        updates: dict[str, dict[str, Any]] = {bid["contract_id"]: {
-            "post_outcome": PostOutcome.CALL_FAILED.value, "post_detail": body.reason}}
+        updates: dict[str, dict[str, Any]] = {
+            bid["contract_id"]: {"post_outcome": PostOutcome.CALL_FAILED.value, "post_detail": body.reason}
+        }
         next_bid = None
         for standby in bids:
             if standby["role"] != "standby":
@@ -330,19 +376,22 @@ class CallService:
                     await call_repo.mark_live(tx, row["id"])
             standby["role"] = "winner"
             updates[standby["contract_id"]] = {"outcome": Outcome.WON.value, "detail": "promoted"}
-            next_bid = BidOut(bid_id=standby["bid_id"], payout_cents=standby["payout_cents"],
-                              sale_type=standby["sale_type"],
-                              transfer=standby["transfer"] or None)
+            next_bid = BidOut(
+                bid_id=standby["bid_id"],
+                payout_cents=standby["payout_cents"],
+                sale_type=standby["sale_type"],
+                transfer=standby["transfer"] or None,
+            )
             break
         await _save_bids(tx, ping_id, bids)
         await post_repo.update_waterfall(tx, ping_id, updates)
-        await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="failed", bid_id=bid["bid_id"],
-                                  detail=body.reason)
+        await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="failed", bid_id=bid["bid_id"], detail=body.reason)
         if next_bid is not None:
             await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="promoted", bid_id=next_bid.bid_id)
         answer = FailedOut(next_bid=next_bid)
-        await call_repo.store_answer(tx, ping_id=ping_id, bid_id=body.bid_id, type_="failed",
-                                     answer=answer.model_dump_json())
+        await call_repo.store_answer(
+            tx, ping_id=ping_id, bid_id=body.bid_id, type_="failed", answer=answer.model_dump_json()
+        )
         return answer
 
     # --- completed --------------------------------------------------------------------------
@@ -381,13 +430,21 @@ class CallService:
         bid["role"] = "completed"
         await _save_bids(tx, ping_id, bids)
         outcome = PostOutcome.CALL_BILLABLE if billable else PostOutcome.CALL_VOID
-        await post_repo.update_waterfall(tx, ping_id, {contract.id: {
-            "post_outcome": outcome.value, "post_detail": f"{body.duration_s}s"}})
+        await post_repo.update_waterfall(
+            tx, ping_id, {contract.id: {"post_outcome": outcome.value, "post_detail": f"{body.duration_s}s"}}
+        )
         if not billable:
             await post_repo.set_ping_status(tx, ping_id, "unsold")
-        await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="completed", bid_id=bid["bid_id"],
-                                  detail=f"{body.duration_s}s {'billable' if billable else 'void'}")
+        await post_repo.add_event(
+            tx,
+            ping_id=ping_id,
+            at=now,
+            type_="completed",
+            bid_id=bid["bid_id"],
+            detail=f"{body.duration_s}s {'billable' if billable else 'void'}",
+        )
         answer = CompletedOut(sale_id=sale_id, billable=billable)
-        await call_repo.store_answer(tx, ping_id=ping_id, bid_id=body.bid_id, type_="completed",
-                                     answer=answer.model_dump_json())
+        await call_repo.store_answer(
+            tx, ping_id=ping_id, bid_id=body.bid_id, type_="completed", answer=answer.model_dump_json()
+        )
         return answer

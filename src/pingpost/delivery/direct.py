@@ -38,15 +38,20 @@ class DirectPostService:
         self.auction = auction
         self.posts = posts
 
-    async def direct_post(self, *, snap: Snapshot, campaign: Campaign, body: DirectPostIn,
-                          on_ping_created: PingCreated | None = None) -> PostOut:
+    async def direct_post(
+        self, *, snap: Snapshot, campaign: Campaign, body: DirectPostIn, on_ping_created: PingCreated | None = None
+    ) -> PostOut:
         offer = snap.offers[campaign.offer_id]
         if offer.mode != "direct_post":
-            raise errors.Unprocessable("this offer takes pings, not direct posts", code="offer_mode_mismatch",
-                                       details={"offer": offer.id, "mode": offer.mode})
+            raise errors.Unprocessable(
+                "this offer takes pings, not direct posts",
+                code="offer_mode_mismatch",
+                details={"offer": offer.id, "mode": offer.mode},
+            )
         if "form" not in offer.channels:
-            raise errors.Unprocessable("this offer does not take form leads", code="channel_mismatch",
-                                       details={"channel": "form"})
+            raise errors.Unprocessable(
+                "this offer does not take form leads", code="channel_mismatch", details={"channel": "form"}
+            )
         vertical = snap.verticals[offer.vertical_id]
         try:
             lead = validate_lead(vertical, body.lead, allow_pii=True, require=True)
@@ -63,23 +68,44 @@ class DirectPostService:
         rules.state_checks(open_rows, state, keys, "form", received)
         rules.direct_post_bids(rows)
         # A direct post sells the lead to one buyer at the contract's price.
-        rules.price_checks(rows, state, Terms(offer=offer, payout=campaign.payout, channel="form", min_payout=0,
-                                              kinds=("exclusive",)))
+        rules.price_checks(
+            rows, state, Terms(offer=offer, payout=campaign.payout, channel="form", min_payout=0, kinds=("exclusive",))
+        )
         candidates = rules.direct_post_order(rows)
-        ping = {"id": ping_id, "offer_id": offer.id, "campaign_id": campaign.id, "partner_id": campaign.partner_id,
-                "channel": "form", "test": int(body.test)}
+        ping = {
+            "id": ping_id,
+            "offer_id": offer.id,
+            "campaign_id": campaign.id,
+            "partner_id": campaign.partner_id,
+            "channel": "form",
+            "test": int(body.test),
+        }
 
         async def create(tx: Tx) -> None:
             now = now_ms()
-            await auction_repo.insert_ping(tx, {
-                **ping, "mode": "direct_post", "status": "unsold", "post_state": "posting",
-                "partner_lead_id": body.partner_lead_id, "received_at": received, "decided_at": now,
-                "expires_at": now, "lead": orjson.dumps({k: v for k, v in lead.items()
-                                                         if not vertical.fields[k].pii}).decode(),
-                "consumer": orjson.dumps(keyed).decode(), "bids": "[]",
-                "waterfall": orjson.dumps([r.entry() for r in rows]).decode()})
-            await post_repo.insert_post(tx, ping_id=ping_id, now=now, pii_ciphertext=self.posts.secret.encrypt(
-                orjson.dumps({"lead": lead, "consent": consent})))
+            await auction_repo.insert_ping(
+                tx,
+                {
+                    **ping,
+                    "mode": "direct_post",
+                    "status": "unsold",
+                    "post_state": "posting",
+                    "partner_lead_id": body.partner_lead_id,
+                    "received_at": received,
+                    "decided_at": now,
+                    "expires_at": now,
+                    "lead": orjson.dumps({k: v for k, v in lead.items() if not vertical.fields[k].pii}).decode(),
+                    "consumer": orjson.dumps(keyed).decode(),
+                    "bids": "[]",
+                    "waterfall": orjson.dumps([r.entry() for r in rows]).decode(),
+                },
+            )
+            await post_repo.insert_post(
+                tx,
+                ping_id=ping_id,
+                now=now,
+                pii_ciphertext=self.posts.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent})),
+            )
             if on_ping_created is not None:
                 await on_ping_created(tx, ping_id)
 
@@ -94,20 +120,32 @@ class DirectPostService:
             if missing or not row.contract.delivery:
                 outcome = PostOutcome.CONSENT_MISSING if missing else PostOutcome.POST_ERROR
                 detail = ",".join(missing) if missing else "no_delivery_endpoint"
-                await self.store.write(partial(post_repo.update_waterfall, ping_id=ping_id, updates={
-                    row.contract.id: {"outcome": Outcome.NOT_SELECTED.value, "post_outcome": outcome.value,
-                                      "post_detail": detail}}))
+                await self.store.write(
+                    partial(
+                        post_repo.update_waterfall,
+                        ping_id=ping_id,
+                        updates={
+                            row.contract.id: {
+                                "outcome": Outcome.NOT_SELECTED.value,
+                                "post_outcome": outcome.value,
+                                "post_detail": detail,
+                            }
+                        },
+                    )
+                )
                 continue
-            bid = await self.store.write(partial(self._reserve, ping=ping, row=row, keyed=keyed,
-                                                 payout=campaign.payout))
+            bid = await self.store.write(
+                partial(self._reserve, ping=ping, row=row, keyed=keyed, payout=campaign.payout)
+            )
             if bid is None:
                 continue  # lost a race for the cap or the funds: not an attempt
             attempts += 1
             row.bid_id = bid["bid_id"]
             delivery = Delivery(bid, row.contract)
             verdict, latency = await self.posts.deliver_one(ping, delivery, lead, consent)
-            sale_id = await self.store.write(partial(self.posts.record, ping=ping, delivery=delivery, verdict=verdict,
-                                                     latency_ms=latency))
+            sale_id = await self.store.write(
+                partial(self.posts.record, ping=ping, delivery=delivery, verdict=verdict, latency_ms=latency)
+            )
             if verdict.accepted:
                 sales.append(SaleOut(sale_id=sale_id, bid_id=bid["bid_id"], payout_cents=bid["payout_cents"]))
             else:
@@ -123,11 +161,17 @@ class DirectPostService:
             for row in rows:
                 row.outcome = Outcome.WON.value if row.contract.id in won else row.outcome
             self.auction.count(received, campaign, rows)
-        return PostOut(ping_id=ping_id, status=status, sales=sales, rejected=rejected,
-                       payout_total_cents=sum(s.payout_cents for s in sales))
+        return PostOut(
+            ping_id=ping_id,
+            status=status,
+            sales=sales,
+            rejected=rejected,
+            payout_total_cents=sum(s.payout_cents for s in sales),
+        )
 
-    async def _reserve(self, tx: Tx, *, ping: dict[str, Any], row: Line, keyed: dict[str, str],
-                       payout: dict[str, Any]) -> dict[str, Any] | None:
+    async def _reserve(
+        self, tx: Tx, *, ping: dict[str, Any], row: Line, keyed: dict[str, str], payout: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race.
 
         Dedup is checked again here, inside the write that reserves the attempt, as a post does: a
@@ -136,42 +180,75 @@ class DirectPostService:
         now = await tx.now_ms()
         c = row.contract
         price = int(row.exclusive_cents or 0)
-        bid: dict[str, Any] = {"bid_id": new_id("bid"), "contract_id": c.id, "buyer_id": c.buyer_id,
-                               "price_cents": price, "payout_cents": payout_cents(payout, price),
-                               "sale_type": "exclusive", "source": "fixed", "bid_ref": None, "transfer": None,
-                               "role": "winner", "reservation_id": None}
-        update: dict[str, Any] = {"outcome": Outcome.WON.value, "bid_id": bid["bid_id"], "sale_type": "exclusive",
-                                  "bid_cents": price, "post_outcome": PostOutcome.POST_UNKNOWN.value,
-                                  "post_detail": "delivering"}
+        bid: dict[str, Any] = {
+            "bid_id": new_id("bid"),
+            "contract_id": c.id,
+            "buyer_id": c.buyer_id,
+            "price_cents": price,
+            "payout_cents": payout_cents(payout, price),
+            "sale_type": "exclusive",
+            "source": "fixed",
+            "bid_ref": None,
+            "transfer": None,
+            "role": "winner",
+            "reservation_id": None,
+        }
+        update: dict[str, Any] = {
+            "outcome": Outcome.WON.value,
+            "bid_id": bid["bid_id"],
+            "sale_type": "exclusive",
+            "bid_cents": price,
+            "post_outcome": PostOutcome.POST_UNKNOWN.value,
+            "post_detail": "delivering",
+        }
         if not ping["test"]:
             await auction_repo.lock_rows(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id])
             await auction_repo.reclaim_expired(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id], now=now)
             failure, detail = None, "reserved_concurrently"
             k = None
             if c.dedup_days > 0 and await post_repo.recent_purchase(
-                    tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), since=now - c.dedup_days * 86_400_000):
+                tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), since=now - c.dedup_days * 86_400_000
+            ):
                 failure, detail = Outcome.DUPLICATE, "sold_concurrently"
-            elif (k := await auction_repo.take_cap_slot(tx, contract_id=c.id,
-                                                        keys=local_minute(now, c.tz)[1])) is None:
+            elif (k := await auction_repo.take_cap_slot(tx, contract_id=c.id, keys=local_minute(now, c.tz)[1])) is None:
                 failure = Outcome.CAP_REACHED
             elif not await auction_repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price):
                 await auction_repo.return_cap_slot(tx, contract_id=c.id, keys=k)
                 failure = Outcome.INSUFFICIENT_BALANCE
             if failure is not None or k is None:
-                await post_repo.update_waterfall(tx, ping["id"], {c.id: {"outcome": (failure or Outcome.CAP_REACHED)
-                                                                       .value, "detail": detail}})
+                await post_repo.update_waterfall(
+                    tx, ping["id"], {c.id: {"outcome": (failure or Outcome.CAP_REACHED).value, "detail": detail}}
+                )
                 return None
             bid["reservation_id"] = new_id("rsv")
             timeout_ms = int((c.delivery or {}).get("timeout_ms") or 5000)
-            await auction_repo.insert_reservation(tx, {
-                "id": bid["reservation_id"], "bid_id": bid["bid_id"], "ping_id": ping["id"], "contract_id": c.id,
-                "buyer_id": c.buyer_id, "amount_cents": price, "day_key": k.day, "week_key": k.week,
-                "month_key": k.month, "live_call": 0, "expires_at": now + timeout_ms + self.posts.grace_ms,
-                "created_at": now})
-            await post_repo.move_to_posting(tx, bid["reservation_id"],
-                                            expires_at=now + timeout_ms + self.posts.grace_ms, now=now)
-            await auction_repo.record_dedup(tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), sold_at=now,
-                                            sale_id=post_repo.pending_sale_id(bid["bid_id"]))
+            await auction_repo.insert_reservation(
+                tx,
+                {
+                    "id": bid["reservation_id"],
+                    "bid_id": bid["bid_id"],
+                    "ping_id": ping["id"],
+                    "contract_id": c.id,
+                    "buyer_id": c.buyer_id,
+                    "amount_cents": price,
+                    "day_key": k.day,
+                    "week_key": k.week,
+                    "month_key": k.month,
+                    "live_call": 0,
+                    "expires_at": now + timeout_ms + self.posts.grace_ms,
+                    "created_at": now,
+                },
+            )
+            await post_repo.move_to_posting(
+                tx, bid["reservation_id"], expires_at=now + timeout_ms + self.posts.grace_ms, now=now
+            )
+            await auction_repo.record_dedup(
+                tx,
+                buyer_id=c.buyer_id,
+                hashes=sorted(keyed.values()),
+                sold_at=now,
+                sale_id=post_repo.pending_sale_id(bid["bid_id"]),
+            )
         await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
         await post_repo.add_bid(tx, ping["id"], bid)
         await post_repo.update_waterfall(tx, ping["id"], {c.id: update})

@@ -76,8 +76,9 @@ def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[st
     return [name for name in required if consent.get(name) in (None, "", False)]
 
 
-def delivery_payload(*, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any],
-                     consent: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
+def delivery_payload(
+    *, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any], consent: dict[str, Any]
+) -> tuple[Any, dict[str, str] | None]:
     """The buyer protocol body (docs/protocol.md, Buyers), or the flat form fields for `format: form`."""
     delivery = contract.delivery or {}
     field_map = delivery.get("field_map") or {}
@@ -85,13 +86,27 @@ def delivery_payload(*, ping: Any, bid: dict[str, Any], contract: Contract, lead
     static = delivery.get("static_fields") or {}
     if delivery.get("format") == "form":
         form = {k: _form_value(v) for k, v in {**mapped, **static}.items()}
-        form.update(ping_id=ping["id"], sale_type=bid["sale_type"], price_cents=str(bid["price_cents"]),
-                    bid_ref=bid.get("bid_ref") or "", channel=ping["channel"], test=_form_value(bool(ping["test"])))
+        form.update(
+            ping_id=ping["id"],
+            sale_type=bid["sale_type"],
+            price_cents=str(bid["price_cents"]),
+            bid_ref=bid.get("bid_ref") or "",
+            channel=ping["channel"],
+            test=_form_value(bool(ping["test"])),
+        )
         form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
         return None, form
-    body = {"ping_id": ping["id"], "sale_type": bid["sale_type"], "price_cents": bid["price_cents"],
-            "bid_ref": bid.get("bid_ref"), "channel": ping["channel"], "lead": mapped, "consent": consent,
-            "test": bool(ping["test"]), **static}
+    body = {
+        "ping_id": ping["id"],
+        "sale_type": bid["sale_type"],
+        "price_cents": bid["price_cents"],
+        "bid_ref": bid.get("bid_ref"),
+        "channel": ping["channel"],
+        "lead": mapped,
+        "consent": consent,
+        "test": bool(ping["test"]),
+        **static,
+    }
     return body, None
 
 
@@ -112,8 +127,12 @@ class PostService:
         """Post a lead for a ping. With `resume` (an idempotent retry whose first attempt crashed), a
         ping whose post already started is answered from what was recorded, never delivered again."""
         ping = await self.store.read(lambda tx: post_repo.load_ping(tx, body.ping_id))
-        if resume and ping is not None and ping["campaign_id"] == campaign.id \
-                and ping["post_state"] in ("posting", "posted"):
+        if (
+            resume
+            and ping is not None
+            and ping["campaign_id"] == campaign.id
+            and ping["post_state"] in ("posting", "posted")
+        ):
             return await self.recorded_answer(ping["id"])
         self._check_ping(ping, campaign, body.ping_id)
         offer = snap.offers[ping["offer_id"]]
@@ -124,8 +143,11 @@ class PostService:
         stored = orjson.loads(ping["consumer"])
         mismatched = [name for name, value in stored.items() if keyed.get(name) != value]
         if mismatched:
-            raise errors.Unprocessable("the lead does not match the consumer hashes of the ping",
-                                       code="consumer_mismatch", details={"fields": mismatched})
+            raise errors.Unprocessable(
+                "the lead does not match the consumer hashes of the ping",
+                code="consumer_mismatch",
+                details={"fields": mismatched},
+            )
         bids: list[dict[str, Any]] = orjson.loads(ping["bids"])
         winners = [b for b in bids if b["role"] == "winner"]
         if body.bid_ids is not None:
@@ -134,11 +156,19 @@ class PostService:
                 raise errors.ValidationFailed.one("bid_ids", f"{len(unknown)} bid id(s) are not bids of this ping")
         chosen = set(body.bid_ids) if body.bid_ids is not None else {b["bid_id"] for b in winners}
         consent = (body.consent or Consent()).model_dump()
-        valid = _ValidPost(ping=ping, campaign=campaign, winners=winners, chosen=chosen, lead=lead, consent=consent,
-                           keyed=sorted(keyed.values()))
+        valid = _ValidPost(
+            ping=ping,
+            campaign=campaign,
+            winners=winners,
+            chosen=chosen,
+            lead=lead,
+            consent=consent,
+            keyed=sorted(keyed.values()),
+        )
         deliveries, post_failures = await self.store.write(lambda tx: self._claim(tx, snap, valid))
-        return await self.deliver_and_record(ping=ping, deliveries=deliveries, lead=lead, consent=consent,
-                                             post_failures=post_failures)
+        return await self.deliver_and_record(
+            ping=ping, deliveries=deliveries, lead=lead, consent=consent, post_failures=post_failures
+        )
 
     @staticmethod
     def _check_ping(ping: Any, campaign: Campaign, ping_id: str, *, now: int | None = None) -> None:
@@ -147,8 +177,11 @@ class PostService:
         if ping["campaign_id"] != campaign.id:
             raise errors.Forbidden("this ping belongs to another campaign")
         if ping["channel"] != "form":
-            raise errors.Unprocessable("call pings are posted by the call platform", code="channel_mismatch",
-                                       details={"channel": ping["channel"]})
+            raise errors.Unprocessable(
+                "call pings are posted by the call platform",
+                code="channel_mismatch",
+                details={"channel": ping["channel"]},
+            )
         if ping["post_state"] in ("posting", "posted"):
             raise errors.Conflict("this ping was already posted", code="already_posted")
         if ping["post_state"] == "closed":
@@ -165,13 +198,20 @@ class PostService:
         pinged = orjson.loads(ping["lead"])
         changed = sorted(name for name, value in pinged.items() if lead.get(name) != value)
         if changed:
-            raise errors.Unprocessable("the post changes fields the ping sent", code="lead_mismatch",
-                                       details={"fields": changed})
+            raise errors.Unprocessable(
+                "the post changes fields the ping sent", code="lead_mismatch", details={"fields": changed}
+            )
         return lead
 
     async def _claim(self, tx: Tx, snap: Snapshot, post: _ValidPost) -> tuple[list[Delivery], dict[str, str]]:
-        ping, campaign, winners, lead, consent, keyed = (post.ping, post.campaign, post.winners, post.lead,
-                                                         post.consent, post.keyed)
+        ping, campaign, winners, lead, consent, keyed = (
+            post.ping,
+            post.campaign,
+            post.winners,
+            post.lead,
+            post.consent,
+            post.keyed,
+        )
         # Expiry is decided by the store's clock (on PostgreSQL the database's): hosts whose clocks
         # disagree still agree on which reservations are live (docs/crash-safety.md).
         now = await tx.now_ms()
@@ -181,17 +221,23 @@ class PostService:
         test = bool(ping["test"])
         # The one lock order: counter rows (contracts, then buyers) before any reservation row. The
         # buyers' rows also serialise posts to one buyer, so the dedup re-check below is exact.
-        await auction_repo.lock_rows(tx, contract_ids=[b["contract_id"] for b in winners],
-                                     buyer_ids=[b["buyer_id"] for b in winners])
+        await auction_repo.lock_rows(
+            tx, contract_ids=[b["contract_id"] for b in winners], buyer_ids=[b["buyer_id"] for b in winners]
+        )
         deliveries: list[Delivery] = []
         failures: dict[str, str] = {}
         updates: dict[str, dict[str, Any]] = {}
         for bid in winners:
             contract = snap.contracts[bid["contract_id"]]
             outcome, detail = self._recheck(contract, bid, post.chosen, lead, consent)
-            if outcome is None and not test and await post_repo.recent_purchase(
-                    tx, buyer_id=bid["buyer_id"], hashes=keyed, since=now - contract.dedup_days * 86_400_000) \
-                    and contract.dedup_days > 0:
+            if (
+                outcome is None
+                and not test
+                and await post_repo.recent_purchase(
+                    tx, buyer_id=bid["buyer_id"], hashes=keyed, since=now - contract.dedup_days * 86_400_000
+                )
+                and contract.dedup_days > 0
+            ):
                 outcome = PostOutcome.DUPLICATE
             if outcome is not None:
                 failures[bid["bid_id"]] = outcome.value
@@ -200,7 +246,8 @@ class PostService:
                 continue
             timeout_ms = int((contract.delivery or {}).get("timeout_ms") or 5000)
             if bid.get("reservation_id") and not await post_repo.move_to_posting(
-                    tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms, now=now):
+                tx, bid["reservation_id"], expires_at=now + timeout_ms + self.grace_ms, now=now
+            ):
                 # The reservation lapsed (its slot and hold may already serve another ping): nothing is
                 # delivered or charged for this bid.
                 failures[bid["bid_id"]] = PostOutcome.NOT_POSTED.value
@@ -208,21 +255,32 @@ class PostService:
                 await post_repo.release_bid(tx, bid)
                 continue
             if not test:
-                await auction_repo.record_dedup(tx, buyer_id=bid["buyer_id"], hashes=keyed, sold_at=now,
-                                                sale_id=post_repo.pending_sale_id(bid["bid_id"]))
+                await auction_repo.record_dedup(
+                    tx,
+                    buyer_id=bid["buyer_id"],
+                    hashes=keyed,
+                    sold_at=now,
+                    sale_id=post_repo.pending_sale_id(bid["bid_id"]),
+                )
             await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
             updates[contract.id] = {"post_outcome": PostOutcome.POST_UNKNOWN.value, "post_detail": "delivering"}
             deliveries.append(Delivery(bid, contract))
         sealed = self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))
         await post_repo.insert_post(tx, ping_id=ping["id"], now=now, pii_ciphertext=sealed)
         await post_repo.update_waterfall(tx, ping["id"], updates)
-        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="post",
-                                  detail=f"{len(deliveries)} delivering, {len(failures)} not delivered")
+        await post_repo.add_event(
+            tx,
+            ping_id=ping["id"],
+            at=now,
+            type_="post",
+            detail=f"{len(deliveries)} delivering, {len(failures)} not delivered",
+        )
         return deliveries, failures
 
     @staticmethod
-    def _recheck(contract: Contract, bid: dict[str, Any], chosen: set[str], lead: dict[str, Any],
-                 consent: dict[str, Any]) -> tuple[PostOutcome | None, str | None]:
+    def _recheck(
+        contract: Contract, bid: dict[str, Any], chosen: set[str], lead: dict[str, Any], consent: dict[str, Any]
+    ) -> tuple[PostOutcome | None, str | None]:
         if bid["bid_id"] not in chosen:
             return PostOutcome.NOT_POSTED, "not_accepted_by_partner"
         failing = first_failing_filter(contract, lead)
@@ -235,18 +293,27 @@ class PostService:
             return PostOutcome.POST_ERROR, "no_delivery_endpoint"
         return None, None
 
-    async def deliver_and_record(self, *, ping: Any, deliveries: list[Delivery], lead: dict[str, Any],
-                                 consent: dict[str, Any], post_failures: dict[str, str]) -> PostOut:
+    async def deliver_and_record(
+        self,
+        *,
+        ping: Any,
+        deliveries: list[Delivery],
+        lead: dict[str, Any],
+        consent: dict[str, Any],
+        post_failures: dict[str, str],
+    ) -> PostOut:
         """Deliver in parallel; record each result in its own transaction; answer the post."""
         verdicts = await asyncio.gather(*(self.deliver_one(ping, d, lead, consent) for d in deliveries))
         sales: list[SaleOut] = []
         rejected = [RejectedOut(bid_id=bid_id, reason=reason) for bid_id, reason in post_failures.items()]
         for delivery, (verdict, latency) in zip(deliveries, verdicts, strict=True):
             sale_id = await self.store.write(
-                partial(self.record, ping=ping, delivery=delivery, verdict=verdict, latency_ms=latency))
+                partial(self.record, ping=ping, delivery=delivery, verdict=verdict, latency_ms=latency)
+            )
             if verdict.accepted:
-                sales.append(SaleOut(sale_id=sale_id, bid_id=delivery.bid["bid_id"],
-                                     payout_cents=delivery.bid["payout_cents"]))
+                sales.append(
+                    SaleOut(sale_id=sale_id, bid_id=delivery.bid["bid_id"], payout_cents=delivery.bid["payout_cents"])
+                )
             else:
                 rejected.append(RejectedOut(bid_id=delivery.bid["bid_id"], reason=verdict.outcome.value))
         status = "sold" if sales else "unsold"
@@ -256,42 +323,74 @@ class PostService:
 
         await self.store.write(finish)
         log.info("post_recorded", ping_id=ping["id"], status=status, sales=len(sales), rejected=len(rejected))
-        return PostOut(ping_id=ping["id"], status=status, sales=sales, rejected=rejected,
-                       payout_total_cents=sum(s.payout_cents for s in sales))
+        return PostOut(
+            ping_id=ping["id"],
+            status=status,
+            sales=sales,
+            rejected=rejected,
+            payout_total_cents=sum(s.payout_cents for s in sales),
+        )
 
-    async def deliver_one(self, ping: Any, d: Delivery, lead: dict[str, Any],
-                           consent: dict[str, Any]) -> tuple[Verdict, int]:
+    async def deliver_one(
+        self, ping: Any, d: Delivery, lead: dict[str, Any], consent: dict[str, Any]
+    ) -> tuple[Verdict, int]:
         spec = d.contract.delivery or {}
         json_body, form_body = delivery_payload(ping=ping, bid=d.bid, contract=d.contract, lead=lead, consent=consent)
-        result = await self.client.post(spec["url"], auth=spec.get("auth"), json_body=json_body, form_body=form_body,
-                                        timeout_ms=int(spec.get("timeout_ms") or 5000))
+        result = await self.client.post(
+            spec["url"],
+            auth=spec.get("auth"),
+            json_body=json_body,
+            form_body=form_body,
+            timeout_ms=int(spec.get("timeout_ms") or 5000),
+        )
         verdict = judge(status=result.status, body=result.body, error=result.error, rule=spec.get("response"))
         DELIVERIES.labels(d.contract.id, verdict.outcome.value).inc()
-        log.info("delivery", ping_id=ping["id"], bid_id=d.bid["bid_id"], contract=d.contract.id,
-                 outcome=verdict.outcome.value, latency_ms=result.latency_ms)
+        log.info(
+            "delivery",
+            ping_id=ping["id"],
+            bid_id=d.bid["bid_id"],
+            contract=d.contract.id,
+            outcome=verdict.outcome.value,
+            latency_ms=result.latency_ms,
+        )
         return verdict, result.latency_ms
 
-    async def record(self, tx: Tx, *, ping: Any, delivery: Delivery, verdict: Verdict,
-                      latency_ms: int) -> str | None:
+    async def record(self, tx: Tx, *, ping: Any, delivery: Delivery, verdict: Verdict, latency_ms: int) -> str | None:
         now = now_ms()
         bid = delivery.bid
         await auction_repo.lock_rows(tx, contract_ids=[bid["contract_id"]], buyer_ids=[bid["buyer_id"]])
         test = bool(ping["test"])
         if not await post_repo.finish_delivery(
-                tx, bid_id=bid["bid_id"], state="accepted" if verdict.accepted else "rejected",
-                outcome=verdict.outcome.value, detail=verdict.detail, latency_ms=latency_ms,
-                buyer_lead_id=verdict.buyer_lead_id, now=now):
+            tx,
+            bid_id=bid["bid_id"],
+            state="accepted" if verdict.accepted else "rejected",
+            outcome=verdict.outcome.value,
+            detail=verdict.detail,
+            latency_ms=latency_ms,
+            buyer_lead_id=verdict.buyer_lead_id,
+            now=now,
+        ):
             return None  # settled already (reconciliation got there first)
         sale_id: str | None = None
         if verdict.accepted and not test:
             sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
         elif not verdict.accepted:
             await post_repo.release_bid(tx, bid)
-        await post_repo.update_waterfall(tx, ping["id"], {delivery.contract.id: {
-            "post_outcome": verdict.outcome.value, "post_detail": verdict.detail, "post_latency_ms": latency_ms,
-            "sale_id": sale_id}})
-        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="delivery", bid_id=bid["bid_id"],
-                                  detail=verdict.outcome.value)
+        await post_repo.update_waterfall(
+            tx,
+            ping["id"],
+            {
+                delivery.contract.id: {
+                    "post_outcome": verdict.outcome.value,
+                    "post_detail": verdict.detail,
+                    "post_latency_ms": latency_ms,
+                    "sale_id": sale_id,
+                }
+            },
+        )
+        await post_repo.add_event(
+            tx, ping_id=ping["id"], at=now, type_="delivery", bid_id=bid["bid_id"], detail=verdict.outcome.value
+        )
         return sale_id
 
     async def recorded_answer(self, ping_id: str) -> PostOut:
@@ -314,7 +413,12 @@ class PostService:
                     rejected.append(RejectedOut(bid_id=bid_id, reason=reason))
                 elif (w := waterfall.get(bid_id)) is not None and w.get("post_outcome"):
                     rejected.append(RejectedOut(bid_id=bid_id, reason=w["post_outcome"]))
-            return PostOut(ping_id=ping_id, status="sold" if sold else "unsold", sales=sold, rejected=rejected,
-                           payout_total_cents=sum(x.payout_cents for x in sold))
+            return PostOut(
+                ping_id=ping_id,
+                status="sold" if sold else "unsold",
+                sales=sold,
+                rejected=rejected,
+                payout_total_cents=sum(x.payout_cents for x in sold),
+            )
 
         return await self.store.read(unit)

@@ -98,23 +98,49 @@ class Line:
 
     def saved(self) -> tuple[Any, ...]:
         """What a write unit may change, so a retried unit starts from the same line (docs/crash-safety.md)."""
-        return (self.outcome, self.detail, self.bid, self.source, self.shared_cents, self.exclusive_cents,
-                self.bid_id, self.sale_type, self.charged_cents, self.reservation_id, dict(self.price_failures))
+        return (
+            self.outcome,
+            self.detail,
+            self.bid,
+            self.source,
+            self.shared_cents,
+            self.exclusive_cents,
+            self.bid_id,
+            self.sale_type,
+            self.charged_cents,
+            self.reservation_id,
+            dict(self.price_failures),
+        )
 
     def restore(self, saved: tuple[Any, ...]) -> None:
-        (self.outcome, self.detail, self.bid, self.source, self.shared_cents, self.exclusive_cents,
-         self.bid_id, self.sale_type, self.charged_cents, self.reservation_id, failures) = saved
+        (
+            self.outcome,
+            self.detail,
+            self.bid,
+            self.source,
+            self.shared_cents,
+            self.exclusive_cents,
+            self.bid_id,
+            self.sale_type,
+            self.charged_cents,
+            self.reservation_id,
+            failures,
+        ) = saved
         self.price_failures = dict(failures)
 
     def entry(self) -> dict[str, Any]:
         """The stored waterfall entry: only the keys that have a value (`waterfall_entry` restores the rest)."""
-        entry: dict[str, Any] = {"contract_id": self.contract.id, "buyer_id": self.contract.buyer_id,
-                                 "outcome": self.outcome}
+        entry: dict[str, Any] = {
+            "contract_id": self.contract.id,
+            "buyer_id": self.contract.buyer_id,
+            "outcome": self.outcome,
+        }
         if self.detail is not None:
             entry["detail"] = self.detail
         bid = self.bid
-        bid_cents = self.charged_cents if self.charged_cents is not None else (
-            bid.bid_cents if bid is not None else None)
+        bid_cents = (
+            self.charged_cents if self.charged_cents is not None else (bid.bid_cents if bid is not None else None)
+        )
         if bid_cents is None and self.source == "static_fallback":  # a fallback bid that lost shows its price
             bid_cents = self.shared_cents if self.shared_cents is not None else self.exclusive_cents
         if bid_cents is not None:
@@ -129,11 +155,13 @@ class Line:
             entry["sale_type"] = self.sale_type
         return entry
 
+
 # --- eligibility: configuration, then what is read (the order of docs/protocol.md) ---
 
 
-def pre_state_checks(snap: Snapshot, lines: list[Line], lead: dict[str, Any], channel: str,
-                      now: int) -> PeriodKeysByContract:
+def pre_state_checks(
+    snap: Snapshot, lines: list[Line], lead: dict[str, Any], channel: str, now: int
+) -> PeriodKeysByContract:
     """The checks before any state is read, in the order of docs/protocol.md; answers the cap period keys (lazily)."""
     offer_id = lines[0].contract.offer_id if lines else ""
     for line, fixed in zip(lines, config_outcomes(snap, offer_id, channel), strict=True):
@@ -150,8 +178,7 @@ def pre_state_checks(snap: Snapshot, lines: list[Line], lead: dict[str, Any], ch
     return PeriodKeysByContract(snap.contracts, now)
 
 
-def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContract, channel: str,
-                  now: int) -> None:
+def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContract, channel: str, now: int) -> None:
     calls = is_voice(channel)
     for line in lines:
         c = line.contract
@@ -161,11 +188,11 @@ def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContr
             line.fail(Outcome.DUPLICATE)
         elif c.capped and (period := cap_reached(c, usage, keys[c.id])) is not None:
             line.fail(Outcome.CAP_REACHED, period)
-        elif calls and c.max_concurrent_calls is not None \
-                and usage.live_calls >= c.max_concurrent_calls:
+        elif calls and c.max_concurrent_calls is not None and usage.live_calls >= c.max_concurrent_calls:
             line.fail(Outcome.CONCURRENCY_CAP_REACHED)
         elif funds is None or funds.available_cents < pre_bid_minimum(c):
             line.fail(Outcome.INSUFFICIENT_BALANCE)
+
 
 # --- prices: floor, funds, margin, partner minimum, transfer; static fallback ---
 
@@ -183,24 +210,34 @@ def price_checks(lines: list[Line], state: AuctionState, terms: Terms) -> None:
         check_prices(line, bid.bid_cents, bid.exclusive_bid_cents, state, terms, min_bid_cents=min_bid)
 
 
-def check_prices(line: Line, bid_cents: int | None, exclusive_cents: int | None,
-                 state: AuctionState, terms: Terms, *, min_bid_cents: int | None = None) -> None:
+def check_prices(
+    line: Line,
+    bid_cents: int | None,
+    exclusive_cents: int | None,
+    state: AuctionState,
+    terms: Terms,
+    *,
+    min_bid_cents: int | None = None,
+) -> None:
     """Minimum bid, floor, funds, margin, partner minimum and transfer, at each price that could be
     charged (the ordinary bid when shared, the exclusive bid, or else the ordinary one, when
     exclusive). Each kind's failure is kept: distribution reports it when it sells that kind."""
     first_failure: tuple[Outcome, str | None] | None = None
     funds = state.funds.get(line.contract.buyer_id)
     for kind in terms.kinds:
-        price = (exclusive_cents if exclusive_cents is not None else bid_cents) if kind == "exclusive" \
-            else bid_cents
+        price = (exclusive_cents if exclusive_cents is not None else bid_cents) if kind == "exclusive" else bid_cents
         failure: tuple[Outcome, str | None] | None = None
         if min_bid_cents is not None and price is not None and 0 < price < min_bid_cents:
             failure = (Outcome.BELOW_MIN_BID, None)
         else:
-            failure = price_failure(price, offer=terms.offer, funds=funds, payout=terms.payout,
-                                    min_payout=terms.min_payout)
-        if failure is None and is_voice(terms.channel) and not (
-                (line.bid and line.bid.transfer) or line.contract.transfer):
+            failure = price_failure(
+                price, offer=terms.offer, funds=funds, payout=terms.payout, min_payout=terms.min_payout
+            )
+        if (
+            failure is None
+            and is_voice(terms.channel)
+            and not ((line.bid and line.bid.transfer) or line.contract.transfer)
+        ):
             failure = (Outcome.MISSING_TRANSFER, None)
         if failure is None:
             if kind == "exclusive":
@@ -267,8 +304,9 @@ def pre_bid_minimum(c: Contract) -> int:
     return c.price_cents or 0
 
 
-def price_failure(price: int | None, *, offer: Offer, funds: Funds | None, payout: dict[str, Any],
-                   min_payout: int) -> tuple[Outcome, str | None] | None:
+def price_failure(
+    price: int | None, *, offer: Offer, funds: Funds | None, payout: dict[str, Any], min_payout: int
+) -> tuple[Outcome, str | None] | None:
     if price is None or price <= 0:
         return Outcome.NO_BID, None
     if price < offer.floor_cents:
@@ -295,14 +333,30 @@ def plan_for(offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key
     """The order the offer's distribution rule would reserve the candidates in."""
     return distribution.plan(
         distribution.Rule(offer.rule, offer.max_winners, offer.hybrid_floor_cents),
-        channel=channel, rr_last_key=rr_last_key,
-        candidates=[distribution.Candidate(line.contract.id, line.contract.buyer_id, line.contract.priority,
-                                           line.contract.weight, line.shared_cents, line.exclusive_cents)
-                    for line in candidates])
+        channel=channel,
+        rr_last_key=rr_last_key,
+        candidates=[
+            distribution.Candidate(
+                line.contract.id,
+                line.contract.buyer_id,
+                line.contract.priority,
+                line.contract.weight,
+                line.shared_cents,
+                line.exclusive_cents,
+            )
+            for line in candidates
+        ],
+    )
 
 
-def settle_lines(lines: Sequence[Line], plan: distribution.Plan, *, winners: Sequence[distribution.Choice],
-                 standbys: Sequence[distribution.Choice], outcomes: dict[str, tuple[str, str | None]]) -> None:
+def settle_lines(
+    lines: Sequence[Line],
+    plan: distribution.Plan,
+    *,
+    winners: Sequence[distribution.Choice],
+    standbys: Sequence[distribution.Choice],
+    outcomes: dict[str, tuple[str, str | None]],
+) -> None:
     """Write each candidate's final outcome once distribution has reserved its winners: `won`,
     `standby`, the race a reservation lost, or `lost_to_higher_bid` / `not_selected` for the rest."""
     by_id = {line.contract.id: line for line in lines}
@@ -332,15 +386,19 @@ def direct_post_bids(lines: Sequence[Line]) -> None:
     for line in lines:
         if line.outcome is None:
             price = line.contract.price_cents
-            line.bid = BidResult(None, price, None, source="fixed") if price is not None else \
-                BidResult(Outcome.NO_BID, detail="rtb_only_contract")
+            line.bid = (
+                BidResult(None, price, None, source="fixed")
+                if price is not None
+                else BidResult(Outcome.NO_BID, detail="rtb_only_contract")
+            )
 
 
 def direct_post_order(lines: Sequence[Line]) -> list[Line]:
     """The candidates in the order a direct post tries them: best exclusive price, then priority, then
     id. Each starts as `lost_to_higher_bid` until an attempt reserves it."""
-    candidates = sorted(open_lines(lines), key=lambda line: (-(line.exclusive_cents or 0), line.contract.priority,
-                                                             line.contract.id))
+    candidates = sorted(
+        open_lines(lines), key=lambda line: (-(line.exclusive_cents or 0), line.contract.priority, line.contract.id)
+    )
     for line in candidates:
         line.outcome = Outcome.LOST_TO_HIGHER_BID.value
     return candidates

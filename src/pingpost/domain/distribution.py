@@ -73,8 +73,14 @@ def _priced(cands: Sequence[Candidate], kind: str) -> list[tuple[Candidate, str,
     return out
 
 
-def plan(rule: Rule, *, channel: str, candidates: Sequence[Candidate], rr_last_key: str = "",
-         rng: random.Random | None = None) -> Plan:
+def plan(
+    rule: Rule,
+    *,
+    channel: str,
+    candidates: Sequence[Candidate],
+    rr_last_key: str = "",
+    rng: random.Random | None = None,
+) -> Plan:
     """Order the candidates to try under `rule`."""
     name, max_winners, floor = rule.name, rule.max_winners, rule.hybrid_floor_cents
     if channel in ("call", "callback"):
@@ -94,8 +100,14 @@ def plan(rule: Rule, *, channel: str, candidates: Sequence[Candidate], rr_last_k
     kind = "exclusive" if max_winners == 1 else "shared"
     usable = [c for c in candidates if (c.exclusive_cents if kind == "exclusive" else c.shared_cents) is not None]
     if name == "priority":
-        ordered = sorted(usable, key=lambda c: (c.priority, -((c.exclusive_cents if kind == "exclusive"
-                                                              else c.shared_cents) or 0), c.contract_id))
+        ordered = sorted(
+            usable,
+            key=lambda c: (
+                c.priority,
+                -((c.exclusive_cents if kind == "exclusive" else c.shared_cents) or 0),
+                c.contract_id,
+            ),
+        )
     elif name == "weighted":
         ordered = weighted_order(usable, rng or random.Random())
     elif name == "round_robin":
@@ -128,7 +140,10 @@ class Choice:
 
 
 async def select_winners(
-    chosen_plan: Plan, try_reserve: Callable[[Choice, bool], Awaitable[tuple[str, str] | None]], *, standby: int = 0,
+    chosen_plan: Plan,
+    try_reserve: Callable[[Choice, bool], Awaitable[tuple[str, str] | None]],
+    *,
+    standby: int = 0,
 ) -> tuple[list[Choice], list[Choice], dict[str, tuple[str, str | None]]]:
     """Reserve in plan order until `max_winners`, one winning contract per buyer, then up to
     `standby` runners-up of other buyers (calls ring them if the winner fails).
@@ -146,8 +161,9 @@ async def select_winners(
             continue
         full = len(winners) >= chosen_plan.max_winners
         if full and len(standbys) >= standby:
-            outcomes[cand.contract_id] = ("lost_to_higher_bid", None) if chosen_plan.price_ranked \
-                else ("not_selected", None)
+            outcomes[cand.contract_id] = (
+                ("lost_to_higher_bid", None) if chosen_plan.price_ranked else ("not_selected", None)
+            )
             continue
         if cand.buyer_id in buyers_taken:
             outcomes[cand.contract_id] = ("not_selected", "one_per_buyer")

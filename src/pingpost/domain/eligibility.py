@@ -59,7 +59,11 @@ def filter_holds(rule: FilterRule, lead: dict[str, Any]) -> bool:
 
 
 _ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
-    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
 def compiled_filter(rule: FilterRule) -> Callable[[dict[str, Any]], bool]:
@@ -172,9 +176,11 @@ class Usage:
 
 def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | None:
     """The first cap period that is full ('daily', 'weekly', 'monthly'), or None."""
-    checks = (("daily", contract.daily_cap, usage.day_key, usage.day_used, keys.day),
-              ("weekly", contract.weekly_cap, usage.week_key, usage.week_used, keys.week),
-              ("monthly", contract.monthly_cap, usage.month_key, usage.month_used, keys.month))
+    checks = (
+        ("daily", contract.daily_cap, usage.day_key, usage.day_used, keys.day),
+        ("weekly", contract.weekly_cap, usage.week_key, usage.week_used, keys.week),
+        ("monthly", contract.monthly_cap, usage.month_key, usage.month_used, keys.month),
+    )
     for name, cap, stored_key, used, current_key in checks:
         if cap is not None and (used if stored_key == current_key else 0) >= cap:
             return name

@@ -11,7 +11,8 @@ from pingpost.domain.model import Vertical
 
 US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
-    "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR VI GU AS MP".split())
+    "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR VI GU AS MP".split()
+)
 _ZIP = re.compile(r"^\d{5}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[A-Za-z]{2,63}$")
 MAX_STRING = 1000
@@ -36,8 +37,7 @@ def _coerce(ftype: str, values: tuple[str, ...], value: Any) -> tuple[Any, str |
             return None, "must be an integer"
         return value, None
     if ftype == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_INT \
-                or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_INT or value != value:
             return None, "must be a number"
         return value, None
     if not isinstance(value, str):
@@ -72,13 +72,16 @@ def validate_lead(vertical: Vertical, lead: dict[str, Any], *, allow_pii: bool, 
     """
     unknown = [name for name in lead if name not in vertical.fields]
     if unknown:
-        raise LeadProblem("unknown_field", [{"field": f"lead.{n}"[:100], "message": "not a field of this vertical"}
-                                            for n in unknown[:20]])
+        raise LeadProblem(
+            "unknown_field",
+            [{"field": f"lead.{n}"[:100], "message": "not a field of this vertical"} for n in unknown[:20]],
+        )
     if not allow_pii:
         pii = [name for name in lead if vertical.fields[name].pii]
         if pii:
-            raise LeadProblem("pii_in_ping", [{"field": f"lead.{n}", "message": "PII is not allowed in a ping"}
-                                              for n in pii])
+            raise LeadProblem(
+                "pii_in_ping", [{"field": f"lead.{n}", "message": "PII is not allowed in a ping"} for n in pii]
+            )
     out: dict[str, Any] = {}
     problems: list[dict[str, str]] = []
     for name, value in lead.items():

@@ -29,8 +29,13 @@ class Vertical:
 
     @classmethod
     def from_body(cls, ident: str, body: dict[str, Any]) -> Vertical:
-        return cls(ident, {f["name"]: FieldSpec(f["name"], f["type"], f["required"], f["pii"],
-                                                tuple(f.get("values") or ())) for f in body["fields"]})
+        return cls(
+            ident,
+            {
+                f["name"]: FieldSpec(f["name"], f["type"], f["required"], f["pii"], tuple(f.get("values") or ()))
+                for f in body["fields"]
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -116,19 +121,31 @@ class Contract:
         schedule = body.get("schedule")
         windows = None
         if schedule:
-            windows = tuple(Window(frozenset(DAY_INDEX[d] for d in w["days"]), _minutes(w["start"]),
-                                   _minutes(w["end"])) for w in schedule["windows"])
+            windows = tuple(
+                Window(frozenset(DAY_INDEX[d] for d in w["days"]), _minutes(w["start"]), _minutes(w["end"]))
+                for w in schedule["windows"]
+            )
         return cls(
-            id=ident, name=body["name"], buyer_id=body["buyer"], offer_id=body["offer"], status=body["status"],
-            price_cents=body.get("price_cents"), exclusive_price_cents=body.get("exclusive_price_cents"),
-            rtb=body.get("rtb"), delivery=body.get("delivery"),
+            id=ident,
+            name=body["name"],
+            buyer_id=body["buyer"],
+            offer_id=body["offer"],
+            status=body["status"],
+            price_cents=body.get("price_cents"),
+            exclusive_price_cents=body.get("exclusive_price_cents"),
+            rtb=body.get("rtb"),
+            delivery=body.get("delivery"),
             consent_required=tuple(body.get("consent_required") or ()),
             transfer={k: v for k, v in body["transfer"].items() if v} if body.get("transfer") else None,
             filters=tuple(FilterRule(f["field"], f["op"], f.get("value")) for f in body.get("filters") or ()),
             tz=ZoneInfo(body.get("timezone") or "UTC"),
-            daily_cap=caps.get("daily"), weekly_cap=caps.get("weekly"), monthly_cap=caps.get("monthly"),
-            max_concurrent_calls=caps.get("max_concurrent_calls"), windows=windows,
-            dedup_days=body.get("dedup_days", 30), priority=body.get("priority", 100),
+            daily_cap=caps.get("daily"),
+            weekly_cap=caps.get("weekly"),
+            monthly_cap=caps.get("monthly"),
+            max_concurrent_calls=caps.get("max_concurrent_calls"),
+            windows=windows,
+            dedup_days=body.get("dedup_days", 30),
+            priority=body.get("priority", 100),
             weight=body.get("weight", 1),
             channels=tuple(body["channels"]) if body.get("channels") is not None else None,
             billable_after_s=body.get("billable_after_s", 0),
@@ -163,12 +180,21 @@ class Offer:
     def from_body(cls, ident: str, body: dict[str, Any]) -> Offer:
         dist = body["distribution"]
         return cls(
-            id=ident, vertical_id=body["vertical"], mode=body["mode"], channels=tuple(body["channels"]),
-            rule=dist["rule"], max_winners=dist["max_winners"], hybrid_floor_cents=dist["hybrid_floor_cents"],
-            floor_cents=body["floor_cents"], ping_ttl_s=body["ping_ttl_s"],
-            auction_timeout_ms=body.get("auction_timeout_ms"), callback_ttl_s=body["callback_ttl_s"],
-            call_standby=body["call_standby"], max_call_duration_s=body["max_call_duration_s"],
-            static_fallback=body.get("static_fallback"), direct_post_attempts=body["direct_post_attempts"],
+            id=ident,
+            vertical_id=body["vertical"],
+            mode=body["mode"],
+            channels=tuple(body["channels"]),
+            rule=dist["rule"],
+            max_winners=dist["max_winners"],
+            hybrid_floor_cents=dist["hybrid_floor_cents"],
+            floor_cents=body["floor_cents"],
+            ping_ttl_s=body["ping_ttl_s"],
+            auction_timeout_ms=body.get("auction_timeout_ms"),
+            callback_ttl_s=body["callback_ttl_s"],
+            call_standby=body["call_standby"],
+            max_call_duration_s=body["max_call_duration_s"],
+            static_fallback=body.get("static_fallback"),
+            direct_post_attempts=body["direct_post_attempts"],
             status=body["status"],
         )
 

@@ -55,11 +55,13 @@ def deposit_entries(buyer_id: str, amount_cents: int) -> list[Entry]:
 
 
 def sale_entries(*, buyer_id: str, partner_id: str, price_cents: int, payout_cents: int) -> list[Entry]:
-    return balanced([
-        Entry(f"buyer:{buyer_id}", -price_cents),
-        Entry(f"partner:{partner_id}", payout_cents),
-        Entry("house:revenue", price_cents - payout_cents),
-    ])
+    return balanced(
+        [
+            Entry(f"buyer:{buyer_id}", -price_cents),
+            Entry(f"partner:{partner_id}", payout_cents),
+            Entry("house:revenue", price_cents - payout_cents),
+        ]
+    )
 
 
 def reversal_entries(sale: Sequence[Entry]) -> list[Entry]:
@@ -79,8 +81,11 @@ def return_entries(*, buyer_id: str, partner_id: str, amount_cents: int, clawbac
 
     Zero entries are left out (no clawback, or a house share of 0), so an account's statement counts
     only entries that move its money."""
-    entries = [Entry(f"buyer:{buyer_id}", amount_cents), Entry(f"partner:{partner_id}", -clawback_cents),
-               Entry("house:revenue", clawback_cents - amount_cents)]
+    entries = [
+        Entry(f"buyer:{buyer_id}", amount_cents),
+        Entry(f"partner:{partner_id}", -clawback_cents),
+        Entry("house:revenue", clawback_cents - amount_cents),
+    ]
     return balanced([e for e in entries if e.amount_cents != 0])
 
 

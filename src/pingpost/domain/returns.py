@@ -35,11 +35,13 @@ class ReturnPolicy:
         """The policy stored in a contract's body; a contract stored without one takes no returns."""
         raw = contract_body.get("return_policy") or {}
         rate = raw.get("max_return_rate_pct")
-        return cls(window_days=int(raw.get("window_days", 0)),
-                   reasons=tuple(raw.get("reasons") or DEFAULT_REASONS),
-                   max_return_rate_bp=None if rate is None else percent_basis_points(rate),
-                   auto_approve=bool(raw.get("auto_approve", False)),
-                   partner_clawback=bool(raw.get("partner_clawback", True)))
+        return cls(
+            window_days=int(raw.get("window_days", 0)),
+            reasons=tuple(raw.get("reasons") or DEFAULT_REASONS),
+            max_return_rate_bp=None if rate is None else percent_basis_points(rate),
+            auto_approve=bool(raw.get("auto_approve", False)),
+            partner_clawback=bool(raw.get("partner_clawback", True)),
+        )
 
 
 def window_open(*, sold_at_ms: int, now_ms: int, window_days: int) -> bool:

@@ -111,8 +111,12 @@ def _read(doc: dict[str, Any], mapping: dict[str, Any] | None) -> ParsedBid:
             return ParsedBid(Outcome.NO_BID, detail=str(reason)[:200] if reason is not None else None)
         bid = to_cents(doc.get("bid_cents"), "cents")
         exclusive = doc.get("exclusive_bid_cents")
-        return _bid(bid, to_cents(exclusive, "cents") if exclusive is not None else None, _ref(doc.get("bid_ref")),
-                    to_transfer(doc.get("transfer")))
+        return _bid(
+            bid,
+            to_cents(exclusive, "cents") if exclusive is not None else None,
+            _ref(doc.get("bid_ref")),
+            to_transfer(doc.get("transfer")),
+        )
     rule = mapping.get("no_bid_when")
     if rule and dig(doc, rule["path"]) in rule["values"]:
         return ParsedBid(Outcome.NO_BID, detail="no_bid_when")
@@ -121,9 +125,12 @@ def _read(doc: dict[str, Any], mapping: dict[str, Any] | None) -> ParsedBid:
     exclusive_path = mapping.get("exclusive_bid_path")
     exclusive_value = dig(doc, exclusive_path) if exclusive_path else None
     ref_path, transfer_path = mapping.get("bid_ref_path"), mapping.get("transfer_path")
-    return _bid(bid, to_cents(exclusive_value, unit) if exclusive_value is not None else None,
-                _ref(dig(doc, ref_path)) if ref_path else None,
-                to_transfer(dig(doc, transfer_path)) if transfer_path else None)
+    return _bid(
+        bid,
+        to_cents(exclusive_value, unit) if exclusive_value is not None else None,
+        _ref(dig(doc, ref_path)) if ref_path else None,
+        to_transfer(dig(doc, transfer_path)) if transfer_path else None,
+    )
 
 
 def _bid(bid: int, exclusive: int | None, ref: str | None, transfer: dict[str, str] | None) -> ParsedBid:

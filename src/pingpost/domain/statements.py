@@ -84,11 +84,18 @@ class Statement:
     lines: tuple[Line, ...]
 
     def as_json(self) -> dict[str, Any]:
-        return {"account": self.account, "from": self.period.first.isoformat(), "to": self.period.last.isoformat(),
-                "opening_balance_cents": self.opening_balance_cents,
-                "closing_balance_cents": self.closing_balance_cents, "totals": dict(self.totals),
-                "lines": [{"date": ln.date, "kind": ln.kind, "count": ln.count, "amount_cents": ln.amount_cents}
-                          for ln in self.lines]}
+        return {
+            "account": self.account,
+            "from": self.period.first.isoformat(),
+            "to": self.period.last.isoformat(),
+            "opening_balance_cents": self.opening_balance_cents,
+            "closing_balance_cents": self.closing_balance_cents,
+            "totals": dict(self.totals),
+            "lines": [
+                {"date": ln.date, "kind": ln.kind, "count": ln.count, "amount_cents": ln.amount_cents}
+                for ln in self.lines
+            ],
+        }
 
 
 def fold(*, account: str, period: Period, opening_balance_cents: int, lines: Iterable[Line]) -> Statement:

@@ -38,13 +38,19 @@ class PayoutService:
             owed = await ledger_repo.account_balance(tx, account)
             if amount_cents > owed:
                 raise errors.Unprocessable(
-                    "the payout is more than the partner is owed", code="insufficient_balance",
-                    details={"owed_cents": owed, "amount_cents": amount_cents})
+                    "the payout is more than the partner is owed",
+                    code="insufficient_balance",
+                    details={"owed_cents": owed, "amount_cents": amount_cents},
+                )
             now = await tx.now_ms()
             txn_id = await ledger_repo.record_transaction(
-                tx, kind="payout", entries=payout_entries(partner_id, amount_cents), now=now, reference=reference)
-            await events_repo.record_event(tx, "payout.created", {
-                "transaction_id": txn_id, "partner": partner_id, "amount_cents": amount_cents, "reference": reference})
+                tx, kind="payout", entries=payout_entries(partner_id, amount_cents), now=now, reference=reference
+            )
+            await events_repo.record_event(
+                tx,
+                "payout.created",
+                {"transaction_id": txn_id, "partner": partner_id, "amount_cents": amount_cents, "reference": reference},
+            )
             return await transaction_view(tx, txn_id)
 
         return await self.store.write(unit)

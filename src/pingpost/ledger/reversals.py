@@ -22,7 +22,10 @@ async def reversal_entries_for(tx: Tx, sale: Any) -> list[Entry]:
         raise errors.Conflict(f"a {sale['status']} sale cannot be reversed", details={"status": sale["status"]})
     pending = await returns_repo.open_return_of(tx, sale["id"])
     if pending is not None and pending["status"] == "pending":
-        raise errors.Conflict("a return of this sale awaits a decision: approve or deny it first",
-                              details={"status": sale["status"], "return_id": pending["id"]})
-    return remainder_reversal_entries(await ledger_repo.sale_entries_of(tx, sale["id"]),
-                                      await ledger_repo.entries_for_sale(tx, sale["id"], "return"))
+        raise errors.Conflict(
+            "a return of this sale awaits a decision: approve or deny it first",
+            details={"status": sale["status"], "return_id": pending["id"]},
+        )
+    return remainder_reversal_entries(
+        await ledger_repo.sale_entries_of(tx, sale["id"]), await ledger_repo.entries_for_sale(tx, sale["id"], "return")
+    )

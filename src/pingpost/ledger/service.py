@@ -21,8 +21,11 @@ async def transaction_view(tx: Tx, txn_id: str) -> dict[str, Any]:
         raise errors.NotFound("transaction", txn_id)
     txn, rows = found
     return {
-        "transaction_id": txn["id"], "kind": txn["kind"], "reference": txn["reference"],
-        "sale_id": txn["sale_id"], "created_at": rfc3339(txn["created_at"]),
+        "transaction_id": txn["id"],
+        "kind": txn["kind"],
+        "reference": txn["reference"],
+        "sale_id": txn["sale_id"],
+        "created_at": rfc3339(txn["created_at"]),
         "entries": [{"account": r["account"], "amount_cents": int(r["amount_cents"])} for r in rows],
     }
 
@@ -42,11 +45,13 @@ class LedgerService:
                 if prior is not None:
                     view = await transaction_view(tx, prior)
                     if {"account": f"buyer:{buyer_id}", "amount_cents": amount_cents} not in view["entries"]:
-                        raise errors.Conflict("reference already used for another deposit",
-                                              details={"reference": reference})
+                        raise errors.Conflict(
+                            "reference already used for another deposit", details={"reference": reference}
+                        )
                     return view
             txn_id = await ledger_repo.record_transaction(
-                tx, kind="deposit", entries=deposit_entries(buyer_id, amount_cents), now=now_ms(), reference=reference)
+                tx, kind="deposit", entries=deposit_entries(buyer_id, amount_cents), now=now_ms(), reference=reference
+            )
             return await transaction_view(tx, txn_id)
 
         return await self.store.write(unit)
@@ -54,14 +59,22 @@ class LedgerService:
     async def account(self, account: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
         if not ACCOUNT.match(account):
             raise errors.ValidationFailed.one(
-                "account", "must be buyer:{id}, partner:{id}, house:revenue or house:cash")
+                "account", "must be buyer:{id}, partner:{id}, house:revenue or house:cash"
+            )
 
         async def unit(tx: Tx) -> dict[str, Any]:
             balance = await ledger_repo.account_balance(tx, account)
             rows = await ledger_repo.account_entries(tx, account, cursor=cursor, limit=limit + 1)
-            items = [{"transaction_id": r["transaction_id"], "kind": r["kind"],
-                      "amount_cents": int(r["amount_cents"]), "sale_id": r["sale_id"],
-                      "created_at": rfc3339(r["created_at"])} for r in rows[:limit]]
+            items = [
+                {
+                    "transaction_id": r["transaction_id"],
+                    "kind": r["kind"],
+                    "amount_cents": int(r["amount_cents"]),
+                    "sale_id": r["sale_id"],
+                    "created_at": rfc3339(r["created_at"]),
+                }
+                for r in rows[:limit]
+            ]
             next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
             return {"account": account, "balance_cents": int(balance), "items": items, "next_cursor": next_cursor}
 

@@ -24,7 +24,8 @@ class StatementService:
         opening + lines, on one read snapshot."""
         if not ACCOUNT.match(account):
             raise errors.ValidationFailed.one(
-                "account", "must be buyer:{id}, partner:{id}, house:revenue or house:cash")
+                "account", "must be buyer:{id}, partner:{id}, house:revenue or house:cash"
+            )
         try:
             period = st.period(first, last)
         except st.InvalidPeriod as exc:
@@ -35,10 +36,13 @@ class StatementService:
             if holder in _OWNERS and not await admin_repo.exists(tx, _OWNERS[holder], ident):
                 raise errors.NotFound(holder, ident)
             opening = await ledger_repo.balance_before(tx, account, period.start_ms)
-            rows = await ledger_repo.lines_by_day_and_kind(tx, account, start_ms=period.start_ms,
-                                                            end_ms=period.end_ms)
-            statement = st.fold(account=account, period=period, opening_balance_cents=opening, lines=[
-                st.Line(st.day_of(int(r["day"])), r["kind"], int(r["n"]), int(r["amount"])) for r in rows])
+            rows = await ledger_repo.lines_by_day_and_kind(tx, account, start_ms=period.start_ms, end_ms=period.end_ms)
+            statement = st.fold(
+                account=account,
+                period=period,
+                opening_balance_cents=opening,
+                lines=[st.Line(st.day_of(int(r["day"])), r["kind"], int(r["n"]), int(r["amount"])) for r in rows],
+            )
             closing = await ledger_repo.balance_before(tx, account, period.end_ms)
             if closing != statement.closing_balance_cents:  # one snapshot: only a defect gets here
                 raise RuntimeError("statement lines do not add up to the ledger's closing balance")

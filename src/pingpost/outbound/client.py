@@ -38,8 +38,15 @@ def auth_headers(auth: dict[str, Any] | None) -> dict[str, str]:
 
 
 class BuyerClient(Protocol):
-    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
-                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
+    async def post(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | None,
+        json_body: Any = None,
+        form_body: dict[str, str] | None = None,
+        timeout_ms: int,
+    ) -> HttpResult:
         """POST to a buyer under a total deadline of `timeout_ms`; never raises for buyer faults."""
         ...
 
@@ -56,15 +63,26 @@ class AiohttpBuyerClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
-                                             ttl_dns_cache=300, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
-                timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+                connector=connector,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+            )
         return self._session
 
-    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
-                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
+    async def post(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | None,
+        json_body: Any = None,
+        form_body: dict[str, str] | None = None,
+        timeout_ms: int,
+    ) -> HttpResult:
         started = time.perf_counter()
         headers = {"User-Agent": "pingpost/0.1", **auth_headers(auth)}
         data: Any

@@ -35,8 +35,15 @@ class FakeBuyerClient:
     handlers: dict[str, Handler] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
 
-    async def post(self, url: str, *, auth: dict[str, Any] | None, json_body: Any = None,
-                   form_body: dict[str, str] | None = None, timeout_ms: int) -> HttpResult:
+    async def post(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | None,
+        json_body: Any = None,
+        form_body: dict[str, str] | None = None,
+        timeout_ms: int,
+    ) -> HttpResult:
         request = Sent(url, json_body if json_body is not None else form_body, auth, timeout_ms)
         self.sent.append(request)
         handler = self.handlers.get(url)

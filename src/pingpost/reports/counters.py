@@ -43,8 +43,15 @@ class ReportCounters:
         # writing what it took (the report would read before those counts are committed).
         self._flushing = asyncio.Lock()
 
-    def add_ping(self, *, at_ms: int, offer_id: str, campaign_id: str, partner_id: str,
-                 contracts: Iterable[tuple[str, str, bool, bool]]) -> None:
+    def add_ping(
+        self,
+        *,
+        at_ms: int,
+        offer_id: str,
+        campaign_id: str,
+        partner_id: str,
+        contracts: Iterable[tuple[str, str, bool, bool]],
+    ) -> None:
         """Count one ping and, per evaluated contract (id, buyer, bid?, won?), its bid and win."""
         day = utc_day(at_ms)
         self._bump((day, offer_id, campaign_id, partner_id, "", ""), 1, 0, 0)
@@ -70,9 +77,23 @@ class ReportCounters:
         pending, self._pending = self._pending, {}
 
         async def unit(tx: Tx) -> None:
-            await reports_repo.add_counters(tx, [
-                {"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1],
-                 "wins": v[2]} for k, v in sorted(pending.items())])
+            await reports_repo.add_counters(
+                tx,
+                [
+                    {
+                        "d": k[0],
+                        "o": k[1],
+                        "c": k[2],
+                        "p": k[3],
+                        "ct": k[4],
+                        "b": k[5],
+                        "pings": v[0],
+                        "bids": v[1],
+                        "wins": v[2],
+                    }
+                    for k, v in sorted(pending.items())
+                ],
+            )
 
         try:
             await self.store.write(unit)

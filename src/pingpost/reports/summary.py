@@ -10,8 +10,14 @@ from pingpost.db.store import Store, Tx
 from pingpost.domain.returns import BILLED
 from pingpost.reports.counters import utc_day
 
-GROUPS = {"offer": "offer_id", "campaign": "campaign_id", "partner": "partner_id", "buyer": "buyer_id",
-          "contract": "contract_id", "day": "day"}
+GROUPS = {
+    "offer": "offer_id",
+    "campaign": "campaign_id",
+    "partner": "partner_id",
+    "buyer": "buyer_id",
+    "contract": "contract_id",
+    "day": "day",
+}
 
 
 async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: int | None) -> list[dict[str, Any]]:
@@ -30,9 +36,21 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
         rows: dict[str, dict[str, Any]] = {}
 
         def row(key: Any) -> dict[str, Any]:
-            return rows.setdefault(str(key), {group_by: str(key), "pings": 0, "bids": 0, "wins": 0, "posts": 0,
-                                              "sales": 0, "reversed": 0, "returned_cents": 0, "revenue_cents": 0,
-                                              "payout_cents": 0})
+            return rows.setdefault(
+                str(key),
+                {
+                    group_by: str(key),
+                    "pings": 0,
+                    "bids": 0,
+                    "wins": 0,
+                    "posts": 0,
+                    "sales": 0,
+                    "reversed": 0,
+                    "returned_cents": 0,
+                    "revenue_cents": 0,
+                    "payout_cents": 0,
+                },
+            )
 
         per_contract = group_by in ("buyer", "contract")
         day_from = utc_day(start_ms) if start_ms is not None else "0000-00-00"

@@ -22,13 +22,24 @@ STATUSES = ("pending", "approved", "denied")
 
 def return_view(row: Any, *, for_buyer: bool = False) -> dict[str, Any]:
     """A return as the API shows it; a buyer does not see the partner's clawback."""
-    view = {"id": row["id"], "sale_id": row["sale_id"], "buyer": row["buyer_id"], "partner": row["partner_id"],
-            "contract": row["contract_id"], "offer": row["offer_id"], "status": row["status"],
-            "reason": row["reason"], "note": row["note"], "amount_cents": int(row["amount_cents"]),
-            "clawback_cents": None if row["clawback_cents"] is None else int(row["clawback_cents"]),
-            "transaction_id": row["transaction_id"], "decision_note": row["decision_note"],
-            "opened_by": row["opened_by"], "created_at": rfc3339(row["created_at"]),
-            "decided_at": rfc3339(row["decided_at"])}
+    view = {
+        "id": row["id"],
+        "sale_id": row["sale_id"],
+        "buyer": row["buyer_id"],
+        "partner": row["partner_id"],
+        "contract": row["contract_id"],
+        "offer": row["offer_id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "note": row["note"],
+        "amount_cents": int(row["amount_cents"]),
+        "clawback_cents": None if row["clawback_cents"] is None else int(row["clawback_cents"]),
+        "transaction_id": row["transaction_id"],
+        "decision_note": row["decision_note"],
+        "opened_by": row["opened_by"],
+        "created_at": rfc3339(row["created_at"]),
+        "decided_at": rfc3339(row["decided_at"]),
+    }
     if for_buyer:
         del view["clawback_cents"]
     return view
@@ -36,9 +47,16 @@ def return_view(row: Any, *, for_buyer: bool = False) -> dict[str, Any]:
 
 def _event_data(row: Any, **extra: Any) -> dict[str, Any]:
     """Ids, amounts and codes only: never the buyer's note (free text may hold PII)."""
-    return {"return_id": row["id"], "sale_id": row["sale_id"], "contract": row["contract_id"],
-            "buyer": row["buyer_id"], "partner": row["partner_id"], "reason": row["reason"],
-            "amount_cents": int(row["amount_cents"]), **extra}
+    return {
+        "return_id": row["id"],
+        "sale_id": row["sale_id"],
+        "contract": row["contract_id"],
+        "buyer": row["buyer_id"],
+        "partner": row["partner_id"],
+        "reason": row["reason"],
+        "amount_cents": int(row["amount_cents"]),
+        **extra,
+    }
 
 
 @dataclass(frozen=True)
@@ -74,33 +92,56 @@ class ReturnService:
             policy = rules.ReturnPolicy.from_body(contract)
             existing = await returns_repo.open_return_of(tx, sale_id)
             if existing is not None:
-                raise errors.Conflict("this sale already has a return", code="already_returned",
-                                      details={"return_id": existing["id"], "status": existing["status"]})
+                raise errors.Conflict(
+                    "this sale already has a return",
+                    code="already_returned",
+                    details={"return_id": existing["id"], "status": existing["status"]},
+                )
             if sale["status"] not in rules.RETURNABLE:
                 raise errors.Conflict(f"a {sale['status']} sale cannot be returned", details={"status": sale["status"]})
             now = await tx.now_ms()
             if not rules.window_open(sold_at_ms=int(sale["created_at"]), now_ms=now, window_days=policy.window_days):
-                raise errors.Unprocessable("the return window of this sale is closed", code="return_window_closed",
-                                           details={"window_days": policy.window_days,
-                                                    "sold_at": rfc3339(sale["created_at"])})
+                raise errors.Unprocessable(
+                    "the return window of this sale is closed",
+                    code="return_window_closed",
+                    details={"window_days": policy.window_days, "sold_at": rfc3339(sale["created_at"])},
+                )
             if body.reason not in policy.reasons:
-                raise errors.Unprocessable("the contract does not take this reason", code="invalid_reason",
-                                           details={"reasons": list(policy.reasons)})
+                raise errors.Unprocessable(
+                    "the contract does not take this reason",
+                    code="invalid_reason",
+                    details={"reasons": list(policy.reasons)},
+                )
             price = int(sale["price_cents"])
             amount = price if body.amount_cents is None else body.amount_cents
             if not 0 < amount <= price:
-                raise errors.ValidationFailed.one("amount_cents", f"must be more than 0 and at most the sale's price "
-                                                                  f"({price})")
+                raise errors.ValidationFailed.one(
+                    "amount_cents", f"must be more than 0 and at most the sale's price ({price})"
+                )
             month = rules.month_of(int(sale["created_at"]), contract.get("timezone") or "UTC")
             await self._check_limit(tx, sale=sale, policy=policy, month=month)
-            row = {"id": new_id("ret"), "sale_id": sale_id, "offer_id": sale["offer_id"],
-                   "campaign_id": sale["campaign_id"], "partner_id": sale["partner_id"],
-                   "contract_id": sale["contract_id"], "buyer_id": sale["buyer_id"], "status": "pending",
-                   "reason": body.reason, "note": body.note, "amount_cents": amount, "sale_month": month.key,
-                   "opened_by": by.kind, "created_at": now}
+            row = {
+                "id": new_id("ret"),
+                "sale_id": sale_id,
+                "offer_id": sale["offer_id"],
+                "campaign_id": sale["campaign_id"],
+                "partner_id": sale["partner_id"],
+                "contract_id": sale["contract_id"],
+                "buyer_id": sale["buyer_id"],
+                "status": "pending",
+                "reason": body.reason,
+                "note": body.note,
+                "amount_cents": amount,
+                "sale_month": month.key,
+                "opened_by": by.kind,
+                "created_at": now,
+            }
             await returns_repo.insert_return(tx, row)
-            await events_repo.record_event(tx, "return.opened", _event_data(
-                {**row, "clawback_cents": None, "transaction_id": None}, opened_by=by.kind))
+            await events_repo.record_event(
+                tx,
+                "return.opened",
+                _event_data({**row, "clawback_cents": None, "transaction_id": None}, opened_by=by.kind),
+            )
             if policy.auto_approve:
                 await self._approve(tx, return_id=row["id"], sale=sale, policy=policy, note=None, now=now)
             return return_view(await returns_repo.get(tx, row["id"]), for_buyer=by.buyer_id is not None)
@@ -112,13 +153,20 @@ class ReturnService:
         if policy.max_return_rate_bp is None:
             return
         returns = await returns_repo.count_month_returns(tx, contract_id=sale["contract_id"], month=month.key)
-        sales = await returns_repo.count_month_sales(tx, contract_id=sale["contract_id"], start_ms=month.start_ms,
-                                                     end_ms=month.end_ms, statuses=rules.BILLED)
+        sales = await returns_repo.count_month_sales(
+            tx, contract_id=sale["contract_id"], start_ms=month.start_ms, end_ms=month.end_ms, statuses=rules.BILLED
+        )
         if rules.limit_reached(returns=returns, sales=sales, max_return_rate_bp=policy.max_return_rate_bp):
             raise errors.Unprocessable(
-                "the contract's monthly return limit is reached", code="return_limit_reached",
-                details={"month": month.key, "returns": returns, "sales": sales,
-                         "limit": rules.return_limit(sales=sales, max_return_rate_bp=policy.max_return_rate_bp)})
+                "the contract's monthly return limit is reached",
+                code="return_limit_reached",
+                details={
+                    "month": month.key,
+                    "returns": returns,
+                    "sales": sales,
+                    "limit": rules.return_limit(sales=sales, max_return_rate_bp=policy.max_return_rate_bp),
+                },
+            )
 
     async def approve(self, return_id: str, *, note: str | None) -> dict[str, Any]:
         """Approve a pending return: one `return` ledger transaction and the sale's new status.
@@ -140,8 +188,9 @@ class ReturnService:
             if current["status"] == decision:
                 return return_view(current)
             if current["status"] != "pending":
-                raise errors.Conflict(f"this return is already {current['status']}",
-                                      details={"status": current["status"]})
+                raise errors.Conflict(
+                    f"this return is already {current['status']}", details={"status": current["status"]}
+                )
             now = await tx.now_ms()
             if decision == "approved":
                 policy = rules.ReturnPolicy.from_body(await admin_repo.body(tx, "contracts", sale["contract_id"]) or {})
@@ -154,29 +203,58 @@ class ReturnService:
         return await self.store.write(unit)
 
     @staticmethod
-    async def _approve(tx: Tx, *, return_id: str, sale: Any, policy: rules.ReturnPolicy, note: str | None,
-                       now: int) -> None:
+    async def _approve(
+        tx: Tx, *, return_id: str, sale: Any, policy: rules.ReturnPolicy, note: str | None, now: int
+    ) -> None:
         """The money of an approval, in the caller's transaction holding the sale's lock."""
         row = await returns_repo.get(tx, return_id)
         if sale["status"] not in rules.RETURNABLE:  # a pending return keeps its sale charged (ledger/reversals.py)
             raise errors.Conflict(f"a {sale['status']} sale cannot be returned", details={"status": sale["status"]})
         amount, price = int(row["amount_cents"]), int(sale["price_cents"])
-        clawback = clawback_cents(payout_cents=int(sale["payout_cents"]), amount_cents=amount, price_cents=price) \
-            if policy.partner_clawback else 0
-        txn_id = await record_transaction(tx, kind="return", now=now, reference=return_id, sale_id=sale["id"],
-                                          entries=return_entries(buyer_id=sale["buyer_id"],
-                                                                 partner_id=sale["partner_id"],
-                                                                 amount_cents=amount, clawback_cents=clawback))
+        clawback = (
+            clawback_cents(payout_cents=int(sale["payout_cents"]), amount_cents=amount, price_cents=price)
+            if policy.partner_clawback
+            else 0
+        )
+        txn_id = await record_transaction(
+            tx,
+            kind="return",
+            now=now,
+            reference=return_id,
+            sale_id=sale["id"],
+            entries=return_entries(
+                buyer_id=sale["buyer_id"], partner_id=sale["partner_id"], amount_cents=amount, clawback_cents=clawback
+            ),
+        )
         await returns_repo.approve(tx, return_id, clawback_cents=clawback, transaction_id=txn_id, note=note, now=now)
         status = rules.status_after_return(amount_cents=amount, price_cents=price)
         await post_repo.set_sale_status(tx, sale["id"], status)
-        await post_repo.update_waterfall(tx, sale["ping_id"], {sale["contract_id"]: {"return": {
-            "id": return_id, "at": rfc3339(now), "reason": row["reason"], "amount_cents": amount,
-            "transaction_id": txn_id}}})
-        await post_repo.add_event(tx, ping_id=sale["ping_id"], at=now, type_="return", bid_id=sale["bid_id"],
-                                  detail=f"{row['reason']}: {amount}")
-        await events_repo.record_event(tx, "return.approved", _event_data(
-            row, clawback_cents=clawback, transaction_id=txn_id, sale_status=status))
+        await post_repo.update_waterfall(
+            tx,
+            sale["ping_id"],
+            {
+                sale["contract_id"]: {
+                    "return": {
+                        "id": return_id,
+                        "at": rfc3339(now),
+                        "reason": row["reason"],
+                        "amount_cents": amount,
+                        "transaction_id": txn_id,
+                    }
+                }
+            },
+        )
+        await post_repo.add_event(
+            tx,
+            ping_id=sale["ping_id"],
+            at=now,
+            type_="return",
+            bid_id=sale["bid_id"],
+            detail=f"{row['reason']}: {amount}",
+        )
+        await events_repo.record_event(
+            tx, "return.approved", _event_data(row, clawback_cents=clawback, transaction_id=txn_id, sale_status=status)
+        )
 
     async def get(self, return_id: str, *, buyer_id: str | None = None) -> dict[str, Any]:
         row = await self.store.read(lambda tx: returns_repo.get(tx, return_id))
@@ -184,8 +262,16 @@ class ReturnService:
             raise errors.NotFound("return", return_id)
         return return_view(row, for_buyer=buyer_id is not None)
 
-    async def list(self, *, filters: dict[str, str | None], start: int | None, end: int | None, cursor: str | None,
-                   limit: int, for_buyer: bool = False) -> dict[str, Any]:
+    async def list(
+        self,
+        *,
+        filters: dict[str, str | None],
+        start: int | None,
+        end: int | None,
+        cursor: str | None,
+        limit: int,
+        for_buyer: bool = False,
+    ) -> dict[str, Any]:
         """Returns newest first; `filters` maps columns (status, buyer_id, partner_id, contract_id,
         sale_id) to values, None for no filter. A status other than pending/approved/denied is 422."""
         status = filters.get("status")
@@ -195,7 +281,9 @@ class ReturnService:
 
         async def unit(tx: Tx) -> dict[str, Any]:
             rows = await returns_repo.page(tx, filters=present, start=start, end=end, cursor=cursor, limit=limit + 1)
-            return {"items": [return_view(r, for_buyer=for_buyer) for r in rows[:limit]],
-                    "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None}
+            return {
+                "items": [return_view(r, for_buyer=for_buyer) for r in rows[:limit]],
+                "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None,
+            }
 
         return await self.store.read(unit)

@@ -29,9 +29,13 @@ async def _record(request: web.Request) -> dict[str, Any]:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw.decode("utf-8", errors="replace")
-    entry = {"path": request.path, "query": dict(request.query),
-             "headers": {str(k): v for k, v in request.headers.items()}, "body": body,
-             "raw": raw.decode("utf-8", errors="replace")}
+    entry = {
+        "path": request.path,
+        "query": dict(request.query),
+        "headers": {str(k): v for k, v in request.headers.items()},
+        "body": body,
+        "raw": raw.decode("utf-8", errors="replace"),
+    }
     # Only the latest requests per buyer are kept: a long benchmark must not grow the sandbox's heap
     # (its garbage-collection pauses would show up as buyer latency).
     kept = request.app[RECEIVED].setdefault(request.match_info.get("buyer", "_"), [])
@@ -133,9 +137,19 @@ async def _reset(request: web.Request) -> web.StreamResponse:
 
 
 _DELIVER_BEHAVIOURS: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-    "accept": _accept, "reject": _reject, "slow": _slow_accept, "hang": _hang, "error": _error,
-    "garbage": _garbage, "custom": _custom, "text": _text, "redirect": _redirect, "huge": _huge, "drip": _drip,
-    "badutf8": _bad_utf8, "reset": _reset,
+    "accept": _accept,
+    "reject": _reject,
+    "slow": _slow_accept,
+    "hang": _hang,
+    "error": _error,
+    "garbage": _garbage,
+    "custom": _custom,
+    "text": _text,
+    "redirect": _redirect,
+    "huge": _huge,
+    "drip": _drip,
+    "badutf8": _bad_utf8,
+    "reset": _reset,
 }
 
 
@@ -173,8 +187,16 @@ async def bid(request: web.Request) -> web.StreamResponse:
         lead = entry["body"].get("lead", {}) if isinstance(entry["body"], dict) else {}
         if lead.get("state") == q.get("skip_state", "--"):
             return _json({"response": {"decision": "PASS"}})
-        return _json({"response": {"decision": "BUY", "price": q.get("dollars", "85.00"), "ref": "F-1",
-                                   "dest": {"phone": q.get("phone", "+13055550199")}}})
+        return _json(
+            {
+                "response": {
+                    "decision": "BUY",
+                    "price": q.get("dollars", "85.00"),
+                    "ref": "F-1",
+                    "dest": {"phone": q.get("phone", "+13055550199")},
+                }
+            }
+        )
     raise web.HTTPNotFound()
 
 
