@@ -142,8 +142,8 @@ def _register(kind: str) -> None:
         ),
     )
     async def patch(
-        body: patch_body,
-        ident: str = IdPath,  # type: ignore[valid-type]
+        body: patch_body,  # type: ignore[valid-type]
+        ident: str = IdPath,
         svc: AdminService = Depends(admin_service),
     ) -> dict[str, Any]:
         return await svc.patch(kind, ident, body.model_dump(mode="json", exclude_unset=True))  # type: ignore[attr-defined]
