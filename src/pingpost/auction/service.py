@@ -1,4 +1,6 @@
 """The ping auction's flow: read, ask buyers, reserve, write. Its rules live in `domain/auction.py`.
+Over 450 lines since `ruff format` puts one argument a line: the flow stays in one file to be read
+top to bottom (its two paths, fixed prices and RTB, share every step).
 
 Three phases, none holding a transaction across an outbound call (docs/architecture.md):
 (1) one read of usage, funds and dedup; (2) bids, RTB concurrently under one deadline;

@@ -1,5 +1,7 @@
 """SQL of the ping path: the state read and the reservation write (the configuration snapshot is
-read by `snapshot_repo.py`)."""
+read by `snapshot_repo.py`). Over 450 lines since `ruff format` puts one argument a line: every
+statement that takes or gives back a cap slot or a hold stays in this one file, with its lock order.
+"""
 
 from __future__ import annotations
 
