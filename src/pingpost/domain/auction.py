@@ -91,7 +91,8 @@ class Line:
     sale_type: str | None = None
     charged_cents: int | None = None
     reservation_id: str | None = None
-    price_failures: dict[str, tuple[Outcome, str | None]] = field(default_factory=dict)  # by sale type
+    # by sale type; None until a price check fails (most lines never need one: a ping makes 30 lines)
+    price_failures: dict[str, tuple[Outcome, str | None]] | None = None
 
     def fail(self, outcome: Outcome, detail: str | None = None) -> None:
         self.outcome, self.detail = outcome.value, detail
@@ -109,7 +110,7 @@ class Line:
             self.sale_type,
             self.charged_cents,
             self.reservation_id,
-            dict(self.price_failures),
+            dict(self.price_failures) if self.price_failures else None,
         )
 
     def restore(self, saved: tuple[Any, ...]) -> None:
@@ -126,7 +127,7 @@ class Line:
             self.reservation_id,
             failures,
         ) = saved
-        self.price_failures = dict(failures)
+        self.price_failures = dict(failures) if failures else None
 
     def entry(self) -> dict[str, Any]:
         """The stored waterfall entry: only the keys that have a value (`waterfall_entry` restores the rest)."""
@@ -245,6 +246,8 @@ def check_prices(
             else:
                 line.shared_cents = price
         else:
+            if line.price_failures is None:
+                line.price_failures = {}
             line.price_failures[kind] = failure
             if first_failure is None:
                 first_failure = failure
@@ -371,7 +374,7 @@ def settle_lines(
     unreached = Outcome.LOST_TO_HIGHER_BID.value if plan.price_ranked else Outcome.NOT_SELECTED.value
     for line in lines:
         if line.outcome is None:  # a candidate the plan never reached (e.g. hybrid's exclusive branch)
-            failed = line.price_failures.get(plan.kind) if plan.kind else None
+            failed = line.price_failures.get(plan.kind) if plan.kind and line.price_failures else None
             if failed is not None and (line.shared_cents if plan.kind == "shared" else line.exclusive_cents) is None:
                 line.fail(*failed)  # it could not be sold as the plan sells: its own price check says why
             else:
