@@ -1,5 +1,5 @@
 """The simulator on a time budget, on SQLite and (where PINGPOST_TEST_POSTGRES_URL is set) PostgreSQL
-(docs/simulator.md). PINGPOST_SIM_SECONDS is the budget for both stores together (default 120);
+(docs/simulator.md). PINGPOST_SIM_SECONDS is the budget for both stores together (default 100);
 seeds run from PINGPOST_SIM_FIRST_SEED (default 1) until a store's share is spent, at least
 MIN_SEEDS each. A failure shows each failing seed's invariant, the tail of its trace and the command
 that replays it."""
@@ -22,7 +22,7 @@ MIN_SEEDS = 3
 
 @pytest.mark.parametrize("store", BACKENDS)
 async def test_simulated_exchange_keeps_every_invariant(store: str) -> None:
-    budget = float(os.environ.get("PINGPOST_SIM_SECONDS", "120")) / 2
+    budget = float(os.environ.get("PINGPOST_SIM_SECONDS", "100")) / 2
     first = int(os.environ.get("PINGPOST_SIM_FIRST_SEED", "1"))
     results = await run_seeds(store, itertools.count(first), steps=STEPS, budget_s=budget, min_seeds=MIN_SEEDS)
     failed = [r for r in results if not r.ok]
