@@ -24,12 +24,14 @@ ADMIN_PAGES = [
     "/console/contracts",
     "/console/contracts/alpha-fixed",
     "/console/partners",
+    "/console/partners/acme",
     "/console/campaigns/acme-med",
     "/console/sales",
     "/console/reconciliation",
     "/console/reports",
     "/console/reports.csv",
     "/console/returns",
+    "/console/statements",
     "/console/replays",
     "/console/audit",
 ]
@@ -120,7 +122,7 @@ async def test_every_admin_page_shows_its_data(console_app: tuple[Api, Clients])
     assert "bravo" in (await client.get("/console/reports?group_by=buyer")).text
     csv = (await client.get("/console/reports.csv?group_by=buyer")).text.splitlines()
     assert csv[0].startswith("buyer,pings,bids,wins") and any(line.startswith("bravo,") for line in csv[1:])
-    assert "Coming with" in pages["/console/returns"].text
+    assert "No returns." in pages["/console/returns"].text and "Name an account" in pages["/console/statements"].text
     bad = await client.get("/console/pings?cursor=" + "x" * 100)
     assert bad.status_code == 422 and "cursor" in bad.text and bad.headers["content-type"].startswith("text/html")
     missing = await client.get("/console/pings/png_missing")

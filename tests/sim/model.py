@@ -75,6 +75,9 @@ class Model:
     checked_deliveries: int = 0
     posting_keys: dict[str, str] = field(default_factory=dict)
     platform_key: str = ""
+    buyer_keys: dict[str, str] = field(default_factory=dict)  # made when a buyer first opens a return
+    returns: list[str] = field(default_factory=list)  # returns opened (201)
+    payouts: dict[str, int] = field(default_factory=dict)  # reference -> the amount it paid
     counter: int = 0
 
     def next(self, prefix: str) -> str:

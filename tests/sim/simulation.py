@@ -20,7 +20,7 @@ import orjson
 from pingpost import faults
 from pingpost.clock import ManualClock
 from pingpost.db.store import Store, Tx
-from tests.sim import actions, invariants, operator_actions, platform_actions
+from tests.sim import actions, invariants, money_actions, operator_actions, platform_actions
 from tests.sim.actions import Action
 from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import CURRENT_ACTION, FaultInjector, FaultRates
@@ -321,7 +321,7 @@ class Simulation:
             answer = await self._admin("POST", "/v1/admin/campaigns", campaign)
             self.model.posting_keys[campaign["id"]] = answer["posting_key"]
         for contract in sc.contracts:
-            await self._admin("POST", "/v1/admin/contracts", contract.body)
+            await self._admin("POST", "/v1/admin/contracts", money_actions.with_policy(self.opts.seed, contract.body))
             self.model.caps[contract.id] = dict(contract.caps)
         platform = await self._admin("POST", "/v1/admin/api-keys", {"kind": "call_platform", "name": "sim"})
         self.model.platform_key = platform["key"]
@@ -345,8 +345,11 @@ class Simulation:
                 return ending
         if rng.random() < 0.2:
             kind = rng.choices(
-                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"], [4, 2, 2, 1, 2, 2, 1]
+                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile", "money"],
+                [4, 2, 2, 1, 2, 2, 1, 5],
             )[0]
+            if kind == "money":
+                return money_actions.choose(self)
             chosen: Action | None = None
             if kind == "leap":
                 chosen = operator_actions.leap(self)

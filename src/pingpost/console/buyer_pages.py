@@ -161,7 +161,7 @@ def parse_schedule(text: str) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class _FormState:
+class FormState:
     """What the contract page shows beside the contract: the answer's status, errors by field, the
     values as entered (after a refused edit) and a confirmation."""
 
@@ -172,7 +172,7 @@ class _FormState:
 
 
 async def _contract_page(
-    request: Request, session: ConsoleSession, ident: str, form: _FormState = _FormState()
+    request: Request, session: ConsoleSession, ident: str, form: FormState = FormState()
 ) -> Response:
     status, problems, entered, done = form.status, form.problems, form.entered, form.done
     svc = services(request)
@@ -215,7 +215,7 @@ async def contract(
     session: ConsoleSession = Depends(admin_session),
     done: str | None = Message(),
 ) -> Response:
-    return await _contract_page(request, session, ident, _FormState(done=done))
+    return await _contract_page(request, session, ident, FormState(done=done))
 
 
 FIELDS = {
@@ -265,7 +265,7 @@ async def edit_contract(
         await services(request).admin.patch("contract", ident, changes)
     except errors.ValidationFailed as exc:
         return await _contract_page(
-            request, session, ident, _FormState(status=422, problems=field_errors(exc, FIELDS), entered=entered)
+            request, session, ident, FormState(status=422, problems=field_errors(exc, FIELDS), entered=entered)
         )
     return back(f"/console/contracts/{ident}", done="Saved.")
 

@@ -1,7 +1,8 @@
 """The figures behind the console's overview and contract pages, each from an indexed read:
 pings, bids and wins from the report counters (per UTC day), pings per hour as ranges of the
-time-ordered primary key, sales from the sales table by time, closed days' sales totals stored
-once (docs/console.md)."""
+time-ordered primary key, sales from the sales table by time (revenue and payout net of approved
+returns), closed days' sales totals stored once and forgotten when a sale of theirs is reversed or
+returned (docs/console.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 from pingpost.db import console_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain.eligibility import local_minute
+from pingpost.domain.returns import BILLED
 from pingpost.reports.counters import utc_day
 
 DAY_MS = 86_400_000
@@ -30,11 +32,14 @@ def _empty() -> dict[str, int]:
 
 
 def _add_sales(target: dict[str, int], rows: list[Any]) -> None:
+    """Sales as the summary report counts them (reports/summary.py): a returned or partially returned
+    sale is still sold, its approved return taken off revenue and its clawback off payout, on the
+    sale's day; a reversed sale counts in `reversed` only."""
     for r in rows:
-        if r["status"] == "charged":
+        if r["status"] in BILLED:
             target["sales"] += int(r["n"])
-            target["revenue_cents"] += int(r["revenue"] or 0)
-            target["payout_cents"] += int(r["payout"] or 0)
+            target["revenue_cents"] += int(r["revenue"] or 0) - int(r["returned"] or 0)
+            target["payout_cents"] += int(r["payout"] or 0) - int(r["clawed_back"] or 0)
         elif r["status"] == "reversed":
             target["reversed"] += int(r["n"])
 

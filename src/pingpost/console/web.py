@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 from weakref import WeakKeyDictionary
 
+import pydantic
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -27,6 +28,7 @@ from pingpost.timefmt import parse_rfc3339
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 _SESSION = "pingpost.console_session"
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 class LoginRequired(Exception):
@@ -194,6 +196,16 @@ def field_errors(exc: errors.PingpostError, names: Mapping[str, str]) -> dict[st
         text = str(problem.get("message", "invalid"))
         found[field] = f"{found[field]}; {text}" if field in found else text
     return found
+
+
+def api_body(model: type[M], fields: Mapping[str, Any]) -> M:
+    """The API's body built from a form's values: its schema's first error as a 422 naming the field."""
+    try:
+        return model.model_validate(dict(fields))
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "form"
+        raise errors.ValidationFailed.one(field, str(first.get("msg", "invalid"))) from None
 
 
 # --- formatting ----------------------------------------------------------------------------------

@@ -76,26 +76,35 @@ async def count_ids(tx: Tx, table: str, *, low: str, high: str) -> int:
     return int(await tx.fetchval(f"SELECT COUNT(*) FROM {table} WHERE id >= :a AND id < :b", {"a": low, "b": high}))
 
 
+# Sums of sales with their approved returns (at most one a sale), from `sales s` joined to them.
+_SALE_SUMS = (
+    "CAST(SUM(s.price_cents) AS BIGINT) AS revenue, CAST(SUM(s.payout_cents) AS BIGINT) AS payout, "
+    "CAST(COALESCE(SUM(r.amount_cents), 0) AS BIGINT) AS returned, "
+    "CAST(COALESCE(SUM(r.clawback_cents), 0) AS BIGINT) AS clawed_back "
+    "FROM sales s LEFT JOIN returns r ON r.sale_id = s.id AND r.status = 'approved'"
+)
+
+
 async def sales_by_hour(tx: Tx, *, start: int, end: int, contract_id: str | None = None) -> list[Any]:
-    """(hour, status, n, revenue, payout) of the sales created in [start, end), hour as epoch hours."""
-    only = " AND contract_id = :c" if contract_id is not None else ""
+    """(hour, status, n, revenue, payout, returned, clawed_back) of the sales created in [start, end),
+    hour as epoch hours; a sale's approved return (at most one) counts with its sale."""
+    only = " AND s.contract_id = :c" if contract_id is not None else ""
     return list(
         await tx.fetch(
-            "SELECT created_at / 3600000 AS hour, status, COUNT(*) AS n, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
-            f"CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b{only} "
-            "GROUP BY created_at / 3600000, status",
+            "SELECT s.created_at / 3600000 AS hour, s.status, COUNT(*) AS n, "
+            f"{_SALE_SUMS} WHERE s.created_at >= :a AND s.created_at < :b{only} "
+            "GROUP BY s.created_at / 3600000, s.status",
             {"a": start, "b": end, "c": contract_id},
         )
     )
 
 
 async def sales_totals(tx: Tx, *, start: int, end: int) -> list[Any]:
-    """(status, n, revenue, payout) of the sales created in [start, end)."""
+    """(status, n, revenue, payout, returned, clawed_back) of the sales created in [start, end)."""
     return list(
         await tx.fetch(
-            "SELECT status, COUNT(*) AS n, CAST(SUM(price_cents) AS BIGINT) AS revenue, "
-            "CAST(SUM(payout_cents) AS BIGINT) AS payout FROM sales WHERE created_at >= :a AND created_at < :b "
-            "GROUP BY status",
+            f"SELECT s.status, COUNT(*) AS n, {_SALE_SUMS} WHERE s.created_at >= :a AND s.created_at < :b "
+            "GROUP BY s.status",
             {"a": start, "b": end},
         )
     )

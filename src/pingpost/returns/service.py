@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pingpost import errors
-from pingpost.db import admin_repo, events_repo, post_repo, returns_repo, sales_repo
+from pingpost.db import admin_repo, console_repo, events_repo, post_repo, returns_repo, sales_repo
 from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Store, Tx
 from pingpost.domain import returns as rules
 from pingpost.domain.money import clawback_cents, return_entries
 from pingpost.ids import new_id
+from pingpost.reports.counters import utc_day
 from pingpost.returns.schemas import ReturnIn
 from pingpost.timefmt import rfc3339
 
@@ -227,6 +228,8 @@ class ReturnService:
             ),
         )
         await returns_repo.approve(tx, return_id, clawback_cents=clawback, transaction_id=txn_id, note=note, now=now)
+        # the console's stored totals of the sale's day count revenue net of returns (docs/console.md)
+        await console_repo.forget_day_totals(tx, utc_day(int(sale["created_at"])))
         status = rules.status_after_return(amount_cents=amount, price_cents=price)
         await post_repo.set_sale_status(tx, sale["id"], status)
         await post_repo.update_waterfall(
