@@ -32,7 +32,7 @@ async def alpha_sales(api: Api, world: World, count: int) -> list[str]:
             token=world.posting_key,
             json={"ping_id": answer["ping_id"], "lead": {**LEAD, **person(60 + n)}, "consent": {"tcpa": True}},
         )
-        assert result["status"] == "sold" and result["sales"][0]["buyer"] == "alpha", result
+        assert result["status"] == "sold", result
         sales.append(result["sales"][0]["sale_id"])
     return sales
 
