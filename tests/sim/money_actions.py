@@ -28,7 +28,7 @@ def with_policy(seed: int, contract: dict[str, Any]) -> dict[str, Any]:
     if rng.random() < 0.15:
         return contract  # the default policy: no returns
     policy: dict[str, Any] = {
-        "window_days": rng.choice([1, 3, 7, 30]),
+        "window_days": rng.choice([1, 3, 7, 30, 30]),
         "reasons": REASONS,
         "auto_approve": rng.random() < 0.2,
         "partner_clawback": rng.random() < 0.8,
@@ -69,7 +69,8 @@ def open_return(sim: Simulation) -> Action:
         pool = charged if charged and pick < 0.85 else sales
         if not pool:
             return "no sale yet"
-        sale = pool[int(pick * len(pool)) % len(pool)]
+        newest = pool[-8:]  # most sales are past their window after a few leaps of the clock
+        sale = newest[int(pick * len(newest)) % len(newest)]
         price = int(sale["price_cents"])
         body: dict[str, Any] = {"reason": "made_up" if kind == "bad_reason" else reason}
         if kind == "partial" and price > 1:

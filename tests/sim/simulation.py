@@ -346,7 +346,7 @@ class Simulation:
         if rng.random() < 0.2:
             kind = rng.choices(
                 ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile", "money"],
-                [4, 2, 2, 1, 2, 2, 1, 5],
+                [4, 2, 2, 1, 2, 2, 1, 12],
             )[0]
             if kind == "money":
                 return money_actions.choose(self)
