@@ -258,6 +258,36 @@ def test_a_post_without_the_csrf_token_is_refused(context: BrowserContext, live:
     assert live.get("/v1/admin/buyers/alpha")["balance_cents"] == before
 
 
+def test_a_buyer_returns_a_sale_an_operator_approves_it_and_the_statement_shows_it(
+    context: BrowserContext, browser: Browser, live: Live
+) -> None:
+    assert live.admin.patch("/v1/admin/contracts/alpha-fixed", json={"return_policy": {"window_days": 7}}).is_success
+    assert live.admin.patch("/v1/admin/contracts/bravo-rtb", json={"status": "paused"}).is_success
+    try:
+        _, sale_id = live.sold()  # alpha's $50 sale
+    finally:
+        assert live.admin.patch("/v1/admin/contracts/bravo-rtb", json={"status": "active"}).is_success
+    buyer = signed_in(context, live.buyer_key)
+    buyer.goto("/console/buyer/sales")
+    buyer.locator(f"#sale-{sale_id}").get_by_role("link", name="Open a return").click()
+    buyer.fill("#amount", "20")
+    buyer.select_option("#reason", "duplicate")
+    buyer.get_by_role("button", name="Open the return").click()
+    expect(buyer.get_by_role("status")).to_contain_text("opened for $20.00: pending")
+    return_id = live.get(f"/v1/admin/returns?sale={sale_id}")["items"][0]["id"]
+    operators = browser.new_context(base_url=live.base)
+    try:
+        admin = signed_in(operators, ADMIN_TOKEN)
+        admin.goto("/console/returns?status=pending")
+        admin.locator(f"#return-{return_id}").get_by_role("button", name="Approve").click()
+        expect(admin.get_by_role("status")).to_contain_text("approved: the buyer is refunded $20.00")
+    finally:
+        operators.close()
+    assert live.get(f"/v1/admin/sales/{sale_id}")["status"] == "partially_returned"
+    buyer.goto("/console/buyer/statement")
+    expect(buyer.locator("#statement-lines tr", has_text="return")).to_contain_text("$20.00")
+
+
 def test_no_page_shows_personal_data(context: BrowserContext, live: Live) -> None:
     ping_id, _ = live.sold()
     page = signed_in(context, ADMIN_TOKEN)
