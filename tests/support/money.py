@@ -145,30 +145,37 @@ async def refund_invariants(store: Store) -> dict[str, str]:
     status (for a model to compare). For the state machine and the simulator alike."""
 
     async def unit(tx: Tx) -> dict[str, str]:
+        # Four grouped reads, not three per sale: the simulator runs this after every step.
+        refunded_of = {
+            str(r["sale_id"]): int(r["refunded"])
+            for r in await tx.fetch(
+                "SELECT t.sale_id, CAST(SUM(e.amount_cents) AS BIGINT) AS refunded FROM ledger_transactions t "
+                "JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.kind IN ('return', 'reversal') "
+                "AND e.account LIKE 'buyer:%' AND t.sale_id IS NOT NULL GROUP BY t.sale_id"
+            )
+        }
+        approved_of = {
+            str(r["sale_id"]): int(r["n"])
+            for r in await tx.fetch(
+                "SELECT sale_id, COUNT(*) AS n FROM returns WHERE status = 'approved' GROUP BY sale_id"
+            )
+        }
+        returned_of = {
+            str(r["sale_id"]): int(r["n"])
+            for r in await tx.fetch(
+                "SELECT sale_id, COUNT(*) AS n FROM ledger_transactions WHERE kind = 'return' "
+                "AND sale_id IS NOT NULL GROUP BY sale_id"
+            )
+        }
         statuses = {}
         for sale in await tx.fetch("SELECT id, price_cents, status FROM sales"):
-            refunded = int(
-                await tx.fetchval(
-                    "SELECT CAST(COALESCE(SUM(e.amount_cents), 0) AS BIGINT) FROM ledger_entries e "
-                    "JOIN ledger_transactions t ON t.id = e.transaction_id WHERE t.sale_id = :s "
-                    "AND t.kind IN ('return', 'reversal') AND e.account LIKE 'buyer:%'",
-                    {"s": sale["id"]},
-                )
-            )
+            ident = str(sale["id"])
+            refunded = refunded_of.get(ident, 0)
             price, status = int(sale["price_cents"]), str(sale["status"])
-            assert 0 <= refunded <= price and REFUNDED[status](refunded, price), (sale["id"], status, refunded)
-            approved = int(
-                await tx.fetchval(
-                    "SELECT COUNT(*) FROM returns WHERE sale_id = :s AND status = 'approved'", {"s": sale["id"]}
-                )
-            )
-            returned = int(
-                await tx.fetchval(
-                    "SELECT COUNT(*) FROM ledger_transactions WHERE sale_id = :s AND kind = 'return'", {"s": sale["id"]}
-                )
-            )
-            assert approved <= 1 and returned == approved, (sale["id"], approved, returned)
-            statuses[str(sale["id"])] = status
+            assert 0 <= refunded <= price and REFUNDED[status](refunded, price), (ident, status, refunded)
+            approved, returned = approved_of.get(ident, 0), returned_of.get(ident, 0)
+            assert approved <= 1 and returned == approved, (ident, approved, returned)
+            statuses[ident] = status
         return statuses
 
     return await store.read(unit)
