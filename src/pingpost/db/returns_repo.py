@@ -8,9 +8,10 @@ from typing import Any
 
 import orjson
 
+from pingpost.db.paging_repo import Listing, newest_first
 from pingpost.db.store import Tx
 
-_FILTERS = frozenset({"status", "buyer_id", "partner_id", "contract_id", "sale_id"})
+_RETURNS = Listing("returns", frozenset({"status", "buyer_id", "partner_id", "contract_id", "sale_id"}))
 _COLUMNS = (
     "id",
     "sale_id",
@@ -110,19 +111,4 @@ async def page(
     tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: int | None, cursor: str | None, limit: int
 ) -> list[Any]:
     """Returns newest first after `cursor` (a return id); filters are column equalities from a fixed list."""
-    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
-    params: dict[str, Any] = {"cursor": cursor, "lim": limit}
-    for column, value in filters.items():
-        if column not in _FILTERS:
-            raise ValueError(f"not a return filter: {column}")
-        where.append(f"{column} = :{column}")
-        params[column] = value
-    if start is not None:
-        where.append("created_at >= :start")
-        params["start"] = start
-    if end is not None:
-        where.append("created_at < :end")
-        params["end"] = end
-    return list(
-        await tx.fetch(f"SELECT * FROM returns WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params)
-    )
+    return await newest_first(tx, _RETURNS, filters=filters, during=(start, end), cursor=cursor, limit=limit)

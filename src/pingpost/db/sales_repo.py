@@ -5,29 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pingpost.db.paging_repo import Listing, newest_first
 from pingpost.db.store import Tx
 
-_SALE_FILTERS = frozenset({"offer_id", "campaign_id", "partner_id", "buyer_id", "status"})
+_SALES = Listing("sales", frozenset({"offer_id", "campaign_id", "partner_id", "buyer_id", "status"}))
 
 
 async def page_sales(
     tx: Tx, *, filters: Mapping[str, Any], start: int | None, end: int | None, cursor: str | None, limit: int
 ) -> list[Any]:
     """Sales newest first after `cursor`; filters are column equalities from a fixed list."""
-    where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
-    params: dict[str, Any] = {"cursor": cursor, "lim": limit}
-    for column, value in filters.items():
-        if column not in _SALE_FILTERS:
-            raise ValueError(f"not a sale filter: {column}")
-        where.append(f"{column} = :{column}")
-        params[column] = value
-    if start is not None:
-        where.append("created_at >= :start")
-        params["start"] = start
-    if end is not None:
-        where.append("created_at < :end")
-        params["end"] = end
-    return list(await tx.fetch(f"SELECT * FROM sales WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :lim", params))
+    return await newest_first(tx, _SALES, filters=filters, during=(start, end), cursor=cursor, limit=limit)
 
 
 async def sale(tx: Tx, sale_id: str, *, lock: bool = False) -> Any:
