@@ -14,7 +14,7 @@ from pingpost.domain.statements import DAY_MS, day_of
 from pingpost.ids import now_ms
 from tests.conftest import ADMIN_TOKEN, Api
 from tests.console.conftest import Clients
-from tests.support.console import LEAD, World, build_world, person, sign_in, without_pii
+from tests.support.console import LEAD, World, build_world, csrf_of, person, sign_in, without_pii
 
 POLICY = {"window_days": 7, "reasons": ["disconnected", "duplicate"]}
 
@@ -163,7 +163,6 @@ async def test_statements_and_payouts(console_app: tuple[Api, Clients], store: S
     assert "buyer:alpha" in mine and "-$50.00" in mine  # the sale's charge
     for path in ("/console/statements?account=buyer:bravo", "/console/statements.csv?account=buyer:bravo"):
         assert (await buyer.get(path)).status_code == 403, path
-
     # the overview's stored totals of a closed day are forgotten when a sale of that day is returned
     later = now_ms() + 3 * figures.DAY_MS
     day = day_of(now_ms() // DAY_MS)
@@ -177,3 +176,17 @@ async def test_statements_and_payouts(console_app: tuple[Api, Clients], store: S
         "$0.00" in (await admin.get("/console")).text
         and "net of approved returns" in (await admin.get("/console")).text
     )
+    await api.ok("PATCH", "/v1/admin/contracts/bravo-rtb", json={"status": "active"})
+    answer = await api.ok("POST", "/v1/ping", token=world.posting_key, json={"lead": LEAD})
+    await api.ok(
+        "POST",
+        "/v1/post",
+        token=world.posting_key,
+        json={"ping_id": answer["ping_id"], "lead": {**LEAD, **person(90)}, "consent": {"tcpa": True}},
+    )
+    (bravo_sale,) = (await api.ok("GET", "/v1/admin/sales?buyer=bravo"))["items"]
+    other = f"/console/buyer/sales/{bravo_sale['sale_id']}/return"  # another buyer's: as if it did not exist
+    assert (await buyer.get(other)).status_code == 404
+    buyer_csrf = csrf_of((await buyer.get("/console/buyer")).text)
+    assert (await buyer.post(other, data={"reason": "duplicate", "csrf": buyer_csrf})).status_code == 404
+    assert (await api.ok("GET", "/v1/admin/returns?buyer=bravo"))["items"] == []
