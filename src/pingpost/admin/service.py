@@ -115,6 +115,8 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
     problems: list[dict[str, str]] = []
     for i, flt in enumerate(body.get("filters") or []):
         spec = fields.get(flt["field"])
+        if spec is None and flt["field"] == "source":
+            continue  # the ping's source (docs/protocol.md, Traffic controls)
         if spec is None:
             problems.append(
                 {

@@ -22,18 +22,20 @@ import structlog
 
 from pingpost import errors
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder
+from pingpost.auction.duplicates import duplicate_answer, duplicate_key
 from pingpost.auction.rtb import contract_timeout_ms
 from pingpost.auction.schemas import BidOut, PingIn, PingOut
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.db import auction_repo as repo
+from pingpost.db import traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Line, Terms, is_voice
-from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract
+from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Offer, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.ids import new_id, now_ms
 from pingpost.metrics import PING_SECONDS, PINGS
@@ -126,6 +128,11 @@ class AuctionService:
         `optimistic`: see `_decide` (a ping whose optimistic write met contention runs again without)."""
         started = time.perf_counter()
         auction = self._start(snap, campaign, body, finalize)
+        if auction.ping.dup_key is not None:
+            duplicate = await self._duplicate(auction.ping)
+            if duplicate is not None:
+                self._observe(auction.ping, duplicate, started)
+                return duplicate
         try:
             if is_voice(body.channel) or any(line.contract.rtb for line in auction.open_lines):
                 answer = await self._ping_with_bids(auction)
@@ -156,6 +163,7 @@ class AuctionService:
         """The ping's offer, channel and lead checked, one line per contract of the offer, and the checks
         that need no state run."""
         offer = snap.offers[campaign.offer_id]
+        check_source(campaign, body.source)
         if offer.mode != "ping_post":
             raise errors.Unprocessable(
                 "this offer takes direct posts, not pings",
@@ -188,7 +196,11 @@ class AuctionService:
             finalize=finalize,
             rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s,
         )
-        keys = rules.pre_state_checks(snap, lines, lead, body.channel, now)
+        if campaign.duplicate_ping_window_s and not body.test:
+            ping.dup_key = duplicate_key(
+                self.secret, campaign, lead=lead, channel=body.channel, source=body.source, consumer=ping.consumer
+            )
+        keys = rules.pre_state_checks(snap, lines, with_source(lead, body.source), body.channel, now)
         open_lines = rules.open_lines(lines)
         terms = Terms(
             offer=offer,
@@ -222,6 +234,8 @@ class AuctionService:
                 lead=ping.lead,
                 test=body.test,
                 consumer=plain_hashes,
+                source=body.source,
+                subs=body.subs.given() if body.subs else None,
             ),
             offer,
         )
@@ -265,11 +279,27 @@ class AuctionService:
 
         return await self.store.write(read_decide_write, batch_cache=True, durable=False)
 
+    async def _duplicate(self, ping: _Ping) -> PingOut | None:
+        """A duplicate of an earlier ping of the campaign within its window: that ping's answer (or
+        `no_bids`, reason `duplicate_ping`), with no auction and no reservation; None otherwise."""
+        assert ping.dup_key is not None
+        dup_key, since = ping.dup_key, ping.received - ping.campaign.duplicate_ping_window_s * 1000
+        earlier = await self.store.read(lambda tx: traffic_repo.earlier_ping(tx, dup_key=dup_key, since=since))
+        if earlier is None:
+            return None
+        answer = duplicate_answer(earlier, now=now_ms())
+        finalize = ping.finalize
+        if finalize is not None:  # the Idempotency-Key's answer
+            await self.store.write(lambda tx: finalize(tx, answer))
+        return answer
+
     def _observe(self, ping: _Ping, answer: PingOut, started: float) -> None:
         """Report counters (real pings), the log line and the metrics of a decided ping."""
         offer, campaign, body = ping.offer, ping.campaign, ping.body
         if self.counters is not None and not body.test:
-            self.count(ping.received, campaign, ping.lines)
+            duplicate = answer.duplicate_of is not None
+            lines = [] if duplicate else ping.lines
+            self.count(ping.received, campaign, lines, source=body.source, duplicate=duplicate)
         log.info(
             "ping_decided",
             ping_id=answer.ping_id,
@@ -283,7 +313,9 @@ class AuctionService:
         PINGS.labels(offer.id, answer.status).inc()
         PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
 
-    def count(self, at_ms: int, campaign: Campaign, lines: list[Line]) -> None:
+    def count(
+        self, at_ms: int, campaign: Campaign, lines: list[Line], *, source: str | None = None, duplicate: bool = False
+    ) -> None:
         """Report counters: the ping, and per contract whether it was evaluated, bid and won."""
         if self.counters is not None:
             won = Outcome.WON.value
@@ -296,6 +328,8 @@ class AuctionService:
                     (line.contract.id, line.contract.buyer_id, line.source is not None, line.outcome == won)
                     for line in lines
                 ],
+                source=source,
+                duplicate=duplicate,
             )
 
     async def read_state(self, lines: list[Line], consumer: dict[str, str], now: int) -> AuctionState:
@@ -421,6 +455,9 @@ class AuctionService:
                 "consumer": orjson.dumps(ping.consumer).decode(),
                 "bids": orjson.dumps(bids).decode(),
                 "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
+                "source": body.source,
+                "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
+                "dup_key": ping.dup_key,
             },
         )
         answer = PingOut(
@@ -464,7 +501,12 @@ class AuctionService:
         for role, chosen in (("winner", winners), ("standby", standbys)):
             for choice in chosen:
                 line = by_id[choice.candidate.contract_id]
-                payout = payout_cents(ping.campaign.payout, choice.price_cents)
+                payout = bid_payout_cents(
+                    ping.campaign.payout,
+                    choice.price_cents,
+                    contract_id=line.contract.id,
+                    buyer_id=line.contract.buyer_id,
+                )
                 transfer = ((line.bid.transfer if line.bid else None) or line.contract.transfer) if calls else None
                 bids.append(
                     {
@@ -508,6 +550,7 @@ class _Ping:
     lines: list[Line]
     finalize: Callable[[Tx, PingOut], Awaitable[None]] | None
     rate_limit: int
+    dup_key: str | None = None  # with the campaign's duplicate-ping window
 
 
 @dataclass(slots=True)
@@ -534,6 +577,16 @@ class _Auction:
                 details={"limit_per_s": ping.rate_limit},
             )
         rules.state_checks(self.open_lines, state, period_keys, ping.body.channel, ping.received)
+
+
+def check_source(campaign: Campaign, source: str | None) -> None:
+    """A campaign's `sources` allow and block lists (403 `source_blocked`)."""
+    if not campaign.source_allowed(source):
+        raise errors.Forbidden(
+            "this campaign does not take pings from this source",
+            code="source_blocked",
+            details={"source": source},
+        )
 
 
 def _state_query(

@@ -509,10 +509,12 @@ async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:
     await tx.execute(
         "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
-        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall) VALUES "
+        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, source, subs, "
+        "dup_key) VALUES "
         "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
-        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall)",
-        row,
+        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall, :source, "
+        ":subs, :dup_key)",
+        {"source": None, "subs": None, "dup_key": None, **row},
     )
 
 

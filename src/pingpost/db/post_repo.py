@@ -292,7 +292,7 @@ async def page_pings(  # noqa: PLR0913 - the filters of the ping list
     where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
     params: dict[str, Any] = {"cursor": cursor, "lim": limit}
     for column, value in filters.items():
-        if column not in ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id"):
+        if column not in ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id", "source"):
             raise ValueError(f"not a ping filter: {column}")
         where.append(f"{column} = :{column}")
         params[column] = value

@@ -15,17 +15,17 @@ from typing import Any
 import orjson
 
 from pingpost import errors
-from pingpost.auction.service import AuctionService
+from pingpost.auction.service import AuctionService, check_source
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
 from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
 from pingpost.domain import auction as rules
 from pingpost.domain.auction import Line, Terms
-from pingpost.domain.eligibility import local_minute
+from pingpost.domain.eligibility import local_minute, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome, PostOutcome
 from pingpost.ids import new_id, now_ms
 
@@ -42,6 +42,7 @@ class DirectPostService:
         self, *, snap: Snapshot, campaign: Campaign, body: DirectPostIn, on_ping_created: PingCreated | None = None
     ) -> PostOut:
         offer = snap.offers[campaign.offer_id]
+        check_source(campaign, body.source)
         if offer.mode != "direct_post":
             raise errors.Unprocessable(
                 "this offer takes pings, not direct posts",
@@ -62,7 +63,7 @@ class DirectPostService:
         received = now_ms()
         ping_id = new_id("png")
         rows = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
-        keys = rules.pre_state_checks(snap, rows, lead, "form", received)
+        keys = rules.pre_state_checks(snap, rows, with_source(lead, body.source), "form", received)
         open_rows = rules.open_lines(rows)
         state = await self.auction.read_state(open_rows, keyed, received)
         rules.state_checks(open_rows, state, keys, "form", received)
@@ -79,6 +80,8 @@ class DirectPostService:
             "partner_id": campaign.partner_id,
             "channel": "form",
             "test": int(body.test),
+            "source": body.source,
+            "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
         }
 
         async def create(tx: Tx) -> None:
@@ -160,7 +163,7 @@ class DirectPostService:
             won = {r.contract.id for r in candidates if r.bid_id}
             for row in rows:
                 row.outcome = Outcome.WON.value if row.contract.id in won else row.outcome
-            self.auction.count(received, campaign, rows)
+            self.auction.count(received, campaign, rows, source=body.source)
         return PostOut(
             ping_id=ping_id,
             status=status,
@@ -185,7 +188,7 @@ class DirectPostService:
             "contract_id": c.id,
             "buyer_id": c.buyer_id,
             "price_cents": price,
-            "payout_cents": payout_cents(payout, price),
+            "payout_cents": bid_payout_cents(payout, price, contract_id=c.id, buyer_id=c.buyer_id),
             "sale_type": "exclusive",
             "source": "fixed",
             "bid_ref": None,

@@ -25,7 +25,7 @@ from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
-from pingpost.domain.eligibility import first_failing_filter
+from pingpost.domain.eligibility import first_failing_filter, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
@@ -95,6 +95,10 @@ def delivery_payload(
             test=_form_value(bool(ping["test"])),
         )
         form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
+        source, subs = ping_source(ping)
+        if source is not None:
+            form["source"] = source
+        form.update(subs)
         return None, form
     body = {
         "ping_id": ping["id"],
@@ -107,7 +111,21 @@ def delivery_payload(
         "test": bool(ping["test"]),
         **static,
     }
+    source, subs = ping_source(ping)
+    if source is not None:
+        body["source"] = source
+    if subs:
+        body["subs"] = subs
     return body, None
+
+
+def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
+    """The ping's `source` and `subs` (a stored row, or the direct post's record)."""
+    keys = ping.keys()
+    source = ping["source"] if "source" in keys else None
+    raw = ping["subs"] if "subs" in keys else None
+    subs: dict[str, str] = (orjson.loads(raw) if isinstance(raw, str) else raw) or {}
+    return source, subs
 
 
 def _form_value(value: Any) -> str:
@@ -138,6 +156,10 @@ class PostService:
         offer = snap.offers[ping["offer_id"]]
         vertical = snap.verticals[offer.vertical_id]
         lead = self.validate_lead(vertical, ping, body.lead)
+        if body.source != ping["source"]:
+            raise errors.Unprocessable(
+                "the post changes the source the ping sent", code="lead_mismatch", details={"fields": ["source"]}
+            )
         hashes = consumer_hashes(vertical, lead)
         keyed = {name: self.secret.keyed(value) for name, value in hashes.items()}
         stored = orjson.loads(ping["consumer"])
@@ -229,7 +251,7 @@ class PostService:
         updates: dict[str, dict[str, Any]] = {}
         for bid in winners:
             contract = snap.contracts[bid["contract_id"]]
-            outcome, detail = self._recheck(contract, bid, post.chosen, lead, consent)
+            outcome, detail = self._recheck(contract, bid, post.chosen, with_source(lead, ping["source"]), consent)
             if (
                 outcome is None
                 and not test

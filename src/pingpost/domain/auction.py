@@ -5,8 +5,8 @@ A ping's lines (one per contract of the offer) go through, in the order of docs/
 2. `pre_state_checks`: schedule, filters, the RTB contract's required fields;
 3. `state_checks` against what was read: dedup, caps, live calls, funds;
 4. the bids (fixed prices, or RTB answers the service collected), then `price_checks`: the bid's
-   own outcome, minimum bid, then at each price that could be charged floor, funds, margin,
-   partner minimum and a call's transfer (`check_prices`);
+   own outcome, minimum bid, then at each price that could be charged floor, funds, margin (negative,
+   then under the offer's minimum), partner minimum and a call's transfer (`check_prices`);
 5. `static_fallback` when nothing is left;
 6. distribution (`domain/distribution.py`) picks the winners; `settle_lines` writes `won`,
    `standby`, `lost_to_higher_bid`, `not_selected` and the races lost while reserving.
@@ -31,7 +31,7 @@ from pingpost.domain.eligibility import (
     local_minute,
 )
 from pingpost.domain.model import BidResult, Contract, Offer, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.money import payout_cents, payout_rule
 from pingpost.domain.outcomes import Outcome
 
 RTB_FAILURES = (Outcome.BID_TIMEOUT, Outcome.BID_ERROR, Outcome.BID_INVALID)
@@ -231,8 +231,13 @@ def check_prices(
         if min_bid_cents is not None and price is not None and 0 < price < min_bid_cents:
             failure = (Outcome.BELOW_MIN_BID, None)
         else:
+            c = line.contract
             failure = price_failure(
-                price, offer=terms.offer, funds=funds, payout=terms.payout, min_payout=terms.min_payout
+                price,
+                offer=terms.offer,
+                funds=funds,
+                payout=payout_rule(terms.payout, contract_id=c.id, buyer_id=c.buyer_id),
+                min_payout=terms.min_payout,
             )
         if (
             failure is None
@@ -319,6 +324,8 @@ def price_failure(
     paid = payout_cents(payout, price)
     if paid > price:
         return Outcome.NEGATIVE_MARGIN, None
+    if price - paid < offer.min_margin_cents:
+        return Outcome.BELOW_MIN_MARGIN, None
     if paid < min_payout:
         return Outcome.BELOW_PARTNER_MINIMUM, None
     return None
@@ -346,6 +353,7 @@ def plan_for(offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key
                 line.contract.weight,
                 line.shared_cents,
                 line.exclusive_cents,
+                line.contract.rank_factor_pct,
             )
             for line in candidates
         ],
@@ -400,7 +408,12 @@ def direct_post_order(lines: Sequence[Line]) -> list[Line]:
     """The candidates in the order a direct post tries them: best exclusive price, then priority, then
     id. Each starts as `lost_to_higher_bid` until an attempt reserves it."""
     candidates = sorted(
-        open_lines(lines), key=lambda line: (-(line.exclusive_cents or 0), line.contract.priority, line.contract.id)
+        open_lines(lines),
+        key=lambda line: (
+            -(line.exclusive_cents or 0) * line.contract.rank_factor_pct,  # ranking only (docs/protocol.md)
+            line.contract.priority,
+            line.contract.id,
+        ),
     )
     for line in candidates:
         line.outcome = Outcome.LOST_TO_HIGHER_BID.value

@@ -196,3 +196,9 @@ def is_duplicate(contract: Contract, last_sold_ms: int | None, now_ms: int) -> b
     if contract.dedup_days == 0 or last_sold_ms is None:
         return False
     return now_ms - last_sold_ms < contract.dedup_days * 86_400_000
+
+
+def with_source(lead: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """The lead as contract filters see it: its fields plus the ping's `source` (docs/protocol.md,
+    Traffic controls)."""
+    return {**lead, "source": source} if source is not None else lead

@@ -1,0 +1,178 @@
+"""Traffic controls through HTTP (SPEC 15): sources and subs, payout rules and margins, ranking factor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pingpost.db.store import Store
+from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, ping, waterfall
+from tests.api.test_post import FULL, post
+from tests.conftest import Api, Sandbox
+
+SUBS = {"sub1": "banner-7", "sub3": "x" * 128}
+
+
+async def test_source_and_subs_travel_from_ping_to_buyers_and_reports(api: Api, sandbox: Sandbox) -> None:
+    await base_setup(api, rule="multisell")
+    key = await campaign(api)
+    await buyer(api, "buyer-a", deposit=100_000)
+    await buyer(api, "buyer-r", deposit=100_000)
+    await contract(api, "fixed-a", "buyer-a", 5000, delivery={"url": sandbox.deliver("a")})
+    await contract(api, "rtb-r", "buyer-r", None, rtb={"url": sandbox.bid("r", "fixed")})
+    await contract(api, "only-fb", "buyer-r", 9000, filters=[{"field": "source", "op": "eq", "value": "fb.ads"}])
+    answer = await ping(api, key, source="google:cpc-1", subs=SUBS)
+    [rtb_request] = await sandbox.received("r")
+    assert rtb_request["body"]["source"] == "google:cpc-1" and rtb_request["body"]["subs"] == SUBS
+    wf = await waterfall(api, answer["ping_id"])
+    assert (wf["only-fb"]["outcome"], wf["only-fb"]["detail"]) == ("filter_mismatch", "source")
+    assert wf["fixed-a"]["source"] == "fixed"  # the waterfall's `source` keeps its meaning
+    record = await api.ok("GET", f"/v1/admin/pings/{answer['ping_id']}")
+    assert record["source"] == "google:cpc-1" and record["subs"] == SUBS
+    listed = await api.ok("GET", "/v1/admin/pings", params={"source": "google:cpc-1"})
+    assert [p["ping_id"] for p in listed["items"]] == [answer["ping_id"]]
+    assert (await api.ok("GET", "/v1/admin/pings", params={"source": "other"}))["items"] == []
+    # the post must carry the ping's source unchanged
+    bad = await post(api, key, answer["ping_id"], status=422, source="google:cpc-2")
+    assert bad["error"]["code"] == "lead_mismatch" and bad["error"]["details"]["fields"] == ["source"]
+    assert (await post(api, key, answer["ping_id"], status=422))["error"]["code"] == "lead_mismatch"
+    sold = await post(api, key, answer["ping_id"], source="google:cpc-1")
+    assert sold["status"] == "sold"
+    [delivered] = await sandbox.received("a")
+    assert delivered["body"]["source"] == "google:cpc-1" and delivered["body"]["subs"] == SUBS
+    fb = await ping(api, key, source="fb.ads")
+    assert (await waterfall(api, fb["ping_id"]))["only-fb"]["outcome"] == "won"
+    rows = (await api.ok("GET", "/v1/admin/reports/summary", params={"group_by": "source"}))["rows"]
+    by_source = {r["source"]: r for r in rows}
+    assert by_source["google:cpc-1"]["pings"] == 1 and by_source["google:cpc-1"]["sales"] == 1
+    assert by_source["fb.ads"]["pings"] == 1 and by_source["fb.ads"]["wins"] >= 1
+
+
+async def test_source_validation_and_campaign_lists(api: Api) -> None:
+    await base_setup(api)
+    key = await campaign(api)
+    await buyer(api, "buyer-a", deposit=100_000)
+    await contract(api, "ctr-a", "buyer-a", 5000)
+    for bad in ("", "x" * 65, "has space", "é", "a/b"):
+        err = await ping(api, key, status=422, source=bad)
+        assert err["error"]["code"] == "validation_error"
+    assert (await ping(api, key, status=422, subs={"sub6": "x"}))["error"]["code"] == "validation_error"
+    assert (await ping(api, key, status=422, subs={"sub1": "x" * 129}))["error"]["code"] == "validation_error"
+    await api.ok("PATCH", "/v1/admin/campaigns/acme-med", json={"sources": {"allow": None, "block": ["bad.src"]}})
+    refused = await ping(api, key, status=403, source="bad.src")
+    assert refused["error"]["code"] == "source_blocked"
+    assert (await ping(api, key, source="ok.src"))["status"] == "bids"
+    assert (await ping(api, key))["status"] == "bids"  # no source, no allow list
+    await api.ok("PATCH", "/v1/admin/campaigns/acme-med", json={"sources": {"allow": ["a1", "a2"], "block": ["a2"]}})
+    assert (await ping(api, key, source="a1"))["status"] == "bids"
+    for refused_source in ("a2", "ok.src", None):
+        extra: dict[str, Any] = {"source": refused_source} if refused_source else {}
+        assert (await ping(api, key, status=403, **extra))["error"]["code"] == "source_blocked"
+    pings = await api.ok("GET", "/v1/admin/pings")
+    assert len(pings["items"]) == 3  # refused pings store nothing
+
+
+async def payout_setup(api: Api, payout: dict[str, Any], **offer: Any) -> str:
+    await base_setup(api, **offer)
+    key = await campaign(api, payout=payout)
+    for name in ("a", "b"):
+        await buyer(api, f"buyer-{name}", deposit=100_000)
+    return key
+
+
+async def test_margin_payouts_round_down_and_overrides_first_match(api: Api) -> None:
+    payout = {
+        "type": "margin_percent",
+        "percent": "12.5",
+        "overrides": [
+            {"contract": "ctr-b2", "payout": {"type": "fixed", "amount_cents": 100}},
+            {"buyer": "buyer-b", "payout": {"type": "margin", "amount_cents": 1500}},
+            {"contract": "ctr-b", "payout": {"type": "fixed", "amount_cents": 1}},  # never reached
+        ],
+    }
+    key = await payout_setup(api, payout, rule="multisell")
+    await contract(api, "ctr-a", "buyer-a", 8001)
+    await contract(api, "ctr-b", "buyer-b", 5000)
+    answer = await ping(api, key)
+    payouts = sorted(b["payout_cents"] for b in answer["bids"])
+    # a: 8001 * 87.5% = 7000.875 -> 7000; b: 5000 - 1500 = 3500 (its buyer's override)
+    assert payouts == [3500, 7000]
+    await api.ok("PATCH", "/v1/admin/contracts/ctr-b", json={"price_cents": 1000})
+    answer = await ping(api, key)
+    assert sorted(b["payout_cents"] for b in answer["bids"]) == [0, 7000]  # margin payout is at least 0
+    for bad in ({"type": "margin_percent", "percent": "12.345"}, {"type": "margin", "amount_cents": -1}):
+        err = await api.ok("PATCH", "/v1/admin/campaigns/acme-med", 422, json={"payout": bad})
+        assert err["error"]["code"] == "validation_error"
+    both = {"type": "fixed", "amount_cents": 1, "overrides": [{"buyer": "x", "contract": "y", "payout": payout}]}
+    assert (await api.ok("PATCH", "/v1/admin/campaigns/acme-med", 422, json={"payout": both}))["error"]
+
+
+async def test_min_margin_after_negative_margin(api: Api) -> None:
+    key = await payout_setup(api, {"type": "fixed", "amount_cents": 4000}, rule="multisell", min_margin_cents=500)
+    await contract(api, "negative", "buyer-a", 3999)
+    await contract(api, "thin", "buyer-b", 4499)
+    await buyer(api, "buyer-c", deposit=100_000)
+    await contract(api, "enough", "buyer-c", 4500)
+    answer = await ping(api, key)
+    wf = await waterfall(api, answer["ping_id"])
+    assert wf["negative"]["outcome"] == "negative_margin"
+    assert wf["thin"]["outcome"] == "below_min_margin" and wf["thin"]["bid_cents"] == 4499
+    assert wf["enough"]["outcome"] == "won"
+
+
+async def test_rank_factor_ranks_but_never_changes_the_charge(api: Api, sandbox: Sandbox) -> None:
+    key = await payout_setup(api, {"type": "revshare", "percent": 50})
+    await contract(api, "high", "buyer-a", 6000, delivery={"url": sandbox.deliver("a")})
+    await contract(api, "boosted", "buyer-b", 5000, rank_factor_pct=130, delivery={"url": sandbox.deliver("b")})
+    answer = await ping(api, key)
+    wf = await waterfall(api, answer["ping_id"])
+    assert wf["boosted"]["outcome"] == "won" and wf["boosted"]["bid_cents"] == 5000
+    assert wf["high"]["outcome"] == "lost_to_higher_bid"
+    assert [b["payout_cents"] for b in answer["bids"]] == [2500]
+    sold = await post(api, key, answer["ping_id"], FULL)
+    assert sold["status"] == "sold"
+    [got] = await sandbox.received("b")
+    assert got["body"]["price_cents"] == 5000
+    b = await api.ok("GET", "/v1/admin/buyers/buyer-b")
+    assert b["balance_cents"] == 100_000 - 5000
+    for bad in (0, 201):
+        await api.ok("PATCH", "/v1/admin/contracts/high", 422, json={"rank_factor_pct": bad})
+    assert LEAD
+
+
+async def test_duplicate_pings_answer_the_earlier_answer_without_an_auction(api: Api, store: Store) -> None:
+    await base_setup(api, ping_ttl_s=1)
+    key = await campaign(api)
+    await buyer(api, "buyer-a", deposit=100_000)
+    await contract(api, "ctr-a", "buyer-a", 5000)
+    consumer = {"phone_sha256": "a" * 64}
+    first = await ping(api, key, consumer=consumer, source="s1")
+    assert first.get("duplicate_of") is None
+    # window 0 (the default): the same ping runs its own auction
+    second = await ping(api, key, consumer=consumer, source="s1")
+    assert second["ping_id"] != first["ping_id"]
+    await api.ok("PATCH", "/v1/admin/campaigns/acme-med", json={"duplicate_ping_window_s": 600})
+    original = await ping(api, key, consumer=consumer, source="s1")
+    again = await ping(api, key, consumer=consumer, source="s1")
+    assert again["duplicate_of"] == original["ping_id"] == again["ping_id"]
+    assert again["bids"] == original["bids"] and again["status"] == "bids"
+    # a different source, lead, channel or consumer is another ping
+    for extra in ({"source": "s2"}, {"consumer": {"phone_sha256": "b" * 64}, "source": "s1"}):
+        other = await ping(api, key, **({"consumer": consumer} | extra))
+        assert other.get("duplicate_of") is None
+    other = await ping(api, key, {**LEAD, "age": 70}, consumer=consumer, source="s1")
+    assert other.get("duplicate_of") is None
+    rsv = await store.read(lambda tx: tx.fetchval("SELECT COUNT(*) FROM reservations"))
+    pings = await store.read(lambda tx: tx.fetchval("SELECT COUNT(*) FROM pings"))
+    assert (int(rsv), int(pings)) == (6, 6)  # the duplicate took no reservation and ran no auction
+    await asyncio.sleep(1.1)  # the earlier bids expire
+    late = await ping(api, key, consumer=consumer, source="s1")
+    assert (late["status"], late["reason"], late["duplicate_of"]) == ("no_bids", "duplicate_ping", original["ping_id"])
+    assert late["bids"] == []
+    rows = (await api.ok("GET", "/v1/admin/reports/summary", params={"group_by": "campaign"}))["rows"]
+    assert rows[0]["duplicate_pings"] == 2 and rows[0]["pings"] == 8
+    by_source = {
+        r["source"]: r
+        for r in (await api.ok("GET", "/v1/admin/reports/summary", params={"group_by": "source"}))["rows"]
+    }
+    assert by_source["s1"]["duplicate_pings"] == 2
