@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from pingpost.db.store import Store
@@ -176,3 +177,94 @@ async def test_duplicate_pings_answer_the_earlier_answer_without_an_auction(api:
         for r in (await api.ok("GET", "/v1/admin/reports/summary", params={"group_by": "source"}))["rows"]
     }
     assert by_source["s1"]["duplicate_pings"] == 2
+
+
+PHONE = "(305) 555-0100"
+PHONE_SHA = hashlib.sha256(b"3055550100").hexdigest()
+EMAIL_SHA = hashlib.sha256(b"ada@example.com").hexdigest()
+
+
+async def test_suppression_lists_at_ping_and_post_store_only_keyed_hashes(
+    api: Api, store: Store, sandbox: Sandbox
+) -> None:
+    await base_setup(api, rule="multisell")
+    key = await campaign(api)
+    for name in ("a", "b", "c"):
+        await buyer(api, f"buyer-{name}", deposit=100_000)
+    made = await api.ok(
+        "POST",
+        "/v1/admin/suppression-lists",
+        201,
+        json={"id": "dnc-b", "name": "B's DNC", "scope": "buyer", "buyer": "buyer-b"},
+    )
+    assert made["counts"] == {"phones": 0, "emails": 0}
+    await api.ok(
+        "POST",
+        "/v1/admin/suppression-lists",
+        201,
+        json={"id": "mine", "name": "Mine", "scope": "buyer", "buyer": "buyer-c"},
+    )
+    bad = await api.ok("POST", "/v1/admin/suppression-lists", 422, json={"id": "x", "name": "X", "scope": "buyer"})
+    assert bad["error"]["code"] == "validation_error"
+    for name in ("a", "b", "c"):
+        lists = {"b": ["dnc-b"], "c": ["mine"]}.get(name, [])
+        extra: dict[str, Any] = {"suppression_lists": lists}
+        await contract(api, f"ctr-{name}", f"buyer-{name}", 5000, delivery={"url": sandbox.deliver(name)}, **extra)
+    refused = await api.ok(
+        "POST",
+        "/v1/admin/contracts",
+        422,
+        json={
+            "id": "z",
+            "name": "z",
+            "buyer": "buyer-a",
+            "offer": "med",
+            "price_cents": 1,
+            "suppression_lists": ["dnc-b"],
+        },
+    )
+    assert refused["error"]["details"]["errors"][0]["field"] == "suppression_lists.0"
+    added = await api.ok(
+        "POST", "/v1/admin/suppression-lists/dnc-b/entries", json={"phones": [PHONE, "+1 305 555 0100"]}
+    )
+    assert added["counts"] == {"phones": 1, "emails": 0}  # one consumer, two spellings
+    csv_body = "email\nADA@example.com \n\n3055550199\n"
+    listed = await api.request(
+        "POST", "/v1/admin/suppression-lists/mine/entries", content=csv_body, headers={"content-type": "text/csv"}
+    )
+    assert listed.status_code == 200 and listed.json()["counts"] == {"phones": 1, "emails": 1}
+    wrong = await api.ok("POST", "/v1/admin/suppression-lists/mine/entries", 422, json={"phones": ["12345"]})
+    assert "12345" not in str(wrong) and wrong["error"]["details"]["errors"][0]["field"] == "phones.0"
+    # at the ping: the consumer's hashes meet the lists
+    answer = await ping(api, key, consumer={"phone_sha256": PHONE_SHA})
+    wf = await waterfall(api, answer["ping_id"])
+    assert wf["ctr-b"]["outcome"] == "suppressed" and wf["ctr-a"]["outcome"] == "won"
+    assert wf["ctr-c"]["outcome"] == "won"  # the phone is on B's list only
+    # at the post: the email (not sent at the ping) is on c's list
+    sold = await post(api, key, answer["ping_id"], FULL)
+    assert [r["reason"] for r in sold["rejected"]] == ["suppressed"], sold
+    assert sold["status"] == "sold"
+    assert await sandbox.received("c") == [] and len(await sandbox.received("a")) == 1
+    assert (await waterfall(api, answer["ping_id"]))["ctr-c"]["post_outcome"] == "suppressed"
+    assert (await api.ok("GET", "/v1/admin/buyers/buyer-c"))["holds_cents"] == 0  # released, not charged
+    # a global list applies to every contract
+    await api.ok("POST", "/v1/admin/suppression-lists", 201, json={"id": "all", "name": "All", "scope": "global"})
+    await api.ok("POST", "/v1/admin/suppression-lists/all/entries", json={"emails": ["ada@example.com"]})
+    everyone = await ping(api, key, consumer={"email_sha256": EMAIL_SHA})
+    assert everyone["status"] == "no_bids"
+    outcomes = {c: w["outcome"] for c, w in (await waterfall(api, everyone["ping_id"])).items()}
+    assert outcomes == {"ctr-a": "duplicate", "ctr-b": "suppressed", "ctr-c": "suppressed"}  # dedup comes first
+    removed = await api.request(
+        "DELETE", "/v1/admin/suppression-lists/all/entries", json={"emails": ["Ada@Example.com"]}
+    )
+    assert removed.json()["counts"] == {"phones": 0, "emails": 0}
+    assert (await ping(api, key, consumer={"email_sha256": EMAIL_SHA}))["status"] == "bids"
+    # nothing plain anywhere: no stored row and no answer holds a value or its plain SHA-256
+    plain = ("3055550100", "555-0100", "ada@example.com", PHONE_SHA, EMAIL_SHA, "3055550199")
+    for table in ("suppression_entries", "suppression_lists", "pings"):
+        rows = await store.read(lambda tx, t=table: tx.fetch(f"SELECT * FROM {t}"))
+        dumped = str([dict(r) for r in rows]).lower()
+        assert not any(p in dumped for p in plain), table
+    lists = await api.ok("GET", "/v1/admin/suppression-lists")
+    assert not any(p in str(lists).lower() for p in plain) and len(lists["items"]) == 3
+    assert (await api.ok("GET", "/v1/admin/suppression-lists/nope", 404))["error"]["code"] == "not_found"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from pingpost import errors
 from pingpost.admin import schemas as s
-from pingpost.db import admin_repo
+from pingpost.db import admin_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import new_id, now_ms
 from pingpost.security import key_hash, new_key
@@ -134,6 +134,12 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
         for i, ch in enumerate(body["channels"]):
             if ch not in offer["channels"]:
                 problems.append({"field": f"channels.{i}", "message": f"offer does not take channel '{ch}'"})
+    for i, list_id in enumerate(body.get("suppression_lists") or []):
+        found = await traffic_repo.suppression_list(tx, list_id)
+        if found is None:
+            problems.append({"field": f"suppression_lists.{i}", "message": f"unknown suppression list '{list_id}'"})
+        elif found["scope"] == "buyer" and found["buyer_id"] != body["buyer"]:
+            problems.append({"field": f"suppression_lists.{i}", "message": "a list of another buyer"})
     if problems:
         raise errors.ValidationFailed(problems)
 

@@ -209,7 +209,12 @@ class AuctionService:
             min_payout=body.min_payout_cents,
             kinds=distribution.sale_types(offer.rule, offer.max_winners, body.channel),
         )
-        query = _state_query(open_lines, ping.consumer, rate_campaign=campaign.id if ping.rate_limit else None)
+        query = _state_query(
+            open_lines,
+            ping.consumer,
+            rate_campaign=campaign.id if ping.rate_limit else None,
+            suppression=snap.suppression_lists > 0,
+        )
         return _Auction(
             ping=ping, open_lines=open_lines, arrival_keys=keys, terms=terms, query=query, consumer_plain=consumer_plain
         )
@@ -332,9 +337,11 @@ class AuctionService:
                 duplicate=duplicate,
             )
 
-    async def read_state(self, lines: list[Line], consumer: dict[str, str], now: int) -> AuctionState:
-        """Usage, funds and dedup of these contracts in a read of their own (direct posts)."""
-        query = _state_query(lines, consumer)
+    async def read_state(
+        self, lines: list[Line], consumer: dict[str, str], now: int, *, suppression: bool = False
+    ) -> AuctionState:
+        """Usage, funds, dedup and suppression of these contracts in a read of their own (direct posts)."""
+        query = _state_query(lines, consumer, suppression=suppression)
         return await self.store.read(lambda tx: repo.read_state(tx, query, now=now))
 
     async def _bid(self, lines: list[Line], request: BidRequest, offer: Offer) -> None:
@@ -590,7 +597,7 @@ def check_source(campaign: Campaign, source: str | None) -> None:
 
 
 def _state_query(
-    lines: Sequence[Line], consumer: dict[str, str], *, rate_campaign: str | None = None
+    lines: Sequence[Line], consumer: dict[str, str], *, rate_campaign: str | None = None, suppression: bool = False
 ) -> repo.StateQuery:
     """The state read of these lines: their contracts, their buyers, the consumer's keyed hashes."""
     return repo.StateQuery(
@@ -598,4 +605,5 @@ def _state_query(
         buyer_ids=sorted({line.contract.buyer_id for line in lines}),
         hashes=sorted(consumer.values()),
         rate_campaign=rate_campaign,
+        suppression=suppression,
     )

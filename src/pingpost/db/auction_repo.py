@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from pingpost.db import traffic_repo
 from pingpost.db.snapshot_repo import config_version
 from pingpost.db.store import Tx
 from pingpost.domain.auction import AuctionState, Funds
@@ -25,6 +26,7 @@ class StateQuery:
     buyer_ids: Sequence[str]
     hashes: Sequence[str]
     rate_campaign: str | None = None
+    suppression: bool = False  # read the suppression lists the hashes are on (some list exists)
 
 
 async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False) -> AuctionState:
@@ -69,6 +71,8 @@ async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False
                 f.holds_cents -= int(r["amount_cents"])
     if hashes and buyer_ids:
         state.last_sold = await _last_sold(tx, buyer_ids, hashes)
+    if query.suppression and hashes:
+        state.suppressed = await traffic_repo.suppressing_lists(tx, hashes)
     return state
 
 
@@ -127,6 +131,8 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
         state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if hashes and buyer_ids:
         state.last_sold = await _last_sold(tx, buyer_ids, hashes)
+    if query.suppression and hashes:
+        state.suppressed = await traffic_repo.suppressing_lists(tx, hashes)
     return state
 
 

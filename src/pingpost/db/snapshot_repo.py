@@ -32,6 +32,7 @@ async def load_snapshot(tx: Tx) -> Snapshot:
         contract = Contract.from_body(row["id"], orjson.loads(row["body"]))
         snap.contracts[contract.id] = contract
         snap.contracts_by_offer.setdefault(contract.offer_id, []).append(contract)
+    snap.suppression_lists = int(await tx.fetchval("SELECT COUNT(*) FROM suppression_lists"))
     for contracts in snap.contracts_by_offer.values():
         contracts.sort(key=lambda c: c.rank_key)
     return snap

@@ -4,9 +4,11 @@ Spend caps are taken and given back with the count caps, in `auction_repo.py`.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pingpost.db.store import Tx
+from pingpost.domain.eligibility import NO_SUPPRESSION, Suppression
 
 
 async def earlier_ping(tx: Tx, *, dup_key: str, since: int) -> Any:
@@ -15,4 +17,86 @@ async def earlier_ping(tx: Tx, *, dup_key: str, since: int) -> Any:
         "SELECT id, status, post_state, expires_at, bids FROM pings WHERE dup_key = :k AND received_at >= :s "
         "ORDER BY received_at DESC LIMIT 1",
         {"k": dup_key, "s": since},
+    )
+
+
+# --- suppression lists: keyed hashes only, never a plain value -------------------------------
+
+
+async def insert_suppression_list(tx: Tx, row: dict[str, Any]) -> bool:
+    """A new list; False when the id is taken."""
+    return (
+        await tx.execute(
+            "INSERT INTO suppression_lists (id, name, scope, buyer_id, created_at, updated_at) "
+            "VALUES (:id, :name, :scope, :buyer_id, :created_at, :updated_at) ON CONFLICT (id) DO NOTHING",
+            row,
+        )
+        == 1
+    )
+
+
+async def suppression_list(tx: Tx, list_id: str) -> Any:
+    return await tx.fetchrow("SELECT * FROM suppression_lists WHERE id = :id", {"id": list_id})
+
+
+async def suppression_lists_page(tx: Tx, *, cursor: str | None, limit: int) -> list[Any]:
+    return list(
+        await tx.fetch(
+            "SELECT * FROM suppression_lists WHERE (CAST(:cursor AS TEXT) IS NULL OR id > :cursor) "
+            "ORDER BY id LIMIT :lim",
+            {"cursor": cursor, "lim": limit},
+        )
+    )
+
+
+async def all_suppression_lists(tx: Tx) -> list[Any]:
+    """Every list's id, scope and buyer (the configuration snapshot)."""
+    return list(await tx.fetch("SELECT id, scope, buyer_id FROM suppression_lists"))
+
+
+async def suppression_counts(tx: Tx, list_id: str) -> dict[str, int]:
+    rows = await tx.fetch(
+        "SELECT kind, COUNT(*) AS n FROM suppression_entries WHERE list_id = :l GROUP BY kind", {"l": list_id}
+    )
+    counts = {"phones": 0, "emails": 0}
+    for r in rows:
+        counts["phones" if r["kind"] == "phone" else "emails"] = int(r["n"])
+    return counts
+
+
+async def add_suppression_entries(tx: Tx, list_id: str, entries: Sequence[tuple[str, str]]) -> None:
+    """(kind, keyed hash) pairs; an entry already on the list stays once."""
+    if entries:
+        await tx.executemany(
+            "INSERT INTO suppression_entries (list_id, hash_hmac, kind) VALUES (:l, :h, :k) ON CONFLICT DO NOTHING",
+            [{"l": list_id, "h": h, "k": k} for k, h in entries],
+        )
+
+
+async def remove_suppression_entries(tx: Tx, list_id: str, hashes: Sequence[str]) -> None:
+    if hashes:
+        await tx.execute(
+            "DELETE FROM suppression_entries WHERE list_id = :l AND hash_hmac IN (:hs)",
+            {"l": list_id, "hs": list(hashes)},
+        )
+
+
+async def touch_suppression_list(tx: Tx, list_id: str, now: int) -> None:
+    await tx.execute("UPDATE suppression_lists SET updated_at = :t WHERE id = :id", {"t": now, "id": list_id})
+
+
+async def suppressing_lists(tx: Tx, hashes: Sequence[str]) -> Suppression:
+    """The lists any of these keyed consumer hashes is on (one indexed read)."""
+    if not hashes:
+        return NO_SUPPRESSION
+    rows = await tx.fetch(
+        "SELECT DISTINCT l.id, l.scope FROM suppression_entries e "
+        "JOIN suppression_lists l ON l.id = e.list_id WHERE e.hash_hmac IN (:hs)",
+        {"hs": list(hashes)},
+    )
+    if not rows:
+        return NO_SUPPRESSION
+    return Suppression(
+        lists=frozenset(r["id"] for r in rows),
+        global_hit=any(r["scope"] == "global" for r in rows),
     )

@@ -65,7 +65,7 @@ class DirectPostService:
         rows = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
         keys = rules.pre_state_checks(snap, rows, with_source(lead, body.source), "form", received)
         open_rows = rules.open_lines(rows)
-        state = await self.auction.read_state(open_rows, keyed, received)
+        state = await self.auction.read_state(open_rows, keyed, received, suppression=snap.suppression_lists > 0)
         rules.state_checks(open_rows, state, keys, "form", received)
         rules.direct_post_bids(rows)
         # A direct post sells the lead to one buyer at the contract's price.

@@ -20,12 +20,12 @@ import orjson
 import structlog
 
 from pingpost import errors
-from pingpost.db import auction_repo, post_repo
+from pingpost.db import auction_repo, post_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
-from pingpost.domain.eligibility import first_failing_filter, with_source
+from pingpost.domain.eligibility import NO_SUPPRESSION, first_failing_filter, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
@@ -249,9 +249,14 @@ class PostService:
         deliveries: list[Delivery] = []
         failures: dict[str, str] = {}
         updates: dict[str, dict[str, Any]] = {}
+        suppressed = (
+            await traffic_repo.suppressing_lists(tx, keyed) if snap.suppression_lists and keyed else NO_SUPPRESSION
+        )
         for bid in winners:
             contract = snap.contracts[bid["contract_id"]]
             outcome, detail = self._recheck(contract, bid, post.chosen, with_source(lead, ping["source"]), consent)
+            if outcome is None and suppressed and suppressed.applies(contract):
+                outcome = PostOutcome.SUPPRESSED
             if (
                 outcome is None
                 and not test

@@ -22,7 +22,9 @@ from typing import Any
 
 from pingpost.domain import distribution
 from pingpost.domain.eligibility import (
+    NO_SUPPRESSION,
     PeriodKeysByContract,
+    Suppression,
     Usage,
     cap_reached,
     first_failing_filter,
@@ -63,6 +65,7 @@ class AuctionState:
     funds: dict[str, Funds] = field(default_factory=dict)
     last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
     rate_used: int = 0  # the campaign's pings in the current one-second window
+    suppressed: Suppression = NO_SUPPRESSION  # the lists the consumer is on
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,8 @@ def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContr
         funds = state.funds.get(c.buyer_id)
         if c.dedup_days and is_duplicate(c, state.last_sold.get(c.buyer_id), now):
             line.fail(Outcome.DUPLICATE)
+        elif state.suppressed and state.suppressed.applies(c):
+            line.fail(Outcome.SUPPRESSED)
         elif c.capped and (period := cap_reached(c, usage, keys[c.id])) is not None:
             line.fail(Outcome.CAP_REACHED, period)
         elif calls and c.max_concurrent_calls is not None and usage.live_calls >= c.max_concurrent_calls:

@@ -198,6 +198,25 @@ def is_duplicate(contract: Contract, last_sold_ms: int | None, now_ms: int) -> b
     return now_ms - last_sold_ms < contract.dedup_days * 86_400_000
 
 
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """The suppression lists a consumer's keyed hashes are on (docs/protocol.md, Traffic controls)."""
+
+    lists: frozenset[str] = frozenset()
+    global_hit: bool = False  # on a global list: every contract
+
+    def applies(self, c: Contract) -> bool:
+        """Every global list, and the lists the contract names (a buyer's list applies where one of its
+        contracts names it)."""
+        return self.global_hit or (bool(c.suppression_lists) and not self.lists.isdisjoint(c.suppression_lists))
+
+    def __bool__(self) -> bool:
+        return bool(self.lists)
+
+
+NO_SUPPRESSION = Suppression()
+
+
 def with_source(lead: dict[str, Any], source: str | None) -> dict[str, Any]:
     """The lead as contract filters see it: its fields plus the ping's `source` (docs/protocol.md,
     Traffic controls)."""

@@ -300,3 +300,4 @@ class Snapshot:
     contracts_by_offer: dict[str, list[Contract]] = field(default_factory=dict)
     contracts: dict[str, Contract] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)  # values derived from this snapshot alone
+    suppression_lists: int = 0  # how many lists exist (none: no ping reads them)
