@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from functools import partial
 from typing import Any
 
-from pingpost.db.store import Store
+import orjson
+
+from pingpost.db.store import Store, Tx
 from tests.api.setup_data import LEAD, base_setup, buyer, campaign, contract, ping, waterfall
 from tests.api.test_post import FULL, post
 from tests.conftest import Api, Sandbox
@@ -262,9 +265,68 @@ async def test_suppression_lists_at_ping_and_post_store_only_keyed_hashes(
     # nothing plain anywhere: no stored row and no answer holds a value or its plain SHA-256
     plain = ("3055550100", "555-0100", "ada@example.com", PHONE_SHA, EMAIL_SHA, "3055550199")
     for table in ("suppression_entries", "suppression_lists", "pings"):
-        rows = await store.read(lambda tx, t=table: tx.fetch(f"SELECT * FROM {t}"))
+        rows = await store.read(partial(_all_rows, table=table))
         dumped = str([dict(r) for r in rows]).lower()
         assert not any(p in dumped for p in plain), table
     lists = await api.ok("GET", "/v1/admin/suppression-lists")
     assert not any(p in str(lists).lower() for p in plain) and len(lists["items"]) == 3
     assert (await api.ok("GET", "/v1/admin/suppression-lists/nope", 404))["error"]["code"] == "not_found"
+
+
+async def _all_rows(tx: Tx, *, table: str) -> list[Any]:
+    return list(await tx.fetch(f"SELECT * FROM {table}"))
+
+
+async def test_auto_pause_after_consecutive_rtb_failures_and_resume_resets(api: Api, sandbox: Sandbox) -> None:
+    await base_setup(api)
+    key = await campaign(api)
+    await buyer(api, "buyer-r", deposit=100_000)
+    await contract(
+        api,
+        "flaky",
+        "buyer-r",
+        None,
+        rtb={"url": sandbox.bid("r", "error")},
+        auto_pause={"max_consecutive_failures": 3},
+    )
+    await ping(api, key)
+    await ping(api, key)
+    # an answer (here a no-bid) ends the run
+    await api.ok("PATCH", "/v1/admin/contracts/flaky", json={"rtb": {"url": sandbox.bid("r", "nobid")}})
+    await ping(api, key)
+    await api.ok("PATCH", "/v1/admin/contracts/flaky", json={"rtb": {"url": sandbox.bid("r", "error")}})
+    for _ in range(2):
+        await ping(api, key)
+    assert (await api.ok("GET", "/v1/admin/contracts/flaky"))["status"] == "active"
+    third = await ping(api, key)
+    assert (await waterfall(api, third["ping_id"]))["flaky"]["outcome"] == "bid_error"
+    paused = await api.ok("GET", "/v1/admin/contracts/flaky")
+    assert paused["status"] == "paused" and "3 consecutive failures" in paused["paused_reason"]
+    assert (await waterfall(api, (await ping(api, key))["ping_id"]))["flaky"]["outcome"] == "contract_paused"
+    resumed = await api.ok("PATCH", "/v1/admin/contracts/flaky", json={"status": "active"})
+    assert resumed["status"] == "active" and resumed["paused_reason"] is None
+    for _ in range(2):  # the count started again
+        await ping(api, key)
+    assert (await api.ok("GET", "/v1/admin/contracts/flaky"))["status"] == "active"
+
+
+async def test_auto_pause_after_delivery_failures_writes_one_event(api: Api, store: Store, sandbox: Sandbox) -> None:
+    await base_setup(api)
+    key = await campaign(api)
+    await buyer(api, "buyer-a", deposit=100_000)
+    await contract(
+        api,
+        "down",
+        "buyer-a",
+        5000,
+        delivery={"url": sandbox.deliver("a", "error")},
+        auto_pause={"max_consecutive_failures": 2},
+    )
+    for _ in range(2):
+        answer = await ping(api, key)
+        assert (await post(api, key, answer["ping_id"], FULL))["rejected"][0]["reason"] == "post_error"
+    contract_view = await api.ok("GET", "/v1/admin/contracts/down")
+    assert contract_view["status"] == "paused" and "post_error" in contract_view["paused_reason"]
+    rows = await store.read(partial(_all_rows, table="events"))
+    paused = [orjson.loads(r["data"]) for r in rows if r["type"] == "contract.auto_paused"]
+    assert len(paused) == 1 and paused[0]["contract_id"] == "down" and paused[0]["consecutive_failures"] == 2

@@ -300,6 +300,9 @@ class AdminService:
                 if name in changes and changes[name] != current.get(name):
                     raise errors.ValidationFailed.one(name, "cannot be changed after creation")
             merged = {**current, **changes}
+            resumed = kind == "contract" and current.get("status") == "paused" and merged.get("status") == "active"
+            if resumed:
+                merged["paused_reason"] = None  # a resume clears the auto-pause (and its run of failures)
             for block in ("rtb", "delivery"):
                 if (
                     kind == "contract"
@@ -322,6 +325,8 @@ class AdminService:
                 await admin_repo.set_credit_limit(tx, ident, body["credit_limit_cents"])
             if kind == "contract":
                 await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
+            if resumed:
+                await traffic_repo.reset_failures(tx, ident)
             await admin_repo.bump_config(tx)
             return await self._full_view(tx, resource, ident)
 

@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from pingpost import errors
+from pingpost.auction import autopause
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder
 from pingpost.auction.duplicates import duplicate_answer, duplicate_key
 from pingpost.auction.rtb import contract_timeout_ms
@@ -228,6 +229,8 @@ class AuctionService:
             lambda tx: repo.read_state(tx, auction.query, now=ping.received, calls=is_voice(body.channel))
         )
         auction.check_state(state, auction.arrival_keys)
+        watched = [line.contract.id for line in auction.open_lines if line.contract.max_consecutive_failures]
+        failing = await self.store.read(lambda tx: traffic_repo.failing_contracts(tx, watched)) if watched else {}
         plain_hashes = {k: v.lower() for k, v in auction.consumer_plain.items() if v}
         await self._bid(
             rules.open_lines(lines),
@@ -244,6 +247,7 @@ class AuctionService:
             ),
             offer,
         )
+        health = autopause.rtb_results(lines, failing) if watched else []
         rules.price_checks(lines, state, auction.terms)
         fallback = offer.static_fallback if offer.static_fallback is not None else self.defaults.static_fallback
         if fallback and not rules.open_lines(lines):
@@ -257,7 +261,10 @@ class AuctionService:
                 line.restore(saved)
             return self._decide(tx, ping)
 
-        return await self.store.write(decide_afresh, durable=False)
+        answer = await self.store.write(decide_afresh, durable=False)
+        if health:  # failures, or the first answer after failures (docs/protocol.md, auto-pause)
+            await self.store.write(lambda tx: autopause.record(tx, health))
+        return answer
 
     async def _ping_fixed_prices(self, auction: _Auction, *, optimistic: bool) -> PingOut:
         """Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait for in

@@ -100,3 +100,45 @@ async def suppressing_lists(tx: Tx, hashes: Sequence[str]) -> Suppression:
         lists=frozenset(r["id"] for r in rows),
         global_hit=any(r["scope"] == "global" for r in rows),
     )
+
+
+# --- auto-pause: consecutive RTB or delivery failures of a contract ---------------------------
+
+
+async def add_failure(tx: Tx, contract_id: str) -> int:
+    """One more consecutive failure; answers the count."""
+    count = await tx.fetchval(
+        "UPDATE contract_usage SET consecutive_failures = consecutive_failures + 1 WHERE contract_id = :c "
+        "RETURNING consecutive_failures",
+        {"c": contract_id},
+    )
+    return int(count or 0)
+
+
+async def reset_failures(tx: Tx, contract_id: str) -> None:
+    """A success (or a resume) ends the run of failures (writes nothing when there was none)."""
+    await tx.execute(
+        "UPDATE contract_usage SET consecutive_failures = 0 WHERE contract_id = :c AND consecutive_failures > 0",
+        {"c": contract_id},
+    )
+
+
+async def failing_contracts(tx: Tx, contract_ids: Sequence[str]) -> dict[str, int]:
+    """The contracts among these with a run of failures (usually none)."""
+    rows = await tx.fetch(
+        "SELECT contract_id, consecutive_failures FROM contract_usage WHERE contract_id IN (:cs) "
+        "AND consecutive_failures > 0",
+        {"cs": list(contract_ids)},
+    )
+    return {r["contract_id"]: int(r["consecutive_failures"]) for r in rows}
+
+
+async def pause_active_contract(tx: Tx, contract_id: str, now: int) -> bool:
+    """Pause the contract if it is active; False when it was paused already (by another process)."""
+    return (
+        await tx.execute(
+            "UPDATE contracts SET status = 'paused', updated_at = :t WHERE id = :c AND status = 'active'",
+            {"c": contract_id, "t": now},
+        )
+        == 1
+    )

@@ -20,6 +20,7 @@ import orjson
 import structlog
 
 from pingpost import errors
+from pingpost.auction import autopause
 from pingpost.db import auction_repo, post_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
@@ -418,6 +419,7 @@ class PostService:
         await post_repo.add_event(
             tx, ping_id=ping["id"], at=now, type_="delivery", bid_id=bid["bid_id"], detail=verdict.outcome.value
         )
+        await autopause.record_delivery(tx, delivery.contract, verdict.outcome.value)
         return sale_id
 
     async def recorded_answer(self, ping_id: str) -> PostOut:
