@@ -225,6 +225,7 @@ class AdminService:
                 raise errors.Conflict(f"{kind} '{ident}' already exists", details={"id": ident})
             if kind == "buyer":
                 await admin_repo.create_buyer_funds(tx, ident, body["credit_limit_cents"])
+                await admin_repo.sync_buyer_controls(tx, ident, body)
             if kind == "contract":
                 await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
             await admin_repo.bump_config(tx)
@@ -300,7 +301,9 @@ class AdminService:
                 if name in changes and changes[name] != current.get(name):
                     raise errors.ValidationFailed.one(name, "cannot be changed after creation")
             merged = {**current, **changes}
-            resumed = kind == "contract" and current.get("status") == "paused" and merged.get("status") == "active"
+            resumed = (
+                kind in ("contract", "buyer") and current.get("status") == "paused" and merged.get("status") == "active"
+            )
             if resumed:
                 merged["paused_reason"] = None  # a resume clears the auto-pause (and its run of failures)
             for block in ("rtb", "delivery"):
@@ -323,9 +326,10 @@ class AdminService:
             await admin_repo.update(tx, resource.table, ident, {**cols, "updated_at": now_ms()})
             if kind == "buyer":
                 await admin_repo.set_credit_limit(tx, ident, body["credit_limit_cents"])
+                await admin_repo.sync_buyer_controls(tx, ident, body)
             if kind == "contract":
                 await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
-            if resumed:
+            if resumed and kind == "contract":
                 await traffic_repo.reset_failures(tx, ident)
             await admin_repo.bump_config(tx)
             return await self._full_view(tx, resource, ident)

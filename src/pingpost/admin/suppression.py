@@ -10,7 +10,7 @@ import csv
 import io
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from pingpost import errors
 from pingpost.db import admin_repo, traffic_repo
@@ -62,12 +62,42 @@ def parse_csv(text: str) -> SuppressionEntriesIn:
 
 
 class SuppressionService:
-    def __init__(self, store: Store, secret: SecretKey) -> None:
+    def __init__(self, store: Store, secret: SecretKey | None) -> None:
         self.store = store
-        self.secret = secret
+        self.secret = secret  # None: lists only (`pingpost apply`), no entries
+
+    @staticmethod
+    def validate(data: dict[str, Any]) -> SuppressionListIn:
+        try:
+            return SuppressionListIn.model_validate(data)
+        except ValidationError as exc:
+            raise errors.ValidationFailed(
+                [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+            ) from None
+
+    async def exists(self, ident: str) -> bool:
+        return await self.store.read(lambda tx: traffic_repo.suppression_list(tx, ident)) is not None
+
+    async def rename(self, body: SuppressionListIn) -> bool:
+        """`pingpost apply` on an existing list: its name may change, its scope and buyer may not."""
+        ident = body.id or ""
+
+        async def unit(tx: Tx) -> bool:
+            row = await traffic_repo.suppression_list(tx, ident)
+            if row is None:
+                raise errors.NotFound("suppression_list", ident)
+            if (row["scope"], row["buyer_id"]) != (body.scope, body.buyer):
+                raise errors.ValidationFailed.one("scope", "cannot be changed after creation")
+            if row["name"] == body.name:
+                return False
+            await traffic_repo.rename_suppression_list(tx, ident, body.name, now_ms())
+            return True
+
+        return await self.store.write(unit)
 
     def keyed_entries(self, body: SuppressionEntriesIn) -> list[tuple[str, str]]:
         """(kind, keyed hash) of every value; 422 naming the position (never the value) of a bad one."""
+        assert self.secret is not None, "entries need the server's secret"
         out: list[tuple[str, str]] = []
         problems: list[dict[str, str]] = []
         for i, phone in enumerate(body.phones):

@@ -15,7 +15,7 @@ import orjson
 from pingpost.db import admin_repo, events_repo, traffic_repo
 from pingpost.db.store import Tx
 from pingpost.domain.auction import RTB_FAILURES, Line
-from pingpost.domain.model import Contract
+from pingpost.domain.model import Buyer, Contract
 from pingpost.domain.outcomes import PostOutcome
 
 DELIVERY_FAILURES = frozenset({PostOutcome.POST_TIMEOUT.value, PostOutcome.POST_ERROR.value})
@@ -83,3 +83,28 @@ async def pause(tx: Tx, contract: Contract, *, count: int, last: str) -> None:
             "reason": reason,
         },
     )
+
+
+async def check_low_balance(tx: Tx, buyers: Sequence[Buyer]) -> None:
+    """After holds were taken: each buyer whose available funds just fell under its `low_balance_cents`
+    gets one `buyer.low_balance` event (and is paused with `pause_on_low_balance`)."""
+    for buyer in buyers:
+        available = await traffic_repo.low_balance_crossed(tx, buyer.id)
+        if available is None:
+            continue
+        paused = buyer.pause_on_low_balance and await traffic_repo.pause_active_buyer(tx, buyer.id, await tx.now_ms())
+        if paused:
+            body = await admin_repo.body(tx, "buyers", buyer.id) or {}
+            body.update(status="paused", paused_reason="low_balance")
+            await admin_repo.update(tx, "buyers", buyer.id, {"body": orjson.dumps(body).decode()})
+            await admin_repo.bump_config(tx)
+        await events_repo.record_event(
+            tx,
+            "buyer.low_balance",
+            {
+                "buyer_id": buyer.id,
+                "available_cents": available,
+                "low_balance_cents": buyer.low_balance_cents,
+                "paused": bool(paused),
+            },
+        )

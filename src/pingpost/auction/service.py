@@ -33,9 +33,9 @@ from pingpost.db.store import Store, Tx
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Line, Terms, is_voice
-from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, with_source
+from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, local_minute, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
-from pingpost.domain.model import Campaign, Offer, Snapshot
+from pingpost.domain.model import UTC, Campaign, Offer, Snapshot
 from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.ids import new_id, now_ms
@@ -209,6 +209,7 @@ class AuctionService:
             channel=body.channel,
             min_payout=body.min_payout_cents,
             kinds=distribution.sale_types(offer.rule, offer.max_winners, body.channel),
+            buyers=snap.buyers,
         )
         query = _state_query(
             open_lines,
@@ -409,16 +410,18 @@ class AuctionService:
             line.bid_id = new_id("bid")
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
+            buyer = ping.snap.buyers.get(line.contract.buyer_id)
             taken = await self._reserve(
                 tx,
                 line,
                 choice.price_cents,
-                keys=keys[line.contract.id],
+                keys=(keys[line.contract.id], local_minute(now, buyer.tz if buyer else UTC)[1]),
                 live=live_at_win and not standby,
                 optimistic=optimistic,
             )
-            if isinstance(taken, tuple):
+            if not isinstance(taken, _Taken):
                 return taken
+            slot, held = taken.slot, taken.held
             line.reservation_id = new_id("rsv")
             reservations.append(
                 {
@@ -428,9 +431,12 @@ class AuctionService:
                     "contract_id": line.contract.id,
                     "buyer_id": line.contract.buyer_id,
                     "amount_cents": choice.price_cents,
-                    "day_key": taken.day,
-                    "week_key": taken.week,
-                    "month_key": taken.month,
+                    "day_key": slot.day,
+                    "week_key": slot.week,
+                    "month_key": slot.month,
+                    "buyer_day_key": held.day,
+                    "buyer_week_key": held.week,
+                    "buyer_month_key": held.month,
                     "live_call": int(live_at_win and not standby),
                     "expires_at": expires_at,
                     "created_at": now,
@@ -481,28 +487,39 @@ class AuctionService:
             await ping.finalize(tx, answer)
         if optimistic and reservations and not await repo.take_slots(tx, reservations):
             raise _Contended
+        watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
+        if watched:  # only buyers with a low-balance threshold (docs/protocol.md)
+            await autopause.check_low_balance(tx, watched)
         return answer
 
     @staticmethod
     async def _reserve(
-        tx: Tx, line: Line, price_cents: int, *, keys: PeriodKeys, live: bool, optimistic: bool
-    ) -> PeriodKeys | tuple[str, str]:
-        """A winner's cap slot, hold and (calls) live-call slot; answers the period keys the slot counts
-        in, or the race it lost. Optimistic: the state read passed them; taken after the inserts."""
+        tx: Tx,
+        line: Line,
+        price_cents: int,
+        *,
+        keys: tuple[PeriodKeys, PeriodKeys],
+        live: bool,
+        optimistic: bool,
+    ) -> _Taken | tuple[str, str]:
+        """A winner's cap slot (and spend), hold (and the buyer's spend) and (calls) live-call slot;
+        answers the periods the slot and the hold count in (`keys`: the contract's, the buyer's), or the
+        race it lost. Optimistic: the state read passed them; taken after the inserts."""
         if optimistic:
-            return keys
+            return _Taken(*keys)
         c = line.contract
-        taken = await repo.take_cap_slot(tx, contract_id=c.id, keys=keys)
-        if taken is None:
+        slot = await repo.take_cap_slot(tx, contract_id=c.id, keys=keys[0], amount_cents=price_cents)
+        if slot is None:
             return Outcome.CAP_REACHED.value, "reserved_concurrently"
-        if not await repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents):
-            await repo.return_cap_slot(tx, contract_id=c.id, keys=taken)
+        held = await repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents, keys=keys[1])
+        if held is None:
+            await repo.return_cap_slot(tx, contract_id=c.id, keys=slot, amount_cents=price_cents)
             return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
         if live and not await repo.take_live_slot(tx, contract_id=c.id):
-            await repo.return_cap_slot(tx, contract_id=c.id, keys=taken)
-            await repo.return_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents)
+            await repo.return_cap_slot(tx, contract_id=c.id, keys=slot, amount_cents=price_cents)
+            await repo.return_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents, keys=held)
             return Outcome.CONCURRENCY_CAP_REACHED.value, "reserved_concurrently"
-        return taken
+        return _Taken(slot, held)
 
     @staticmethod
     def _bids(
@@ -547,6 +564,14 @@ class AuctionService:
                         )
                     )
         return bids, answer_bids
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """The periods a reservation counts in: its contract's (cap slot and spend), its buyer's (spend)."""
+
+    slot: PeriodKeys
+    held: PeriodKeys
 
 
 @dataclass(slots=True)

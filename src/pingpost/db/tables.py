@@ -183,6 +183,10 @@ reservations = Table(
     Column("month_key", Text),
     Column("live_call", Integer, nullable=False, server_default=text("0")),
     Column("state", Text, nullable=False),  # held | posting | sold | released | expired
+    # the buyer's spend periods (its time zone) the hold counts in
+    Column("buyer_day_key", Text),
+    Column("buyer_week_key", Text),
+    Column("buyer_month_key", Text),
     Column("expires_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index(

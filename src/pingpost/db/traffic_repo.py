@@ -142,3 +142,34 @@ async def pause_active_contract(tx: Tx, contract_id: str, now: int) -> bool:
         )
         == 1
     )
+
+
+# --- low balance: one alert per crossing ---------------------------------------------------------
+
+
+async def low_balance_crossed(tx: Tx, buyer_id: str) -> int | None:
+    """Mark the buyer's funds as below its low-balance threshold if they just fell under it; answers
+    the available cents when this is a new crossing (the flag is re-armed when funds come back)."""
+    value = await tx.fetchval(
+        "UPDATE buyer_funds SET low_balance_alerted = 1 WHERE buyer_id = :b AND low_balance_cents IS NOT NULL "
+        "AND low_balance_alerted = 0 AND balance_cents + credit_limit_cents - holds_cents < low_balance_cents "
+        "RETURNING balance_cents + credit_limit_cents - holds_cents",
+        {"b": buyer_id},
+    )
+    return None if value is None else int(value)
+
+
+async def pause_active_buyer(tx: Tx, buyer_id: str, now: int) -> bool:
+    return (
+        await tx.execute(
+            "UPDATE buyers SET status = 'paused', updated_at = :t WHERE id = :b AND status = 'active'",
+            {"b": buyer_id, "t": now},
+        )
+        == 1
+    )
+
+
+async def rename_suppression_list(tx: Tx, list_id: str, name: str, now: int) -> None:
+    await tx.execute(
+        "UPDATE suppression_lists SET name = :n, updated_at = :t WHERE id = :id", {"n": name, "t": now, "id": list_id}
+    )

@@ -16,7 +16,7 @@ parameters, so the ping path, direct post, calls and replay share one set of rul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +31,9 @@ from pingpost.domain.eligibility import (
     in_schedule,
     is_duplicate,
     local_minute,
+    spend_cap_reached,
 )
-from pingpost.domain.model import BidResult, Contract, Offer, Snapshot
+from pingpost.domain.model import BidResult, Buyer, Contract, Offer, Snapshot
 from pingpost.domain.money import payout_cents, payout_rule
 from pingpost.domain.outcomes import Outcome
 
@@ -50,6 +51,10 @@ class Funds:
     balance_cents: int
     credit_limit_cents: int
     holds_cents: int
+    # the buyer's spend caps and their counters, in its own time zone's periods
+    spend_caps: tuple[int | None, int | None, int | None] = (None, None, None)
+    spend_keys: tuple[str, str, str] = ("", "", "")
+    spent: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def available_cents(self) -> int:
@@ -65,6 +70,7 @@ class AuctionState:
     funds: dict[str, Funds] = field(default_factory=dict)
     last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
     rate_used: int = 0  # the campaign's pings in the current one-second window
+    now: int = 0  # when it was read (spend periods)
     suppressed: Suppression = NO_SUPPRESSION  # the lists the consumer is on
 
 
@@ -77,6 +83,7 @@ class Terms:
     channel: str
     min_payout: int
     kinds: tuple[str, ...]
+    buyers: Mapping[str, Buyer] = field(default_factory=dict)  # spend caps in the buyer's time zone
 
 
 @dataclass(slots=True)
@@ -235,6 +242,8 @@ def check_prices(
         failure: tuple[Outcome, str | None] | None = None
         if min_bid_cents is not None and price is not None and 0 < price < min_bid_cents:
             failure = (Outcome.BELOW_MIN_BID, None)
+        elif price is not None and price > 0 and (spent := spend_failure(line.contract, price, state, terms)):
+            failure = (Outcome.CAP_REACHED, spent)
         else:
             c = line.contract
             failure = price_failure(
@@ -263,6 +272,28 @@ def check_prices(
                 first_failure = failure
     if line.exclusive_cents is None and line.shared_cents is None and first_failure is not None:
         line.fail(*first_failure)
+
+
+def spend_failure(c: Contract, price: int, state: AuctionState, terms: Terms) -> str | None:
+    """The contract's or its buyer's spend cap this price would pass (docs/protocol.md, spend caps)."""
+    if c.spend_capped:
+        usage = state.usage.get(c.id, _NO_USAGE)
+        reached = spend_cap_reached(
+            (c.spend_daily_cap, c.spend_weekly_cap, c.spend_monthly_cap),
+            (usage.day_key, usage.week_key, usage.month_key),
+            (usage.day_spent, usage.week_spent, usage.month_spent),
+            local_minute(state.now, c.tz)[1],
+            price,
+        )
+        if reached is not None:
+            return reached
+    buyer = terms.buyers.get(c.buyer_id)
+    funds = state.funds.get(c.buyer_id)
+    if buyer is not None and buyer.spend_capped and funds is not None:
+        return spend_cap_reached(
+            funds.spend_caps, funds.spend_keys, funds.spent, local_minute(state.now, buyer.tz)[1], price
+        )
+    return None
 
 
 def static_fallback(lines: list[Line], state: AuctionState, terms: Terms) -> None:

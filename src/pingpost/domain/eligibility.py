@@ -172,6 +172,10 @@ class Usage:
     month_key: str = ""
     month_used: int = 0
     live_calls: int = 0
+    # spend (cents) in the same periods: reservations hold their price until released or sold
+    day_spent: int = 0
+    week_spent: int = 0
+    month_spent: int = 0
 
 
 def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | None:
@@ -185,6 +189,25 @@ def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | Non
         if cap is not None and (used if stored_key == current_key else 0) >= cap:
             return name
     return None
+
+
+def spend_cap_reached(
+    caps: tuple[int | None, int | None, int | None],
+    stored: tuple[str, str, str],
+    spent: tuple[int, int, int],
+    keys: PeriodKeys,
+    price: int,
+) -> str | None:
+    """The first spend cap (`spend_daily`, `spend_weekly`, `spend_monthly`) that `price` more would pass,
+    counting what is stored only when it is of the current period, or None."""
+    current = (keys.day, keys.week, keys.month)
+    for name, cap, key, used, now_key in zip(SPEND_PERIODS, caps, stored, spent, current, strict=True):
+        if cap is not None and (used if key == now_key else 0) + price > cap:
+            return name
+    return None
+
+
+SPEND_PERIODS = ("spend_daily", "spend_weekly", "spend_monthly")
 
 
 def available_cents(*, balance_cents: int, credit_limit_cents: int, holds_cents: int) -> int:

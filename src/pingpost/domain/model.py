@@ -266,6 +266,8 @@ class Buyer:
     spend_daily_cap: int | None = None
     spend_weekly_cap: int | None = None
     spend_monthly_cap: int | None = None
+    low_balance_cents: int | None = None
+    pause_on_low_balance: bool = False
 
     @property
     def spend_capped(self) -> bool:
@@ -283,6 +285,8 @@ class Buyer:
             caps.get("spend_daily_cents"),
             caps.get("spend_weekly_cents"),
             caps.get("spend_monthly_cents"),
+            body.get("low_balance_cents"),
+            body.get("pause_on_low_balance", False),
         )
 
 

@@ -46,6 +46,9 @@ def upgrade() -> None:
             batch_op.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default=_ZERO))
         batch_op.add_column(sa.Column("low_balance_cents", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("low_balance_alerted", sa.Integer(), nullable=False, server_default=_ZERO))
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        for name in ("buyer_day_key", "buyer_week_key", "buyer_month_key"):
+            batch_op.add_column(sa.Column(name, sa.Text(), nullable=True))
     with op.batch_alter_table("report_counters", schema=None) as batch_op:
         batch_op.add_column(sa.Column("duplicate_pings", sa.BigInteger(), nullable=False, server_default=_ZERO))
     op.create_table(
@@ -88,6 +91,9 @@ def downgrade() -> None:
     op.drop_table("suppression_entries")
     op.drop_table("suppression_lists")
     op.drop_table("source_counters")
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        for name in ("buyer_month_key", "buyer_week_key", "buyer_day_key"):
+            batch_op.drop_column(name)
     with op.batch_alter_table("report_counters", schema=None) as batch_op:
         batch_op.drop_column("duplicate_pings")
     with op.batch_alter_table("buyer_funds", schema=None) as batch_op:
