@@ -19,6 +19,7 @@ from pingpost.admin.pings import router as pings_router
 from pingpost.admin.sales import buyer_router
 from pingpost.admin.sales import router as sales_router
 from pingpost.admin.service import AdminService
+from pingpost.admin.suppression_endpoints import router as suppression_router
 from pingpost.auction.endpoints import router as partner_router
 from pingpost.auction.endpoints import serve_ping
 from pingpost.auction.rtb import AiohttpRtbBidder
@@ -154,6 +155,7 @@ def create_app(
     app.include_router(post_router)
     app.include_router(calls_router)
     app.include_router(admin_router)
+    app.include_router(suppression_router)
     app.include_router(pings_router)
     app.include_router(sales_router)
     app.include_router(buyer_router)

@@ -133,3 +133,23 @@ LeadFields = Annotated[
 
 # Filter operands are lead attributes (age, zip, answers), never money.
 Scalar = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_nul), NO_NUL] | Int64 | bool | float
+
+# The partner's sub-ID of a ping (docs/protocol.md, Traffic controls).
+SOURCE_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+Source = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SOURCE_PATTERN)]
+SubValue = Annotated[str, StringConstraints(max_length=128), AfterValidator(no_nul), NO_NUL]
+
+
+class Subs(BaseModel):
+    """`sub1`..`sub5`: the partner's own tracking values (never PII), each at most 128 characters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    sub1: SubValue | None = None
+    sub2: SubValue | None = None
+    sub3: SubValue | None = None
+    sub4: SubValue | None = None
+    sub5: SubValue | None = None
+
+    def given(self) -> dict[str, str]:
+        """Only the subs that have a value (what is stored and sent)."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}

@@ -49,7 +49,15 @@ async def test_crud_every_resource(api: Api) -> None:
             "schedule": {"windows": [{"days": ["mon", "fri"], "start": "09:00", "end": "17:30"}]},
         },
     )
-    assert contract["caps"] == {"daily": 10, "weekly": None, "monthly": None, "max_concurrent_calls": None}
+    assert contract["caps"] == {
+        "daily": 10,
+        "weekly": None,
+        "monthly": None,
+        "max_concurrent_calls": None,
+        "spend_daily_cents": None,
+        "spend_weekly_cents": None,
+        "spend_monthly_cents": None,
+    }
     key = await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "buyer-a", "name": "portal"})
     assert key["key"] and key["id"].startswith("key_")
 

@@ -20,7 +20,7 @@ REQUIRED: dict[str, list[str]] = {
     "fallback": list(get_args(Rtb.model_fields["fallback"].annotation)),
     "channel": ["form", "call", "callback"],
     "source": ["fixed", "rtb", "static_fallback"],
-    "payout": ["fixed", "revshare"],
+    "payout": ["fixed", "revshare", "margin", "margin_percent"],
     "sale_type": ["exclusive", "shared"],
 }
 

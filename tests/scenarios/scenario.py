@@ -48,7 +48,7 @@ DEFAULT_LEAD: dict[str, Any] = {"state": "FL", "zip": "33109", "age": 67}
 DAY_MS = 86_400_000
 
 TOP_KEYS = {"description", "now", "settings", "setup", "state", "bids", "ping", "expect", "xfail"}
-SETUP_KEYS = {"offer", "campaign", "buyers", "contracts"}
+SETUP_KEYS = {"offer", "campaign", "buyers", "contracts", "suppression_lists"}
 STATE_KEYS = {"usage", "live_calls", "holds", "sold_to", "round_robin_last"}
 EXPECT_KEYS = {"status", "bids", "waterfall", "outcome_counts", "holds", "bid_requests", "expires_at", "error"}
 USAGE_KEYS = {"day_used", "week_used", "month_used", "day_key", "week_key", "month_key"}
@@ -256,6 +256,7 @@ async def apply_setup(api: Api, scenario: Scenario) -> str:
                 "name": ident.title(),
                 "credit_limit_cents": buyer["credit_limit_cents"],
                 "status": buyer["status"],
+                **{k: buyer[k] for k in BUYER_FIELDS if k in buyer},
             },
         )
         if buyer["deposit_cents"]:
@@ -265,9 +266,20 @@ async def apply_setup(api: Api, scenario: Scenario) -> str:
                 201,
                 json={"amount_cents": buyer["deposit_cents"], "reference": f"scenario-{ident}"},
             )
+    for listed in scenario.setup.get("suppression_lists", []):
+        entries = {k: listed[k] for k in ("phones", "emails") if k in listed}
+        await api.ok(
+            "POST", "/v1/admin/suppression-lists", 201, json={k: v for k, v in listed.items() if k not in entries}
+        )
+        if entries:
+            await api.ok("POST", f"/v1/admin/suppression-lists/{listed['id']}/entries", json=entries)
     for contract in scenario.contracts:
         await api.ok("POST", "/v1/admin/contracts", 201, json=contract)
     return str(campaign["posting_key"])
+
+
+# Buyer fields a scenario may set besides its deposit, credit limit and status.
+BUYER_FIELDS = ("timezone", "caps", "low_balance_cents", "pause_on_low_balance")
 
 
 def consumer_hashes(consumer: dict[str, str]) -> dict[str, str]:

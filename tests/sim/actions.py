@@ -7,13 +7,14 @@ actions.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from tests.sim.model import CallRec, PingRec, Resend
-from tests.sim.scenario import CALL_OFFER, DIRECT_OFFER, FORM_OFFERS, STATES, Consumer
+from tests.sim.scenario import CALL_OFFER, DIRECT_OFFER, FORM_OFFERS, SOURCES, STATES, Consumer
 from tests.sim.world import Instance
 
 if TYPE_CHECKING:
@@ -86,6 +87,10 @@ def ping(
         body["channel"] = channel
     if rng.random() < 0.85:
         body["consumer"] = consumer_hashes(sim, consumer)
+    # a source from the lead itself (no draw from `rng`: the seed's sequence of steps stays the same)
+    source = (None, *SOURCES)[zlib.crc32(repr(sorted(lead.items())).encode()) % (len(SOURCES) + 1)]
+    if source is not None:
+        body["source"], body["subs"] = source, {"sub1": "sim"}
     test = rng.random() < 0.04
     if test:
         body["test"] = True
@@ -103,6 +108,8 @@ def ping(
         if r.status_code != 200:
             return f"{r.status_code} {code(r.json())}"
         answer = r.json()
+        if answer.get("duplicate_of"):  # the earlier ping's answer: no auction, nothing new to post
+            return f"duplicate of {answer['duplicate_of']} {answer['status']}"
         await sim.check_ping_answer(answer, test=test)
         if answer["bids"]:
             rec = PingRec(
@@ -115,6 +122,7 @@ def ping(
                 answer["bids"],
                 test,
                 expiry_bound_ms=end + ttl,
+                source=source,
             )
             model.pings[rec.ping_id] = rec
             if channel != "form":
@@ -160,6 +168,8 @@ def post(sim: Simulation, rec: PingRec, *, twice: bool = False) -> Action:
     if "coverage" not in lead and rng.random() < 0.3:
         lead["coverage"] = rng.choice(["none", "original", "advantage"])
     body: dict[str, Any] = {"ping_id": rec.ping_id, "lead": lead}
+    if rec.source is not None:
+        body["source"] = rec.source
     if chosen is not None:
         body["bid_ids"] = sorted(chosen)
     if rng.random() < 0.9:

@@ -45,7 +45,7 @@ async def load(tx: Tx) -> Tables:
     reservations = rows(
         await tx.fetch(
             "SELECT bid_id, ping_id, contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call, "
-            "state, expires_at FROM reservations"
+            "state, expires_at, buyer_day_key FROM reservations"
         )
     )
     usage = rows(await tx.fetch("SELECT * FROM contract_usage"))
@@ -106,6 +106,7 @@ async def check(sim: Simulation) -> None:
     now = sim.clock.now_ms()
     t = await sim.checker.read(load)
     _caps(sim, t, now)
+    _spend(sim, t, now)
     _counters(sim, t)
     _funds_and_ledger(sim, t)
     _dedup(sim, t)
@@ -125,6 +126,45 @@ def _caps(sim: Simulation, t: Tables, now: int) -> None:
             sim.violation(
                 "caps_never_exceeded",
                 f"{contract} {kind} period {key}: {taken} slots sold or live, cap {cap} (allowed {allowed})",
+            )
+
+
+def _spend(sim: Simulation, t: Tables, now: int) -> None:
+    """Never over a spend cap: the prices of the reservations sold or live in a day (contract's or
+    buyer's) fit its daily spend cap (a sale the operator recorded without a check is allowed), and
+    the spend counters equal the prices of the reservations they count."""
+    sold_or_live: Counter[tuple[str, str, str]] = Counter()
+    counted: Counter[tuple[str, str, str]] = Counter()
+    for r in t.reservations:
+        amount = int(r["amount_cents"])
+        for who, key in (
+            ("contract", (r["contract_id"], r["day_key"])),
+            ("buyer", (r["buyer_id"], r["buyer_day_key"])),
+        ):
+            if r["state"] in COUNTED:
+                counted[(who, *key)] += amount
+            if r["state"] == "sold" or (r["state"] in LIVE and int(r["expires_at"]) > now):
+                sold_or_live[(who, *key)] += amount
+    buyer_caps = {b["id"]: (b.get("caps") or {}).get("spend_daily_cents") for b in sim.scenario.buyers}
+    for (who, ident, day), spent in sold_or_live.items():
+        cap = sim.model.caps.get(ident, {}).get("spend_daily_cents") if who == "contract" else buyer_caps.get(ident)
+        if cap is not None and spent > cap and (who, ident, day) not in sim.model.spend_exempt:
+            sim.violation(
+                "spend_caps_never_exceeded", f"{who} {ident} day {day}: {spent} cents sold or held, cap {cap}"
+            )
+    for u in t.usage:
+        if u["day_key"] and int(u["day_spent_cents"]) != counted[("contract", u["contract_id"], u["day_key"])]:
+            sim.violation(
+                "spend_counters_match_reservations",
+                f"{u['contract_id']} day_spent_cents {u['day_spent_cents']} for {u['day_key']}, reservations "
+                f"{counted[('contract', u['contract_id'], u['day_key'])]}",
+            )
+    for f in t.funds:
+        if f["spend_day_key"] and int(f["day_spent_cents"]) != counted[("buyer", f["buyer_id"], f["spend_day_key"])]:
+            sim.violation(
+                "spend_counters_match_reservations",
+                f"{f['buyer_id']} day_spent_cents {f['day_spent_cents']} for {f['spend_day_key']}, reservations "
+                f"{counted[('buyer', f['buyer_id'], f['spend_day_key'])]}",
             )
 
 

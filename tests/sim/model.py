@@ -25,6 +25,7 @@ class PingRec:
     expiry_bound_ms: int
     posted: bool = False
     chosen: set[str] | None = None  # the bid ids the partner accepted (None: all)
+    source: str | None = None  # the partner's sub-ID, carried unchanged to the post
 
 
 @dataclass
@@ -70,6 +71,8 @@ class Model:
     allowance: dict[tuple[str, str, str], int] = field(default_factory=dict)
     # Per buyer, what the operator charged for lapsed reservations (no hold covered it).
     overdraft: dict[str, int] = field(default_factory=dict)
+    # (contract | buyer, id, day key) where the operator recorded a sale without a spend check
+    spend_exempt: set[tuple[str, str, str]] = field(default_factory=set)
     # The newest period keys each contract's counters have shown (they may only move forward).
     newest_keys: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     checked_deliveries: int = 0

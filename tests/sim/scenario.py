@@ -272,6 +272,7 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
                 email=f"pii.{tag.lower()}{n}@consumer.example",
             )
         )
+    _traffic_controls(random.Random(start_ms), buyers, contracts, campaigns)
     return Scenario(
         start_ms=start_ms,
         start_note=note,
@@ -284,6 +285,28 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
         consumers=consumers,
         rate_limited=rate_limited,
     )
+
+
+SOURCES = ("s.alpha", "s.beta:2", "blocked.src")
+
+
+def _traffic_controls(
+    rng: random.Random, buyers: list[dict[str, Any]], contracts: list[ContractPlan], campaigns: list[dict[str, Any]]
+) -> None:
+    """Spend caps on some contracts and one buyer, a blocked source and a duplicate-ping window
+    (docs/protocol.md, Traffic controls), drawn from their own generator so the rest of a seed's world
+    stays what it was."""
+    for plan in contracts:
+        if plan.offer != CALL_OFFER and rng.random() < 0.3:
+            plan.caps["spend_daily_cents"] = rng.randint(5, 40) * 100
+            plan.body["caps"] = dict(plan.caps)
+    capped = rng.choice(buyers)
+    capped["timezone"] = rng.choice(ZONES)
+    capped["caps"] = {"spend_daily_cents": rng.randint(10, 60) * 100}
+    for campaign in campaigns:
+        if campaign["offer"] in FORM_OFFERS:
+            campaign["sources"] = {"allow": None, "block": ["blocked.src"]}
+            campaign["duplicate_ping_window_s"] = rng.choice([0, 60, 600])
 
 
 def next_boundary_ms(now_ms: int, zone: str) -> int:

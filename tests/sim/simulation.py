@@ -203,6 +203,8 @@ class Simulation:
         its period again without a cap check and is charged without a hold. Both are allowed."""
         buyer = reservation["buyer_id"]
         self.model.overdraft[buyer] = self.model.overdraft.get(buyer, 0) + int(reservation["amount_cents"])
+        self.model.spend_exempt.add(("contract", reservation["contract_id"], reservation["day_key"]))
+        self.model.spend_exempt.add(("buyer", buyer, reservation["buyer_day_key"]))
         await self.caps_changed(reservation["contract_id"], self.model.caps[reservation["contract_id"]])
 
     def earliest_call_deadline(self) -> int | None:

@@ -8,6 +8,7 @@ from typing import Any
 from pingpost import errors
 from pingpost.admin import schemas as admin_schemas
 from pingpost.admin.service import AdminService
+from pingpost.admin.suppression import SuppressionService
 from pingpost.config import Settings
 from pingpost.ledger.service import LedgerService
 
@@ -16,6 +17,7 @@ ORDER = [
     ("offers", "offer"),
     ("partners", "partner"),
     ("buyers", "buyer"),
+    ("suppression_lists", "suppression_list"),  # before the contracts that name them; entries via the API
     ("campaigns", "campaign"),
     ("contracts", "contract"),
     ("api_keys", "api_key"),
@@ -47,6 +49,16 @@ async def apply_setup(document: Any, admin: AdminService, ledger: LedgerService)
             item = dict(item)
             secret = item.pop(SECRET_FIELD.get(kind, "\x00"), None)
             label = f"{kind} {item['id']}"
+            if kind == "suppression_list":
+                lists = SuppressionService(admin.store, None)
+                wanted = lists.validate(item)
+                if await lists.exists(item["id"]):
+                    changed = await lists.rename(wanted)
+                    (result.updated if changed else result.unchanged).append(label)
+                else:
+                    await lists.create(wanted)
+                    result.created.append(label)
+                continue
             if await admin.exists(kind, item["id"]):
                 before = await admin.get(kind, item["id"])
                 after = await admin.patch(kind, item["id"], {k: v for k, v in item.items() if k != "id"})

@@ -34,6 +34,7 @@ async def list_pings(  # noqa: PLR0913 - one query parameter per filter
     buyer: str | None = Query(None, max_length=64),
     status: str | None = Query(None, max_length=32),
     partner_lead_id: str | None = Query(None, max_length=100),
+    source: str | None = Query(None, max_length=64),
     from_: str | None = time_query("from", "Received at or after"),
     to: str | None = time_query("to", "Received before"),
 ) -> dict[str, Any]:
@@ -46,6 +47,7 @@ async def list_pings(  # noqa: PLR0913 - one query parameter per filter
                 "partner_id": partner,
                 "status": status,
                 "partner_lead_id": partner_lead_id,
+                "source": source,
             },
             buyer=buyer,
             start=query_time(from_, "from"),

@@ -30,8 +30,10 @@ from pingpost.fields import (
     Documented,
     FieldName,
     FieldType,
+    LongText,
     Scalar,
     Slug,
+    Source,
     Status,
     Strict,
     Text,
@@ -118,6 +120,7 @@ class OfferIn(Strict):
     max_call_duration_s: int = Field(default=14400, ge=60, le=86400)
     static_fallback: bool | None = None
     direct_post_attempts: int = Field(default=3, ge=1, le=20)
+    min_margin_cents: Cents = 0  # a bid whose margin (price - payout) is under it: below_min_margin
     status: Status = "active"
 
     @field_validator("channels")
@@ -170,7 +173,84 @@ class RevsharePayout(Strict):
         return value
 
 
-Payout = Annotated[FixedPayout | RevsharePayout, Field(discriminator="type")]
+class MarginPayout(Strict):
+    """payout = price - amount_cents, at least 0."""
+
+    type: Literal["margin"]
+    amount_cents: Cents
+
+
+class MarginPercentPayout(Strict):
+    """payout = price * (100 - percent) / 100, rounded down to the cent."""
+
+    type: Literal["margin_percent"]
+    percent: Annotated[Decimal, PERCENT] = Field(ge=0, le=100, strict=False)
+
+    @field_validator("percent")
+    @classmethod
+    def _two_decimals(cls, value: Decimal) -> Decimal:
+        if value != value.quantize(Decimal("0.01")):
+            raise ValueError("at most two decimals")
+        return value
+
+
+PayoutRule = Annotated[FixedPayout | RevsharePayout | MarginPayout | MarginPercentPayout, Field(discriminator="type")]
+
+
+class PayoutOverride(Strict):
+    """The payout for one buyer's or one contract's bids (exactly one of `buyer`, `contract`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"buyer": {"type": "string"}, "contract": {"type": "null"}}, "required": ["buyer"]},
+                {"properties": {"buyer": {"type": "null"}, "contract": {"type": "string"}}, "required": ["contract"]},
+            ]
+        }
+    )
+
+    buyer: Slug | None = None
+    contract: Slug | None = None
+    payout: PayoutRule
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PayoutOverride:
+        if (self.buyer is None) == (self.contract is None):
+            raise ValueError("give exactly one of `buyer` or `contract`")
+        return self
+
+
+class _WithOverrides(Strict):
+    overrides: list[PayoutOverride] = Field(default_factory=list, max_length=500)
+
+
+class FixedPayoutRule(FixedPayout, _WithOverrides):
+    pass
+
+
+class RevsharePayoutRule(RevsharePayout, _WithOverrides):
+    pass
+
+
+class MarginPayoutRule(MarginPayout, _WithOverrides):
+    pass
+
+
+class MarginPercentPayoutRule(MarginPercentPayout, _WithOverrides):
+    pass
+
+
+# A campaign's payout: a rule, and `overrides` (the first matching buyer or contract wins).
+Payout = Annotated[
+    FixedPayoutRule | RevsharePayoutRule | MarginPayoutRule | MarginPercentPayoutRule, Field(discriminator="type")
+]
+
+
+class Sources(Strict):
+    """Which `source` values a campaign takes: `allow` (null = any) minus `block`."""
+
+    allow: list[Source] | None = Field(default=None, max_length=10_000)
+    block: list[Source] = Field(default_factory=list, max_length=10_000)
 
 
 class CampaignIn(Strict):
@@ -180,17 +260,20 @@ class CampaignIn(Strict):
     offer: Slug
     payout: Payout
     rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)  # pings a second, all processes
+    sources: Sources | None = None
+    duplicate_ping_window_s: int = Field(default=0, ge=0, le=30 * 86_400)  # 0 = off
     status: Status = "active"
 
 
 # --- buyers ----------------------------------------------------------------------------------
 
 
-class BuyerIn(Strict):
-    id: Slug | None = None
-    name: Text
-    credit_limit_cents: Cents = 0
-    status: Status = "active"
+class SpendCaps(Strict):
+    """Money caps per period: a reservation holds its price against them until released or sold."""
+
+    spend_daily_cents: Cents | None = None
+    spend_weekly_cents: Cents | None = None
+    spend_monthly_cents: Cents | None = None
 
 
 # --- contracts -------------------------------------------------------------------------------
@@ -296,11 +379,17 @@ class Filter(Strict):
         return self
 
 
-class Caps(Strict):
+class Caps(SpendCaps):
     daily: int | None = Field(default=None, ge=0, le=10**9)
     weekly: int | None = Field(default=None, ge=0, le=10**9)
     monthly: int | None = Field(default=None, ge=0, le=10**9)
     max_concurrent_calls: int | None = Field(default=None, ge=1, le=10**6)
+
+
+class AutoPause(Strict):
+    """Pause the contract after this many consecutive RTB or delivery failures (null = off)."""
+
+    max_consecutive_failures: int | None = Field(default=None, ge=1, le=10_000)
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -446,6 +535,21 @@ Timezone = Annotated[
 ]
 
 
+class BuyerIn(Strict):
+    """`caps` are spend caps in the buyer's own `timezone`; `low_balance_cents` raises the event
+    `buyer.low_balance` once per crossing (and pauses the buyer with `pause_on_low_balance`)."""
+
+    id: Slug | None = None
+    name: Text
+    credit_limit_cents: Cents = 0
+    timezone: Timezone = "UTC"
+    caps: SpendCaps | None = None
+    low_balance_cents: Cents | None = None
+    pause_on_low_balance: bool = False
+    paused_reason: LongText | None = None
+    status: Status = "active"
+
+
 ReturnReason = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
@@ -520,6 +624,10 @@ class ContractIn(Strict):
     channels: list[Channel] | None = None
     billable_after_s: int = Field(default=0, ge=0, le=86400)
     return_policy: ReturnPolicy = Field(default_factory=ReturnPolicy)
+    rank_factor_pct: int = Field(default=100, ge=1, le=200)  # ranking only, never the charge
+    suppression_lists: list[Slug] = Field(default_factory=list, max_length=100)
+    auto_pause: AutoPause | None = None
+    paused_reason: LongText | None = None  # set by auto-pause; cleared when resumed
     status: Status = "active"
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from pingpost import errors
 from pingpost.admin import schemas as s
-from pingpost.db import admin_repo
+from pingpost.db import admin_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import new_id, now_ms
 from pingpost.security import key_hash, new_key
@@ -115,6 +115,8 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
     problems: list[dict[str, str]] = []
     for i, flt in enumerate(body.get("filters") or []):
         spec = fields.get(flt["field"])
+        if spec is None and flt["field"] == "source":
+            continue  # the ping's source (docs/protocol.md, Traffic controls)
         if spec is None:
             problems.append(
                 {
@@ -132,6 +134,12 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
         for i, ch in enumerate(body["channels"]):
             if ch not in offer["channels"]:
                 problems.append({"field": f"channels.{i}", "message": f"offer does not take channel '{ch}'"})
+    for i, list_id in enumerate(body.get("suppression_lists") or []):
+        found = await traffic_repo.suppression_list(tx, list_id)
+        if found is None:
+            problems.append({"field": f"suppression_lists.{i}", "message": f"unknown suppression list '{list_id}'"})
+        elif found["scope"] == "buyer" and found["buyer_id"] != body["buyer"]:
+            problems.append({"field": f"suppression_lists.{i}", "message": "a list of another buyer"})
     if problems:
         raise errors.ValidationFailed(problems)
 
@@ -217,6 +225,7 @@ class AdminService:
                 raise errors.Conflict(f"{kind} '{ident}' already exists", details={"id": ident})
             if kind == "buyer":
                 await admin_repo.create_buyer_funds(tx, ident, body["credit_limit_cents"])
+                await admin_repo.sync_buyer_controls(tx, ident, body)
             if kind == "contract":
                 await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
             await admin_repo.bump_config(tx)
@@ -292,6 +301,11 @@ class AdminService:
                 if name in changes and changes[name] != current.get(name):
                     raise errors.ValidationFailed.one(name, "cannot be changed after creation")
             merged = {**current, **changes}
+            resumed = (
+                kind in ("contract", "buyer") and current.get("status") == "paused" and merged.get("status") == "active"
+            )
+            if resumed:
+                merged["paused_reason"] = None  # a resume clears the auto-pause (and its run of failures)
             for block in ("rtb", "delivery"):
                 if (
                     kind == "contract"
@@ -312,8 +326,11 @@ class AdminService:
             await admin_repo.update(tx, resource.table, ident, {**cols, "updated_at": now_ms()})
             if kind == "buyer":
                 await admin_repo.set_credit_limit(tx, ident, body["credit_limit_cents"])
+                await admin_repo.sync_buyer_controls(tx, ident, body)
             if kind == "contract":
                 await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
+            if resumed and kind == "contract":
+                await traffic_repo.reset_failures(tx, ident)
             await admin_repo.bump_config(tx)
             return await self._full_view(tx, resource, ident)
 

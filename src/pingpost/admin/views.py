@@ -31,7 +31,7 @@ WATERFALL_KEYS = (
     "post_latency_ms",
     "sale_id",
 )
-PING_FILTERS = ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id")
+PING_FILTERS = ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id", "source")
 
 
 def waterfall_entry(stored: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +69,8 @@ def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
         "status": row["status"],
         "test": bool(row["test"]),
         "partner_lead_id": row["partner_lead_id"],
+        "source": row["source"],
+        "subs": orjson.loads(row["subs"]) if row["subs"] else {},
         "received_at": rfc3339(row["received_at"]),
         "decided_at": rfc3339(row["decided_at"]),
         "decision_ms": row["decided_at"] - row["received_at"],

@@ -22,6 +22,8 @@ class BidRequest:
     lead: Mapping[str, Any]
     test: bool
     consumer: Mapping[str, str]
+    source: str | None = None  # the partner's sub-ID and subs (docs/protocol.md, Traffic controls)
+    subs: Mapping[str, str] | None = None
 
 
 def fixed_bid(contract: Contract) -> BidResult:

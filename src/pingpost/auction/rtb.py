@@ -28,6 +28,10 @@ def bid_request_body(request: BidRequest, contract: Contract, timeout_ms: int) -
         "test": request.test,
         "timeout_ms": timeout_ms,
     }
+    if request.source is not None:
+        body["source"] = request.source
+    if request.subs:
+        body["subs"] = dict(request.subs)
     if (contract.rtb or {}).get("send_consumer_hashes") and request.consumer:
         body["consumer"] = dict(request.consumer)
     return body

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
-from pingpost.fields import Cents, LeadFields, whole_number
+from pingpost.fields import Cents, LeadFields, Source, Subs, whole_number
 
 PartnerLeadId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -26,6 +26,8 @@ class PingIn(BaseModel):
     partner_lead_id: PartnerLeadId | None = None
     min_payout_cents: Cents = 0
     test: bool = False
+    source: Source | None = None
+    subs: Subs | None = None
 
     # 2.0 is the integer 2 in JSON (docs/protocol.md); one field, not a validator on every field (the hot path).
     _whole_numbers = field_validator("min_payout_cents", mode="before")(whole_number)
@@ -44,3 +46,5 @@ class PingOut(BaseModel):
     expires_at: str
     post_url: str
     bids: list[BidOut]
+    duplicate_of: str | None = None  # a duplicate ping answered the earlier ping's answer
+    reason: str | None = None  # `duplicate_ping` when a duplicate's earlier bids are gone

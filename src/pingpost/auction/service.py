@@ -21,19 +21,22 @@ import orjson
 import structlog
 
 from pingpost import errors
+from pingpost.auction import autopause
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder
+from pingpost.auction.duplicates import duplicate_answer, duplicate_key
 from pingpost.auction.rtb import contract_timeout_ms
 from pingpost.auction.schemas import BidOut, PingIn, PingOut
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.db import auction_repo as repo
+from pingpost.db import traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Line, Terms, is_voice
-from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract
+from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, local_minute, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
-from pingpost.domain.model import Campaign, Offer, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.model import UTC, Campaign, Offer, Snapshot
+from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.ids import new_id, now_ms
 from pingpost.metrics import PING_SECONDS, PINGS
@@ -126,6 +129,11 @@ class AuctionService:
         `optimistic`: see `_decide` (a ping whose optimistic write met contention runs again without)."""
         started = time.perf_counter()
         auction = self._start(snap, campaign, body, finalize)
+        if auction.ping.dup_key is not None:
+            duplicate = await self._duplicate(auction.ping)
+            if duplicate is not None:
+                self._observe(auction.ping, duplicate, started)
+                return duplicate
         try:
             if is_voice(body.channel) or any(line.contract.rtb for line in auction.open_lines):
                 answer = await self._ping_with_bids(auction)
@@ -156,6 +164,7 @@ class AuctionService:
         """The ping's offer, channel and lead checked, one line per contract of the offer, and the checks
         that need no state run."""
         offer = snap.offers[campaign.offer_id]
+        check_source(campaign, body.source)
         if offer.mode != "ping_post":
             raise errors.Unprocessable(
                 "this offer takes direct posts, not pings",
@@ -188,7 +197,11 @@ class AuctionService:
             finalize=finalize,
             rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s,
         )
-        keys = rules.pre_state_checks(snap, lines, lead, body.channel, now)
+        if campaign.duplicate_ping_window_s and not body.test:
+            ping.dup_key = duplicate_key(
+                self.secret, campaign, lead=lead, channel=body.channel, source=body.source, consumer=ping.consumer
+            )
+        keys = rules.pre_state_checks(snap, lines, with_source(lead, body.source), body.channel, now)
         open_lines = rules.open_lines(lines)
         terms = Terms(
             offer=offer,
@@ -196,8 +209,14 @@ class AuctionService:
             channel=body.channel,
             min_payout=body.min_payout_cents,
             kinds=distribution.sale_types(offer.rule, offer.max_winners, body.channel),
+            buyers=snap.buyers,
         )
-        query = _state_query(open_lines, ping.consumer, rate_campaign=campaign.id if ping.rate_limit else None)
+        query = _state_query(
+            open_lines,
+            ping.consumer,
+            rate_campaign=campaign.id if ping.rate_limit else None,
+            suppression=snap.suppression_lists > 0,
+        )
         return _Auction(
             ping=ping, open_lines=open_lines, arrival_keys=keys, terms=terms, query=query, consumer_plain=consumer_plain
         )
@@ -211,6 +230,8 @@ class AuctionService:
             lambda tx: repo.read_state(tx, auction.query, now=ping.received, calls=is_voice(body.channel))
         )
         auction.check_state(state, auction.arrival_keys)
+        watched = [line.contract.id for line in auction.open_lines if line.contract.max_consecutive_failures]
+        failing = await self.store.read(lambda tx: traffic_repo.failing_contracts(tx, watched)) if watched else {}
         plain_hashes = {k: v.lower() for k, v in auction.consumer_plain.items() if v}
         await self._bid(
             rules.open_lines(lines),
@@ -222,9 +243,12 @@ class AuctionService:
                 lead=ping.lead,
                 test=body.test,
                 consumer=plain_hashes,
+                source=body.source,
+                subs=body.subs.given() if body.subs else None,
             ),
             offer,
         )
+        health = autopause.rtb_results(lines, failing) if watched else []
         rules.price_checks(lines, state, auction.terms)
         fallback = offer.static_fallback if offer.static_fallback is not None else self.defaults.static_fallback
         if fallback and not rules.open_lines(lines):
@@ -238,7 +262,10 @@ class AuctionService:
                 line.restore(saved)
             return self._decide(tx, ping)
 
-        return await self.store.write(decide_afresh, durable=False)
+        answer = await self.store.write(decide_afresh, durable=False)
+        if health:  # failures, or the first answer after failures (docs/protocol.md, auto-pause)
+            await self.store.write(lambda tx: autopause.record(tx, health))
+        return answer
 
     async def _ping_fixed_prices(self, auction: _Auction, *, optimistic: bool) -> PingOut:
         """Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait for in
@@ -265,11 +292,27 @@ class AuctionService:
 
         return await self.store.write(read_decide_write, batch_cache=True, durable=False)
 
+    async def _duplicate(self, ping: _Ping) -> PingOut | None:
+        """A duplicate of an earlier ping of the campaign within its window: that ping's answer (or
+        `no_bids`, reason `duplicate_ping`), with no auction and no reservation; None otherwise."""
+        assert ping.dup_key is not None
+        dup_key, since = ping.dup_key, ping.received - ping.campaign.duplicate_ping_window_s * 1000
+        earlier = await self.store.read(lambda tx: traffic_repo.earlier_ping(tx, dup_key=dup_key, since=since))
+        if earlier is None:
+            return None
+        answer = duplicate_answer(earlier, now=now_ms())
+        finalize = ping.finalize
+        if finalize is not None:  # the Idempotency-Key's answer
+            await self.store.write(lambda tx: finalize(tx, answer))
+        return answer
+
     def _observe(self, ping: _Ping, answer: PingOut, started: float) -> None:
         """Report counters (real pings), the log line and the metrics of a decided ping."""
         offer, campaign, body = ping.offer, ping.campaign, ping.body
         if self.counters is not None and not body.test:
-            self.count(ping.received, campaign, ping.lines)
+            duplicate = answer.duplicate_of is not None
+            lines = [] if duplicate else ping.lines
+            self.count(ping.received, campaign, lines, source=body.source, duplicate=duplicate)
         log.info(
             "ping_decided",
             ping_id=answer.ping_id,
@@ -283,7 +326,9 @@ class AuctionService:
         PINGS.labels(offer.id, answer.status).inc()
         PING_SECONDS.labels(offer.id).observe(time.perf_counter() - started)
 
-    def count(self, at_ms: int, campaign: Campaign, lines: list[Line]) -> None:
+    def count(
+        self, at_ms: int, campaign: Campaign, lines: list[Line], *, source: str | None = None, duplicate: bool = False
+    ) -> None:
         """Report counters: the ping, and per contract whether it was evaluated, bid and won."""
         if self.counters is not None:
             won = Outcome.WON.value
@@ -296,11 +341,15 @@ class AuctionService:
                     (line.contract.id, line.contract.buyer_id, line.source is not None, line.outcome == won)
                     for line in lines
                 ],
+                source=source,
+                duplicate=duplicate,
             )
 
-    async def read_state(self, lines: list[Line], consumer: dict[str, str], now: int) -> AuctionState:
-        """Usage, funds and dedup of these contracts in a read of their own (direct posts)."""
-        query = _state_query(lines, consumer)
+    async def read_state(
+        self, lines: list[Line], consumer: dict[str, str], now: int, *, suppression: bool = False
+    ) -> AuctionState:
+        """Usage, funds, dedup and suppression of these contracts in a read of their own (direct posts)."""
+        query = _state_query(lines, consumer, suppression=suppression)
         return await self.store.read(lambda tx: repo.read_state(tx, query, now=now))
 
     async def _bid(self, lines: list[Line], request: BidRequest, offer: Offer) -> None:
@@ -361,16 +410,18 @@ class AuctionService:
             line.bid_id = new_id("bid")
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
+            buyer = ping.snap.buyers.get(line.contract.buyer_id)
             taken = await self._reserve(
                 tx,
                 line,
                 choice.price_cents,
-                keys=keys[line.contract.id],
+                keys=(keys[line.contract.id], local_minute(now, buyer.tz if buyer else UTC)[1]),
                 live=live_at_win and not standby,
                 optimistic=optimistic,
             )
-            if isinstance(taken, tuple):
+            if not isinstance(taken, _Taken):
                 return taken
+            slot, held = taken.slot, taken.held
             line.reservation_id = new_id("rsv")
             reservations.append(
                 {
@@ -380,9 +431,12 @@ class AuctionService:
                     "contract_id": line.contract.id,
                     "buyer_id": line.contract.buyer_id,
                     "amount_cents": choice.price_cents,
-                    "day_key": taken.day,
-                    "week_key": taken.week,
-                    "month_key": taken.month,
+                    "day_key": slot.day,
+                    "week_key": slot.week,
+                    "month_key": slot.month,
+                    "buyer_day_key": held.day,
+                    "buyer_week_key": held.week,
+                    "buyer_month_key": held.month,
                     "live_call": int(live_at_win and not standby),
                     "expires_at": expires_at,
                     "created_at": now,
@@ -421,6 +475,9 @@ class AuctionService:
                 "consumer": orjson.dumps(ping.consumer).decode(),
                 "bids": orjson.dumps(bids).decode(),
                 "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
+                "source": body.source,
+                "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
+                "dup_key": ping.dup_key,
             },
         )
         answer = PingOut(
@@ -430,28 +487,39 @@ class AuctionService:
             await ping.finalize(tx, answer)
         if optimistic and reservations and not await repo.take_slots(tx, reservations):
             raise _Contended
+        watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
+        if watched:  # only buyers with a low-balance threshold (docs/protocol.md)
+            await autopause.check_low_balance(tx, watched)
         return answer
 
     @staticmethod
     async def _reserve(
-        tx: Tx, line: Line, price_cents: int, *, keys: PeriodKeys, live: bool, optimistic: bool
-    ) -> PeriodKeys | tuple[str, str]:
-        """A winner's cap slot, hold and (calls) live-call slot; answers the period keys the slot counts
-        in, or the race it lost. Optimistic: the state read passed them; taken after the inserts."""
+        tx: Tx,
+        line: Line,
+        price_cents: int,
+        *,
+        keys: tuple[PeriodKeys, PeriodKeys],
+        live: bool,
+        optimistic: bool,
+    ) -> _Taken | tuple[str, str]:
+        """A winner's cap slot (and spend), hold (and the buyer's spend) and (calls) live-call slot;
+        answers the periods the slot and the hold count in (`keys`: the contract's, the buyer's), or the
+        race it lost. Optimistic: the state read passed them; taken after the inserts."""
         if optimistic:
-            return keys
+            return _Taken(*keys)
         c = line.contract
-        taken = await repo.take_cap_slot(tx, contract_id=c.id, keys=keys)
-        if taken is None:
+        slot = await repo.take_cap_slot(tx, contract_id=c.id, keys=keys[0], amount_cents=price_cents)
+        if slot is None:
             return Outcome.CAP_REACHED.value, "reserved_concurrently"
-        if not await repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents):
-            await repo.return_cap_slot(tx, contract_id=c.id, keys=taken)
+        held = await repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents, keys=keys[1])
+        if held is None:
+            await repo.return_cap_slot(tx, contract_id=c.id, keys=slot, amount_cents=price_cents)
             return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
         if live and not await repo.take_live_slot(tx, contract_id=c.id):
-            await repo.return_cap_slot(tx, contract_id=c.id, keys=taken)
-            await repo.return_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents)
+            await repo.return_cap_slot(tx, contract_id=c.id, keys=slot, amount_cents=price_cents)
+            await repo.return_hold(tx, buyer_id=c.buyer_id, amount_cents=price_cents, keys=held)
             return Outcome.CONCURRENCY_CAP_REACHED.value, "reserved_concurrently"
-        return taken
+        return _Taken(slot, held)
 
     @staticmethod
     def _bids(
@@ -464,7 +532,12 @@ class AuctionService:
         for role, chosen in (("winner", winners), ("standby", standbys)):
             for choice in chosen:
                 line = by_id[choice.candidate.contract_id]
-                payout = payout_cents(ping.campaign.payout, choice.price_cents)
+                payout = bid_payout_cents(
+                    ping.campaign.payout,
+                    choice.price_cents,
+                    contract_id=line.contract.id,
+                    buyer_id=line.contract.buyer_id,
+                )
                 transfer = ((line.bid.transfer if line.bid else None) or line.contract.transfer) if calls else None
                 bids.append(
                     {
@@ -493,6 +566,14 @@ class AuctionService:
         return bids, answer_bids
 
 
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """The periods a reservation counts in: its contract's (cap slot and spend), its buyer's (spend)."""
+
+    slot: PeriodKeys
+    held: PeriodKeys
+
+
 @dataclass(slots=True)
 class _Ping:
     """One ping while its auction runs: what `_decide` writes."""
@@ -508,6 +589,7 @@ class _Ping:
     lines: list[Line]
     finalize: Callable[[Tx, PingOut], Awaitable[None]] | None
     rate_limit: int
+    dup_key: str | None = None  # with the campaign's duplicate-ping window
 
 
 @dataclass(slots=True)
@@ -536,8 +618,18 @@ class _Auction:
         rules.state_checks(self.open_lines, state, period_keys, ping.body.channel, ping.received)
 
 
+def check_source(campaign: Campaign, source: str | None) -> None:
+    """A campaign's `sources` allow and block lists (403 `source_blocked`)."""
+    if not campaign.source_allowed(source):
+        raise errors.Forbidden(
+            "this campaign does not take pings from this source",
+            code="source_blocked",
+            details={"source": source},
+        )
+
+
 def _state_query(
-    lines: Sequence[Line], consumer: dict[str, str], *, rate_campaign: str | None = None
+    lines: Sequence[Line], consumer: dict[str, str], *, rate_campaign: str | None = None, suppression: bool = False
 ) -> repo.StateQuery:
     """The state read of these lines: their contracts, their buyers, the consumer's keyed hashes."""
     return repo.StateQuery(
@@ -545,4 +637,5 @@ def _state_query(
         buyer_ids=sorted({line.contract.buyer_id for line in lines}),
         hashes=sorted(consumer.values()),
         rate_campaign=rate_campaign,
+        suppression=suppression,
     )

@@ -15,13 +15,24 @@ from pingpost.console import (
     ping_pages,
     return_pages,
     statement_pages,
+    traffic_pages,
 )
 from pingpost.console.web import HERE
 
 
 def mount(app: FastAPI) -> None:
     """Add the console's routes and its static files (htmx, uPlot, the stylesheet) to `app`."""
-    modules = (account_pages, overview_pages, ping_pages, buyer_pages, partner_pages, money_pages)
-    for module in (*modules, return_pages, statement_pages):
+    modules = (
+        account_pages,
+        overview_pages,
+        ping_pages,
+        buyer_pages,
+        partner_pages,
+        money_pages,
+        return_pages,
+        statement_pages,
+        traffic_pages,
+    )
+    for module in modules:
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")

@@ -31,8 +31,10 @@ class PingFilters:
         campaign: str | None = Query(None, max_length=64),
         partner: str | None = Query(None, max_length=64),
         status: str | None = Query(None, max_length=64),
+        source: str | None = Query(None, max_length=64),
     ) -> None:
         self.offer, self.campaign, self.partner, self.status = offer, campaign, partner, status
+        self.source = source
 
     def columns(self) -> dict[str, str | None]:
         return {
@@ -40,6 +42,7 @@ class PingFilters:
             "campaign_id": self.campaign or None,
             "partner_id": self.partner or None,
             "status": self.status or None,
+            "source": self.source or None,
         }
 
     def params(self) -> dict[str, str]:
@@ -48,6 +51,7 @@ class PingFilters:
             "campaign": self.campaign or "",
             "partner": self.partner or "",
             "status": self.status or "",
+            "source": self.source or "",
         }
 
 

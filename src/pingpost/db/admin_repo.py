@@ -76,18 +76,40 @@ async def sync_contract_caps(tx: Tx, contract_id: str, caps: dict[str, Any]) -> 
         "w": caps.get("weekly"),
         "m": caps.get("monthly"),
         "l": caps.get("max_concurrent_calls"),
+        "sd": caps.get("spend_daily_cents"),
+        "sw": caps.get("spend_weekly_cents"),
+        "sm": caps.get("spend_monthly_cents"),
     }
     changed = await tx.execute(
-        "UPDATE contract_usage SET daily_cap = :d, weekly_cap = :w, monthly_cap = :m, max_live_calls = :l "
+        "UPDATE contract_usage SET daily_cap = :d, weekly_cap = :w, monthly_cap = :m, max_live_calls = :l, "
+        "spend_daily_cap_cents = :sd, spend_weekly_cap_cents = :sw, spend_monthly_cap_cents = :sm "
         "WHERE contract_id = :c",
         params,
     )
     if not changed:
         await tx.execute(
-            "INSERT INTO contract_usage (contract_id, daily_cap, weekly_cap, monthly_cap, max_live_calls) "
-            "VALUES (:c, :d, :w, :m, :l)",
+            "INSERT INTO contract_usage (contract_id, daily_cap, weekly_cap, monthly_cap, max_live_calls, "
+            "spend_daily_cap_cents, spend_weekly_cap_cents, spend_monthly_cap_cents) "
+            "VALUES (:c, :d, :w, :m, :l, :sd, :sw, :sm)",
             params,
         )
+
+
+async def sync_buyer_controls(tx: Tx, buyer_id: str, body: dict[str, Any]) -> None:
+    """Copy a buyer's spend caps and low-balance threshold into its funds row (the conditional hold
+    UPDATE reads them there)."""
+    caps = body.get("caps") or {}
+    await tx.execute(
+        "UPDATE buyer_funds SET spend_daily_cap_cents = :sd, spend_weekly_cap_cents = :sw, "
+        "spend_monthly_cap_cents = :sm, low_balance_cents = :lb WHERE buyer_id = :b",
+        {
+            "b": buyer_id,
+            "sd": caps.get("spend_daily_cents"),
+            "sw": caps.get("spend_weekly_cents"),
+            "sm": caps.get("spend_monthly_cents"),
+            "lb": body.get("low_balance_cents"),
+        },
+    )
 
 
 async def create_buyer_funds(tx: Tx, buyer_id: str, credit_limit_cents: int) -> None:

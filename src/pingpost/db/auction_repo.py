@@ -6,10 +6,11 @@ statement that takes or gives back a cap slot or a hold stays in this one file, 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+from pingpost.db import traffic_repo
 from pingpost.db.snapshot_repo import config_version
 from pingpost.db.store import Tx
 from pingpost.domain.auction import AuctionState, Funds
@@ -25,13 +26,14 @@ class StateQuery:
     buyer_ids: Sequence[str]
     hashes: Sequence[str]
     rate_campaign: str | None = None
+    suppression: bool = False  # read the suppression lists the hashes are on (some list exists)
 
 
 async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False) -> AuctionState:
     """Usage, funds and dedup for one ping, with expired-but-unreclaimed reservations subtracted, and
     the configuration version (so a stale in-memory snapshot is noticed in the same read)."""
     contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
-    state = AuctionState(config_version=await config_version(tx))
+    state = AuctionState(config_version=await config_version(tx), now=now)
     if query.rate_campaign is not None:
         state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if contract_ids:
@@ -40,7 +42,7 @@ async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False
         await _read_funds(tx, buyer_ids, state.funds)
     if contract_ids or buyer_ids:
         stale = await tx.fetch(
-            "SELECT contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call FROM reservations "
+            f"SELECT {_RESERVATION_KEYS} FROM reservations "
             "WHERE state IN ('held', 'posting') AND expires_at <= :now "
             "AND (contract_id IN (:cs) OR buyer_id IN (:bs))",
             {"now": now, "cs": list(contract_ids), "bs": list(buyer_ids)},
@@ -57,9 +59,7 @@ async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False
         for r in lapsed_calls:
             u = state.usage.get(r["contract_id"])
             if u is not None:
-                state.usage[r["contract_id"]] = Usage(
-                    u.day_key, u.day_used, u.week_key, u.week_used, u.month_key, u.month_used, u.live_calls - 1
-                )
+                state.usage[r["contract_id"]] = replace(u, live_calls=u.live_calls - 1)
         for r in stale:
             u = state.usage.get(r["contract_id"])
             if u is not None:
@@ -67,8 +67,11 @@ async def read_state(tx: Tx, query: StateQuery, *, now: int, calls: bool = False
             f = state.funds.get(r["buyer_id"])
             if f is not None:
                 f.holds_cents -= int(r["amount_cents"])
+                f.spent = _spent_minus(f.spent, f.spend_keys, r)
     if hashes and buyer_ids:
         state.last_sold = await _last_sold(tx, buyer_ids, hashes)
+    if query.suppression and hashes:
+        state.suppressed = await traffic_repo.suppressing_lists(tx, hashes)
     return state
 
 
@@ -122,11 +125,13 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
     if missing:
         batch.buyers_read.update(missing)
         await _read_funds(tx, missing, batch.funds)
-    state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds)
+    state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds, now=now)
     if query.rate_campaign is not None:
         state.rate_used = await _rate_used(tx, query.rate_campaign, now)
     if hashes and buyer_ids:
         state.last_sold = await _last_sold(tx, buyer_ids, hashes)
+    if query.suppression and hashes:
+        state.suppressed = await traffic_repo.suppressing_lists(tx, hashes)
     return state
 
 
@@ -142,13 +147,29 @@ async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
 async def _read_usage(tx: Tx, contract_ids: Sequence[str], into: dict[str, Usage]) -> None:
     for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}):
         into[r["contract_id"]] = Usage(
-            r["day_key"], r["day_used"], r["week_key"], r["week_used"], r["month_key"], r["month_used"], r["live_calls"]
+            r["day_key"],
+            r["day_used"],
+            r["week_key"],
+            r["week_used"],
+            r["month_key"],
+            r["month_used"],
+            r["live_calls"],
+            int(r["day_spent_cents"]),
+            int(r["week_spent_cents"]),
+            int(r["month_spent_cents"]),
         )
 
 
 async def _read_funds(tx: Tx, buyer_ids: Sequence[str], into: dict[str, Funds]) -> None:
     for r in await tx.fetch("SELECT * FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}):
-        into[r["buyer_id"]] = Funds(int(r["balance_cents"]), int(r["credit_limit_cents"]), int(r["holds_cents"]))
+        into[r["buyer_id"]] = Funds(
+            int(r["balance_cents"]),
+            int(r["credit_limit_cents"]),
+            int(r["holds_cents"]),
+            (r["spend_daily_cap_cents"], r["spend_weekly_cap_cents"], r["spend_monthly_cap_cents"]),
+            (r["spend_day_key"], r["spend_week_key"], r["spend_month_key"]),
+            (int(r["day_spent_cents"]), int(r["week_spent_cents"]), int(r["month_spent_cents"])),
+        )
 
 
 async def _last_sold(tx: Tx, buyer_ids: Sequence[str], hashes: Sequence[str]) -> dict[str, int]:
@@ -161,6 +182,7 @@ async def _last_sold(tx: Tx, buyer_ids: Sequence[str], hashes: Sequence[str]) ->
 
 
 def _minus(u: Usage, r: Any) -> Usage:
+    amount = int(r["amount_cents"])
     return Usage(
         u.day_key,
         u.day_used - (1 if r["day_key"] == u.day_key else 0),
@@ -169,6 +191,20 @@ def _minus(u: Usage, r: Any) -> Usage:
         u.month_key,
         u.month_used - (1 if r["month_key"] == u.month_key else 0),
         u.live_calls - (1 if r["live_call"] else 0),
+        u.day_spent - (amount if r["day_key"] == u.day_key else 0),
+        u.week_spent - (amount if r["week_key"] == u.week_key else 0),
+        u.month_spent - (amount if r["month_key"] == u.month_key else 0),
+    )
+
+
+def _spent_minus(spent: tuple[int, int, int], keys: tuple[str, str, str], r: Any) -> tuple[int, int, int]:
+    """A buyer's spend without a lapsed reservation's price, in the periods it counted in."""
+    amount = int(r["amount_cents"])
+    held = (r["buyer_day_key"], r["buyer_week_key"], r["buyer_month_key"])
+    return (
+        spent[0] - (amount if held[0] == keys[0] else 0),
+        spent[1] - (amount if held[1] == keys[1] else 0),
+        spent[2] - (amount if held[2] == keys[2] else 0),
     )
 
 
@@ -192,30 +228,56 @@ async def give_back(tx: Tx, rows: Sequence[Any]) -> None:
     one statement per row, so two transactions giving back overlapping reservations never deadlock."""
     if rows:
         forget(tx)
-    slots: dict[tuple[str, str, str, str, int], int] = {}
-    holds: dict[str, int] = {}
+    slots: dict[tuple[str, str, str, str, int], list[int]] = {}  # -> [slots, cents]
+    holds: dict[tuple[str, str, str, str], int] = {}  # (buyer, its spend periods) -> cents
     for r in rows:
-        key = (r["contract_id"], r["day_key"] or "", r["week_key"] or "", r["month_key"] or "", int(r["live_call"]))
-        slots[key] = slots.get(key, 0) + 1
+        if r["contract_id"]:  # (a hold given back alone has none)
+            key = (r["contract_id"], r["day_key"] or "", r["week_key"] or "", r["month_key"] or "", int(r["live_call"]))
+            slot = slots.setdefault(key, [0, 0])
+            slot[0] += 1
+            slot[1] += int(r["amount_cents"])
         if r["buyer_id"]:
-            holds[r["buyer_id"]] = holds.get(r["buyer_id"], 0) + int(r["amount_cents"])
-    for (contract_id, day, week, month, live), n in sorted(slots.items()):
+            bkey = (r["buyer_id"], r["buyer_day_key"] or "", r["buyer_week_key"] or "", r["buyer_month_key"] or "")
+            holds[bkey] = holds.get(bkey, 0) + int(r["amount_cents"])
+    greatest = "GREATEST" if tx.dialect == "postgresql" else "MAX"
+    for (contract_id, day, week, month, live), (n, cents) in sorted(slots.items()):
         await tx.execute(
             "UPDATE contract_usage SET "
             "day_used = CASE WHEN day_key = :d THEN MAX_(day_used - :n, 0) ELSE day_used END, "
             "week_used = CASE WHEN week_key = :w THEN MAX_(week_used - :n, 0) ELSE week_used END, "
             "month_used = CASE WHEN month_key = :m THEN MAX_(month_used - :n, 0) ELSE month_used END, "
+            "day_spent_cents = CASE WHEN day_key = :d THEN MAX_(day_spent_cents - :a, 0) ELSE day_spent_cents END, "
+            "week_spent_cents = CASE WHEN week_key = :w THEN MAX_(week_spent_cents - :a, 0) "
+            "ELSE week_spent_cents END, "
+            "month_spent_cents = CASE WHEN month_key = :m THEN MAX_(month_spent_cents - :a, 0) "
+            "ELSE month_spent_cents END, "
             "live_calls = CASE WHEN :lc = 1 THEN MAX_(live_calls - :n, 0) ELSE live_calls END "
-            "WHERE contract_id = :c".replace("MAX_", "GREATEST" if tx.dialect == "postgresql" else "MAX"),
-            {"d": day, "w": week, "m": month, "lc": live, "n": n, "c": contract_id},
+            "WHERE contract_id = :c".replace("MAX_", greatest),
+            {"d": day, "w": week, "m": month, "lc": live, "n": n, "a": cents, "c": contract_id},
         )
-    for buyer_id, amount in sorted(holds.items()):
+    for (buyer_id, day, week, month), amount in sorted(holds.items()):
         await tx.execute(
-            "UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b", {"a": amount, "b": buyer_id}
+            "UPDATE buyer_funds SET holds_cents = holds_cents - :a, "
+            # funds back at or above the low-balance threshold re-arm the buyer's alert
+            "low_balance_alerted = CASE WHEN low_balance_cents IS NOT NULL AND balance_cents + credit_limit_cents "
+            "- holds_cents + :a >= low_balance_cents THEN 0 ELSE low_balance_alerted END, "
+            "day_spent_cents = CASE WHEN spend_day_key = :d THEN MAX_(day_spent_cents - :a, 0) "
+            "ELSE day_spent_cents END, "
+            "week_spent_cents = CASE WHEN spend_week_key = :w THEN MAX_(week_spent_cents - :a, 0) "
+            "ELSE week_spent_cents END, "
+            "month_spent_cents = CASE WHEN spend_month_key = :m THEN MAX_(month_spent_cents - :a, 0) "
+            "ELSE month_spent_cents END "
+            "WHERE buyer_id = :b".replace("MAX_", greatest),
+            {"a": amount, "b": buyer_id, "d": day, "w": week, "m": month},
         )
 
 
-_RETURNING = "RETURNING contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call"
+# What giving a reservation back needs: its slot's periods, its price, and the buyer's spend periods.
+_RESERVATION_KEYS = (
+    "contract_id, buyer_id, amount_cents, day_key, week_key, month_key, live_call, "
+    "buyer_day_key, buyer_week_key, buyer_month_key"
+)
+_RETURNING = f"RETURNING {_RESERVATION_KEYS}"
 
 
 async def reclaim_expired(
@@ -274,13 +336,14 @@ async def release(tx: Tx, reservation_ids: Sequence[str], *, to_state: str = "re
     return len(rows)
 
 
-async def take_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> PeriodKeys | None:
-    """One slot in every cap period at once, rolling stale periods forward in place; None when a cap
-    is full. Answers the keys the slot counts in: a counter already in a newer period (another
-    process's clock read a later instant) is never moved back; the slot counts in that period.
-    A counter never moves back (docs/crash-safety.md)."""
+async def take_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys, amount_cents: int = 0) -> PeriodKeys | None:
+    """One slot in every cap period at once, and `amount_cents` against the spend caps, rolling stale
+    periods forward in place; None when a cap is full. Answers the keys the slot counts in: a counter
+    already in a newer period (another process's clock read a later instant) is never moved back; the
+    slot counts in that period. A counter never moves back (docs/crash-safety.md)."""
     for _ in range(3):
-        taken = await tx.execute(_TAKE_SLOT, {"c": contract_id, "d": keys.day, "w": keys.week, "m": keys.month}) == 1
+        params = {"c": contract_id, "d": keys.day, "w": keys.week, "m": keys.month, "a": amount_cents}
+        taken = await tx.execute(_TAKE_SLOT, params) == 1
         if taken:
             batch = _batch(tx)
             if batch is not None:
@@ -296,6 +359,9 @@ async def take_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> Period
                         keys.month,
                         (u.month_used if u.month_key == keys.month else 0) + 1,
                         u.live_calls,
+                        (u.day_spent if u.day_key == keys.day else 0) + amount_cents,
+                        (u.week_spent if u.week_key == keys.week else 0) + amount_cents,
+                        (u.month_spent if u.month_key == keys.month else 0) + amount_cents,
                     )
             return keys
         forget(tx)
@@ -317,11 +383,21 @@ _TAKE_SLOT = (
     "UPDATE contract_usage SET "
     "day_used = CASE WHEN day_key = :d THEN day_used ELSE 0 END + 1, day_key = :d, "
     "week_used = CASE WHEN week_key = :w THEN week_used ELSE 0 END + 1, week_key = :w, "
-    "month_used = CASE WHEN month_key = :m THEN month_used ELSE 0 END + 1, month_key = :m "
+    "month_used = CASE WHEN month_key = :m THEN month_used ELSE 0 END + 1, month_key = :m, "
+    "day_spent_cents = CASE WHEN day_key = :d THEN day_spent_cents ELSE 0 END + :a, "
+    "week_spent_cents = CASE WHEN week_key = :w THEN week_spent_cents ELSE 0 END + :a, "
+    "month_spent_cents = CASE WHEN month_key = :m THEN month_spent_cents ELSE 0 END + :a "
     "WHERE contract_id = :c AND day_key <= :d AND week_key <= :w AND month_key <= :m "
     "AND (daily_cap IS NULL OR CASE WHEN day_key = :d THEN day_used ELSE 0 END < daily_cap) "
     "AND (weekly_cap IS NULL OR CASE WHEN week_key = :w THEN week_used ELSE 0 END < weekly_cap) "
-    "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap)"
+    "AND (monthly_cap IS NULL OR CASE WHEN month_key = :m THEN month_used ELSE 0 END < monthly_cap) "
+    # spend caps (docs/protocol.md): the price must fit what the period has left
+    "AND (spend_daily_cap_cents IS NULL "
+    "OR CASE WHEN day_key = :d THEN day_spent_cents ELSE 0 END + :a <= spend_daily_cap_cents) "
+    "AND (spend_weekly_cap_cents IS NULL "
+    "OR CASE WHEN week_key = :w THEN week_spent_cents ELSE 0 END + :a <= spend_weekly_cap_cents) "
+    "AND (spend_monthly_cap_cents IS NULL "
+    "OR CASE WHEN month_key = :m THEN month_spent_cents ELSE 0 END + :a <= spend_monthly_cap_cents)"
 )
 
 
@@ -341,20 +417,36 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
         "caps AS (UPDATE contract_usage AS u SET "
         "day_used = CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END + 1, day_key = v.d, "
         "week_used = CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END + 1, week_key = v.w, "
-        "month_used = CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END + 1, month_key = v.m "
-        "FROM unnest(:cs::text[], :ds::text[], :ws::text[], :ms::text[]) AS v(c, d, w, m), lc "
+        "month_used = CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END + 1, month_key = v.m, "
+        "day_spent_cents = CASE WHEN u.day_key = v.d THEN u.day_spent_cents ELSE 0 END + v.a, "
+        "week_spent_cents = CASE WHEN u.week_key = v.w THEN u.week_spent_cents ELSE 0 END + v.a, "
+        "month_spent_cents = CASE WHEN u.month_key = v.m THEN u.month_spent_cents ELSE 0 END + v.a "
+        "FROM unnest(:cs::text[], :ds::text[], :ws::text[], :ms::text[], :amounts::bigint[]) AS v(c, d, w, m, a), lc "
         "WHERE u.contract_id = v.c AND lc.contract_id = v.c "
         "AND u.day_key <= v.d AND u.week_key <= v.w AND u.month_key <= v.m "
         "AND (u.daily_cap IS NULL OR CASE WHEN u.day_key = v.d THEN u.day_used ELSE 0 END < u.daily_cap) "
         "AND (u.weekly_cap IS NULL OR CASE WHEN u.week_key = v.w THEN u.week_used ELSE 0 END < u.weekly_cap) "
         "AND (u.monthly_cap IS NULL OR CASE WHEN u.month_key = v.m THEN u.month_used ELSE 0 END < u.monthly_cap) "
+        "AND (u.spend_daily_cap_cents IS NULL OR "
+        "CASE WHEN u.day_key = v.d THEN u.day_spent_cents ELSE 0 END + v.a <= u.spend_daily_cap_cents) "
+        "AND (u.spend_weekly_cap_cents IS NULL OR "
+        "CASE WHEN u.week_key = v.w THEN u.week_spent_cents ELSE 0 END + v.a <= u.spend_weekly_cap_cents) "
+        "AND (u.spend_monthly_cap_cents IS NULL OR "
+        "CASE WHEN u.month_key = v.m THEN u.month_spent_cents ELSE 0 END + v.a <= u.spend_monthly_cap_cents) "
         "RETURNING 1), "
         "lb AS (SELECT buyer_id FROM buyer_funds WHERE buyer_id = ANY(:bs::text[]) "
         "AND (SELECT count(*) FROM caps) = :n ORDER BY buyer_id FOR UPDATE), "
-        "holds AS (UPDATE buyer_funds AS f SET holds_cents = f.holds_cents + v.a "
-        "FROM unnest(:bs::text[], :amounts::bigint[]) AS v(b, a), lb "
+        "holds AS (UPDATE buyer_funds AS f SET holds_cents = f.holds_cents + v.a, "
+        "day_spent_cents = CASE WHEN f.spend_day_key = v.d THEN f.day_spent_cents ELSE 0 END + v.a, "
+        "week_spent_cents = CASE WHEN f.spend_week_key = v.w THEN f.week_spent_cents ELSE 0 END + v.a, "
+        "month_spent_cents = CASE WHEN f.spend_month_key = v.m THEN f.month_spent_cents ELSE 0 END + v.a, "
+        "spend_day_key = v.d, spend_week_key = v.w, spend_month_key = v.m "
+        "FROM unnest(:bs::text[], :amounts::bigint[], :bds::text[], :bws::text[], :bms::text[]) "
+        "AS v(b, a, d, w, m), lb "
         "WHERE f.buyer_id = v.b AND lb.buyer_id = v.b "
-        "AND f.balance_cents + f.credit_limit_cents - f.holds_cents >= v.a RETURNING 1) "
+        "AND f.balance_cents + f.credit_limit_cents - f.holds_cents >= v.a "
+        "AND f.spend_day_key <= v.d AND f.spend_week_key <= v.w AND f.spend_month_key <= v.m "
+        f"AND {_BUYER_SPEND_FITS.format(f='f.', d='v.d', w='v.w', m='v.m', a='v.a')} RETURNING 1) "
         "SELECT (SELECT count(*) FROM caps) AS caps, (SELECT count(*) FROM holds) AS holds",
         {
             "cs": [r["contract_id"] for r in reservations],
@@ -363,13 +455,16 @@ async def take_slots(tx: Tx, reservations: Sequence[dict[str, Any]]) -> bool:
             "ms": [r["month_key"] for r in reservations],
             "bs": [r["buyer_id"] for r in reservations],
             "amounts": [r["amount_cents"] for r in reservations],
+            "bds": [r["buyer_day_key"] for r in reservations],
+            "bws": [r["buyer_week_key"] for r in reservations],
+            "bms": [r["buyer_month_key"] for r in reservations],
             "n": len(reservations),
         },
     )
     return row is not None and row["caps"] == row["holds"] == len(reservations)
 
 
-async def return_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> None:
+async def return_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys, amount_cents: int = 0) -> None:
     await give_back(
         tx,
         [
@@ -379,30 +474,72 @@ async def return_cap_slot(tx: Tx, *, contract_id: str, keys: PeriodKeys) -> None
                 "month_key": keys.month,
                 "live_call": 0,
                 "contract_id": contract_id,
-                "amount_cents": 0,
+                "amount_cents": amount_cents,
                 "buyer_id": "",
             }
         ],
     )
 
 
-async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> bool:
-    held = (
-        await tx.execute(
-            "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
-            "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
-            {"a": amount_cents, "b": buyer_id},
+# A buyer's spend caps, as a condition on its funds row (alias `f`) taking `a` in periods d, w, m.
+_BUYER_SPEND_FITS = (
+    "({f}spend_daily_cap_cents IS NULL OR "
+    "CASE WHEN {f}spend_day_key = {d} THEN {f}day_spent_cents ELSE 0 END + {a} <= {f}spend_daily_cap_cents) "
+    "AND ({f}spend_weekly_cap_cents IS NULL OR "
+    "CASE WHEN {f}spend_week_key = {w} THEN {f}week_spent_cents ELSE 0 END + {a} <= {f}spend_weekly_cap_cents) "
+    "AND ({f}spend_monthly_cap_cents IS NULL OR "
+    "CASE WHEN {f}spend_month_key = {m} THEN {f}month_spent_cents ELSE 0 END + {a} <= {f}spend_monthly_cap_cents)"
+)
+_TAKE_HOLD = (
+    "UPDATE buyer_funds SET holds_cents = holds_cents + :a, "
+    "day_spent_cents = CASE WHEN spend_day_key = :d THEN day_spent_cents ELSE 0 END + :a, "
+    "week_spent_cents = CASE WHEN spend_week_key = :w THEN week_spent_cents ELSE 0 END + :a, "
+    "month_spent_cents = CASE WHEN spend_month_key = :m THEN month_spent_cents ELSE 0 END + :a, "
+    "spend_day_key = :d, spend_week_key = :w, spend_month_key = :m "
+    "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a "
+    "AND spend_day_key <= :d AND spend_week_key <= :w AND spend_month_key <= :m AND "
+    + _BUYER_SPEND_FITS.format(f="", d=":d", w=":w", m=":m", a=":a")
+)
+
+
+async def take_hold(tx: Tx, *, buyer_id: str, amount_cents: int, keys: PeriodKeys) -> PeriodKeys | None:
+    """Hold `amount_cents` of the buyer's available funds and count it against its spend caps in the
+    periods `keys` (its own time zone), rolled forward in place like the count caps: a counter in a
+    newer period is never moved back, the hold counts there. Answers the periods it counts in, None
+    when the funds or a spend cap do not allow it."""
+    for _ in range(3):
+        params = {"a": amount_cents, "b": buyer_id, "d": keys.day, "w": keys.week, "m": keys.month}
+        if await tx.execute(_TAKE_HOLD, params) == 1:
+            batch = _batch(tx)
+            if batch is not None:
+                funds = batch.funds.get(buyer_id)
+                if funds is None:
+                    forget(tx)
+                else:  # the same arithmetic as the UPDATE
+                    now_keys = (keys.day, keys.week, keys.month)
+                    funds.holds_cents += amount_cents
+                    funds.spent = tuple(  # type: ignore[assignment]
+                        (spent if key == now_key else 0) + amount_cents
+                        for spent, key, now_key in zip(funds.spent, funds.spend_keys, now_keys, strict=True)
+                    )
+                    funds.spend_keys = now_keys
+            return keys
+        forget(tx)
+        row = await tx.fetchrow(
+            "SELECT spend_day_key, spend_week_key, spend_month_key FROM buyer_funds WHERE buyer_id = :b",
+            {"b": buyer_id},
         )
-        == 1
-    )
-    batch = _batch(tx)
-    if batch is not None:
-        funds = batch.funds.get(buyer_id)
-        if not held or funds is None:
-            forget(tx)
-        else:
-            funds.holds_cents += amount_cents
-    return held
+        if row is None:
+            return None
+        newer = PeriodKeys(
+            max(keys.day, row["spend_day_key"]),
+            max(keys.week, row["spend_week_key"]),
+            max(keys.month, row["spend_month_key"]),
+        )
+        if newer == keys:
+            return None  # funds or a spend cap
+        keys = newer
+    return None
 
 
 async def take_live_slot(tx: Tx, *, contract_id: str) -> bool:
@@ -435,10 +572,24 @@ async def end_live_call(tx: Tx, reservation_id: str) -> None:
         )
 
 
-async def return_hold(tx: Tx, *, buyer_id: str, amount_cents: int) -> None:
-    forget(tx)
-    await tx.execute(
-        "UPDATE buyer_funds SET holds_cents = holds_cents - :a WHERE buyer_id = :b", {"a": amount_cents, "b": buyer_id}
+async def return_hold(tx: Tx, *, buyer_id: str, amount_cents: int, keys: PeriodKeys) -> None:
+    """Give back a hold just taken (and its spend, in the periods `take_hold` answered)."""
+    await give_back(
+        tx,
+        [
+            {
+                "contract_id": "",
+                "day_key": None,
+                "week_key": None,
+                "month_key": None,
+                "live_call": 0,
+                "buyer_id": buyer_id,
+                "amount_cents": amount_cents,
+                "buyer_day_key": keys.day,
+                "buyer_week_key": keys.week,
+                "buyer_month_key": keys.month,
+            }
+        ],
     )
 
 
@@ -455,6 +606,9 @@ _RESERVATION_COLUMNS = (
     "live_call",
     "expires_at",
     "created_at",
+    "buyer_day_key",
+    "buyer_week_key",
+    "buyer_month_key",
 )
 
 
@@ -509,10 +663,12 @@ async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:
     await tx.execute(
         "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
-        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall) VALUES "
+        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, source, subs, "
+        "dup_key) VALUES "
         "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
-        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall)",
-        row,
+        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall, :source, "
+        ":subs, :dup_key)",
+        {"source": None, "subs": None, "dup_key": None, **row},
     )
 
 

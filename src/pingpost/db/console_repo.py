@@ -147,7 +147,7 @@ async def contract_usage(tx: Tx, contract_ids: Sequence[str]) -> list[Any]:
     return list(await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:ids)", {"ids": list(contract_ids)}))
 
 
-_PING_FILTERS = frozenset({"offer_id", "campaign_id", "partner_id", "status"})
+_PING_FILTERS = frozenset({"offer_id", "campaign_id", "partner_id", "status", "source"})
 
 
 async def pings_after(tx: Tx, *, after: str, filters: Mapping[str, Any], limit: int) -> list[Any]:

@@ -32,7 +32,11 @@ async def record_transaction(
     for e in sorted(entries, key=lambda e: e.account):  # buyers' rows in id order (docs/crash-safety.md)
         if e.account.startswith("buyer:"):
             await tx.execute(
-                "UPDATE buyer_funds SET balance_cents = balance_cents + :amt WHERE buyer_id = :b",
+                "UPDATE buyer_funds SET balance_cents = balance_cents + :amt, "
+                # funds back at or above the buyer's low-balance threshold re-arm its alert (one per crossing)
+                "low_balance_alerted = CASE WHEN low_balance_cents IS NOT NULL AND balance_cents + :amt "
+                "+ credit_limit_cents - holds_cents >= low_balance_cents THEN 0 ELSE low_balance_alerted END "
+                "WHERE buyer_id = :b",
                 {"amt": e.amount_cents, "b": e.account[len("buyer:") :]},
             )
     return txn_id

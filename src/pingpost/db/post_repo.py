@@ -211,17 +211,37 @@ async def charge_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], sale_id: str
 
 
 async def count_sale_slot(tx: Tx, reservation: Any) -> None:
-    """Count a sale in its reservation's cap periods without a cap check (the lead is already sold)."""
+    """Count a sale in its reservation's cap periods, and its price against the contract's and the
+    buyer's spend, without a cap check (the lead is already sold)."""
     await tx.execute(
         "UPDATE contract_usage SET "
         "day_used = CASE WHEN day_key = :d THEN day_used + 1 ELSE day_used END, "
         "week_used = CASE WHEN week_key = :w THEN week_used + 1 ELSE week_used END, "
-        "month_used = CASE WHEN month_key = :m THEN month_used + 1 ELSE month_used END WHERE contract_id = :c",
+        "month_used = CASE WHEN month_key = :m THEN month_used + 1 ELSE month_used END, "
+        "day_spent_cents = CASE WHEN day_key = :d THEN day_spent_cents + :a ELSE day_spent_cents END, "
+        "week_spent_cents = CASE WHEN week_key = :w THEN week_spent_cents + :a ELSE week_spent_cents END, "
+        "month_spent_cents = CASE WHEN month_key = :m THEN month_spent_cents + :a ELSE month_spent_cents END "
+        "WHERE contract_id = :c",
         {
             "d": reservation["day_key"],
             "w": reservation["week_key"],
             "m": reservation["month_key"],
+            "a": int(reservation["amount_cents"]),
             "c": reservation["contract_id"],
+        },
+    )
+    await tx.execute(
+        "UPDATE buyer_funds SET "
+        "day_spent_cents = CASE WHEN spend_day_key = :d THEN day_spent_cents + :a ELSE day_spent_cents END, "
+        "week_spent_cents = CASE WHEN spend_week_key = :w THEN week_spent_cents + :a ELSE week_spent_cents END, "
+        "month_spent_cents = CASE WHEN spend_month_key = :m THEN month_spent_cents + :a ELSE month_spent_cents END "
+        "WHERE buyer_id = :b",
+        {
+            "d": reservation["buyer_day_key"],
+            "w": reservation["buyer_week_key"],
+            "m": reservation["buyer_month_key"],
+            "a": int(reservation["amount_cents"]),
+            "b": reservation["buyer_id"],
         },
     )
 
@@ -292,7 +312,7 @@ async def page_pings(  # noqa: PLR0913 - the filters of the ping list
     where = ["(CAST(:cursor AS TEXT) IS NULL OR id < :cursor)"]
     params: dict[str, Any] = {"cursor": cursor, "lim": limit}
     for column, value in filters.items():
-        if column not in ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id"):
+        if column not in ("offer_id", "campaign_id", "partner_id", "status", "partner_lead_id", "source"):
             raise ValueError(f"not a ping filter: {column}")
         where.append(f"{column} = :{column}")
         params[column] = value

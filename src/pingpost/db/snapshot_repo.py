@@ -21,19 +21,18 @@ async def load_snapshot(tx: Tx) -> Snapshot:
         snap.offers[row["id"]] = Offer.from_body(row["id"], orjson.loads(row["body"]))
     for row in await tx.fetch("SELECT id, status FROM partners"):
         snap.partner_status[row["id"]] = row["status"]
-    for row in await tx.fetch("SELECT id, status FROM buyers"):
-        snap.buyers[row["id"]] = Buyer(row["id"], row["status"])
+    for row in await tx.fetch("SELECT id, status, body FROM buyers"):
+        snap.buyers[row["id"]] = Buyer.from_body(row["id"], row["status"], orjson.loads(row["body"]))
     for row in await tx.fetch("SELECT id, posting_key_sha256, body FROM campaigns"):
         body = orjson.loads(row["body"])
-        campaign = Campaign(
-            row["id"], body["partner"], body["offer"], body["status"], body["payout"], body.get("rate_limit_per_s")
-        )
+        campaign = Campaign.from_body(row["id"], body)
         snap.campaigns[row["id"]] = campaign
         snap.campaigns_by_key[row["posting_key_sha256"]] = campaign
     for row in await tx.fetch("SELECT id, body FROM contracts"):
         contract = Contract.from_body(row["id"], orjson.loads(row["body"]))
         snap.contracts[contract.id] = contract
         snap.contracts_by_offer.setdefault(contract.offer_id, []).append(contract)
+    snap.suppression_lists = int(await tx.fetchval("SELECT COUNT(*) FROM suppression_lists"))
     for contracts in snap.contracts_by_offer.values():
         contracts.sort(key=lambda c: c.rank_key)
     return snap

@@ -1,4 +1,5 @@
-"""The whole exchange's schema, defined once (SQLAlchemy Core) and migrated by Alembic.
+"""The whole exchange's schema, defined once (SQLAlchemy Core) and migrated by Alembic. Over 450
+lines: one schema in one file, so every table and index can be read side by side with the migrations.
 
 Conventions that keep one SQL text valid on SQLite and PostgreSQL:
 - times are epoch milliseconds (BIGINT); money is BIGINT cents;
@@ -135,6 +136,15 @@ contract_usage = Table(
     Column("week_used", Integer, nullable=False, server_default=text("0")),
     Column("month_key", Text, nullable=False, server_default=text("''")),
     Column("month_used", Integer, nullable=False, server_default=text("0")),
+    # Spend caps (docs/protocol.md, Traffic controls): in the same periods as the count caps.
+    Column("spend_daily_cap_cents", BigInteger),
+    Column("spend_weekly_cap_cents", BigInteger),
+    Column("spend_monthly_cap_cents", BigInteger),
+    Column("day_spent_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("week_spent_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("month_spent_cents", BigInteger, nullable=False, server_default=text("0")),
+    # Consecutive RTB or delivery failures, for `auto_pause`.
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
 )
 
 buyer_funds = Table(
@@ -145,6 +155,18 @@ buyer_funds = Table(
     Column("balance_cents", BigInteger, nullable=False, server_default=text("0")),
     Column("credit_limit_cents", BigInteger, nullable=False, server_default=text("0")),
     Column("holds_cents", BigInteger, nullable=False, server_default=text("0")),
+    # Spend caps in the buyer's own time zone, with their own period keys.
+    Column("spend_daily_cap_cents", BigInteger),
+    Column("spend_weekly_cap_cents", BigInteger),
+    Column("spend_monthly_cap_cents", BigInteger),
+    Column("spend_day_key", Text, nullable=False, server_default=text("''")),
+    Column("spend_week_key", Text, nullable=False, server_default=text("''")),
+    Column("spend_month_key", Text, nullable=False, server_default=text("''")),
+    Column("day_spent_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("week_spent_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("month_spent_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("low_balance_cents", BigInteger),
+    Column("low_balance_alerted", Integer, nullable=False, server_default=text("0")),  # 1 while below
 )
 
 reservations = Table(
@@ -161,6 +183,10 @@ reservations = Table(
     Column("month_key", Text),
     Column("live_call", Integer, nullable=False, server_default=text("0")),
     Column("state", Text, nullable=False),  # held | posting | sold | released | expired
+    # the buyer's spend periods (its time zone) the hold counts in
+    Column("buyer_day_key", Text),
+    Column("buyer_week_key", Text),
+    Column("buyer_month_key", Text),
     Column("expires_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index(
@@ -201,8 +227,18 @@ pings = Table(
     Column("consumer", Text, nullable=False),  # keyed (HMAC) consumer hashes only
     Column("bids", Text, nullable=False),  # winning and standby bids, JSON
     Column("waterfall", Text, nullable=False),  # one JSON document a ping (docs/performance.md)
+    Column("source", Text),  # the partner's sub-ID
+    Column("subs", Text),  # {"sub1".."sub5"} JSON
+    Column("dup_key", Text),  # duplicate-ping key (keyed hash), only with a campaign window
     Index("pings_campaign", "campaign_id", "id"),
     Index("pings_offer", "offer_id", "id"),
+    Index(
+        "pings_dup",
+        "dup_key",
+        "received_at",
+        sqlite_where=text("dup_key IS NOT NULL"),
+        postgresql_where=text("dup_key IS NOT NULL"),
+    ),
 )
 
 ping_events = Table(
@@ -398,7 +434,24 @@ report_counters = Table(
     Column("bids", BigInteger, nullable=False, server_default=text("0")),
     Column("wins", BigInteger, nullable=False, server_default=text("0")),
     Column("pings", BigInteger, nullable=False, server_default=text("0")),
+    Column("duplicate_pings", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("day", "contract_id", "campaign_id"),
+)
+
+# The same per (day, campaign, source) for `group_by=source` (source '' = pings without one).
+source_counters = Table(
+    "source_counters",
+    metadata,
+    Column("day", Text, nullable=False),
+    Column("offer_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("partner_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("pings", BigInteger, nullable=False, server_default=text("0")),
+    Column("bids", BigInteger, nullable=False, server_default=text("0")),
+    Column("wins", BigInteger, nullable=False, server_default=text("0")),
+    Column("duplicate_pings", BigInteger, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("day", "campaign_id", "source"),
 )
 
 # Per-campaign ping rate windows (one-second fixed windows), shared by every process.
@@ -439,4 +492,28 @@ console_day_totals = Table(
     Column("revenue_cents", BigInteger, nullable=False),
     Column("payout_cents", BigInteger, nullable=False),
     Column("computed_at", BigInteger, nullable=False),
+)
+
+# --- traffic controls (docs/protocol.md) ----------------------------------------------------------
+
+# Suppression lists hold only keyed hashes (HMAC-SHA-256 of the consumer hash, as dedup does).
+suppression_lists = Table(
+    "suppression_lists",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("scope", Text, nullable=False),  # global | buyer
+    Column("buyer_id", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+suppression_entries = Table(
+    "suppression_entries",
+    metadata,
+    Column("list_id", Text, nullable=False),
+    Column("hash_hmac", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # phone | email
+    PrimaryKeyConstraint("list_id", "hash_hmac"),
+    Index("suppression_entries_hash", "hash_hmac"),
 )

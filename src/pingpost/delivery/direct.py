@@ -15,17 +15,18 @@ from typing import Any
 import orjson
 
 from pingpost import errors
-from pingpost.auction.service import AuctionService
+from pingpost.auction import autopause
+from pingpost.auction.service import AuctionService, check_source
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
 from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
 from pingpost.domain import auction as rules
 from pingpost.domain.auction import Line, Terms
-from pingpost.domain.eligibility import local_minute
+from pingpost.domain.eligibility import local_minute, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
-from pingpost.domain.model import Campaign, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.model import UTC, Buyer, Campaign, Snapshot
+from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome, PostOutcome
 from pingpost.ids import new_id, now_ms
 
@@ -42,6 +43,7 @@ class DirectPostService:
         self, *, snap: Snapshot, campaign: Campaign, body: DirectPostIn, on_ping_created: PingCreated | None = None
     ) -> PostOut:
         offer = snap.offers[campaign.offer_id]
+        check_source(campaign, body.source)
         if offer.mode != "direct_post":
             raise errors.Unprocessable(
                 "this offer takes pings, not direct posts",
@@ -62,14 +64,23 @@ class DirectPostService:
         received = now_ms()
         ping_id = new_id("png")
         rows = [Line(c) for c in snap.contracts_by_offer.get(offer.id, [])]
-        keys = rules.pre_state_checks(snap, rows, lead, "form", received)
+        keys = rules.pre_state_checks(snap, rows, with_source(lead, body.source), "form", received)
         open_rows = rules.open_lines(rows)
-        state = await self.auction.read_state(open_rows, keyed, received)
+        state = await self.auction.read_state(open_rows, keyed, received, suppression=snap.suppression_lists > 0)
         rules.state_checks(open_rows, state, keys, "form", received)
         rules.direct_post_bids(rows)
         # A direct post sells the lead to one buyer at the contract's price.
         rules.price_checks(
-            rows, state, Terms(offer=offer, payout=campaign.payout, channel="form", min_payout=0, kinds=("exclusive",))
+            rows,
+            state,
+            Terms(
+                offer=offer,
+                payout=campaign.payout,
+                channel="form",
+                min_payout=0,
+                kinds=("exclusive",),
+                buyers=snap.buyers,
+            ),
         )
         candidates = rules.direct_post_order(rows)
         ping = {
@@ -79,6 +90,8 @@ class DirectPostService:
             "partner_id": campaign.partner_id,
             "channel": "form",
             "test": int(body.test),
+            "source": body.source,
+            "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
         }
 
         async def create(tx: Tx) -> None:
@@ -135,7 +148,14 @@ class DirectPostService:
                 )
                 continue
             bid = await self.store.write(
-                partial(self._reserve, ping=ping, row=row, keyed=keyed, payout=campaign.payout)
+                partial(
+                    self._reserve,
+                    ping=ping,
+                    row=row,
+                    keyed=keyed,
+                    payout=campaign.payout,
+                    buyer=snap.buyers.get(row.contract.buyer_id),
+                )
             )
             if bid is None:
                 continue  # lost a race for the cap or the funds: not an attempt
@@ -160,7 +180,7 @@ class DirectPostService:
             won = {r.contract.id for r in candidates if r.bid_id}
             for row in rows:
                 row.outcome = Outcome.WON.value if row.contract.id in won else row.outcome
-            self.auction.count(received, campaign, rows)
+            self.auction.count(received, campaign, rows, source=body.source)
         return PostOut(
             ping_id=ping_id,
             status=status,
@@ -170,7 +190,14 @@ class DirectPostService:
         )
 
     async def _reserve(
-        self, tx: Tx, *, ping: dict[str, Any], row: Line, keyed: dict[str, str], payout: dict[str, Any]
+        self,
+        tx: Tx,
+        *,
+        ping: dict[str, Any],
+        row: Line,
+        keyed: dict[str, str],
+        payout: dict[str, Any],
+        buyer: Buyer | None,
     ) -> dict[str, Any] | None:
         """Reserve one attempt (cap slot, hold, posting reservation, pending delivery); None if it lost a race.
 
@@ -179,13 +206,14 @@ class DirectPostService:
         The cap periods and expiry come from the store's clock at this moment, not at arrival."""
         now = await tx.now_ms()
         c = row.contract
+        buyer_tz = buyer.tz if buyer is not None else UTC
         price = int(row.exclusive_cents or 0)
         bid: dict[str, Any] = {
             "bid_id": new_id("bid"),
             "contract_id": c.id,
             "buyer_id": c.buyer_id,
             "price_cents": price,
-            "payout_cents": payout_cents(payout, price),
+            "payout_cents": bid_payout_cents(payout, price, contract_id=c.id, buyer_id=c.buyer_id),
             "sale_type": "exclusive",
             "source": "fixed",
             "bid_ref": None,
@@ -205,21 +233,31 @@ class DirectPostService:
             await auction_repo.lock_rows(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id])
             await auction_repo.reclaim_expired(tx, contract_ids=[c.id], buyer_ids=[c.buyer_id], now=now)
             failure, detail = None, "reserved_concurrently"
-            k = None
+            k = held = None
             if c.dedup_days > 0 and await post_repo.recent_purchase(
                 tx, buyer_id=c.buyer_id, hashes=sorted(keyed.values()), since=now - c.dedup_days * 86_400_000
             ):
                 failure, detail = Outcome.DUPLICATE, "sold_concurrently"
-            elif (k := await auction_repo.take_cap_slot(tx, contract_id=c.id, keys=local_minute(now, c.tz)[1])) is None:
+            elif (
+                k := await auction_repo.take_cap_slot(
+                    tx, contract_id=c.id, keys=local_minute(now, c.tz)[1], amount_cents=price
+                )
+            ) is None:
                 failure = Outcome.CAP_REACHED
-            elif not await auction_repo.take_hold(tx, buyer_id=c.buyer_id, amount_cents=price):
-                await auction_repo.return_cap_slot(tx, contract_id=c.id, keys=k)
+            elif (
+                held := await auction_repo.take_hold(
+                    tx, buyer_id=c.buyer_id, amount_cents=price, keys=local_minute(now, buyer_tz)[1]
+                )
+            ) is None:
+                await auction_repo.return_cap_slot(tx, contract_id=c.id, keys=k, amount_cents=price)
                 failure = Outcome.INSUFFICIENT_BALANCE
-            if failure is not None or k is None:
+            if failure is not None or k is None or held is None:
                 await post_repo.update_waterfall(
                     tx, ping["id"], {c.id: {"outcome": (failure or Outcome.CAP_REACHED).value, "detail": detail}}
                 )
                 return None
+            if buyer is not None and buyer.low_balance_cents is not None:
+                await autopause.check_low_balance(tx, [buyer])
             bid["reservation_id"] = new_id("rsv")
             timeout_ms = int((c.delivery or {}).get("timeout_ms") or 5000)
             await auction_repo.insert_reservation(
@@ -234,6 +272,9 @@ class DirectPostService:
                     "day_key": k.day,
                     "week_key": k.week,
                     "month_key": k.month,
+                    "buyer_day_key": held.day,
+                    "buyer_week_key": held.week,
+                    "buyer_month_key": held.month,
                     "live_call": 0,
                     "expires_at": now + timeout_ms + self.posts.grace_ms,
                     "created_at": now,

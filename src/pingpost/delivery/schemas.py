@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pingpost.auction.schemas import PartnerLeadId
-from pingpost.fields import LeadFields
+from pingpost.fields import LeadFields, Source, Subs
 
 Short = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -31,6 +31,8 @@ class PostIn(BaseModel):
     bid_ids: list[Ident] | None = Field(default=None, max_length=50)
     lead: LeadFields
     consent: Consent | None = None
+    source: Source | None = None  # must be the ping's (lead_mismatch)
+    subs: Subs | None = None  # the ping's subs are kept (docs/protocol.md)
 
 
 class DirectPostIn(BaseModel):
@@ -39,6 +41,8 @@ class DirectPostIn(BaseModel):
     consent: Consent | None = None
     partner_lead_id: PartnerLeadId | None = None
     test: bool = False
+    source: Source | None = None
+    subs: Subs | None = None
 
 
 class SaleOut(BaseModel):

@@ -20,12 +20,13 @@ import orjson
 import structlog
 
 from pingpost import errors
-from pingpost.db import auction_repo, post_repo
+from pingpost.auction import autopause
+from pingpost.db import auction_repo, post_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
-from pingpost.domain.eligibility import first_failing_filter
+from pingpost.domain.eligibility import NO_SUPPRESSION, first_failing_filter, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
@@ -95,6 +96,10 @@ def delivery_payload(
             test=_form_value(bool(ping["test"])),
         )
         form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
+        source, subs = ping_source(ping)
+        if source is not None:
+            form["source"] = source
+        form.update(subs)
         return None, form
     body = {
         "ping_id": ping["id"],
@@ -107,7 +112,21 @@ def delivery_payload(
         "test": bool(ping["test"]),
         **static,
     }
+    source, subs = ping_source(ping)
+    if source is not None:
+        body["source"] = source
+    if subs:
+        body["subs"] = subs
     return body, None
+
+
+def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
+    """The ping's `source` and `subs` (a stored row, or the direct post's record)."""
+    keys = ping.keys()
+    source = ping["source"] if "source" in keys else None
+    raw = ping["subs"] if "subs" in keys else None
+    subs: dict[str, str] = (orjson.loads(raw) if isinstance(raw, str) else raw) or {}
+    return source, subs
 
 
 def _form_value(value: Any) -> str:
@@ -138,6 +157,10 @@ class PostService:
         offer = snap.offers[ping["offer_id"]]
         vertical = snap.verticals[offer.vertical_id]
         lead = self.validate_lead(vertical, ping, body.lead)
+        if body.source != ping["source"]:
+            raise errors.Unprocessable(
+                "the post changes the source the ping sent", code="lead_mismatch", details={"fields": ["source"]}
+            )
         hashes = consumer_hashes(vertical, lead)
         keyed = {name: self.secret.keyed(value) for name, value in hashes.items()}
         stored = orjson.loads(ping["consumer"])
@@ -227,9 +250,14 @@ class PostService:
         deliveries: list[Delivery] = []
         failures: dict[str, str] = {}
         updates: dict[str, dict[str, Any]] = {}
+        suppressed = (
+            await traffic_repo.suppressing_lists(tx, keyed) if snap.suppression_lists and keyed else NO_SUPPRESSION
+        )
         for bid in winners:
             contract = snap.contracts[bid["contract_id"]]
-            outcome, detail = self._recheck(contract, bid, post.chosen, lead, consent)
+            outcome, detail = self._recheck(contract, bid, post.chosen, with_source(lead, ping["source"]), consent)
+            if outcome is None and suppressed and suppressed.applies(contract):
+                outcome = PostOutcome.SUPPRESSED
             if (
                 outcome is None
                 and not test
@@ -391,6 +419,7 @@ class PostService:
         await post_repo.add_event(
             tx, ping_id=ping["id"], at=now, type_="delivery", bid_id=bid["bid_id"], detail=verdict.outcome.value
         )
+        await autopause.record_delivery(tx, delivery.contract, verdict.outcome.value)
         return sale_id
 
     async def recorded_answer(self, ping_id: str) -> PostOut:

@@ -5,8 +5,8 @@ A ping's lines (one per contract of the offer) go through, in the order of docs/
 2. `pre_state_checks`: schedule, filters, the RTB contract's required fields;
 3. `state_checks` against what was read: dedup, caps, live calls, funds;
 4. the bids (fixed prices, or RTB answers the service collected), then `price_checks`: the bid's
-   own outcome, minimum bid, then at each price that could be charged floor, funds, margin,
-   partner minimum and a call's transfer (`check_prices`);
+   own outcome, minimum bid, then at each price that could be charged floor, funds, margin (negative,
+   then under the offer's minimum), partner minimum and a call's transfer (`check_prices`);
 5. `static_fallback` when nothing is left;
 6. distribution (`domain/distribution.py`) picks the winners; `settle_lines` writes `won`,
    `standby`, `lost_to_higher_bid`, `not_selected` and the races lost while reserving.
@@ -16,22 +16,25 @@ parameters, so the ping path, direct post, calls and replay share one set of rul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pingpost.domain import distribution
 from pingpost.domain.eligibility import (
+    NO_SUPPRESSION,
     PeriodKeysByContract,
+    Suppression,
     Usage,
     cap_reached,
     first_failing_filter,
     in_schedule,
     is_duplicate,
     local_minute,
+    spend_cap_reached,
 )
-from pingpost.domain.model import BidResult, Contract, Offer, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.model import BidResult, Buyer, Contract, Offer, Snapshot
+from pingpost.domain.money import payout_cents, payout_rule
 from pingpost.domain.outcomes import Outcome
 
 RTB_FAILURES = (Outcome.BID_TIMEOUT, Outcome.BID_ERROR, Outcome.BID_INVALID)
@@ -48,6 +51,10 @@ class Funds:
     balance_cents: int
     credit_limit_cents: int
     holds_cents: int
+    # the buyer's spend caps and their counters, in its own time zone's periods
+    spend_caps: tuple[int | None, int | None, int | None] = (None, None, None)
+    spend_keys: tuple[str, str, str] = ("", "", "")
+    spent: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def available_cents(self) -> int:
@@ -63,6 +70,8 @@ class AuctionState:
     funds: dict[str, Funds] = field(default_factory=dict)
     last_sold: dict[str, int] = field(default_factory=dict)  # buyer -> latest sale of this consumer
     rate_used: int = 0  # the campaign's pings in the current one-second window
+    now: int = 0  # when it was read (spend periods)
+    suppressed: Suppression = NO_SUPPRESSION  # the lists the consumer is on
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class Terms:
     channel: str
     min_payout: int
     kinds: tuple[str, ...]
+    buyers: Mapping[str, Buyer] = field(default_factory=dict)  # spend caps in the buyer's time zone
 
 
 @dataclass(slots=True)
@@ -187,6 +197,8 @@ def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContr
         funds = state.funds.get(c.buyer_id)
         if c.dedup_days and is_duplicate(c, state.last_sold.get(c.buyer_id), now):
             line.fail(Outcome.DUPLICATE)
+        elif state.suppressed and state.suppressed.applies(c):
+            line.fail(Outcome.SUPPRESSED)
         elif c.capped and (period := cap_reached(c, usage, keys[c.id])) is not None:
             line.fail(Outcome.CAP_REACHED, period)
         elif calls and c.max_concurrent_calls is not None and usage.live_calls >= c.max_concurrent_calls:
@@ -230,9 +242,16 @@ def check_prices(
         failure: tuple[Outcome, str | None] | None = None
         if min_bid_cents is not None and price is not None and 0 < price < min_bid_cents:
             failure = (Outcome.BELOW_MIN_BID, None)
+        elif price is not None and price > 0 and (spent := spend_failure(line.contract, price, state, terms)):
+            failure = (Outcome.CAP_REACHED, spent)
         else:
+            c = line.contract
             failure = price_failure(
-                price, offer=terms.offer, funds=funds, payout=terms.payout, min_payout=terms.min_payout
+                price,
+                offer=terms.offer,
+                funds=funds,
+                payout=payout_rule(terms.payout, contract_id=c.id, buyer_id=c.buyer_id),
+                min_payout=terms.min_payout,
             )
         if (
             failure is None
@@ -253,6 +272,28 @@ def check_prices(
                 first_failure = failure
     if line.exclusive_cents is None and line.shared_cents is None and first_failure is not None:
         line.fail(*first_failure)
+
+
+def spend_failure(c: Contract, price: int, state: AuctionState, terms: Terms) -> str | None:
+    """The contract's or its buyer's spend cap this price would pass (docs/protocol.md, spend caps)."""
+    if c.spend_capped:
+        usage = state.usage.get(c.id, _NO_USAGE)
+        reached = spend_cap_reached(
+            (c.spend_daily_cap, c.spend_weekly_cap, c.spend_monthly_cap),
+            (usage.day_key, usage.week_key, usage.month_key),
+            (usage.day_spent, usage.week_spent, usage.month_spent),
+            local_minute(state.now, c.tz)[1],
+            price,
+        )
+        if reached is not None:
+            return reached
+    buyer = terms.buyers.get(c.buyer_id)
+    funds = state.funds.get(c.buyer_id)
+    if buyer is not None and buyer.spend_capped and funds is not None:
+        return spend_cap_reached(
+            funds.spend_caps, funds.spend_keys, funds.spent, local_minute(state.now, buyer.tz)[1], price
+        )
+    return None
 
 
 def static_fallback(lines: list[Line], state: AuctionState, terms: Terms) -> None:
@@ -319,6 +360,8 @@ def price_failure(
     paid = payout_cents(payout, price)
     if paid > price:
         return Outcome.NEGATIVE_MARGIN, None
+    if price - paid < offer.min_margin_cents:
+        return Outcome.BELOW_MIN_MARGIN, None
     if paid < min_payout:
         return Outcome.BELOW_PARTNER_MINIMUM, None
     return None
@@ -346,6 +389,7 @@ def plan_for(offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key
                 line.contract.weight,
                 line.shared_cents,
                 line.exclusive_cents,
+                line.contract.rank_factor_pct,
             )
             for line in candidates
         ],
@@ -400,7 +444,12 @@ def direct_post_order(lines: Sequence[Line]) -> list[Line]:
     """The candidates in the order a direct post tries them: best exclusive price, then priority, then
     id. Each starts as `lost_to_higher_bid` until an attempt reserves it."""
     candidates = sorted(
-        open_lines(lines), key=lambda line: (-(line.exclusive_cents or 0), line.contract.priority, line.contract.id)
+        open_lines(lines),
+        key=lambda line: (
+            -(line.exclusive_cents or 0) * line.contract.rank_factor_pct,  # ranking only (docs/protocol.md)
+            line.contract.priority,
+            line.contract.id,
+        ),
     )
     for line in candidates:
         line.outcome = Outcome.LOST_TO_HIGHER_BID.value

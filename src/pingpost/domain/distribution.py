@@ -19,6 +19,7 @@ class Candidate:
     weight: int
     shared_cents: int | None  # ordinary bid, when it passed every check at that price
     exclusive_cents: int | None  # exclusive bid, when it passed every check at that price
+    rank_factor_pct: int = 100  # multiplies the bid for ranking only; the charge is the bid
 
     @property
     def rank_key(self) -> str:
@@ -61,7 +62,11 @@ def _by_price(cands: Sequence[Candidate], kind: str) -> list[Candidate]:
         value = c.exclusive_cents if kind == "exclusive" else c.shared_cents
         return value if value is not None else -1
 
-    return sorted((c for c in cands if price(c) >= 0), key=lambda c: (-price(c), c.priority, c.contract_id))
+    # ranked by bid x rank_factor_pct (integers: exact), then priority, then id
+    return sorted(
+        (c for c in cands if price(c) >= 0),
+        key=lambda c: (-price(c) * c.rank_factor_pct, c.priority, c.contract_id),
+    )
 
 
 def _priced(cands: Sequence[Candidate], kind: str) -> list[tuple[Candidate, str, int]]:
@@ -104,7 +109,7 @@ def plan(
             usable,
             key=lambda c: (
                 c.priority,
-                -((c.exclusive_cents if kind == "exclusive" else c.shared_cents) or 0),
+                -((c.exclusive_cents if kind == "exclusive" else c.shared_cents) or 0) * c.rank_factor_pct,
                 c.contract_id,
             ),
         )

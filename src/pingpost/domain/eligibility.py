@@ -172,6 +172,10 @@ class Usage:
     month_key: str = ""
     month_used: int = 0
     live_calls: int = 0
+    # spend (cents) in the same periods: reservations hold their price until released or sold
+    day_spent: int = 0
+    week_spent: int = 0
+    month_spent: int = 0
 
 
 def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | None:
@@ -187,6 +191,25 @@ def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | Non
     return None
 
 
+def spend_cap_reached(
+    caps: tuple[int | None, int | None, int | None],
+    stored: tuple[str, str, str],
+    spent: tuple[int, int, int],
+    keys: PeriodKeys,
+    price: int,
+) -> str | None:
+    """The first spend cap (`spend_daily`, `spend_weekly`, `spend_monthly`) that `price` more would pass,
+    counting what is stored only when it is of the current period, or None."""
+    current = (keys.day, keys.week, keys.month)
+    for name, cap, key, used, now_key in zip(SPEND_PERIODS, caps, stored, spent, current, strict=True):
+        if cap is not None and (used if key == now_key else 0) + price > cap:
+            return name
+    return None
+
+
+SPEND_PERIODS = ("spend_daily", "spend_weekly", "spend_monthly")
+
+
 def available_cents(*, balance_cents: int, credit_limit_cents: int, holds_cents: int) -> int:
     return balance_cents + credit_limit_cents - holds_cents
 
@@ -196,3 +219,28 @@ def is_duplicate(contract: Contract, last_sold_ms: int | None, now_ms: int) -> b
     if contract.dedup_days == 0 or last_sold_ms is None:
         return False
     return now_ms - last_sold_ms < contract.dedup_days * 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """The suppression lists a consumer's keyed hashes are on (docs/protocol.md, Traffic controls)."""
+
+    lists: frozenset[str] = frozenset()
+    global_hit: bool = False  # on a global list: every contract
+
+    def applies(self, c: Contract) -> bool:
+        """Every global list, and the lists the contract names (a buyer's list applies where one of its
+        contracts names it)."""
+        return self.global_hit or (bool(c.suppression_lists) and not self.lists.isdisjoint(c.suppression_lists))
+
+    def __bool__(self) -> bool:
+        return bool(self.lists)
+
+
+NO_SUPPRESSION = Suppression()
+
+
+def with_source(lead: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """The lead as contract filters see it: its fields plus the ping's `source` (docs/protocol.md,
+    Traffic controls)."""
+    return {**lead, "source": source} if source is not None else lead

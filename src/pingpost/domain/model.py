@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pingpost.domain.outcomes import Outcome
 
+UTC = ZoneInfo("UTC")
 DAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
@@ -91,6 +92,12 @@ class Contract:
     weight: int
     channels: tuple[str, ...] | None
     billable_after_s: int
+    rank_factor_pct: int = 100
+    suppression_lists: tuple[str, ...] = ()
+    max_consecutive_failures: int | None = None  # auto_pause; None = off
+    spend_daily_cap: int | None = None
+    spend_weekly_cap: int | None = None
+    spend_monthly_cap: int | None = None
 
     @property
     def rank_key(self) -> str:
@@ -108,6 +115,13 @@ class Contract:
     def capped(self) -> bool:
         """Whether any cap period applies (most contracts have none: their cap check is skipped)."""
         return self.daily_cap is not None or self.weekly_cap is not None or self.monthly_cap is not None
+
+    @cached_property
+    def spend_capped(self) -> bool:
+        """Whether any spend cap applies (none on most contracts: the spend check is skipped)."""
+        return (
+            self.spend_daily_cap is not None or self.spend_weekly_cap is not None or self.spend_monthly_cap is not None
+        )
 
     @cached_property
     def fixed_bid(self) -> BidResult:
@@ -149,6 +163,12 @@ class Contract:
             weight=body.get("weight", 1),
             channels=tuple(body["channels"]) if body.get("channels") is not None else None,
             billable_after_s=body.get("billable_after_s", 0),
+            rank_factor_pct=body.get("rank_factor_pct", 100),
+            suppression_lists=tuple(body.get("suppression_lists") or ()),
+            max_consecutive_failures=(body.get("auto_pause") or {}).get("max_consecutive_failures"),
+            spend_daily_cap=caps.get("spend_daily_cents"),
+            spend_weekly_cap=caps.get("spend_weekly_cents"),
+            spend_monthly_cap=caps.get("spend_monthly_cents"),
         )
 
 
@@ -175,6 +195,7 @@ class Offer:
     static_fallback: bool | None
     direct_post_attempts: int
     status: str
+    min_margin_cents: int = 0
 
     @classmethod
     def from_body(cls, ident: str, body: dict[str, Any]) -> Offer:
@@ -196,6 +217,7 @@ class Offer:
             static_fallback=body.get("static_fallback"),
             direct_post_attempts=body["direct_post_attempts"],
             status=body["status"],
+            min_margin_cents=body.get("min_margin_cents", 0),
         )
 
 
@@ -207,12 +229,65 @@ class Campaign:
     status: str
     payout: dict[str, Any]
     rate_limit_per_s: int | None = None
+    sources_allow: frozenset[str] | None = None  # None: any source
+    sources_block: frozenset[str] = frozenset()
+    duplicate_ping_window_s: int = 0
+
+    @classmethod
+    def from_body(cls, ident: str, body: dict[str, Any]) -> Campaign:
+        sources = body.get("sources") or {}
+        allow = sources.get("allow")
+        return cls(
+            ident,
+            body["partner"],
+            body["offer"],
+            body["status"],
+            body["payout"],
+            body.get("rate_limit_per_s"),
+            sources_allow=frozenset(allow) if allow is not None else None,
+            sources_block=frozenset(sources.get("block") or ()),
+            duplicate_ping_window_s=body.get("duplicate_ping_window_s", 0),
+        )
+
+    def source_allowed(self, source: str | None) -> bool:
+        """A campaign's `sources` rule: a ping without a source passes unless an allow list is set."""
+        if source is None:
+            return self.sources_allow is None
+        if source in self.sources_block:
+            return False
+        return self.sources_allow is None or source in self.sources_allow
 
 
 @dataclass(frozen=True)
 class Buyer:
     id: str
     status: str
+    tz: ZoneInfo = UTC
+    spend_daily_cap: int | None = None
+    spend_weekly_cap: int | None = None
+    spend_monthly_cap: int | None = None
+    low_balance_cents: int | None = None
+    pause_on_low_balance: bool = False
+
+    @property
+    def spend_capped(self) -> bool:
+        return (
+            self.spend_daily_cap is not None or self.spend_weekly_cap is not None or self.spend_monthly_cap is not None
+        )
+
+    @classmethod
+    def from_body(cls, ident: str, status: str, body: dict[str, Any]) -> Buyer:
+        caps = body.get("caps") or {}
+        return cls(
+            ident,
+            status,
+            ZoneInfo(body.get("timezone") or "UTC"),
+            caps.get("spend_daily_cents"),
+            caps.get("spend_weekly_cents"),
+            caps.get("spend_monthly_cents"),
+            body.get("low_balance_cents"),
+            body.get("pause_on_low_balance", False),
+        )
 
 
 @dataclass
@@ -229,3 +304,4 @@ class Snapshot:
     contracts_by_offer: dict[str, list[Contract]] = field(default_factory=dict)
     contracts: dict[str, Contract] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)  # values derived from this snapshot alone
+    suppression_lists: int = 0  # how many lists exist (none: no ping reads them)

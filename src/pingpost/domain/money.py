@@ -10,10 +10,37 @@ from typing import Any
 
 
 def payout_cents(payout: dict[str, Any], price_cents: int) -> int:
-    """The partner's payout for one sale at `price_cents`: fixed, or revshare rounded down to the cent."""
-    if payout["type"] == "fixed":
+    """The partner's payout for one sale at `price_cents` under one payout rule (its overrides are
+    resolved by `payout_rule`): fixed; revshare, price x percent / 100; margin, price - amount (at least
+    0); margin_percent, price x (100 - percent) / 100. Percentages round down to the cent."""
+    kind = payout["type"]
+    if kind == "fixed":
         return int(payout["amount_cents"])
-    return price_cents * _basis_points(payout["percent"]) // 10_000
+    if kind == "revshare":
+        return price_cents * _basis_points(payout["percent"]) // 10_000
+    if kind == "margin":
+        return max(price_cents - int(payout["amount_cents"]), 0)
+    if kind == "margin_percent":
+        return price_cents * (10_000 - _basis_points(payout["percent"])) // 10_000
+    raise ValueError(f"unknown payout type: {kind}")
+
+
+def payout_rule(payout: dict[str, Any], *, contract_id: str, buyer_id: str) -> dict[str, Any]:
+    """The rule that pays for a bid of this contract: the first override naming the contract or its
+    buyer, else the campaign's own rule (docs/protocol.md, Traffic controls)."""
+    overrides = payout.get("overrides")
+    if overrides:
+        for override in overrides:
+            if override.get("contract") == contract_id or (
+                override.get("buyer") is not None and override.get("buyer") == buyer_id
+            ):
+                return dict(override["payout"])
+    return payout
+
+
+def bid_payout_cents(payout: dict[str, Any], price_cents: int, *, contract_id: str, buyer_id: str) -> int:
+    """The partner's payout for a sale of this contract at `price_cents` (overrides applied)."""
+    return payout_cents(payout_rule(payout, contract_id=contract_id, buyer_id=buyer_id), price_cents)
 
 
 def percent_basis_points(percent: int | float | str) -> int:

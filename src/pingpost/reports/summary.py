@@ -17,6 +17,7 @@ GROUPS = {
     "buyer": "buyer_id",
     "contract": "contract_id",
     "day": "day",
+    "source": "source",  # the ping's source ('' = pings without one)
 }
 
 
@@ -41,6 +42,7 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
                 {
                     group_by: str(key),
                     "pings": 0,
+                    "duplicate_pings": 0,
                     "bids": 0,
                     "wins": 0,
                     "posts": 0,
@@ -55,11 +57,20 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
         per_contract = group_by in ("buyer", "contract")
         day_from = utc_day(start_ms) if start_ms is not None else "0000-00-00"
         day_to = utc_day(end_ms - 1) if end_ms is not None else "9999-99-99"
-        for r in await reports_repo.pings_by(tx, column, day_from=day_from, day_to=day_to, per_contract=per_contract):
-            row(r["g"])["pings"] = int(r["pings"])
-        for r in await reports_repo.bids_by(tx, column, day_from=day_from, day_to=day_to):
-            entry = row(r["g"])
-            entry["bids"], entry["wins"] = int(r["bids"]), int(r["wins"])
+        if group_by == "source":
+            for r in await reports_repo.source_counts(tx, day_from=day_from, day_to=day_to):
+                entry = row(r["g"])
+                entry["pings"], entry["duplicate_pings"] = int(r["pings"]), int(r["dups"])
+                entry["bids"], entry["wins"] = int(r["bids"]), int(r["wins"])
+        else:
+            for r in await reports_repo.pings_by(
+                tx, column, day_from=day_from, day_to=day_to, per_contract=per_contract
+            ):
+                entry = row(r["g"])
+                entry["pings"], entry["duplicate_pings"] = int(r["pings"]), int(r["dups"])
+            for r in await reports_repo.bids_by(tx, column, day_from=day_from, day_to=day_to):
+                entry = row(r["g"])
+                entry["bids"], entry["wins"] = int(r["bids"]), int(r["wins"])
         start, end = start_ms or 0, end_ms or 2**62
         for r in await reports_repo.sales_by(tx, column, start_ms=start, end_ms=end):
             entry = row(r["g"])
