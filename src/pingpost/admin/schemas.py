@@ -173,6 +173,14 @@ class RevsharePayout(Strict):
 Payout = Annotated[FixedPayout | RevsharePayout, Field(discriminator="type")]
 
 
+class Postback(Strict):
+    """A partner's postback (docs/events.md): a GET to `url` with `{ping_id}`, `{sale_id}`, `{payout}`...
+    filled in, for the statuses in `events`."""
+
+    url: Url
+    events: list[Literal["sold", "returned", "converted"]] = Field(min_length=1, max_length=3)
+
+
 class CampaignIn(Strict):
     id: Slug | None = None
     name: Text
@@ -180,6 +188,7 @@ class CampaignIn(Strict):
     offer: Slug
     payout: Payout
     rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)  # pings a second, all processes
+    postback: Postback | None = None
     status: Status = "active"
 
 

@@ -242,6 +242,7 @@ deliveries = Table(
     Column("buyer_lead_id", Text),
     Column("created_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
+    Column("unknown_event_id", Text),  # the `delivery.unknown` event once one was written
     Index("deliveries_pending", "state", "created_at"),
     Index("deliveries_created", "created_at"),  # reports read posts by time
 )
@@ -352,7 +353,8 @@ events = Table(
     Column("type", Text, nullable=False),
     Column("data", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    Index("events_type", "type", "id"),
+    Column("dispatched_at", BigInteger),  # when the sender made its webhook/postback deliveries
+    Index("events_type", "type", "id"),  # and events_undispatched, in outbox_tables.py
 )
 
 # --- idempotency and call events (docs/crash-safety.md) --------------------------------
@@ -440,3 +442,5 @@ console_day_totals = Table(
     Column("payout_cents", BigInteger, nullable=False),
     Column("computed_at", BigInteger, nullable=False),
 )
+
+from pingpost.db import outbox_tables as outbox_tables  # noqa: E402 - section 16's tables, same metadata
