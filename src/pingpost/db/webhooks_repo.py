@@ -45,7 +45,7 @@ async def update_webhook(tx: Tx, webhook_id: str, columns: Mapping[str, Any]) ->
 
 
 async def active_webhooks(tx: Tx) -> list[Any]:
-    return list(await tx.fetch("SELECT id, events FROM webhooks WHERE status = 'active' ORDER BY id"))
+    return list(await tx.fetch("SELECT id, events, created_at FROM webhooks WHERE status = 'active' ORDER BY id"))
 
 
 async def insert_deliveries(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -157,14 +157,14 @@ async def record_attempt(  # noqa: PLR0913 - every column of an attempt's result
     return (
         await tx.execute(
             "UPDATE webhook_deliveries SET status = :s, last_status = :ls, last_error = :le, "
-            "next_attempt_at = :next, finished_at = CASE WHEN :s = 'pending' THEN NULL ELSE :now END "
+            "next_attempt_at = :next, finished_at = :finished "
             "WHERE id = :id AND claim_token = :t AND attempts = :a AND status = 'pending'",
             {
                 "s": status,
                 "ls": last_status,
                 "le": last_error,
                 "next": next_attempt_at,
-                "now": now,
+                "finished": None if status == "pending" else now,
                 "id": delivery_id,
                 "t": token,
                 "a": attempts,

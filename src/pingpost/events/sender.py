@@ -138,14 +138,15 @@ class WebhookSender:
             return 0
         now = await tx.now_ms()
         mine = set(await events_repo.mark_dispatched(tx, [e["id"] for e in events], now=now))
-        hooks = [(h["id"], orjson.loads(h["events"])) for h in await webhooks_repo.active_webhooks(tx)]
+        hooks = [(h["id"], orjson.loads(h["events"]), h["created_at"]) for h in await webhooks_repo.active_webhooks(tx)]
         rows: list[dict[str, Any]] = []
         for event in events:
             if event["id"] not in mine:
                 continue  # another sender dispatched it
             base = {"event_id": event["id"], "event_type": event["type"], "next_attempt_at": now, "created_at": now}
-            for hook_id, types in hooks:
-                if subscribed(types, event["type"]):
+            for hook_id, types, since in hooks:
+                # as Stripe: a subscription hears of events from its creation on, not of older ones
+                if subscribed(types, event["type"]) and since <= event["created_at"]:
                     rows.append(
                         {
                             **base,
