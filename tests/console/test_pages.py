@@ -32,6 +32,7 @@ ADMIN_PAGES = [
     "/console/returns",
     "/console/replays",
     "/console/audit",
+    "/console/events",
 ]
 
 
