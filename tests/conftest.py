@@ -94,6 +94,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key",
         key_file=str(tmp_path / "pingpost.key"),
         json_logs=True,
+        webhook_sender=False,  # tests of the sender run their own (tests/api/test_webhooks.py)
     )
 
 

@@ -34,13 +34,18 @@ from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
 from pingpost.delivery.service import PostService
+from pingpost.events.conversions import ConversionService
+from pingpost.events.endpoints import buyer_router as buyer_events_router
+from pingpost.events.endpoints import router as events_router
+from pingpost.events.sender import WebhookSender
+from pingpost.events.service import EventsService
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers, refusals
 from pingpost.idempotency import Idempotency
 from pingpost.ledger.payouts import PayoutService
 from pingpost.ledger.service import LedgerService
 from pingpost.ledger.statements import StatementService
 from pingpost.logs import configure_logging
-from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient
+from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient, WebhookClient
 from pingpost.reports.counters import ReportCounters
 from pingpost.returns.endpoints import buyer_router as buyer_returns_router
 from pingpost.returns.endpoints import router as returns_router
@@ -89,6 +94,7 @@ def create_app(
         opened = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
         counters: ReportCounters | None = None
         outbound: BuyerClient | None = None
+        sender: WebhookSender | None = None
         try:
             secret = load_secret_key(settings)
             await check_fingerprint(opened, secret)
@@ -107,6 +113,8 @@ def create_app(
                 ),
                 counters=counters,
             )
+            if settings.webhook_sender and isinstance(outbound, WebhookClient):
+                sender = WebhookSender(opened, outbound)
             app.state.services = Services(
                 settings=settings,
                 store=opened,
@@ -123,6 +131,9 @@ def create_app(
                 returns=ReturnService(opened),
                 payouts=PayoutService(opened),
                 statements=StatementService(opened),
+                events=EventsService(opened),
+                conversions=ConversionService(opened),
+                sender=sender,
             )
             await auction.snapshots.current()
             # Everything alive now lives for the whole process: keep it out of the collector's full
@@ -133,8 +144,12 @@ def create_app(
             # default young-generation threshold (700) the collector ran every other ping. Measured:
             # +4 % peak pings/s; cyclic garbage waits a little longer, memory stays flat.
             gc.set_threshold(20_000, 20, 20)
+            if sender is not None:
+                sender.start()  # one per database is active: the others wait on its lease
             yield
         finally:
+            if sender is not None:
+                await sender.stop()
             if counters is not None:
                 await counters.stop()
             if client is None and outbound is not None:
@@ -164,6 +179,8 @@ def create_app(
     app.include_router(buyer_returns_router)
     app.include_router(accounts_router)
     app.include_router(buyer_accounts_router)
+    app.include_router(events_router)
+    app.include_router(buyer_events_router)
 
     @app.get("/healthz", tags=["health"], summary="Process up")
     async def healthz() -> dict[str, str]:

@@ -16,7 +16,7 @@ from fastapi.params import Depends
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
-from pingpost import errors
+from pingpost import actors, errors
 from pingpost.db import keys_repo
 from pingpost.security import key_hash, same_secret
 from pingpost.services import services
@@ -46,6 +46,7 @@ async def api_key(request: Request, kind: str) -> ApiKey:
     # Looked up by the SHA-256 of a 256-bit random key, then compared in constant time all the same.
     if row is None or not same_secret(row["key_sha256"], digest) or row["status"] != "active" or row["kind"] != kind:
         raise errors.Unauthorized(f"a valid {kind} key is required")
+    actors.set_actor(actors.Actor(key_id=row["id"], kind=row["kind"], via="api"))  # for the audit log
     return ApiKey(id=row["id"], kind=row["kind"], buyer_id=row["buyer_id"])
 
 

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     idempotency_lease_s: int = 300
     ping_rate_limit_per_s: int = 0  # per campaign, across processes; 0 = no limit unless the campaign sets one
     max_in_flight_pings: int = 1000  # per process; beyond it pings answer 503 at once
+    webhook_sender: bool = True  # run the webhook/postback sender in this process (one is active per database)
     cookie_secure: bool = False  # the console's session cookie only over HTTPS (docs/console.md)
 
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from pingpost.delivery.calls import CallService
     from pingpost.delivery.direct import DirectPostService
     from pingpost.delivery.service import PostService
+    from pingpost.events.conversions import ConversionService
+    from pingpost.events.sender import WebhookSender
+    from pingpost.events.service import EventsService
     from pingpost.idempotency import Idempotency
     from pingpost.ledger.payouts import PayoutService
     from pingpost.ledger.service import LedgerService
@@ -46,6 +49,9 @@ class Services:
     returns: ReturnService
     payouts: PayoutService
     statements: StatementService
+    events: EventsService
+    conversions: ConversionService
+    sender: WebhookSender | None
     in_flight_pings: int = 0  # this process's pings between arrival and answer (the 503 guard)
 
 

@@ -34,6 +34,7 @@ ADMIN_PAGES = [
     "/console/statements",
     "/console/replays",
     "/console/audit",
+    "/console/events",
 ]
 
 

@@ -39,6 +39,7 @@ class Market:
     posting_key: str = ""
     buyer_keys: dict[str, str] = field(default_factory=dict)
     phones: int = 0
+    client: FakeBuyerClient = field(default_factory=FakeBuyerClient)  # the buyers' side, by URL
 
     async def contract(
         self,
@@ -119,7 +120,7 @@ async def open_market(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                market = Market(Api(http), clock, store)
+                market = Market(Api(http), clock, store, client=client)
                 await sd.base_setup(market.api)
                 market.posting_key = await sd.campaign(market.api, payout=payout)
                 for name in ("b1", "b2"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pingpost import errors
+from pingpost import actors, errors
 from pingpost.admin import schemas as admin_schemas
 from pingpost.admin.service import AdminService
 from pingpost.admin.suppression import SuppressionService
@@ -35,6 +35,12 @@ class ApplyResult:
 
 
 async def apply_setup(document: Any, admin: AdminService, ledger: LedgerService) -> ApplyResult:
+    """Upsert `document`; every write is audited as the CLI's (docs/events.md, audit log)."""
+    with actors.acting_as(actors.CLI):
+        return await _apply_setup(document, admin, ledger)
+
+
+async def _apply_setup(document: Any, admin: AdminService, ledger: LedgerService) -> ApplyResult:
     """Upsert every object of `document` in dependency order; raises PingpostError on invalid input."""
     if not isinstance(document, dict):
         raise errors.ValidationFailed.one("body", "a setup file is a mapping of resource lists")

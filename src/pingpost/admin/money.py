@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
-from pingpost import errors
+from pingpost import actors, errors
 from pingpost.admin.views import delivery_view, sale_view
-from pingpost.db import call_repo, console_repo, post_repo, sales_repo
+from pingpost.db import audit_repo, call_repo, console_repo, events_repo, post_repo, sales_repo
 from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Store, Tx
 from pingpost.domain.outcomes import PostOutcome
@@ -56,6 +56,7 @@ async def reverse_sale(store: Store, sale_id: str, *, reason: str) -> dict[str, 
     """Refund the buyer and claw back the partner payout of what returns left of the sale, in one
     `reversal` transaction; 404 for an unknown sale, 409 for one with nothing left to reverse or a
     return awaiting a decision."""
+    actor = actors.current()
 
     async def unit(tx: Tx) -> dict[str, Any]:
         sale = await sales_repo.sale(tx, sale_id, lock=True)
@@ -77,10 +78,36 @@ async def reverse_sale(store: Store, sale_id: str, *, reason: str) -> dict[str, 
         )
         # the sale's day no longer has the totals the console kept for it (docs/performance.md)
         await console_repo.forget_day_totals(tx, utc_day(int(sale["created_at"])))
-        return {
+        refund = sum(e.amount_cents for e in entries if e.account == f"buyer:{sale['buyer_id']}")
+        await events_repo.record_event(
+            tx,
+            "sale.reversed",
+            {
+                "sale_id": sale_id,
+                "ping_id": sale["ping_id"],
+                "contract": sale["contract_id"],
+                "buyer": sale["buyer_id"],
+                "partner": sale["partner_id"],
+                "campaign": sale["campaign_id"],
+                "transaction_id": txn_id,
+                "refund_cents": refund,
+            },
+        )
+        answer = {
             "sale": sale_view({**dict(sale), "status": "reversed"}),
             "transaction": await transaction_view(tx, txn_id),
         }
+        await audit_repo.record_audit(
+            tx,
+            actor=actor.as_dict(),
+            action="reverse",
+            object_type="sale",
+            object_id=sale_id,
+            before=sale_view(sale),
+            after={**answer, "reason": reason[:200]},
+            now=now,
+        )
+        return answer
 
     result: dict[str, Any] = await store.write(unit)
     return result
@@ -105,55 +132,71 @@ async def settle_delivery(store: Store, delivery_id: str, action: str) -> dict[s
     delivery awaiting reconciliation; 404 for an unknown one, 409 for one not awaiting it."""
     if action not in SETTLE_ACTIONS:
         raise errors.ValidationFailed.one("action", "one of record-sale, void")
+    actor = actors.current()
 
     async def unit(tx: Tx) -> dict[str, Any]:
-        row = await sales_repo.unknown_delivery(tx, delivery_id, now=await tx.now_ms())
-        if row is None:
-            exists = await sales_repo.delivery_state(tx, delivery_id)
-            if exists is None:
-                raise errors.NotFound("delivery", delivery_id)
-            raise errors.Conflict("this delivery is not awaiting reconciliation", details={"state": exists})
-        ping = await post_repo.load_ping(tx, row["ping_id"])
-        bid = next(b for b in orjson.loads(ping["bids"]) if b["bid_id"] == row["bid_id"])
-        now = now_ms()
-        if ping["channel"] in ("call", "callback"):
-            return await _settle_call_data_post(tx, delivery_id=delivery_id, ping=ping, bid=bid, action=action, now=now)
-        sale_id = None
-        state = "recorded" if action == "record-sale" else "voided"
-        await post_repo.finish_delivery(
+        answer = await _settle(tx, delivery_id, action)
+        await audit_repo.record_audit(
             tx,
-            bid_id=bid["bid_id"],
-            state=state,
-            outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded" else PostOutcome.POST_UNKNOWN.value,
-            detail=f"reconciled: {state}",
-            latency_ms=None,
-            buyer_lead_id=None,
-            now=now,
+            actor=actor.as_dict(),
+            action=action,
+            object_type="delivery",
+            object_id=delivery_id,
+            before={"state": "pending"},
+            after=answer,
+            now=now_ms(),
         )
-        if action == "record-sale" and not ping["test"]:
-            sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
-        else:
-            await post_repo.release_bid(tx, bid)
-        await post_repo.update_waterfall(
-            tx,
-            ping["id"],
-            {
-                row["contract_id"]: {
-                    "post_outcome": PostOutcome.POST_ACCEPTED.value if sale_id else PostOutcome.POST_UNKNOWN.value,
-                    "post_detail": f"reconciled: {state}",
-                    "sale_id": sale_id,
-                }
-            },
-        )
-        await post_repo.add_event(
-            tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"], detail=state
-        )
-        if sale_id:
-            await post_repo.set_ping_status(tx, ping["id"], "sold")
-        return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
+        return answer
 
     result: dict[str, Any] = await store.write(unit)
     return result
+
+
+async def _settle(tx: Tx, delivery_id: str, action: str) -> dict[str, Any]:
+    row = await sales_repo.unknown_delivery(tx, delivery_id, now=await tx.now_ms())
+    if row is None:
+        exists = await sales_repo.delivery_state(tx, delivery_id)
+        if exists is None:
+            raise errors.NotFound("delivery", delivery_id)
+        raise errors.Conflict("this delivery is not awaiting reconciliation", details={"state": exists})
+    ping = await post_repo.load_ping(tx, row["ping_id"])
+    bid = next(b for b in orjson.loads(ping["bids"]) if b["bid_id"] == row["bid_id"])
+    now = now_ms()
+    if ping["channel"] in ("call", "callback"):
+        return await _settle_call_data_post(tx, delivery_id=delivery_id, ping=ping, bid=bid, action=action, now=now)
+    sale_id = None
+    state = "recorded" if action == "record-sale" else "voided"
+    await post_repo.finish_delivery(
+        tx,
+        bid_id=bid["bid_id"],
+        state=state,
+        outcome=PostOutcome.POST_ACCEPTED.value if state == "recorded" else PostOutcome.POST_UNKNOWN.value,
+        detail=f"reconciled: {state}",
+        latency_ms=None,
+        buyer_lead_id=None,
+        now=now,
+    )
+    if action == "record-sale" and not ping["test"]:
+        sale_id = await post_repo.record_sale(tx, ping=ping, bid=bid, now=now)
+    else:
+        await post_repo.release_bid(tx, bid)
+    await post_repo.update_waterfall(
+        tx,
+        ping["id"],
+        {
+            row["contract_id"]: {
+                "post_outcome": PostOutcome.POST_ACCEPTED.value if sale_id else PostOutcome.POST_UNKNOWN.value,
+                "post_detail": f"reconciled: {state}",
+                "sale_id": sale_id,
+            }
+        },
+    )
+    await post_repo.add_event(
+        tx, ping_id=ping["id"], at=now, type_="reconciliation", bid_id=bid["bid_id"], detail=state
+    )
+    if sale_id:
+        await post_repo.set_ping_status(tx, ping["id"], "sold")
+    return {"delivery_id": delivery_id, "state": state, "sale_id": sale_id}
 
 
 async def _settle_call_data_post(

@@ -253,6 +253,14 @@ class Sources(Strict):
     block: list[Source] = Field(default_factory=list, max_length=10_000)
 
 
+class Postback(Strict):
+    """A partner's postback (docs/events.md): a GET to `url` with `{ping_id}`, `{sale_id}`, `{payout}`...
+    filled in, for the statuses in `events`."""
+
+    url: Url
+    events: list[Literal["sold", "returned", "converted"]] = Field(min_length=1, max_length=3)
+
+
 class CampaignIn(Strict):
     id: Slug | None = None
     name: Text
@@ -262,6 +270,7 @@ class CampaignIn(Strict):
     rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)  # pings a second, all processes
     sources: Sources | None = None
     duplicate_ping_window_s: int = Field(default=0, ge=0, le=30 * 86_400)  # 0 = off
+    postback: Postback | None = None
     status: Status = "active"
 
 

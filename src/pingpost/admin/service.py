@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from pingpost import errors
+from pingpost import actors, errors
 from pingpost.admin import schemas as s
-from pingpost.db import admin_repo, traffic_repo
+from pingpost.db import admin_repo, audit_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import new_id, now_ms
 from pingpost.security import key_hash, new_key
@@ -206,6 +206,7 @@ class AdminService:
         body = _dump(payload)
         if kind in ("campaign", "api_key") and secret is None:
             secret = new_key("pp_live" if kind == "campaign" else "ppk")
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             await _check_refs(tx, resource, body)
@@ -230,6 +231,16 @@ class AdminService:
                 await admin_repo.sync_contract_caps(tx, ident, body.get("caps") or {})
             await admin_repo.bump_config(tx)
             view = await self._full_view(tx, resource, ident)
+            await audit_repo.record_audit(
+                tx,
+                actor=actor.as_dict(),
+                action="create",
+                object_type=kind,
+                object_id=ident,
+                before=None,
+                after=view,
+                now=now,
+            )
             if kind == "campaign":
                 view["posting_key"] = secret
                 view["warnings"] = await self._campaign_warnings(tx, body)
@@ -285,9 +296,11 @@ class AdminService:
         if "id" in changes and changes["id"] != ident:
             raise errors.ValidationFailed.one("id", "ids cannot be changed")
         changes.pop("id", None)
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             row = await self._row(tx, resource, ident)
+            before = self._view(resource, row)
             if kind == "api_key":
                 current: dict[str, Any] = {
                     "kind": row["kind"],
@@ -316,7 +329,18 @@ class AdminService:
                     merged[block] = {**changes[block], "auth": current[block].get("auth")}
             body = _dump(_validate(resource, merged))
             if body == _dump(_validate(resource, current)):
-                return await self._full_view(tx, resource, ident)  # nothing changed: write nothing
+                # nothing changed: only the audit entry of the operator's request is written
+                await audit_repo.record_audit(
+                    tx,
+                    actor=actor.as_dict(),
+                    action="update",
+                    object_type=kind,
+                    object_id=ident,
+                    before=before,
+                    after=before,
+                    now=now_ms(),
+                )
+                return await self._full_view(tx, resource, ident)
             await _check_refs(tx, resource, body)
             if kind == "contract":
                 await _check_contract(tx, body)
@@ -332,6 +356,17 @@ class AdminService:
             if resumed and kind == "contract":
                 await traffic_repo.reset_failures(tx, ident)
             await admin_repo.bump_config(tx)
-            return await self._full_view(tx, resource, ident)
+            after = await self._full_view(tx, resource, ident)
+            await audit_repo.record_audit(
+                tx,
+                actor=actor.as_dict(),
+                action="update",
+                object_type=kind,
+                object_id=ident,
+                before=before,
+                after=after,
+                now=now_ms(),
+            )
+            return after
 
         return await self.store.write(unit)

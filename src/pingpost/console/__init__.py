@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from pingpost.console import (
     account_pages,
     buyer_pages,
+    event_pages,
     money_pages,
     overview_pages,
     partner_pages,
@@ -32,6 +33,7 @@ def mount(app: FastAPI) -> None:
         return_pages,
         statement_pages,
         traffic_pages,
+        event_pages,
     )
     for module in modules:
         app.include_router(module.router)

@@ -110,7 +110,6 @@ async def buyer_sales(
 COMING: dict[str, tuple[str, str, bool]] = {
     # path: (title, what brings it, admin page?)
     "replays": ("Replays", "the what-if replay issue", True),
-    "audit": ("Audit log", "the events issue (every admin action, via API or console)", True),
 }
 
 

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from pingpost import errors
+from pingpost import actors, errors
 from pingpost.console.sessions import COOKIE, ConsoleSession, LoginThrottle, csrf_ok, current
 from pingpost.fields import MAX_CENTS
 from pingpost.services import services
@@ -83,6 +83,8 @@ async def any_session(request: Request) -> ConsoleSession:
             raise LoginRequired
         request.scope[_SESSION] = found
     session: ConsoleSession = found
+    # Every write a console page makes is audited with `via: console` (docs/events.md).
+    actors.set_actor(actors.Actor(key_id=session.key_id, kind=session.kind, via="console"))
     return session
 
 

@@ -7,8 +7,10 @@ their final answer in one transaction (docs/crash-safety.md, "Call events").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from pingpost.db.events_repo import record_event
 from pingpost.db.store import Tx
 
 
@@ -60,3 +62,24 @@ async def start_call(tx: Tx, reservation_id: str, *, expires_at: int) -> None:
 async def mark_live(tx: Tx, reservation_id: str) -> None:
     """The reservation now holds a live-call slot (taken by the caller)."""
     await tx.execute("UPDATE reservations SET live_call = 1 WHERE id = :r", {"r": reservation_id})
+
+
+async def record_call_event(
+    tx: Tx, type_: str, *, ping: Any, bid: Mapping[str, Any], sale_id: str | None, **facts: Any
+) -> None:
+    """`call.connected` or `call.completed` in the event's own transaction (docs/events.md): ids,
+    amounts and codes only, never the caller's record."""
+    await record_event(
+        tx,
+        type_,
+        {
+            "ping_id": ping["id"],
+            "bid_id": bid["bid_id"],
+            "sale_id": sale_id,
+            "contract": bid["contract_id"],
+            "buyer": bid["buyer_id"],
+            "campaign": ping["campaign_id"],
+            "price_cents": int(bid["price_cents"]),
+            **facts,
+        },
+    )

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from pingpost.db import auction_repo
+from pingpost.db.events_repo import record_event
 from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Tx
 from pingpost.domain.money import sale_entries
@@ -207,6 +208,25 @@ async def charge_sale(tx: Tx, *, ping: Any, bid: Mapping[str, Any], sale_id: str
     await tx.execute(
         "UPDATE dedup_records SET sale_id = :s, sold_at = :now WHERE sale_id = :pending",
         {"s": sale_id, "now": now, "pending": pending_sale_id(bid["bid_id"])},
+    )
+    # The outbox row, in the sale's own transaction (docs/events.md): ids and amounts, never the lead.
+    await record_event(
+        tx,
+        "sale.created",
+        {
+            "sale_id": sale_id,
+            "ping_id": ping["id"],
+            "bid_id": bid["bid_id"],
+            "offer": ping["offer_id"],
+            "campaign": ping["campaign_id"],
+            "partner": ping["partner_id"],
+            "contract": bid["contract_id"],
+            "buyer": bid["buyer_id"],
+            "channel": ping["channel"],
+            "sale_type": bid["sale_type"],
+            "price_cents": int(bid["price_cents"]),
+            "payout_cents": int(bid["payout_cents"]),
+        },
     )
 
 

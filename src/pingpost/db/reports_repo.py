@@ -107,6 +107,19 @@ async def sales_by(tx: Tx, column: str, *, start_ms: int, end_ms: int) -> list[A
     )
 
 
+async def conversions_by(tx: Tx, column: str, *, start_ms: int, end_ms: int) -> list[Any]:
+    """(g, n, value) of buyers' conversions, counted with their sale: its group, its time."""
+    group = _day_sql(tx.dialect, "s.created_at") if column == "day" else f"s.{_column(column)}"
+    return list(
+        await tx.fetch(
+            f"SELECT {group} AS g, COUNT(*) AS n, CAST(COALESCE(SUM(c.value_cents), 0) AS BIGINT) AS value "
+            "FROM conversions c JOIN sales s ON s.id = c.sale_id "
+            f"WHERE s.created_at >= :a AND s.created_at < :b GROUP BY {group}",
+            {"a": start_ms, "b": end_ms},
+        )
+    )
+
+
 async def posts_by(tx: Tx, column: str, *, start_ms: int, end_ms: int, per_contract: bool) -> list[Any]:
     """(g, n) deliveries of real (not test) pings per group."""
     if column == "day":

@@ -278,6 +278,7 @@ deliveries = Table(
     Column("buyer_lead_id", Text),
     Column("created_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
+    Column("unknown_event_id", Text),  # the `delivery.unknown` event once one was written
     Index("deliveries_pending", "state", "created_at"),
     Index("deliveries_created", "created_at"),  # reports read posts by time
 )
@@ -388,7 +389,8 @@ events = Table(
     Column("type", Text, nullable=False),
     Column("data", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    Index("events_type", "type", "id"),
+    Column("dispatched_at", BigInteger),  # when the sender made its webhook/postback deliveries
+    Index("events_type", "type", "id"),  # and events_undispatched, in outbox_tables.py
 )
 
 # --- idempotency and call events (docs/crash-safety.md) --------------------------------
@@ -517,3 +519,5 @@ suppression_entries = Table(
     PrimaryKeyConstraint("list_id", "hash_hmac"),
     Index("suppression_entries_hash", "hash_hmac"),
 )
+
+from pingpost.db import outbox_tables as outbox_tables  # noqa: E402 - section 16's tables, same metadata

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pingpost import errors
-from pingpost.db import events_repo, ledger_repo
+from pingpost import actors, errors
+from pingpost.db import audit_repo, events_repo, ledger_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain.money import payout_entries
 from pingpost.ledger.service import transaction_view
@@ -23,6 +23,7 @@ class PayoutService:
         `insufficient_balance` above the partner's balance (what it is owed). The check and the
         insert are one transaction holding the partner's row (PostgreSQL; SQLite writers take turns),
         so concurrent payouts can never take the balance below zero."""
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             await ledger_repo.lock_reference(tx, "payout", reference)
@@ -51,6 +52,17 @@ class PayoutService:
                 "payout.created",
                 {"transaction_id": txn_id, "partner": partner_id, "amount_cents": amount_cents, "reference": reference},
             )
-            return await transaction_view(tx, txn_id)
+            view = await transaction_view(tx, txn_id)
+            await audit_repo.record_audit(
+                tx,
+                actor=actor.as_dict(),
+                action="payout",
+                object_type="partner",
+                object_id=partner_id,
+                before=None,
+                after=view,
+                now=now,
+            )
+            return view
 
         return await self.store.write(unit)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pingpost import errors
-from pingpost.db import admin_repo, ledger_repo
+from pingpost import actors, errors
+from pingpost.db import admin_repo, audit_repo, events_repo, ledger_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain.money import deposit_entries
 from pingpost.ids import now_ms
@@ -36,6 +36,7 @@ class LedgerService:
 
     async def deposit(self, buyer_id: str, amount_cents: int, reference: str | None) -> dict[str, Any]:
         """Credit a buyer's prepaid balance; a repeated `reference` answers the first deposit."""
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             if not await admin_repo.exists(tx, "buyers", buyer_id):
@@ -49,10 +50,27 @@ class LedgerService:
                             "reference already used for another deposit", details={"reference": reference}
                         )
                     return view
+            now = now_ms()
             txn_id = await ledger_repo.record_transaction(
-                tx, kind="deposit", entries=deposit_entries(buyer_id, amount_cents), now=now_ms(), reference=reference
+                tx, kind="deposit", entries=deposit_entries(buyer_id, amount_cents), now=now, reference=reference
             )
-            return await transaction_view(tx, txn_id)
+            await events_repo.record_event(
+                tx,
+                "deposit.created",
+                {"transaction_id": txn_id, "buyer": buyer_id, "amount_cents": amount_cents, "reference": reference},
+            )
+            view = await transaction_view(tx, txn_id)
+            await audit_repo.record_audit(
+                tx,
+                actor=actor.as_dict(),
+                action="deposit",
+                object_type="buyer",
+                object_id=buyer_id,
+                before=None,
+                after=view,
+                now=now,
+            )
+            return view
 
         return await self.store.write(unit)
 

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import orjson
@@ -51,6 +51,19 @@ class BuyerClient(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class WebhookClient(Protocol):
+    async def request(
+        self, method: str, url: str, *, headers: dict[str, str], body: bytes | None, timeout_ms: int
+    ) -> HttpResult:
+        """One webhook POST or postback GET under the same rules as buyers' calls (a total deadline, no
+        redirects followed); the answer's body is read up to a small bound and otherwise ignored."""
+        ...
+
+
+WEBHOOK_BODY_BYTES = 4096
 
 
 class AiohttpBuyerClient:
@@ -104,6 +117,30 @@ class AiohttpBuyerClient:
                         if len(body) > self.max_response_bytes:
                             return HttpResult(resp.status, b"", elapsed(), "too_large")
                     return HttpResult(resp.status, bytes(body), elapsed())
+        except TimeoutError:
+            return HttpResult(None, b"", elapsed(), "timeout")
+        except (aiohttp.ClientError, OSError, ValueError):
+            return HttpResult(None, b"", elapsed(), "connection_error")
+
+    async def request(
+        self, method: str, url: str, *, headers: dict[str, str], body: bytes | None, timeout_ms: int
+    ) -> HttpResult:
+        started = time.perf_counter()
+
+        def elapsed() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                async with self._client().request(
+                    method, url, data=body, headers={"User-Agent": "pingpost/0.1", **headers}, allow_redirects=False
+                ) as resp:
+                    kept = bytearray()
+                    async for chunk in resp.content.iter_chunked(4096):
+                        kept += chunk[: WEBHOOK_BODY_BYTES - len(kept)]
+                        if len(kept) >= WEBHOOK_BODY_BYTES:
+                            break  # the status decides; the rest of an answer is never read
+                    return HttpResult(resp.status, bytes(kept), elapsed())
         except TimeoutError:
             return HttpResult(None, b"", elapsed(), "timeout")
         except (aiohttp.ClientError, OSError, ValueError):

@@ -45,7 +45,17 @@ class FakeBuyerClient:
         timeout_ms: int,
     ) -> HttpResult:
         request = Sent(url, json_body if json_body is not None else form_body, auth, timeout_ms)
+        return await self._answer(request, timeout_ms)
+
+    async def request(
+        self, method: str, url: str, *, headers: dict[str, str], body: bytes | None, timeout_ms: int
+    ) -> HttpResult:
+        """A webhook POST or postback GET: `Sent.body` holds the raw bytes (None for a GET)."""
+        return await self._answer(Sent(url, body, None, timeout_ms), timeout_ms)
+
+    async def _answer(self, request: Sent, timeout_ms: int) -> HttpResult:
         self.sent.append(request)
+        url = request.url
         handler = self.handlers.get(url)
         started = time.perf_counter()
         if handler is None:

@@ -51,6 +51,8 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
                     "returned_cents": 0,
                     "revenue_cents": 0,
                     "payout_cents": 0,
+                    "conversions": 0,
+                    "conversion_value_cents": 0,
                 },
             )
 
@@ -81,6 +83,9 @@ async def summary(store: Store, *, group_by: str, start_ms: int | None, end_ms: 
                 entry["returned_cents"] += int(r["returned"])
                 entry["revenue_cents"] += int(r["revenue"]) - int(r["returned"])
                 entry["payout_cents"] += int(r["payout"]) - int(r["clawed_back"])
+        for r in await reports_repo.conversions_by(tx, column, start_ms=start, end_ms=end):
+            entry = row(r["g"])
+            entry["conversions"], entry["conversion_value_cents"] = int(r["n"]), int(r["value"])
         for r in await reports_repo.posts_by(tx, column, start_ms=start, end_ms=end, per_contract=per_contract):
             row(r["g"])["posts"] = int(r["n"])
         out = []

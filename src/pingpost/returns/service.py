@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pingpost import errors
-from pingpost.db import admin_repo, console_repo, events_repo, post_repo, returns_repo, sales_repo
+from pingpost import actors, errors
+from pingpost.db import admin_repo, audit_repo, console_repo, events_repo, post_repo, returns_repo, sales_repo
 from pingpost.db.ledger_repo import record_transaction
 from pingpost.db.store import Store, Tx
 from pingpost.domain import returns as rules
@@ -82,6 +82,7 @@ class ReturnService:
         or approved return exists); 409 `conflict` (the sale is not `charged`: pending, void,
         reversed); 422 `return_window_closed`, `invalid_reason`, `validation_error` (amount over the
         price), `return_limit_reached`."""
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             found = await sales_repo.sale(tx, sale_id)
@@ -145,7 +146,19 @@ class ReturnService:
             )
             if policy.auto_approve:
                 await self._approve(tx, return_id=row["id"], sale=sale, policy=policy, note=None, now=now)
-            return return_view(await returns_repo.get(tx, row["id"]), for_buyer=by.buyer_id is not None)
+            view = return_view(await returns_repo.get(tx, row["id"]), for_buyer=by.buyer_id is not None)
+            if by.buyer_id is None:  # an operator's write (docs/events.md, audit log)
+                await audit_repo.record_audit(
+                    tx,
+                    actor=actor.as_dict(),
+                    action="create",
+                    object_type="return",
+                    object_id=row["id"],
+                    before=None,
+                    after=view,
+                    now=now,
+                )
+            return view
 
         return await self.store.write(unit)
 
@@ -180,6 +193,8 @@ class ReturnService:
         return await self._decide(return_id, "denied", note)
 
     async def _decide(self, return_id: str, decision: str, note: str | None) -> dict[str, Any]:
+        actor = actors.current()
+
         async def unit(tx: Tx) -> dict[str, Any]:
             found = await returns_repo.get(tx, return_id)
             if found is None:
@@ -199,7 +214,18 @@ class ReturnService:
             else:
                 await returns_repo.deny(tx, return_id, note=note, now=now)
                 await events_repo.record_event(tx, "return.denied", _event_data(current))
-            return return_view(await returns_repo.get(tx, return_id))
+            view = return_view(await returns_repo.get(tx, return_id))
+            await audit_repo.record_audit(
+                tx,
+                actor=actor.as_dict(),
+                action="approve" if decision == "approved" else "deny",
+                object_type="return",
+                object_id=return_id,
+                before=return_view(current),
+                after=view,
+                now=now,
+            )
+            return view
 
         return await self.store.write(unit)
 
