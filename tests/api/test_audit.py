@@ -145,6 +145,19 @@ STEPS: dict[tuple[str, str], Step] = {
         "payout",
     ),
     ("POST", "/v1/admin/events/{ident}/redeliver"): lambda m, c: redeliver(m, c),
+    ("POST", "/v1/admin/suppression-lists"): lambda m, c: created(
+        m, "suppression-lists", {"id": "sup-1", "name": "DNC", "scope": "global"}, "suppression_list"
+    ),
+    ("POST", "/v1/admin/suppression-lists/{ident}/entries"): lambda m, c: posted(
+        m,
+        "/v1/admin/suppression-lists/sup-1/entries",
+        {"phones": ["3055550123"], "emails": ["ann@example.com"]},
+        200,
+        "suppression_list",
+        "sup-1",
+        "add_entries",
+    ),
+    ("DELETE", "/v1/admin/suppression-lists/{ident}/entries"): lambda m, c: deleted_entries(m),
     ("POST", "/v1/admin/webhooks"): lambda m, c: created(
         m, "webhooks", {"id": "wh-1", "url": "https://crm.example/h", "events": ["*"], "secret": BEARER}, "webhook"
     ),
@@ -169,6 +182,12 @@ async def reverse(m: Market) -> tuple[str, str, str]:
 async def deny(m: Market, ctx: dict[str, Any]) -> tuple[str, str, str]:
     await open_return(m, ctx, "ret2")
     return await posted(m, f"/v1/admin/returns/{ctx['ret2']}/deny", {}, 200, "return", ctx["ret2"], "deny")
+
+
+async def deleted_entries(m: Market) -> tuple[str, str, str]:
+    body = {"emails": ["ann@example.com"]}
+    await m.api.ok("DELETE", "/v1/admin/suppression-lists/sup-1/entries", json=body)
+    return "suppression_list", "sup-1", "delete_entries"
 
 
 async def entries(m: Market, **filters: str) -> list[dict[str, Any]]:
@@ -196,7 +215,7 @@ async def test_every_admin_write_operation_leaves_an_entry(market: Market) -> No
         assert mine, (method, path, kind, ident, action, found)
         assert mine[0]["actor"] == {"key_id": "env-admin", "kind": "admin", "via": "api"}, mine[0]
     everything = orjson.dumps(await entries(m)).decode()
-    for secret in (BEARER, m.posting_key, "Ann", "30555"):
+    for secret in (BEARER, m.posting_key, "Ann", "30555", "ann@example.com", "3055550123"):
         assert secret not in everything
     update = (await entries(m, object_type="contract", object_id="k2", actor="env-admin"))[0]
     assert (update["before"]["price_cents"], update["after"]["price_cents"]) == (100, 200)

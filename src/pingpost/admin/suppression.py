@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from pingpost import errors
-from pingpost.db import admin_repo, traffic_repo
+from pingpost import actors, errors
+from pingpost.db import admin_repo, audit_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.fields import Slug, Strict, Text
@@ -81,6 +81,7 @@ class SuppressionService:
     async def rename(self, body: SuppressionListIn) -> bool:
         """`pingpost apply` on an existing list: its name may change, its scope and buyer may not."""
         ident = body.id or ""
+        actor = actors.current()
 
         async def unit(tx: Tx) -> bool:
             row = await traffic_repo.suppression_list(tx, ident)
@@ -90,7 +91,10 @@ class SuppressionService:
                 raise errors.ValidationFailed.one("scope", "cannot be changed after creation")
             if row["name"] == body.name:
                 return False
+            before = await self._view(tx, ident, row)
             await traffic_repo.rename_suppression_list(tx, ident, body.name, now_ms())
+            after = await self._view(tx, ident)
+            await _audit(tx, actor, "update", ident, before, after)
             return True
 
         return await self.store.write(unit)
@@ -117,6 +121,7 @@ class SuppressionService:
 
     async def create(self, body: SuppressionListIn) -> dict[str, Any]:
         ident = body.id or new_id("sup")
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             if body.buyer is not None and not await admin_repo.exists(tx, "buyers", body.buyer):
@@ -133,7 +138,9 @@ class SuppressionService:
             if not await traffic_repo.insert_suppression_list(tx, row):
                 raise errors.Conflict(f"suppression list '{ident}' already exists", details={"id": ident})
             await admin_repo.bump_config(tx)  # global lists apply to every contract: the snapshot knows them
-            return await self._view(tx, ident)
+            view = await self._view(tx, ident)
+            await _audit(tx, actor, "create", ident, None, view)
+            return view
 
         return await self.store.write(unit)
 
@@ -151,16 +158,21 @@ class SuppressionService:
     async def change(self, ident: str, body: SuppressionEntriesIn, *, add: bool) -> dict[str, Any]:
         """Add (or remove) the values; answers the list with its new counts."""
         entries = self.keyed_entries(body)
+        actor = actors.current()
 
         async def unit(tx: Tx) -> dict[str, Any]:
             if await traffic_repo.suppression_list(tx, ident) is None:
                 raise errors.NotFound("suppression_list", ident)
+            before = await self._view(tx, ident)
             if add:
                 await traffic_repo.add_suppression_entries(tx, ident, entries)
             else:
                 await traffic_repo.remove_suppression_entries(tx, ident, [h for _, h in entries])
             await traffic_repo.touch_suppression_list(tx, ident, now_ms())
-            return await self._view(tx, ident)
+            after = await self._view(tx, ident)
+            # Counts only: the values (and their hashes) never reach the audit log.
+            await _audit(tx, actor, "add_entries" if add else "delete_entries", ident, before, after)
+            return after
 
         return await self.store.write(unit)
 
@@ -178,3 +190,16 @@ class SuppressionService:
             "created_at": rfc3339(row["created_at"]),
             "updated_at": rfc3339(row["updated_at"]),
         }
+
+
+async def _audit(tx: Tx, actor: actors.Actor, action: str, ident: str, before: Any, after: Any) -> None:
+    await audit_repo.record_audit(
+        tx,
+        actor=actor.as_dict(),
+        action=action,
+        object_type="suppression_list",
+        object_id=ident,
+        before=before,
+        after=after,
+        now=now_ms(),
+    )
