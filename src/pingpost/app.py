@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -33,13 +33,14 @@ from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
 from pingpost.delivery.service import PostService
+from pingpost.delivery.verification import Vendors, Verifier
 from pingpost.http import BodyLimit, ORJSONResponse, install_error_handlers, refusals
 from pingpost.idempotency import Idempotency
 from pingpost.ledger.payouts import PayoutService
 from pingpost.ledger.service import LedgerService
 from pingpost.ledger.statements import StatementService
 from pingpost.logs import configure_logging
-from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient
+from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient, VendorClient
 from pingpost.reports.counters import ReportCounters
 from pingpost.returns.endpoints import buyer_router as buyer_returns_router
 from pingpost.returns.endpoints import router as returns_router
@@ -88,6 +89,7 @@ def create_app(
         opened = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
         counters: ReportCounters | None = None
         outbound: BuyerClient | None = None
+        own_vendor_client: AiohttpBuyerClient | None = None
         try:
             secret = load_secret_key(settings)
             await check_fingerprint(opened, secret)
@@ -95,7 +97,18 @@ def create_app(
             counters = ReportCounters(opened)
             counters.start()
             outbound = client or AiohttpBuyerClient()
-            posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
+            # Verification vendors go through the same seam; a test double without vendor calls gets a
+            # real client of its own for them (docs/verification.md).
+            if not isinstance(outbound, VendorClient):
+                own_vendor_client = AiohttpBuyerClient(max_connections=100)
+            vendors = own_vendor_client or cast(VendorClient, outbound)
+            posts = PostService(
+                store=opened,
+                secret=secret,
+                client=outbound,
+                grace_ms=settings.delivery_grace_ms,
+                verifier=Verifier(client=vendors, vendors=Vendors.from_settings(settings)),
+            )
             auction = AuctionService(
                 store=opened,
                 snapshots=SnapshotCache(opened),
@@ -138,6 +151,8 @@ def create_app(
                 await counters.stop()
             if client is None and outbound is not None:
                 await outbound.close()
+            if own_vendor_client is not None:
+                await own_vendor_client.close()
             if own_store:
                 await opened.close()
 

@@ -136,6 +136,21 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
         raise errors.ValidationFailed(problems)
 
 
+def _keep_check_secrets(changes: dict[str, Any], current: dict[str, Any]) -> Any:
+    """A verification list given without an `http` check's `auth` keeps the stored auth of the check
+    with the same URL, so a secret need not be re-sent to change the list (docs/verification.md)."""
+    given = changes["verification"]
+    if not isinstance(given, list):
+        return given
+    stored = {c.get("url"): c.get("auth") for c in current.get("verification") or [] if c.get("type") == "http"}
+    return [
+        {**c, "auth": stored[c.get("url")]}
+        if isinstance(c, dict) and c.get("type") == "http" and "auth" not in c and stored.get(c.get("url"))
+        else c
+        for c in given
+    ]
+
+
 class AdminService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -157,6 +172,8 @@ class AdminService:
             for block in ("rtb", "delivery"):
                 if body.get(block):
                     body[block]["auth"] = s.public_auth(body[block].get("auth"))
+        if resource.kind in ("offer", "campaign") and "verification" in body:
+            body["verification"] = s.public_verification(body["verification"])
         view = {
             "id": row["id"],
             **body,
@@ -300,6 +317,8 @@ class AdminService:
                     and current.get(block)
                 ):
                     merged[block] = {**changes[block], "auth": current[block].get("auth")}
+            if kind in ("offer", "campaign") and "verification" in changes:
+                merged["verification"] = _keep_check_secrets(changes, current)
             body = _dump(_validate(resource, merged))
             if body == _dump(_validate(resource, current)):
                 return await self._full_view(tx, resource, ident)  # nothing changed: write nothing

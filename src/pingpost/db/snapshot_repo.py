@@ -7,6 +7,7 @@ import orjson
 
 from pingpost.db.store import Tx
 from pingpost.domain.model import Buyer, Campaign, Contract, Offer, Snapshot, Vertical
+from pingpost.domain.verification import checks_from_body
 
 
 async def config_version(tx: Tx) -> int:
@@ -26,7 +27,14 @@ async def load_snapshot(tx: Tx) -> Snapshot:
     for row in await tx.fetch("SELECT id, posting_key_sha256, body FROM campaigns"):
         body = orjson.loads(row["body"])
         campaign = Campaign(
-            row["id"], body["partner"], body["offer"], body["status"], body["payout"], body.get("rate_limit_per_s")
+            row["id"],
+            body["partner"],
+            body["offer"],
+            body["status"],
+            body["payout"],
+            body.get("rate_limit_per_s"),
+            checks_from_body(body.get("verification")),
+            body.get("verification_timeout_ms"),
         )
         snap.campaigns[row["id"]] = campaign
         snap.campaigns_by_key[row["posting_key_sha256"]] = campaign

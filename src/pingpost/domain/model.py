@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pingpost.domain.outcomes import Outcome
+from pingpost.domain.verification import Check, checks_from_body
 
 DAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
@@ -175,6 +176,8 @@ class Offer:
     static_fallback: bool | None
     direct_post_attempts: int
     status: str
+    verification: tuple[Check, ...] = ()
+    verification_timeout_ms: int | None = None
 
     @classmethod
     def from_body(cls, ident: str, body: dict[str, Any]) -> Offer:
@@ -196,6 +199,8 @@ class Offer:
             static_fallback=body.get("static_fallback"),
             direct_post_attempts=body["direct_post_attempts"],
             status=body["status"],
+            verification=checks_from_body(body.get("verification")) or (),
+            verification_timeout_ms=body.get("verification_timeout_ms"),
         )
 
 
@@ -207,6 +212,8 @@ class Campaign:
     status: str
     payout: dict[str, Any]
     rate_limit_per_s: int | None = None
+    verification: tuple[Check, ...] | None = None  # None: the offer's list (docs/verification.md)
+    verification_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)

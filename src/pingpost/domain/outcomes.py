@@ -41,6 +41,7 @@ class PostOutcome(StrEnum):
     FILTER_MISMATCH = "filter_mismatch"
     DUPLICATE = "duplicate"
     CONSENT_MISSING = "consent_missing"
+    VERIFICATION_FAILED = "verification_failed"  # a `require` check refused the post (docs/verification.md)
     CALL_CONNECTED = "call_connected"
     CALL_BILLABLE = "call_billable"
     CALL_VOID = "call_void"
