@@ -204,9 +204,12 @@ def trustedform_verdict(status: int | None, body: Any, error: str | None) -> tup
     result = match.get("result") if isinstance(match, dict) else None
     result = result if isinstance(result, dict) else {}
     matched = [name for name in ("email_match", "phone_match") if result.get(name) is True]
-    if outcome != "success":
-        return FAIL, "outcome_failure" if outcome == "failure" else "unparsable"
-    return (PASS, ",".join(matched)) if matched else (FAIL, "no_match")
+    if outcome == "success":
+        return (PASS, ",".join(matched)) if matched else (FAIL, "no_match")
+    if outcome == "failure":
+        # the certificate is real but the lead is not the one it recorded, or it cannot be retained
+        return FAIL, "no_match" if result and not matched else "outcome_failure"
+    return ERROR, "unparsable"
 
 
 # --- Jornaya ------------------------------------------------------------------------------------
