@@ -177,7 +177,7 @@ def cert_url(raw: str | None, allowed: Sequence[str]) -> tuple[str | None, str |
     port = port or (443 if parts.scheme == "https" else 80)
     entries = [AllowedHost.parse(e) for e in allowed]
     if not any(e.host == host and e.port == port and e.scheme == parts.scheme for e in entries):
-        if parts.scheme == "http" and any(e.host == host for e in entries):
+        if parts.scheme == "http" and any(e.host == host and e.scheme == "https" for e in entries):
             return None, "https_required"
         return None, "host_not_allowed"
     query = f"?{parts.query}" if parts.query else ""
