@@ -330,3 +330,25 @@ async def test_bad_checks_are_refused(api: Api) -> None:
     response = await api.request("PATCH", "/v1/admin/offers/med", json={"verification_timeout_ms": 50})
     assert response.status_code == 422
     assert (await api.ok("GET", "/v1/admin/offers/med"))["verification"] == []
+
+
+async def test_apply_validates_checks_and_settings_hide_secrets(store: Store, settings: Settings) -> None:
+    from pingpost.admin.apply import apply_setup
+    from pingpost.admin.service import AdminService
+    from pingpost.errors import PingpostError
+    from pingpost.ledger.service import LedgerService
+
+    admin, ledger = AdminService(store), LedgerService(store)
+    vertical = {"id": "medicare", "name": "Medicare", "fields": [{"name": "state", "type": "state"}]}
+    offer = {"id": "med", "name": "m", "vertical": "medicare", "verification": [{"type": "phone", "mode": "flag"}]}
+    await apply_setup({"verticals": [vertical], "offers": [offer]}, admin, ledger)
+    assert (await admin.get("offer", "med"))["verification"] == [{"type": "phone", "mode": "flag", "on_error": "fail"}]
+    with pytest.raises(PingpostError) as refused:
+        await apply_setup(
+            {"offers": [{**offer, "verification": [{"type": "trustedform", "allowed_hosts": [""]}]}]}, admin, ledger
+        )
+    assert refused.value.code == "validation_error"
+    configured = settings.model_copy(
+        update={"trustedform_api_key": SecretStr(TF_KEY), "jornaya_account_code": SecretStr(JORNAYA_CODE)}
+    )
+    assert TF_KEY not in repr(configured) and JORNAYA_CODE not in str(configured.model_dump())
