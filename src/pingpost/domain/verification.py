@@ -19,7 +19,6 @@ from pingpost.domain.consumer import normalise_email
 DEFAULT_TIMEOUT_MS = 2000
 DEFAULT_ALLOWED_HOSTS = ("cert.trustedform.com",)
 PASS, FAIL, ERROR = "pass", "fail", "error"
-LOCAL_TYPES = frozenset({"phone", "email"})
 
 
 @dataclass(frozen=True)
