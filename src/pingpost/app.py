@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -34,6 +34,7 @@ from pingpost.delivery.calls import CallService
 from pingpost.delivery.direct import DirectPostService
 from pingpost.delivery.endpoints import router as post_router
 from pingpost.delivery.service import PostService
+from pingpost.delivery.verification import Vendors, Verifier
 from pingpost.events.conversions import ConversionService
 from pingpost.events.endpoints import buyer_router as buyer_events_router
 from pingpost.events.endpoints import router as events_router
@@ -45,7 +46,7 @@ from pingpost.ledger.payouts import PayoutService
 from pingpost.ledger.service import LedgerService
 from pingpost.ledger.statements import StatementService
 from pingpost.logs import configure_logging
-from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient, WebhookClient
+from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient, VendorClient, WebhookClient
 from pingpost.reports.counters import ReportCounters
 from pingpost.returns.endpoints import buyer_router as buyer_returns_router
 from pingpost.returns.endpoints import router as returns_router
@@ -95,6 +96,7 @@ def create_app(
         counters: ReportCounters | None = None
         outbound: BuyerClient | None = None
         sender: WebhookSender | None = None
+        own_vendor_client: AiohttpBuyerClient | None = None
         try:
             secret = load_secret_key(settings)
             await check_fingerprint(opened, secret)
@@ -102,7 +104,18 @@ def create_app(
             counters = ReportCounters(opened)
             counters.start()
             outbound = client or AiohttpBuyerClient()
-            posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
+            # Verification vendors go through the same seam; a test double without vendor calls gets a
+            # real client of its own for them (docs/verification.md).
+            if not isinstance(outbound, VendorClient):
+                own_vendor_client = AiohttpBuyerClient(max_connections=100)
+            vendors = own_vendor_client or cast(VendorClient, outbound)
+            posts = PostService(
+                store=opened,
+                secret=secret,
+                client=outbound,
+                grace_ms=settings.delivery_grace_ms,
+                verifier=Verifier(client=vendors, vendors=Vendors.from_settings(settings)),
+            )
             auction = AuctionService(
                 store=opened,
                 snapshots=SnapshotCache(opened),
@@ -154,6 +167,8 @@ def create_app(
                 await counters.stop()
             if client is None and outbound is not None:
                 await outbound.close()
+            if own_vendor_client is not None:
+                await own_vendor_client.close()
             if own_store:
                 await opened.close()
 

@@ -115,14 +115,16 @@ def demo(
 
 @app.command("sandbox-buyers")
 def sandbox_buyers(host: str = "127.0.0.1", port: int = 8700) -> None:
-    """Local buyer endpoints (accept, reject, slow, hang, error, garbage; fixed, random, no-bid bids)."""
+    """Local buyer endpoints (accept, reject, slow, hang, error, garbage; fixed, random, no-bid bids) and
+    TrustedForm-like, Jornaya-like and validator endpoints for verification at post."""
     from aiohttp import web
 
     from pingpost.sandbox.app import sandbox_app
 
     console.print(
         f"sandbox buyers on http://{host}:{port} (deliver: /deliver/{{buyer}}/accept, "
-        f"bid: /bid/{{buyer}}/fixed?cents=9100)"
+        f"bid: /bid/{{buyer}}/fixed?cents=9100, trustedform: /trustedform/{{cert_id}}, "
+        f"jornaya: /jornaya/Authenticate, validator: /validate/{{behaviour}})"
     )
     web.run_app(sandbox_app(), host=host, port=port, print=None, access_log=None, shutdown_timeout=1)
 

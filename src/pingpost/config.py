@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +25,10 @@ class Settings(BaseSettings):
     max_in_flight_pings: int = 1000  # per process; beyond it pings answer 503 at once
     webhook_sender: bool = True  # run the webhook/postback sender in this process (one is active per database)
     cookie_secure: bool = False  # the console's session cookie only over HTTPS (docs/console.md)
+    # Verification vendors (docs/verification.md). Secrets: never in an answer, a log line or a repr.
+    trustedform_api_key: SecretStr | None = None
+    jornaya_base_url: str = "https://api.leadid.com"
+    jornaya_account_code: SecretStr | None = None
 
 
 def normalise_database_url(url: str) -> str:

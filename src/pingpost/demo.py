@@ -46,12 +46,17 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
     )
     prepare_database(settings)
     setup = yaml.safe_load(EXAMPLE.read_text().replace("127.0.0.1:8700", f"127.0.0.1:{sandbox_port}"))
+    setup["offers"][0].update(demo_verification(sandbox_port))
     asyncio.run(apply_file(settings, setup))
     env = {
         **os.environ,
         "PINGPOST_ADMIN_TOKEN": token,
         "PINGPOST_KEY_FILE": settings.key_file or "",
         "PINGPOST_JSON_LOGS": "true",
+        # the sandbox's vendor look-alikes (docs/verification.md); demo credentials, not real accounts
+        "PINGPOST_TRUSTEDFORM_API_KEY": "demo-trustedform-key",
+        "PINGPOST_JORNAYA_BASE_URL": f"http://127.0.0.1:{sandbox_port}/jornaya",
+        "PINGPOST_JORNAYA_ACCOUNT_CODE": "demo-account-code",
     }
     base = f"http://127.0.0.1:{port}"
     signal.signal(signal.SIGTERM, _stop)  # stop the children like Ctrl-C does
@@ -81,7 +86,7 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
             buyer_key = asyncio.run(_buyer_key(base, token))
             _console_hint(console, base, token, buyer_key)
             asyncio.run(_call(console, base, token))
-            asyncio.run(_stream(console, base, token, count))
+            asyncio.run(_stream(console, base, token, count, sandbox_port=sandbox_port))
             _hints(console, base, token)
             _console_hint(console, base, token, buyer_key)
             console.print("The server keeps running: try the commands above. Ctrl-C stops everything.")
@@ -95,15 +100,39 @@ def run_demo(*, port: int, sandbox_port: int = 8700, count: int = 25) -> None:
         console.print("stopped.")
 
 
+def demo_verification(sandbox_port: int) -> dict[str, Any]:
+    """The demo offer's checks at post: TrustedForm and Jornaya against the sandbox's look-alikes (its
+    origin on the allow-list), the phone check, and a flag-only email check (docs/verification.md)."""
+    return {
+        "verification": [
+            {"type": "trustedform", "allowed_hosts": [f"http://127.0.0.1:{sandbox_port}"]},
+            {"type": "jornaya"},
+            {"type": "phone"},
+            {"type": "email", "mode": "flag"},
+        ],
+        "verification_timeout_ms": 1500,
+    }
+
+
+def demo_consent(i: int, sandbox_port: int) -> dict[str, Any]:
+    """A post's consent: every seventh carries a certificate that does not match its lead (refused)."""
+    cert = f"{'nomatch' if i % 7 == 6 else 'pass'}{i:033d}"
+    return {
+        "tcpa": True,
+        "trustedform_cert_url": f"http://127.0.0.1:{sandbox_port}/trustedform/{cert}",
+        "jornaya_leadid": f"{i:08d}-0000-4000-8000-000000000000",
+    }
+
+
 def _stop(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
-async def _stream(console: Console, base: str, token: str, count: int) -> None:
+async def _stream(console: Console, base: str, token: str, count: int, *, sandbox_port: int) -> None:
     partner = {"Authorization": f"Bearer {POSTING_KEY}"}
     admin = {"Authorization": f"Bearer {token}"}
     wins: Counter[str] = Counter()
-    totals = {"pings": 0, "sold": 0, "revenue": 0, "payout": 0}
+    totals = {"pings": 0, "sold": 0, "revenue": 0, "payout": 0, "refused": 0}
     rng = random.Random(7)
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as client:
         with Progress(console=console, transient=True) as progress:
@@ -116,20 +145,23 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
                 totals["pings"] += 1
                 record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
                 if answer["status"] == "bids":
+                    first = rng.choice(FIRST)
                     full = {
                         **lead,
-                        "first_name": rng.choice(FIRST),
+                        "first_name": first,
                         "last_name": "Example",
                         "phone": f"305555{rng.randint(1000, 9999)}",
+                        "email": f"{first.lower()}.{i}@example.com",
                     }
                     result = await _json(
                         client,
                         "POST",
                         "/v1/post",
                         headers=partner,
-                        json={"ping_id": answer["ping_id"], "lead": full, "consent": {"tcpa": True}},
+                        json={"ping_id": answer["ping_id"], "lead": full, "consent": demo_consent(i, sandbox_port)},
                     )
                     record = await _json(client, "GET", f"/v1/admin/pings/{answer['ping_id']}", headers=admin)
+                    totals["refused"] += any(r["reason"] == "verification_failed" for r in result.get("rejected", []))
                     for sale in result.get("sales", []):
                         totals["sold"] += 1
                         totals["payout"] += sale["payout_cents"]
@@ -140,11 +172,12 @@ async def _stream(console: Console, base: str, token: str, count: int) -> None:
                 progress.console.print(_waterfall_table(i + 1, lead, record))
                 progress.advance(task)
     summary = Table(title="running summary")
-    for column in ("pings", "sold", "revenue", "partner payout", "margin"):
+    for column in ("pings", "sold", "refused at post", "revenue", "partner payout", "margin"):
         summary.add_column(column, justify="right")
     summary.add_row(
         str(totals["pings"]),
         str(totals["sold"]),
+        str(totals["refused"]),
         _usd(totals["revenue"]),
         _usd(totals["payout"]),
         _usd(totals["revenue"] - totals["payout"]),
@@ -290,6 +323,11 @@ def _waterfall_table(n: int, lead: dict[str, Any], record: dict[str, Any]) -> Ta
     )
     for column in ("contract", "outcome", "detail", "bid", "source", "rtb ms", "post"):
         table.add_column(column)
+    if record.get("verification"):
+        table.caption = "verification: " + ", ".join(
+            f"{v['type']} {v['result']}" + (f" ({v['detail']})" if v["detail"] else "") for v in record["verification"]
+        )
+        table.caption_justify = "left"
     for w in record["waterfall"]:
         style = "green" if w["outcome"] == "won" else ("yellow" if w["outcome"] == "lost_to_higher_bid" else "dim")
         table.add_row(

@@ -35,6 +35,9 @@ REDACTED_KEYS = frozenset(
         "secret",
         "value",
         "username",
+        "api_key",  # verification vendors' secrets (docs/verification.md), should one ever be logged
+        "account_code",
+        "lac",
     }
 )
 

@@ -22,6 +22,7 @@ BID_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DELIVERIES = Counter("pingpost_deliveries_total", "Lead deliveries", ["contract", "outcome"])
+VERIFICATIONS = Counter("pingpost_verifications_total", "Verification checks at post", ["type", "result"])
 
 
 def render() -> tuple[bytes, str]:

@@ -22,6 +22,7 @@ REQUIRED: dict[str, list[str]] = {
     "source": ["fixed", "rtb", "static_fallback"],
     "payout": ["fixed", "revshare", "margin", "margin_percent"],
     "sale_type": ["exclusive", "shared"],
+    "post_outcome": ["verification_failed"],  # post outcomes that only a post step in a file can show
 }
 
 
@@ -49,7 +50,7 @@ def exercised(scenarios: list[Scenario] | None = None) -> dict[str, dict[str, li
             if detail in REQUIRED["detail"]:
                 add("detail", detail, scenario)
         for entry in scenario.expect["waterfall"].values():
-            for kind in ("source", "sale_type"):
+            for kind in ("source", "sale_type", "post_outcome"):
                 if isinstance(entry.get(kind), str):
                     add(kind, entry[kind], scenario)
     return seen

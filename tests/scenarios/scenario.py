@@ -47,10 +47,20 @@ DEFAULT_BUYER: dict[str, Any] = {"deposit_cents": 100_000, "credit_limit_cents":
 DEFAULT_LEAD: dict[str, Any] = {"state": "FL", "zip": "33109", "age": 67}
 DAY_MS = 86_400_000
 
-TOP_KEYS = {"description", "now", "settings", "setup", "state", "bids", "ping", "expect", "xfail"}
+TOP_KEYS = {"description", "now", "settings", "setup", "state", "bids", "ping", "post", "expect", "xfail"}
 SETUP_KEYS = {"offer", "campaign", "buyers", "contracts", "suppression_lists"}
 STATE_KEYS = {"usage", "live_calls", "holds", "sold_to", "round_robin_last"}
-EXPECT_KEYS = {"status", "bids", "waterfall", "outcome_counts", "holds", "bid_requests", "expires_at", "error"}
+EXPECT_KEYS = {
+    "status",
+    "bids",
+    "waterfall",
+    "outcome_counts",
+    "holds",
+    "bid_requests",
+    "expires_at",
+    "error",
+    "post",
+}
 USAGE_KEYS = {"day_used", "week_used", "month_used", "day_key", "week_key", "month_key"}
 
 
@@ -372,6 +382,12 @@ def mismatches(expected: Any, actual: Any, where: str) -> list[str]:
         for key, value in expected.items():
             out += mismatches(value, actual.get(key), f"{where}.{key}")
         return out
+    if isinstance(expected, list) and isinstance(actual, list) and any(isinstance(e, dict) for e in expected):
+        if len(expected) != len(actual):  # a list of objects: as many, each compared on the keys written
+            return [f"{where}: expected {len(expected)} items, got {actual!r}"]
+        return [
+            p for i, (e, a) in enumerate(zip(expected, actual, strict=True)) for p in mismatches(e, a, f"{where}[{i}]")
+        ]
     return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
 
 
@@ -461,13 +477,11 @@ async def ping_and_compare(
     if response.status_code != 200:
         return [f"ping answered {response.status_code}: {response.text}"]
     answer = response.json()
+    problems = await post_and_compare(api, scenario, posting_key, answer["ping_id"]) if "post" in scenario.doc else []
     view = await api.ok("GET", f"/v1/admin/pings/{answer['ping_id']}")
     waterfall = {entry["contract_id"]: entry for entry in view["waterfall"]}
-    problems = (
-        [f"waterfall: {len(view['waterfall'])} entries for {len(waterfall)} contracts"]
-        if len(waterfall) != len(view["waterfall"])
-        else []
-    )
+    if len(waterfall) != len(view["waterfall"]):
+        problems.append(f"waterfall: {len(view['waterfall'])} entries for {len(waterfall)} contracts")
     if set(waterfall) != set(expect["waterfall"]):
         problems.append(f"waterfall contracts: expected {sorted(expect['waterfall'])}, got {sorted(waterfall)}")
     problems += mismatches(expect["waterfall"], waterfall, "waterfall")
@@ -491,7 +505,30 @@ async def ping_and_compare(
         problems += mismatches(holds, view_buyer["holds_cents"], f"holds.{buyer}")
     if "expires_at" in expect:
         problems += mismatches(expect["expires_at"], answer["expires_at"], "expires_at")
-    asked = {urls.get(sent.url, sent.url): sent.body for sent in buyers.sent}
+    problems += bid_requests_compared(scenario, buyers, urls)
+    return problems
+
+
+async def post_and_compare(api: Api, scenario: Scenario, posting_key: str, ping_id: str) -> list[str]:
+    """Post the ping (`post.lead` over the ping's lead, `post.consent`) and compare `expect.post`: the
+    answer's keys, and `verification`, the results the ping view shows (docs/verification.md)."""
+    post = scenario.doc["post"]
+    lead = {**scenario.doc["ping"].get("lead", DEFAULT_LEAD), **post.get("lead", {})}
+    body = {"ping_id": ping_id, "lead": lead, **({"consent": post["consent"]} if "consent" in post else {})}
+    response = await api.request("POST", "/v1/post", token=posting_key, json=body)
+    if response.status_code != 200:
+        return [f"post answered {response.status_code}: {response.text}"]
+    answer = response.json()
+    view = await api.ok("GET", f"/v1/admin/pings/{ping_id}")
+    return mismatches(scenario.expect.get("post", {}), {**answer, "verification": view["verification"]}, "post")
+
+
+def bid_requests_compared(scenario: Scenario, buyers: FakeBuyerClient, urls: dict[str, str]) -> list[str]:
+    """The bid requests the buyers received (deliveries of a `post` step are not bid requests)."""
+    delivery_urls = {c["delivery"]["url"] for c in scenario.contracts if c.get("delivery")}
+    asked = {urls.get(sent.url, sent.url): sent.body for sent in buyers.sent if sent.url not in delivery_urls}
+    problems: list[str] = []
+    expect = scenario.expect
     if "bid_requests" in expect:
         if set(asked) != set(expect["bid_requests"]):
             problems.append(f"bid_requests: expected {sorted(expect['bid_requests'])}, got {sorted(asked)}")

@@ -196,6 +196,10 @@ def post(sim: Simulation, rec: PingRec, *, twice: bool = False) -> Action:
             return f"{r.status_code} {code(r.json())}"
         answer = r.json()
         model.sale_ids += [s["sale_id"] for s in answer["sales"] if s["sale_id"]]
+        if any(x["reason"] == "verification_failed" for x in answer["rejected"]) and (
+            answer["sales"] or sim.buyers.deliveries_for(rec.ping_id)
+        ):
+            sim.violation("refused_posts_deliver_nothing", f"post of {rec.ping_id} was refused yet delivered")
         return f"{answer['status']} sales={len(answer['sales'])} rejected={[x['reason'] for x in answer['rejected']]}"
 
     def crashed() -> None:

@@ -253,6 +253,11 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
                     "payout": rng.choice([{"type": "revshare", "percent": 65}, {"type": "fixed", "amount_cents": 250}]),
                 }
             )
+    # Verification at post (docs/verification.md): pb's campaign on the first form offer refuses a
+    # disposable email, which the first consumer has; no draw, so every seed's sequence is unchanged.
+    for c in campaigns:
+        if c["id"] == f"pb-{FORM_OFFERS[0]}":
+            c["verification"] = [{"type": "email"}, {"type": "phone", "mode": "flag"}]
     rate_limited = {c["id"] for c in campaigns if c["partner"] == "pb" and rng.random() < 0.5}
     for c in campaigns:
         if c["id"] in rate_limited:
@@ -269,7 +274,7 @@ def draw(rng: random.Random, *, instances: int) -> Scenario:  # noqa: C901 - one
                 first_name=f"Pii{tag}",
                 last_name=f"Sur{tag}x",
                 phone=phone,
-                email=f"pii.{tag.lower()}{n}@consumer.example",
+                email=f"pii.{tag.lower()}{n}@" + ("mailinator.com" if n == 0 else "consumer.example"),
             )
         )
     _traffic_controls(random.Random(start_ms), buyers, contracts, campaigns)

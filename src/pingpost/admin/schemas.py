@@ -104,6 +104,8 @@ class Distribution(Strict):
 
 
 class OfferIn(Strict):
+    """`verification` runs at post (docs/verification.md); `verification_timeout_ms` is its one deadline."""
+
     id: Slug | None = None
     name: Text
     vertical: Slug
@@ -121,6 +123,8 @@ class OfferIn(Strict):
     static_fallback: bool | None = None
     direct_post_attempts: int = Field(default=3, ge=1, le=20)
     min_margin_cents: Cents = 0  # a bid whose margin (price - payout) is under it: below_min_margin
+    verification: list[VerificationCheck] = Field(default_factory=list, max_length=10)
+    verification_timeout_ms: int = Field(default=2000, ge=100, le=10000)
     status: Status = "active"
 
     @field_validator("channels")
@@ -262,6 +266,9 @@ class Postback(Strict):
 
 
 class CampaignIn(Strict):
+    """`verification`, where given, replaces the offer's list (`[]`: none for this campaign); absent or
+    null, the offer's applies. `verification_timeout_ms`, where given, replaces the offer's."""
+
     id: Slug | None = None
     name: Text
     partner: Slug
@@ -271,6 +278,8 @@ class CampaignIn(Strict):
     sources: Sources | None = None
     duplicate_ping_window_s: int = Field(default=0, ge=0, le=30 * 86_400)  # 0 = off
     postback: Postback | None = None
+    verification: list[VerificationCheck] | None = Field(default=None, max_length=10)
+    verification_timeout_ms: int | None = Field(default=None, ge=100, le=10000)
     status: Status = "active"
 
 
@@ -310,6 +319,54 @@ class AuthBasic(Strict):
 
 
 Auth = Annotated[AuthNone | AuthBearer | AuthHeader | AuthBasic, Field(discriminator="type")]
+
+
+# --- verification at post (docs/verification.md) ---------------------------------------------
+
+AllowedHost = Annotated[
+    str,
+    StringConstraints(pattern=r"^(https?://)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"),
+]
+
+
+class _CheckBase(Strict):
+    mode: Literal["require", "flag"] = "require"
+    on_error: Literal["fail", "pass"] = "fail"
+
+
+class TrustedFormCheck(_CheckBase):
+    """Only certificate URLs on `allowed_hosts` are ever called, over HTTPS; an entry written
+    `http://host:port` also allows plain HTTP to exactly that host and port (a sandbox, tests)."""
+
+    type: Literal["trustedform"]
+    allowed_hosts: list[AllowedHost] = Field(
+        default_factory=lambda: list[str](["cert.trustedform.com"]), min_length=1, max_length=20
+    )
+
+
+class JornayaCheck(_CheckBase):
+    type: Literal["jornaya"]
+
+
+class PhoneCheck(_CheckBase):
+    type: Literal["phone"]
+
+
+class EmailCheck(_CheckBase):
+    type: Literal["email"]
+
+
+class HttpCheck(_CheckBase):
+    """The operator's own validator: POST `{ping_id, lead, consent}` with `auth` (never shown back)."""
+
+    type: Literal["http"]
+    url: Url
+    auth: Auth | None = None
+
+
+VerificationCheck = Annotated[
+    TrustedFormCheck | JornayaCheck | PhoneCheck | EmailCheck | HttpCheck, Field(discriminator="type")
+]
 
 
 class Filter(Strict):
@@ -681,6 +738,13 @@ class ReverseIn(Strict):
     reason: Text
 
 
+def public_verification(checks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A verification list as the admin API shows it: an `http` check's auth without its secret."""
+    if checks is None:
+        return None
+    return [{**c, "auth": public_auth(c.get("auth"))} if c.get("type") == "http" else c for c in checks]
+
+
 def public_auth(auth: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the admin API shows of an auth block: its type (and header name), never a secret."""
     if auth is None:
@@ -689,3 +753,8 @@ def public_auth(auth: dict[str, Any] | None) -> dict[str, Any] | None:
     if auth["type"] == "header":
         shown["name"] = auth["name"]
     return shown
+
+
+# Offers and campaigns name `VerificationCheck`, defined after them beside the auth blocks it uses.
+OfferIn.model_rebuild()
+CampaignIn.model_rebuild()

@@ -144,6 +144,21 @@ async def _check_contract(tx: Tx, body: dict[str, Any]) -> None:
         raise errors.ValidationFailed(problems)
 
 
+def _keep_check_secrets(changes: dict[str, Any], current: dict[str, Any]) -> Any:
+    """A verification list given without an `http` check's `auth` keeps the stored auth of the check
+    with the same URL, so a secret need not be re-sent to change the list (docs/verification.md)."""
+    given = changes["verification"]
+    if not isinstance(given, list):
+        return given
+    stored = {c.get("url"): c.get("auth") for c in current.get("verification") or [] if c.get("type") == "http"}
+    return [
+        {**c, "auth": stored[c.get("url")]}
+        if isinstance(c, dict) and c.get("type") == "http" and "auth" not in c and stored.get(c.get("url"))
+        else c
+        for c in given
+    ]
+
+
 class AdminService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -165,6 +180,8 @@ class AdminService:
             for block in ("rtb", "delivery"):
                 if body.get(block):
                     body[block]["auth"] = s.public_auth(body[block].get("auth"))
+        if resource.kind in ("offer", "campaign") and "verification" in body:
+            body["verification"] = s.public_verification(body["verification"])
         view = {
             "id": row["id"],
             **body,
@@ -310,23 +327,7 @@ class AdminService:
                 }
             else:
                 current = dict(orjson.loads(row["body"]))
-            for name in resource.immutable:
-                if name in changes and changes[name] != current.get(name):
-                    raise errors.ValidationFailed.one(name, "cannot be changed after creation")
-            merged = {**current, **changes}
-            resumed = (
-                kind in ("contract", "buyer") and current.get("status") == "paused" and merged.get("status") == "active"
-            )
-            if resumed:
-                merged["paused_reason"] = None  # a resume clears the auto-pause (and its run of failures)
-            for block in ("rtb", "delivery"):
-                if (
-                    kind == "contract"
-                    and isinstance(changes.get(block), dict)
-                    and "auth" not in changes[block]
-                    and current.get(block)
-                ):
-                    merged[block] = {**changes[block], "auth": current[block].get("auth")}
+            merged, resumed = _merge(kind, resource, current, changes)
             body = _dump(_validate(resource, merged))
             if body == _dump(_validate(resource, current)):
                 # nothing changed: only the audit entry of the operator's request is written
@@ -370,3 +371,28 @@ class AdminService:
             return after
 
         return await self.store.write(unit)
+
+
+def _merge(
+    kind: str, resource: Resource, current: dict[str, Any], changes: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """The stored body with `changes` on top (secrets kept when not re-sent), and whether it resumes a
+    paused contract or buyer."""
+    for name in resource.immutable:
+        if name in changes and changes[name] != current.get(name):
+            raise errors.ValidationFailed.one(name, "cannot be changed after creation")
+    merged = {**current, **changes}
+    resumed = kind in ("contract", "buyer") and current.get("status") == "paused" and merged.get("status") == "active"
+    if resumed:
+        merged["paused_reason"] = None  # a resume clears the auto-pause (and its run of failures)
+    for block in ("rtb", "delivery"):
+        if (
+            kind == "contract"
+            and isinstance(changes.get(block), dict)
+            and "auth" not in changes[block]
+            and current.get(block)
+        ):
+            merged[block] = {**changes[block], "auth": current[block].get("auth")}
+    if kind in ("offer", "campaign") and "verification" in changes:
+        merged["verification"] = _keep_check_secrets(changes, current)
+    return merged, resumed

@@ -82,14 +82,18 @@ def ping_view(row: Any, events: list[Any], *, now: int) -> dict[str, Any]:
 
 
 async def ping_record(store: Store, ping_id: str) -> dict[str, Any]:
-    """One ping's audit record: the lead's non-PII fields, the whole waterfall, the timeline; 404."""
+    """One ping's audit record: the lead's non-PII fields, the whole waterfall, the timeline and the
+    verification results of its post (docs/verification.md); 404."""
 
     async def unit(tx: Tx) -> dict[str, Any]:
         row = await post_repo.load_ping(tx, ping_id)
         if row is None:
             raise errors.NotFound("ping", ping_id)
         events = await post_repo.ping_events(tx, ping_id)
-        return ping_view(row, events, now=now_ms())
+        view = ping_view(row, events, now=now_ms())
+        stored = await post_repo.post_verification(tx, ping_id)
+        view["verification"] = orjson.loads(stored) if stored else []
+        return view
 
     return await store.read(unit)
 

@@ -273,13 +273,22 @@ async def release_bid(tx: Tx, bid: Mapping[str, Any]) -> None:
     await tx.execute("DELETE FROM dedup_records WHERE sale_id = :pending", {"pending": pending_sale_id(bid["bid_id"])})
 
 
-async def insert_post(tx: Tx, *, ping_id: str, pii_ciphertext: str, now: int, once: bool = False) -> None:
-    """The posted lead and consent, encrypted (docs/security.md); with `once`, not if already there."""
+async def insert_post(
+    tx: Tx, *, ping_id: str, pii_ciphertext: str, now: int, once: bool = False, verification: str | None = None
+) -> None:
+    """The posted lead and consent, encrypted (docs/security.md), and the verification results (JSON,
+    no PII; docs/verification.md); with `once`, not if already there."""
     await tx.execute(
-        "INSERT INTO posts (id, ping_id, pii_ciphertext, created_at) VALUES (:id, :p, :c, :now)"
+        "INSERT INTO posts (id, ping_id, pii_ciphertext, created_at, verification) VALUES (:id, :p, :c, :now, :v)"
         + (" ON CONFLICT DO NOTHING" if once else ""),
-        {"id": new_id("pst"), "p": ping_id, "now": now, "c": pii_ciphertext},
+        {"id": new_id("pst"), "p": ping_id, "now": now, "c": pii_ciphertext, "v": verification},
     )
+
+
+async def post_verification(tx: Tx, ping_id: str) -> str | None:
+    """The verification results stored with a ping's post (JSON), or None (no post, or no checks)."""
+    found = await tx.fetchval("SELECT verification FROM posts WHERE ping_id = :p", {"p": ping_id})
+    return None if found is None else str(found)
 
 
 async def sales_of_ping(tx: Tx, ping_id: str) -> dict[str, str]:

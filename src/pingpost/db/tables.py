@@ -259,6 +259,7 @@ posts = Table(
     Column("id", Text, primary_key=True),
     Column("ping_id", Text, nullable=False, unique=True),
     Column("pii_ciphertext", Text),  # lead + consent, encrypted at rest; NULL once purged
+    Column("verification", Text),  # the checks' results at post, JSON without PII (docs/verification.md)
     Column("created_at", BigInteger, nullable=False),
     Column("purged_at", BigInteger),
 )

@@ -9,6 +9,7 @@ is recorded in its own transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,17 +21,52 @@ from pingpost.auction.service import AuctionService, check_source
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
-from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent
+from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent, verification_json
 from pingpost.domain import auction as rules
+from pingpost.domain import verification
 from pingpost.domain.auction import Line, Terms
 from pingpost.domain.eligibility import local_minute, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
-from pingpost.domain.model import UTC, Buyer, Campaign, Snapshot
+from pingpost.domain.model import UTC, Buyer, Campaign, Offer, Snapshot, Vertical
 from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome, PostOutcome
+from pingpost.domain.verification import Result
 from pingpost.ids import new_id, now_ms
 
 PingCreated = Callable[[Tx, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class VerifyArgs:
+    offer: Offer
+    campaign: Campaign
+    vertical: Vertical
+    ping_id: str
+    lead: dict[str, Any]
+    consent: dict[str, Any]
+
+
+def _created_state(refused: str) -> str:
+    """A refused direct post is over when its record is written; any other is then being delivered."""
+    return "posted" if refused else "posting"
+
+
+async def _record_refusal(tx: Tx, *, ping_id: str, now: int, refused: str) -> None:
+    if refused:
+        await post_repo.add_event(tx, ping_id=ping_id, at=now, type_="verification", detail=f"refused: {refused}")
+
+
+def _entry(row: Line, refused: str, candidates: list[Line]) -> dict[str, Any]:
+    """A line's waterfall entry; a candidate of a refused lead is offered to nobody: `not_selected`,
+    post outcome `verification_failed` with the refusing checks (docs/verification.md)."""
+    if not refused or row not in candidates:
+        return row.entry()
+    return {
+        **row.entry(),
+        "outcome": Outcome.NOT_SELECTED.value,
+        "post_outcome": PostOutcome.VERIFICATION_FAILED.value,
+        "post_detail": refused,
+    }
 
 
 class DirectPostService:
@@ -83,6 +119,10 @@ class DirectPostService:
             ),
         )
         candidates = rules.direct_post_order(rows)
+        # Verification (docs/verification.md) runs only when a contract could buy: a vendor claim costs.
+        results = await self._verify(VerifyArgs(offer, campaign, vertical, ping_id, lead, consent), candidates)
+        refused = ",".join(dict.fromkeys(r.type for r in verification.refusing(results)))
+        entries = [_entry(r, refused, candidates) for r in rows]
         ping = {
             "id": ping_id,
             "offer_id": offer.id,
@@ -102,7 +142,7 @@ class DirectPostService:
                     **ping,
                     "mode": "direct_post",
                     "status": "unsold",
-                    "post_state": "posting",
+                    "post_state": _created_state(refused),
                     "partner_lead_id": body.partner_lead_id,
                     "received_at": received,
                     "decided_at": now,
@@ -110,7 +150,7 @@ class DirectPostService:
                     "lead": orjson.dumps({k: v for k, v in lead.items() if not vertical.fields[k].pii}).decode(),
                     "consumer": orjson.dumps(keyed).decode(),
                     "bids": "[]",
-                    "waterfall": orjson.dumps([r.entry() for r in rows]).decode(),
+                    "waterfall": orjson.dumps(entries).decode(),
                 },
             )
             await post_repo.insert_post(
@@ -118,11 +158,15 @@ class DirectPostService:
                 ping_id=ping_id,
                 now=now,
                 pii_ciphertext=self.posts.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent})),
+                verification=verification_json(results),
             )
+            await _record_refusal(tx, ping_id=ping_id, now=now, refused=refused)
             if on_ping_created is not None:
                 await on_ping_created(tx, ping_id)
 
         await self.store.write(create)
+        if refused:  # nothing reserved, delivered or charged
+            return PostOut(ping_id=ping_id, status="unsold", sales=[], rejected=[], payout_total_cents=0)
         sales: list[SaleOut] = []
         rejected: list[RejectedOut] = []
         attempts = 0
@@ -187,6 +231,18 @@ class DirectPostService:
             sales=sales,
             rejected=rejected,
             payout_total_cents=sum(s.payout_cents for s in sales),
+        )
+
+    async def _verify(self, args: VerifyArgs, candidates: list[Line]) -> list[Result]:
+        if not candidates or self.posts.verifier is None:
+            return []
+        return await self.posts.verifier.for_post(
+            offer=args.offer,
+            campaign=args.campaign,
+            vertical=args.vertical,
+            ping_id=args.ping_id,
+            lead=args.lead,
+            consent=args.consent,
         )
 
     async def _reserve(

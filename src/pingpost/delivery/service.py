@@ -23,13 +23,17 @@ from pingpost import errors
 from pingpost.auction import autopause
 from pingpost.db import auction_repo, post_repo, traffic_repo
 from pingpost.db.store import Store, Tx
+from pingpost.delivery.payload import delivery_payload
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
+from pingpost.delivery.verification import Verifier
+from pingpost.domain import verification as verify_rules
 from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
 from pingpost.domain.eligibility import NO_SUPPRESSION, first_failing_filter, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Contract, Snapshot, Vertical
 from pingpost.domain.outcomes import PostOutcome
+from pingpost.domain.verification import Result
 from pingpost.ids import now_ms
 from pingpost.metrics import DELIVERIES
 from pingpost.outbound.client import BuyerClient
@@ -77,70 +81,26 @@ def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[st
     return [name for name in required if consent.get(name) in (None, "", False)]
 
 
-def delivery_payload(
-    *, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any], consent: dict[str, Any]
-) -> tuple[Any, dict[str, str] | None]:
-    """The buyer protocol body (docs/protocol.md, Buyers), or the flat form fields for `format: form`."""
-    delivery = contract.delivery or {}
-    field_map = delivery.get("field_map") or {}
-    mapped = {field_map.get(k, k): v for k, v in lead.items()}
-    static = delivery.get("static_fields") or {}
-    if delivery.get("format") == "form":
-        form = {k: _form_value(v) for k, v in {**mapped, **static}.items()}
-        form.update(
-            ping_id=ping["id"],
-            sale_type=bid["sale_type"],
-            price_cents=str(bid["price_cents"]),
-            bid_ref=bid.get("bid_ref") or "",
-            channel=ping["channel"],
-            test=_form_value(bool(ping["test"])),
-        )
-        form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
-        source, subs = ping_source(ping)
-        if source is not None:
-            form["source"] = source
-        form.update(subs)
-        return None, form
-    body = {
-        "ping_id": ping["id"],
-        "sale_type": bid["sale_type"],
-        "price_cents": bid["price_cents"],
-        "bid_ref": bid.get("bid_ref"),
-        "channel": ping["channel"],
-        "lead": mapped,
-        "consent": consent,
-        "test": bool(ping["test"]),
-        **static,
-    }
-    source, subs = ping_source(ping)
-    if source is not None:
-        body["source"] = source
-    if subs:
-        body["subs"] = subs
-    return body, None
-
-
-def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
-    """The ping's `source` and `subs` (a stored row, or the direct post's record)."""
-    keys = ping.keys()
-    source = ping["source"] if "source" in keys else None
-    raw = ping["subs"] if "subs" in keys else None
-    subs: dict[str, str] = (orjson.loads(raw) if isinstance(raw, str) else raw) or {}
-    return source, subs
-
-
-def _form_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def verification_json(results: list[Result]) -> str | None:
+    """The results as stored with the post (docs/verification.md); None when no check ran."""
+    return orjson.dumps([r.view() for r in results]).decode() if results else None
 
 
 class PostService:
-    def __init__(self, *, store: Store, secret: SecretKey, client: BuyerClient, grace_ms: int = GRACE_MS) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        secret: SecretKey,
+        client: BuyerClient,
+        grace_ms: int = GRACE_MS,
+        verifier: Verifier | None = None,
+    ) -> None:
         self.store = store
         self.secret = secret
         self.client = client
         self.grace_ms = grace_ms
+        self.verifier = verifier
 
     async def post(self, *, snap: Snapshot, campaign: Campaign, body: PostIn, resume: bool = False) -> PostOut:
         """Post a lead for a ping. With `resume` (an idempotent retry whose first attempt crashed), a
@@ -188,7 +148,17 @@ class PostService:
             consent=consent,
             keyed=sorted(keyed.values()),
         )
-        deliveries, post_failures = await self.store.write(lambda tx: self._claim(tx, snap, valid))
+        # Checks run before the claim, with nothing open; a refusal is one short transaction.
+        results = (
+            await self.verifier.for_post(
+                offer=offer, campaign=campaign, vertical=vertical, ping_id=ping["id"], lead=lead, consent=consent
+            )
+            if self.verifier is not None
+            else []
+        )
+        if verify_rules.refusing(results):
+            return await self.store.write(lambda tx: self._refuse(tx, valid, results))
+        deliveries, post_failures = await self.store.write(lambda tx: self._claim(tx, snap, valid, results))
         return await self.deliver_and_record(
             ping=ping, deliveries=deliveries, lead=lead, consent=consent, post_failures=post_failures
         )
@@ -226,21 +196,55 @@ class PostService:
             )
         return lead
 
-    async def _claim(self, tx: Tx, snap: Snapshot, post: _ValidPost) -> tuple[list[Delivery], dict[str, str]]:
-        ping, campaign, winners, lead, consent, keyed = (
-            post.ping,
-            post.campaign,
-            post.winners,
-            post.lead,
-            post.consent,
-            post.keyed,
-        )
+    async def _claim_or_explain(self, tx: Tx, post: _ValidPost) -> int:
+        """Claim the ping (open and unexpired by the store's clock); raise why not. Answers the time."""
         # Expiry is decided by the store's clock (on PostgreSQL the database's): hosts whose clocks
         # disagree still agree on which reservations are live (docs/crash-safety.md).
+        ping, campaign = post.ping, post.campaign
         now = await tx.now_ms()
         if not await post_repo.claim_ping(tx, ping_id=ping["id"], campaign_id=campaign.id, now=now):
             self._check_ping(await post_repo.load_ping(tx, ping["id"]), campaign, ping["id"], now=now)
             raise errors.Conflict("this ping was already posted", code="already_posted")
+        return now
+
+    async def _refuse(self, tx: Tx, post: _ValidPost, results: list[Result]) -> PostOut:
+        """A post a `require` check refused, in one short transaction: every winning bid is
+        `verification_failed` and its reservation released; the post is stored with the results;
+        nothing is delivered or charged (docs/verification.md)."""
+        now = await self._claim_or_explain(tx, post)
+        ping, winners = post.ping, post.winners
+        await auction_repo.lock_rows(
+            tx, contract_ids=[b["contract_id"] for b in winners], buyer_ids=[b["buyer_id"] for b in winners]
+        )
+        failed = ",".join(dict.fromkeys(r.type for r in verify_rules.refusing(results)))
+        updates: dict[str, dict[str, Any]] = {}
+        for bid in winners:
+            await post_repo.release_bid(tx, bid)
+            updates[bid["contract_id"]] = {"post_outcome": PostOutcome.VERIFICATION_FAILED.value, "post_detail": failed}
+        await self._store_post(tx, post, now=now, results=results)
+        await post_repo.update_waterfall(tx, ping["id"], updates)
+        await post_repo.add_event(tx, ping_id=ping["id"], at=now, type_="verification", detail=f"refused: {failed}")
+        await post_repo.set_post_state(tx, ping["id"], post_state="posted", status="unsold")
+        log.info("post_refused", ping_id=ping["id"], failed=failed, bids=len(winners))
+        return PostOut(
+            ping_id=ping["id"],
+            status="unsold",
+            sales=[],
+            rejected=[RejectedOut(bid_id=b["bid_id"], reason=PostOutcome.VERIFICATION_FAILED.value) for b in winners],
+            payout_total_cents=0,
+        )
+
+    async def _store_post(self, tx: Tx, post: _ValidPost, *, now: int, results: list[Result]) -> None:
+        sealed = self.secret.encrypt(orjson.dumps({"lead": post.lead, "consent": post.consent}))
+        await post_repo.insert_post(
+            tx, ping_id=post.ping["id"], now=now, pii_ciphertext=sealed, verification=verification_json(results)
+        )
+
+    async def _claim(
+        self, tx: Tx, snap: Snapshot, post: _ValidPost, results: list[Result]
+    ) -> tuple[list[Delivery], dict[str, str]]:
+        ping, winners, lead, consent, keyed = (post.ping, post.winners, post.lead, post.consent, post.keyed)
+        now = await self._claim_or_explain(tx, post)
         test = bool(ping["test"])
         # The one lock order: counter rows (contracts, then buyers) before any reservation row. The
         # buyers' rows also serialise posts to one buyer, so the dedup re-check below is exact.
@@ -293,8 +297,7 @@ class PostService:
             await post_repo.insert_delivery(tx, ping_id=ping["id"], bid=bid, now=now)
             updates[contract.id] = {"post_outcome": PostOutcome.POST_UNKNOWN.value, "post_detail": "delivering"}
             deliveries.append(Delivery(bid, contract))
-        sealed = self.secret.encrypt(orjson.dumps({"lead": lead, "consent": consent}))
-        await post_repo.insert_post(tx, ping_id=ping["id"], now=now, pii_ciphertext=sealed)
+        await self._store_post(tx, post, now=now, results=results)
         await post_repo.update_waterfall(tx, ping["id"], updates)
         await post_repo.add_event(
             tx,

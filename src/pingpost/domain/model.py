@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pingpost.domain.outcomes import Outcome
+from pingpost.domain.verification import Check, checks_from_body
 
 UTC = ZoneInfo("UTC")
 DAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
@@ -196,6 +197,8 @@ class Offer:
     direct_post_attempts: int
     status: str
     min_margin_cents: int = 0
+    verification: tuple[Check, ...] = ()
+    verification_timeout_ms: int | None = None
 
     @classmethod
     def from_body(cls, ident: str, body: dict[str, Any]) -> Offer:
@@ -218,6 +221,8 @@ class Offer:
             direct_post_attempts=body["direct_post_attempts"],
             status=body["status"],
             min_margin_cents=body.get("min_margin_cents", 0),
+            verification=checks_from_body(body.get("verification")) or (),
+            verification_timeout_ms=body.get("verification_timeout_ms"),
         )
 
 
@@ -232,6 +237,8 @@ class Campaign:
     sources_allow: frozenset[str] | None = None  # None: any source
     sources_block: frozenset[str] = frozenset()
     duplicate_ping_window_s: int = 0
+    verification: tuple[Check, ...] | None = None  # None: the offer's list (docs/verification.md)
+    verification_timeout_ms: int | None = None
 
     @classmethod
     def from_body(cls, ident: str, body: dict[str, Any]) -> Campaign:
@@ -247,6 +254,8 @@ class Campaign:
             sources_allow=frozenset(allow) if allow is not None else None,
             sources_block=frozenset(sources.get("block") or ()),
             duplicate_ping_window_s=body.get("duplicate_ping_window_s", 0),
+            verification=checks_from_body(body.get("verification")),
+            verification_timeout_ms=body.get("verification_timeout_ms"),
         )
 
     def source_allowed(self, source: str | None) -> bool:

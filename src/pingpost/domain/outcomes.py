@@ -44,6 +44,7 @@ class PostOutcome(StrEnum):
     DUPLICATE = "duplicate"
     CONSENT_MISSING = "consent_missing"
     SUPPRESSED = "suppressed"
+    VERIFICATION_FAILED = "verification_failed"  # a `require` check refused the post (docs/verification.md)
     CALL_CONNECTED = "call_connected"
     CALL_BILLABLE = "call_billable"
     CALL_VOID = "call_void"

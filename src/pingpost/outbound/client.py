@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiohttp
 import orjson
@@ -66,6 +67,24 @@ class WebhookClient(Protocol):
 WEBHOOK_BODY_BYTES = 4096
 
 
+@runtime_checkable
+class VendorClient(Protocol):
+    """Calls to verification vendors (docs/verification.md): a method, headers of the caller's making
+    (a vendor's auth and API version), the same total deadline, capped body and no redirects."""
+
+    async def vendor_request(
+        self,
+        method: Literal["GET", "POST"],
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json_body: Any = None,
+        timeout_ms: int,
+    ) -> HttpResult:
+        """Never raises for the vendor's faults: they come back as `HttpResult.error`."""
+        ...
+
+
 class AiohttpBuyerClient:
     """One shared aiohttp session sized for the auction's fan-out (docs/security.md)."""
 
@@ -96,7 +115,6 @@ class AiohttpBuyerClient:
         form_body: dict[str, str] | None = None,
         timeout_ms: int,
     ) -> HttpResult:
-        started = time.perf_counter()
         headers = {"User-Agent": "pingpost/0.1", **auth_headers(auth)}
         data: Any
         if form_body is not None:
@@ -104,13 +122,35 @@ class AiohttpBuyerClient:
         else:
             data = orjson.dumps(json_body)
             headers["Content-Type"] = "application/json"
+        return await self._send("POST", url, headers=headers, data=data, timeout_ms=timeout_ms)
+
+    async def vendor_request(
+        self,
+        method: Literal["GET", "POST"],
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json_body: Any = None,
+        timeout_ms: int,
+    ) -> HttpResult:
+        sent = {"User-Agent": "pingpost/0.1", **headers}
+        data: Any = None
+        if method == "POST":
+            data = orjson.dumps(json_body)
+            sent["Content-Type"] = "application/json"
+        return await self._send(method, url, headers=sent, data=data, timeout_ms=timeout_ms)
+
+    async def _send(self, method: str, url: str, *, headers: dict[str, str], data: Any, timeout_ms: int) -> HttpResult:
+        started = time.perf_counter()
 
         def elapsed() -> int:
             return int((time.perf_counter() - started) * 1000)
 
         try:
             async with asyncio.timeout(timeout_ms / 1000):
-                async with self._client().post(url, data=data, headers=headers, allow_redirects=False) as resp:
+                async with self._client().request(
+                    method, url, data=data, headers=headers, allow_redirects=False
+                ) as resp:
                     body = bytearray()
                     async for chunk in resp.content.iter_chunked(16384):
                         body += chunk

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -22,6 +22,8 @@ class Sent:
     body: Any  # the JSON document, or the form fields
     auth: dict[str, Any] | None
     timeout_ms: int
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict)  # a vendor call's own headers
 
 
 Handler = Callable[[Sent], Awaitable[HttpResult | tuple[int, Any]]]
@@ -45,17 +47,30 @@ class FakeBuyerClient:
         timeout_ms: int,
     ) -> HttpResult:
         request = Sent(url, json_body if json_body is not None else form_body, auth, timeout_ms)
-        return await self._answer(request, timeout_ms)
+        return await self._answer(request)
 
     async def request(
         self, method: str, url: str, *, headers: dict[str, str], body: bytes | None, timeout_ms: int
     ) -> HttpResult:
         """A webhook POST or postback GET: `Sent.body` holds the raw bytes (None for a GET)."""
-        return await self._answer(Sent(url, body, None, timeout_ms), timeout_ms)
+        return await self._answer(Sent(url, body, None, timeout_ms, method, dict(headers)))
 
-    async def _answer(self, request: Sent, timeout_ms: int) -> HttpResult:
+    async def vendor_request(
+        self,
+        method: Literal["GET", "POST"],
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json_body: Any = None,
+        timeout_ms: int,
+    ) -> HttpResult:
+        """A verification vendor's call (`VendorClient`), answered by the handler of its URL as given
+        (query string included)."""
+        return await self._answer(Sent(url, json_body, None, timeout_ms, method, dict(headers)))
+
+    async def _answer(self, request: Sent) -> HttpResult:
+        url, timeout_ms = request.url, request.timeout_ms
         self.sent.append(request)
-        url = request.url
         handler = self.handlers.get(url)
         started = time.perf_counter()
         if handler is None:

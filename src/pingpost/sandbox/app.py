@@ -1,4 +1,5 @@
-"""Sandbox buyers: local delivery and bid endpoints with every behaviour a real buyer has.
+"""Sandbox buyers: local delivery and bid endpoints with every behaviour a real buyer has, and
+TrustedForm-like, Jornaya-like and validator endpoints for verification at post.
 
 `pingpost sandbox-buyers` serves it; tests start it in-process. Every request is recorded (path,
 headers, body) and readable at `GET /_received/{buyer}`, so tests can assert exactly what each
@@ -8,6 +9,7 @@ buyer saw.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -19,7 +21,7 @@ MAX_KEPT = 200
 RECEIVED: web.AppKey[dict[str, list[dict[str, Any]]]] = web.AppKey("received", dict)
 
 
-async def _record(request: web.Request) -> dict[str, Any]:
+async def _record(request: web.Request, kept_as: str | None = None) -> dict[str, Any]:
     raw = await request.read()
     body: Any
     if request.content_type == "application/x-www-form-urlencoded":
@@ -38,7 +40,7 @@ async def _record(request: web.Request) -> dict[str, Any]:
     }
     # Only the latest requests per buyer are kept: a long benchmark must not grow the sandbox's heap
     # (its garbage-collection pauses would show up as buyer latency).
-    kept = request.app[RECEIVED].setdefault(request.match_info.get("buyer", "_"), [])
+    kept = request.app[RECEIVED].setdefault(kept_as or request.match_info.get("buyer", "_"), [])
     kept.append(entry)
     if len(kept) > MAX_KEPT:
         del kept[: len(kept) - MAX_KEPT]
@@ -200,6 +202,81 @@ async def bid(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+# --- verification vendors (docs/verification.md): TrustedForm-like, Jornaya-like, a validator ----------
+# Each decides by the request: a certificate id, LeadiD token or validator path starting with `hang`
+# never answers, `error` answers 500, `fail` (and `nomatch`, `expired` for TrustedForm) fails, anything
+# else passes. Requests are kept under `trustedform`, `jornaya` and `validator` (`GET /_received/...`).
+
+
+def _basic_user(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        return base64.b64decode(header[6:]).decode().split(":", 1)[0]
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+async def trustedform(request: web.Request) -> web.StreamResponse:
+    """A TrustedForm v4 certificate URL: POST with `api-version: 4.0`, Basic auth user `API`."""
+    entry = await _record(request, "trustedform")
+    cert = request.match_info["cert_id"]
+    if request.headers.get("api-version") != "4.0" or _basic_user(request) != "API":
+        return _json({"outcome": "error", "reason": "authentication failed"}, status=401)
+    if cert.startswith("hang"):
+        await asyncio.sleep(3600)
+    if cert.startswith("error"):
+        return _json({"outcome": "error", "reason": "internal error"}, status=500)
+    if cert.startswith("expired"):
+        return _json({"outcome": "failure", "reason": "certificate not found"}, status=404)
+    body = entry["body"] if isinstance(entry["body"], dict) else {}
+    lead = body.get("match_lead") or {}
+    matched = not cert.startswith(("fail", "nomatch"))
+    return _json(
+        {
+            "outcome": "success" if matched else "failure",
+            "reason": None if matched else "the lead does not match the certificate",
+            "match_lead": {
+                "email": lead.get("email"),
+                "phone": lead.get("phone"),
+                "result": {
+                    "success": matched,
+                    "email_match": matched if lead.get("email") else None,
+                    "phone_match": matched if lead.get("phone") else None,
+                },
+            },
+            "retain": {"result": {"previously_retained": False, "expires_at": "2031-12-02T00:00:00Z"}},
+        }
+    )
+
+
+async def jornaya(request: web.Request) -> web.StreamResponse:
+    """Jornaya's `GET /Authenticate?lac={account code}&id={LeadiD token}`."""
+    await _record(request, "jornaya")
+    token = request.query.get("id", "")
+    if not request.query.get("lac"):
+        return _json({"error": "missing account code"}, status=400)
+    if token.startswith("hang"):
+        await asyncio.sleep(3600)
+    if token.startswith("error"):
+        return _json({"error": "internal"}, status=500)
+    return _json({"authenticate": {"authentic": 0 if token.startswith("fail") else 1, "token": token}})
+
+
+async def validator(request: web.Request) -> web.StreamResponse:
+    """An operator's own `http` validator: `{"valid": true}` unless the path says otherwise."""
+    await _record(request, "validator")
+    behaviour = request.match_info["behaviour"]
+    if behaviour.startswith("hang"):
+        await asyncio.sleep(3600)
+    if behaviour.startswith("error"):
+        return _json({"error": "internal"}, status=500)
+    if behaviour.startswith("fail"):
+        return _json({"valid": False, "reason": "rejected by the validator"})
+    return _json({"valid": True})
+
+
 async def received(request: web.Request) -> web.Response:
     return _json(request.app[RECEIVED].get(request.match_info["buyer"], []))
 
@@ -214,6 +291,9 @@ def sandbox_app() -> web.Application:
     app[RECEIVED] = {}
     app.router.add_post("/deliver/{buyer}/{behaviour}", deliver)
     app.router.add_post("/bid/{buyer}/{behaviour}", bid)
+    app.router.add_post("/trustedform/{cert_id}", trustedform)
+    app.router.add_get("/jornaya/Authenticate", jornaya)
+    app.router.add_post("/validate/{behaviour}", validator)
     app.router.add_get("/_received/{buyer}", received)
     app.router.add_delete("/_received", clear)
     return app

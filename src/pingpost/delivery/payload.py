@@ -1,0 +1,67 @@
+"""What a buyer receives on delivery (docs/protocol.md, Buyers): the JSON body, or flat form fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from pingpost.domain.model import Contract
+
+
+def delivery_payload(
+    *, ping: Any, bid: dict[str, Any], contract: Contract, lead: dict[str, Any], consent: dict[str, Any]
+) -> tuple[Any, dict[str, str] | None]:
+    """The buyer protocol body (docs/protocol.md, Buyers), or the flat form fields for `format: form`."""
+    delivery = contract.delivery or {}
+    field_map = delivery.get("field_map") or {}
+    mapped = {field_map.get(k, k): v for k, v in lead.items()}
+    static = delivery.get("static_fields") or {}
+    if delivery.get("format") == "form":
+        form = {k: _form_value(v) for k, v in {**mapped, **static}.items()}
+        form.update(
+            ping_id=ping["id"],
+            sale_type=bid["sale_type"],
+            price_cents=str(bid["price_cents"]),
+            bid_ref=bid.get("bid_ref") or "",
+            channel=ping["channel"],
+            test=_form_value(bool(ping["test"])),
+        )
+        form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
+        source, subs = ping_source(ping)
+        if source is not None:
+            form["source"] = source
+        form.update(subs)
+        return None, form
+    body = {
+        "ping_id": ping["id"],
+        "sale_type": bid["sale_type"],
+        "price_cents": bid["price_cents"],
+        "bid_ref": bid.get("bid_ref"),
+        "channel": ping["channel"],
+        "lead": mapped,
+        "consent": consent,
+        "test": bool(ping["test"]),
+        **static,
+    }
+    source, subs = ping_source(ping)
+    if source is not None:
+        body["source"] = source
+    if subs:
+        body["subs"] = subs
+    return body, None
+
+
+def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
+    """The ping's `source` and `subs` (a stored row, or the direct post's record)."""
+    keys = ping.keys()
+    source = ping["source"] if "source" in keys else None
+    raw = ping["subs"] if "subs" in keys else None
+    subs: dict[str, str] = (orjson.loads(raw) if isinstance(raw, str) else raw) or {}
+    return source, subs
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
