@@ -109,11 +109,17 @@ async def sales_by(tx: Tx, column: str, *, start_ms: int, end_ms: int) -> list[A
 
 async def conversions_by(tx: Tx, column: str, *, start_ms: int, end_ms: int) -> list[Any]:
     """(g, n, value) of buyers' conversions, counted with their sale: its group, its time."""
-    group = _day_sql(tx.dialect, "s.created_at") if column == "day" else f"s.{_column(column)}"
+    join = ""
+    if column == "day":
+        group = _day_sql(tx.dialect, "s.created_at")
+    elif column == "source":  # the ping's source ('' = none)
+        group, join = "COALESCE(pg.source, '')", "JOIN pings pg ON pg.id = s.ping_id "
+    else:
+        group = f"s.{_column(column)}"
     return list(
         await tx.fetch(
             f"SELECT {group} AS g, COUNT(*) AS n, CAST(COALESCE(SUM(c.value_cents), 0) AS BIGINT) AS value "
-            "FROM conversions c JOIN sales s ON s.id = c.sale_id "
+            f"FROM conversions c JOIN sales s ON s.id = c.sale_id {join}"
             f"WHERE s.created_at >= :a AND s.created_at < :b GROUP BY {group}",
             {"a": start_ms, "b": end_ms},
         )
