@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pingpost.db.store import Tx
+from tests.sim import webhook_actions
 
 if TYPE_CHECKING:
     from tests.sim.simulation import Simulation
@@ -111,6 +112,7 @@ async def check(sim: Simulation) -> None:
     _waterfalls(sim, t)
     _live_calls(sim, t, now)
     _privacy(sim, t)
+    await webhook_actions.check(sim)
 
 
 def _caps(sim: Simulation, t: Tables, now: int) -> None:
