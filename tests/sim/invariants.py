@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pingpost.db.store import Tx
-from tests.sim import money_checks
+from tests.sim import money_checks, webhook_actions
 
 if TYPE_CHECKING:
     from tests.sim.simulation import Simulation
@@ -114,6 +114,7 @@ async def check(sim: Simulation) -> None:
     _live_calls(sim, t, now)
     _privacy(sim, t)
     await money_checks.check(sim)
+    await webhook_actions.check(sim)
 
 
 def _caps(sim: Simulation, t: Tables, now: int) -> None:

@@ -20,7 +20,7 @@ import orjson
 from pingpost import faults
 from pingpost.clock import ManualClock
 from pingpost.db.store import Store, Tx
-from tests.sim import actions, invariants, money_actions, operator_actions, platform_actions
+from tests.sim import actions, invariants, money_actions, operator_actions, platform_actions, webhook_actions
 from tests.sim.actions import Action
 from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import CURRENT_ACTION, FaultInjector, FaultRates
@@ -264,6 +264,8 @@ class Simulation:
                     await self._step()
                     await invariants.check(self)
                     self._raise_violations()
+                await webhook_actions.drain(self)
+                self._raise_violations()
         finally:
             for inst in self.instances:
                 await inst.stop()
@@ -325,6 +327,7 @@ class Simulation:
         for contract in sc.contracts:
             await self._admin("POST", "/v1/admin/contracts", money_actions.with_policy(self.opts.seed, contract.body))
             self.model.caps[contract.id] = dict(contract.caps)
+        await webhook_actions.setup(self, self._admin)
         platform = await self._admin("POST", "/v1/admin/api-keys", {"kind": "call_platform", "name": "sim"})
         self.model.platform_key = platform["key"]
         self.log(
@@ -372,7 +375,8 @@ class Simulation:
         group: list[Action] = []
         for _ in range(rng.choice([1, 2, 2, 3, 3, 4, 5])):
             kind = rng.choices(
-                ["ping", "post", "direct", "pair", "call", "tick", "resend", "burst"], [10, 6, 2, 1, 4, 3, 3, 1]
+                ["ping", "post", "direct", "pair", "call", "tick", "resend", "burst", "hooks"],
+                [10, 6, 2, 1, 4, 3, 3, 1, 2],
             )[0]
             if kind == "ping":
                 group.append(actions.ping(self))
@@ -389,6 +393,8 @@ class Simulation:
                 group += platform_actions.call_event(self)
             elif kind == "tick":
                 group.append(operator_actions.tick(self))
+            elif kind == "hooks":
+                group.append(webhook_actions.send(self))
             elif kind == "resend" and (again := actions.resend(self)) is not None:
                 group.append(again)
         return group or [actions.ping(self)]
