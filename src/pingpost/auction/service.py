@@ -35,6 +35,7 @@ from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import Campaign, Offer, Snapshot
 from pingpost.domain.money import payout_cents
 from pingpost.domain.outcomes import Outcome
+from pingpost.domain.replay_inputs import replay_document
 from pingpost.ids import new_id, now_ms
 from pingpost.metrics import PING_SECONDS, PINGS
 from pingpost.reports.counters import ReportCounters
@@ -187,6 +188,7 @@ class AuctionService:
             lines=lines,
             finalize=finalize,
             rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s,
+            replay=_replay_inputs([], body.min_payout_cents) if body.min_payout_cents else None,
         )
         keys = rules.pre_state_checks(snap, lines, lead, body.channel, now)
         open_lines = rules.open_lines(lines)
@@ -225,6 +227,7 @@ class AuctionService:
             ),
             offer,
         )
+        ping.replay = _replay_inputs(lines, body.min_payout_cents)
         rules.price_checks(lines, state, auction.terms)
         fallback = offer.static_fallback if offer.static_fallback is not None else self.defaults.static_fallback
         if fallback and not rules.open_lines(lines):
@@ -352,7 +355,7 @@ class AuctionService:
                 await repo.lock_rows(tx, contract_ids=contract_ids, buyer_ids=buyer_ids)
             if not reclaimed:  # the fixed-price path reclaimed in its state read, in this same unit
                 await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now, calls=calls)
-        plan = rules.plan_for(offer, body.channel, candidates, rr_key)
+        plan = rules.plan_for(offer, body.channel, candidates, rr_key, seed=ping.id)
         live_at_win = body.channel == "call"  # callbacks take their live-call slot at `connected`
         reservations: list[dict[str, Any]] = []  # inserted together once every winner is reserved
 
@@ -421,6 +424,7 @@ class AuctionService:
                 "consumer": orjson.dumps(ping.consumer).decode(),
                 "bids": orjson.dumps(bids).decode(),
                 "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
+                "replay": ping.replay,
             },
         )
         answer = PingOut(
@@ -508,6 +512,12 @@ class _Ping:
     lines: list[Line]
     finalize: Callable[[Tx, PingOut], Awaitable[None]] | None
     rate_limit: int
+    replay: str | None = None  # what a replay needs beyond the waterfall (docs/replay.md), when anything
+
+
+def _replay_inputs(lines: list[Line], min_payout_cents: int) -> str | None:
+    document = replay_document(lines, min_payout_cents)
+    return orjson.dumps(document).decode() if document is not None else None
 
 
 @dataclass(slots=True)

@@ -201,6 +201,9 @@ pings = Table(
     Column("consumer", Text, nullable=False),  # keyed (HMAC) consumer hashes only
     Column("bids", Text, nullable=False),  # winning and standby bids, JSON
     Column("waterfall", Text, nullable=False),  # one JSON document a ping (docs/performance.md)
+    # What a replay needs beyond the waterfall (raw RTB answers, the partner minimum); NULL when
+    # nothing (docs/replay.md)
+    Column("replay", Text),
     Index("pings_campaign", "campaign_id", "id"),
     Index("pings_offer", "offer_id", "id"),
 )
@@ -439,4 +442,20 @@ console_day_totals = Table(
     Column("revenue_cents", BigInteger, nullable=False),
     Column("payout_cents", BigInteger, nullable=False),
     Column("computed_at", BigInteger, nullable=False),
+)
+
+
+# What-if replays (docs/replay.md): one row a job, so any process answers its progress and result.
+replay_jobs = Table(
+    "replay_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("status", Text, nullable=False),  # running | done | failed
+    Column("request", Text, nullable=False),  # {"from", "to", "offer", "setup"} as asked
+    Column("done", BigInteger, nullable=False, server_default=text("0")),
+    Column("total", BigInteger, nullable=False, server_default=text("0")),
+    Column("result", Text),  # {"actual", "proposed", "delta", "days"} once done
+    Column("error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),  # the running process's heartbeat
 )

@@ -332,12 +332,16 @@ def open_lines(lines: Sequence[Line]) -> list[Line]:
     return [line for line in lines if line.outcome is None]
 
 
-def plan_for(offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key: str) -> distribution.Plan:
-    """The order the offer's distribution rule would reserve the candidates in."""
+def plan_for(
+    offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key: str, *, seed: str = ""
+) -> distribution.Plan:
+    """The order the offer's distribution rule would reserve the candidates in (`seed`: the ping id,
+    so a weighted draw is the same when the ping is replayed)."""
     return distribution.plan(
         distribution.Rule(offer.rule, offer.max_winners, offer.hybrid_floor_cents),
         channel=channel,
         rr_last_key=rr_last_key,
+        seed=seed,
         candidates=[
             distribution.Candidate(
                 line.contract.id,
