@@ -17,6 +17,7 @@ from pingpost.clock import ManualClock, use_clock
 from pingpost.config import Settings
 from pingpost.db.store import Store, Tx, open_store
 from pingpost.outbound.fake import FakeBuyerClient, Sent
+from pingpost.services import Services
 from tests.api import setup_data as sd
 from tests.conftest import Api
 from tests.support.money import at
@@ -56,7 +57,13 @@ class History:
     clock: ManualClock
     store: Store
     client: FakeBuyerClient
+    app: Any = None
     key: str = ""
+
+    async def settle(self) -> None:
+        """Write the report counters the app keeps in memory (flushed each second otherwise)."""
+        found: Services = self.app.state.services
+        await found.counters.flush()
 
     async def ping_and_post(self, lead: dict[str, Any], phone: str, *, post: bool = True) -> dict[str, Any]:
         consumer = {"phone_sha256": hashlib.sha256(phone.encode()).hexdigest()}
@@ -103,7 +110,7 @@ async def open_history(settings: Settings, *, start: str = "2026-11-02T06:00:00"
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                yield History(Api(http), clock, store, client)
+                yield History(Api(http), clock, store, client, app)
         await store.close()
 
 
