@@ -181,17 +181,20 @@ def pre_state_checks(
 
 def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContract, channel: str, now: int) -> None:
     calls = is_voice(channel)
+    usage_of, funds_of, last_sold = state.usage.get, state.funds.get, state.last_sold
     for line in lines:
         c = line.contract
-        usage = state.usage.get(c.id, _NO_USAGE)
-        funds = state.funds.get(c.buyer_id)
-        if c.dedup_days and is_duplicate(c, state.last_sold.get(c.buyer_id), now):
+        if c.dedup_days and last_sold and is_duplicate(c, last_sold.get(c.buyer_id), now):
             line.fail(Outcome.DUPLICATE)
-        elif c.capped and (period := cap_reached(c, usage, keys[c.id])) is not None:
+        elif c.capped and (period := cap_reached(c, usage_of(c.id, _NO_USAGE), keys[c.id])) is not None:
             line.fail(Outcome.CAP_REACHED, period)
-        elif calls and c.max_concurrent_calls is not None and usage.live_calls >= c.max_concurrent_calls:
+        elif (
+            calls
+            and c.max_concurrent_calls is not None
+            and usage_of(c.id, _NO_USAGE).live_calls >= c.max_concurrent_calls
+        ):
             line.fail(Outcome.CONCURRENCY_CAP_REACHED)
-        elif funds is None or funds.available_cents < pre_bid_minimum(c):
+        elif (funds := funds_of(c.buyer_id)) is None or funds.available_cents < c.pre_bid_cents:
             line.fail(Outcome.INSUFFICIENT_BALANCE)
 
 
@@ -302,9 +305,7 @@ def config_outcomes(snap: Snapshot, offer_id: str, channel: str) -> list[tuple[O
 
 def pre_bid_minimum(c: Contract) -> int:
     """Funds needed before bidding: a fixed price, or an RTB contract's minimum bid (at least 1 cent)."""
-    if c.rtb:
-        return max(int(c.rtb.get("min_bid_cents") or 0), 1)
-    return c.price_cents or 0
+    return c.pre_bid_cents
 
 
 def price_failure(

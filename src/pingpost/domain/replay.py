@@ -41,6 +41,7 @@ from pingpost.domain.replay_inputs import StoredPing, bids_from_waterfall
 EXPIRE, SETTLE, FIXED_END, CLAIM, MOVE, FIXED_START = range(6)
 HELD, POSTING, DONE = range(3)
 _NOT_ASKED = BidResult(Outcome.NO_BID, detail="not_asked")
+_DELIVERED = {"accepted": True, "rejected": False}  # a real winner's fate: delivered and how
 
 
 @dataclass(slots=True)
@@ -96,6 +97,19 @@ def accepts(ping_id: str, contract_id: str, rate_bp: int) -> bool:
     return int.from_bytes(digest, "big") % 10_000 < rate_bp
 
 
+@dataclass(frozen=True, slots=True)
+class _Market:
+    terms: Terms
+    contracts: tuple[Contract, ...]
+    fallback: bool
+    standby: int
+    ttl_ms: int
+
+
+_UNKNOWN = object()
+_REFUSED = None
+
+
 class _Reservation:
     __slots__ = ("contract", "keys", "ping", "price", "state")
 
@@ -134,6 +148,8 @@ class Replayer:
             for b in {*snap.buyers, *start.balances}
         }
         self.used: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
+        # What `contract_usage` would hold: each period's latest key and its count (docs/replay.md)
+        self.usage: dict[str, Usage] = {}
         self.dedup: dict[str, dict[str, dict[object, int]]] = {
             h: {b: {"before": at} for b, at in buyers.items()} for h, buyers in start.dedup.items()
         }
@@ -143,7 +159,8 @@ class Replayer:
         self._events: list[tuple[int, int, int, Any]] = []
         self._seq = 0
         self._now = -(1 << 62)
-        self._state = AuctionState(funds=self.funds)
+        self._state = AuctionState(funds=self.funds, usage=self.usage)
+        self._markets: dict[tuple[str, str, str, int], Any] = {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
         for hold in start.holds:
             self._push(hold.start, FIXED_START, hold)
@@ -203,9 +220,20 @@ class Replayer:
         if used is None:
             used = self.used[contract_id] = ({}, {}, {})
         days, weeks, months = used
-        days[keys.day] = days.get(keys.day, 0) + step
-        weeks[keys.week] = weeks.get(keys.week, 0) + step
-        months[keys.month] = months.get(keys.month, 0) + step
+        day, week, month = keys.day, keys.week, keys.month
+        days[day] = days.get(day, 0) + step
+        weeks[week] = weeks.get(week, 0) + step
+        months[month] = months.get(month, 0) + step
+        # What `contract_usage` holds: each period's latest key and its count; a counter only moves
+        # forward, so a slot of an older period given back leaves the current count alone.
+        u = self.usage.get(contract_id)
+        if u is None:
+            self.usage[contract_id] = Usage(day, days[day], week, weeks[week], month, months[month])
+        elif day >= u.day_key or week >= u.week_key or month >= u.month_key:
+            day, week, month = max(day, u.day_key), max(week, u.week_key), max(month, u.month_key)
+            self.usage[contract_id] = Usage(
+                day, days.get(day, 0), week, weeks.get(week, 0), month, months.get(month, 0)
+            )
 
     def _release(self, res: _Reservation) -> None:
         res.state = DONE
@@ -253,7 +281,8 @@ class Replayer:
     def step(self, ping: StoredPing) -> None:
         """Replay one ping (pings come in received order)."""
         now = ping.received_at
-        self._advance(now)
+        if self._events and self._events[0][0] <= now:
+            self._advance(now)
         day = utc_day(now)
         self._actual(ping, day)
         self.proposed.ping(day)
@@ -272,6 +301,58 @@ class Replayer:
 
     def _auction(self, ping: StoredPing) -> list[str]:
         snap, now, channel = self.snap, ping.received_at, ping.channel
+        key = (ping.campaign_id, ping.offer_id, channel, ping.min_payout_cents)
+        market = self._markets.get(key, _UNKNOWN)
+        if market is _UNKNOWN:
+            market = self._markets[key] = self._market(ping)
+        if market is None:
+            return []  # refused under this configuration: no auction
+        offer, terms = market.terms.offer, market.terms
+        lines = [Line(c) for c in market.contracts]
+        lead = ping.lead if ping.source is None else {**ping.lead, "source": ping.source}
+        keys = rules.pre_state_checks(snap, lines, lead, channel, now)
+        open_lines = rules.open_lines(lines)
+        state = self._state
+        state.last_sold = self._last_sold(ping.hashes) if ping.hashes else {}
+        rules.state_checks(open_lines, state, keys, channel, now)
+        for line in open_lines:
+            if line.outcome is None:
+                c = line.contract
+                line.bid = self._bid(c, ping) if c.rtb else c.fixed_bid
+        rules.price_checks(lines, state, terms)
+        if market.fallback and not rules.open_lines(lines):
+            rules.static_fallback(lines, state, terms)
+        candidates = rules.open_lines(lines)
+        if not candidates:
+            return []
+        plan = rules.plan_for(offer, channel, candidates, self.rr.get(offer.id, ""), seed=ping.id)
+        reserved: list[_Reservation] = []
+
+        async def try_reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
+            return self._reserve(snap.contracts[choice.candidate.contract_id], choice.price_cents, ping, reserved)
+
+        winners, _, _ = _run(distribution.select_winners(plan, try_reserve, standby=market.standby))
+        if winners and offer.rule == "round_robin":
+            self.rr[offer.id] = winners[-1].candidate.rank_key
+        expires_at = ping.decided_at + market.ttl_ms
+        if len(reserved) == len(winners):
+            for res in reserved:
+                self.proposed.win(res.contract.id, res.contract.buyer_id)
+                self._fate(res, ping, expires_at)
+        else:
+            winner_ids = {w.candidate.contract_id for w in winners}
+            for res in reserved:
+                if res.contract.id in winner_ids:
+                    self.proposed.win(res.contract.id, res.contract.buyer_id)
+                    self._fate(res, ping, expires_at)
+                else:  # a call's standby: held until its bids lapse (calls are not modelled further)
+                    self._push(expires_at, EXPIRE, res)
+        return [w.candidate.contract_id for w in winners]
+
+    def _market(self, ping: StoredPing) -> _Market | None:
+        """What every ping of one campaign, channel and partner minimum shares, or `_REFUSED` when the
+        configuration refuses them (paused campaign, partner or offer, another mode or channel)."""
+        snap, channel = self.snap, ping.channel
         campaign = snap.campaigns.get(ping.campaign_id)
         offer = snap.offers.get(ping.offer_id)
         if (
@@ -283,18 +364,7 @@ class Replayer:
             or offer.mode != "ping_post"
             or channel not in offer.channels
         ):
-            return []  # refused under this configuration: no auction
-        lines = [Line(c) for c in snap.contracts_by_offer.get(offer.id, ())]
-        lead = ping.lead if ping.source is None else {**ping.lead, "source": ping.source}
-        keys = rules.pre_state_checks(snap, lines, lead, channel, now)
-        open_lines = rules.open_lines(lines)
-        state = self._state
-        state.usage = self._usage(open_lines, keys)
-        state.last_sold = self._last_sold(ping.hashes) if ping.hashes else {}
-        rules.state_checks(open_lines, state, keys, channel, now)
-        for line in open_lines:
-            if line.outcome is None:
-                line.bid = self._bid(line.contract, ping)
+            return _REFUSED
         terms = Terms(
             offer=offer,
             payout=campaign.payout,
@@ -302,47 +372,13 @@ class Replayer:
             min_payout=ping.min_payout_cents,
             kinds=distribution.sale_types(offer.rule, offer.max_winners, channel),
         )
-        rules.price_checks(lines, state, terms)
-        fallback = offer.static_fallback if offer.static_fallback is not None else self.static_fallback
-        if fallback and not rules.open_lines(lines):
-            rules.static_fallback(lines, state, terms)
-        candidates = rules.open_lines(lines)
-        if not candidates:
-            return []
-        plan = rules.plan_for(offer, channel, candidates, self.rr.get(offer.id, ""), seed=ping.id)
-        reserved: list[_Reservation] = []
-
-        async def try_reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
-            return self._reserve(snap.contracts[choice.candidate.contract_id], choice.price_cents, ping, reserved)
-
-        calls = rules.is_voice(channel)
-        winners, _, _ = _run(distribution.select_winners(plan, try_reserve, standby=offer.call_standby if calls else 0))
-        if winners and offer.rule == "round_robin":
-            self.rr[offer.id] = winners[-1].candidate.rank_key
-        ttl_ms = (offer.callback_ttl_s if channel == "callback" else offer.ping_ttl_s) * 1000
-        winner_ids = {w.candidate.contract_id for w in winners}
-        for res in reserved:
-            if res.contract.id in winner_ids:
-                self.proposed.win(res.contract.id, res.contract.buyer_id)
-                self._fate(res, ping, ping.decided_at + ttl_ms)
-            else:  # a call's standby: held until its bids lapse (calls are not modelled further)
-                self._push(ping.decided_at + ttl_ms, EXPIRE, res)
-        return [w.candidate.contract_id for w in winners]
-
-    def _usage(self, lines: list[Line], keys: dict[str, PeriodKeys]) -> dict[str, Usage]:
-        usage: dict[str, Usage] = {}
-        for line in lines:
-            c = line.contract
-            if line.outcome is None and c.capped:
-                k = keys[c.id]
-                used = self.used.get(c.id)
-                if used is None:
-                    usage[c.id] = Usage(k.day, 0, k.week, 0, k.month, 0)
-                else:
-                    usage[c.id] = Usage(
-                        k.day, used[0].get(k.day, 0), k.week, used[1].get(k.week, 0), k.month, used[2].get(k.month, 0)
-                    )
-        return usage
+        return _Market(
+            terms=terms,
+            contracts=tuple(snap.contracts_by_offer.get(offer.id, ())),
+            fallback=offer.static_fallback if offer.static_fallback is not None else self.static_fallback,
+            standby=offer.call_standby if rules.is_voice(channel) else 0,
+            ttl_ms=(offer.callback_ttl_s if channel == "callback" else offer.ping_ttl_s) * 1000,
+        )
 
     def _last_sold(self, hashes: tuple[str, ...]) -> dict[str, int]:
         last: dict[str, int] = {}
@@ -355,10 +391,8 @@ class Replayer:
         return last
 
     def _bid(self, c: Contract, ping: StoredPing) -> BidResult:
-        """A fixed price; an RTB contract's stored answer; one that did not bid then (or did not exist)
-        bids its static price, if it has one."""
-        if not c.rtb:
-            return c.fixed_bid
+        """An RTB contract's stored answer; one that did not bid then (or did not exist) bids its static
+        price, if it has one."""
         if ping.rtb is None:
             ping.rtb = bids_from_waterfall(orjson.loads(ping.waterfall or "[]"), self._rtb_ids)
         stored = ping.rtb.get(c.id)
@@ -402,7 +436,7 @@ class Replayer:
         real = next((r for r in ping.real if r.contract_id == contract_id), None)
         accepted: bool | None
         if real is not None:
-            accepted = {"accepted": True, "rejected": False}.get(real.fate)
+            accepted = _DELIVERED.get(real.fate)
             settle_at = real.at if real.at is not None else posted
         else:
             rate = self.acceptance.by_contract.get(contract_id, self.acceptance.default_bp)
