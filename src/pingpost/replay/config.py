@@ -9,6 +9,7 @@ from typing import Any
 
 from pingpost import errors
 from pingpost.admin.apply import ORDER
+from pingpost.admin.schemas import public_auth
 from pingpost.admin.service import RESOURCES, _dump, _validate
 from pingpost.domain.model import Buyer, Campaign, Contract, Offer, Snapshot, Vertical
 
@@ -101,3 +102,25 @@ def build_snapshot(bodies: Bodies) -> Snapshot:
 
 def credit_limits(bodies: Bodies) -> dict[str, int]:
     return {ident: int(body.get("credit_limit_cents") or 0) for ident, body in bodies["buyer"].items()}
+
+
+def redacted(setup: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A setup as a job keeps it: auth blocks shown as the admin API shows them, no posting keys."""
+    if setup is None:
+        return None
+    out: dict[str, Any] = {}
+    for section, items in setup.items():
+        if not isinstance(items, list):
+            out[section] = items
+            continue
+        kept = []
+        for item in items:
+            if isinstance(item, dict):
+                item = {k: v for k, v in item.items() if k not in ("posting_key", "key")}
+                for block in ("rtb", "delivery"):
+                    if isinstance(item.get(block), dict) and "auth" in item[block]:
+                        auth = item[block]["auth"]
+                        item[block] = {**item[block], "auth": public_auth(auth) if isinstance(auth, dict) else None}
+            kept.append(item)
+        out[section] = kept
+    return out

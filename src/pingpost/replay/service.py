@@ -64,11 +64,12 @@ class ReplayRequest:
         return loader.Range(start, end + loader.DAY_MS, self.offer)
 
     def document(self) -> dict[str, Any]:
+        """The request as a job row keeps it (secrets in the setup redacted)."""
         return {
             "from": self.from_day.isoformat(),
             "to": self.to_day.isoformat(),
             "offer": self.offer,
-            "setup": self.setup,
+            "setup": config.redacted(self.setup),
         }
 
 
