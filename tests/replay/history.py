@@ -125,9 +125,7 @@ async def rich_market(h: History) -> None:
         await sd.buyer(api, buyer, deposit=deposit)
     await sd.buyer(api, "r2", deposit=10**7)
     delivery = {"url": DELIVER}
-    await sd.contract(
-        api, "cap", "cap", 5000, delivery=delivery, caps={"daily": 3}, timezone="America/New_York"
-    )
+    await sd.contract(api, "cap", "cap", 5000, delivery=delivery, caps={"daily": 3}, timezone="America/New_York")
     await sd.contract(
         api,
         "sched",

@@ -94,7 +94,14 @@ async def test_the_classic_questions(settings: Settings) -> None:
             {
                 "buyers": [{"id": "gamma", "name": "Gamma", "credit_limit_cents": 10_000}],
                 "contracts": [
-                    {"id": "c", "name": "c", "buyer": "gamma", "offer": "med", "price_cents": 6000, "caps": {"daily": 1}}
+                    {
+                        "id": "c",
+                        "name": "c",
+                        "buyer": "gamma",
+                        "offer": "med",
+                        "price_cents": 6000,
+                        "caps": {"daily": 1},
+                    }
                 ],
             },
         )

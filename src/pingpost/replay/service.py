@@ -187,7 +187,7 @@ class ReplayService:
 
         row = await self.store.write(unit)
         if row is None:
-            raise errors.NotFound(f"replay '{job_id}' not found")
+            raise errors.NotFound("replay", job_id)
         return job_view(row, full=True)
 
     async def jobs(self, *, limit: int = 50) -> list[dict[str, Any]]:
