@@ -110,7 +110,6 @@ async def buyer_sales(
 COMING: dict[str, tuple[str, str, bool]] = {
     # path: (title, what brings it, admin page?)
     "returns": ("Returns", "the returns issue (approve or deny buyers' returns)", True),
-    "replays": ("Replays", "the what-if replay issue", True),
     "audit": ("Audit log", "the events issue (every admin action, via API or console)", True),
     "buyer/returns": ("Returns", "the returns issue (open a return on a sale)", False),
     "buyer/statement": ("Statement", "the returns issue (payouts and statements)", False),
