@@ -345,7 +345,8 @@ class Simulation:
                 return ending
         if rng.random() < 0.2:
             kind = rng.choices(
-                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile"], [4, 2, 2, 1, 2, 2, 1]
+                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile", "replay"],
+                [4, 2, 2, 1, 2, 2, 1, 1],
             )[0]
             chosen: Action | None = None
             if kind == "leap":
@@ -362,6 +363,8 @@ class Simulation:
                 chosen = operator_actions.change_caps(self)
             elif kind == "reconcile":
                 chosen = operator_actions.reconcile(self)
+            elif kind == "replay":
+                chosen = operator_actions.replay(self)
             if chosen is not None:
                 return [chosen]
         group: list[Action] = []
