@@ -16,13 +16,14 @@ from pingpost.services import services
 # The admin token is checked before the body is read (docs/security.md).
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route, dependencies=admin_key.documented)
 
-DAY = r"^\d{4}-\d{2}-\d{2}$"
+DAY = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+_DATE = {"format": "date"}
 
 
 class ReplayIn(Strict):
     model_config = ConfigDict(populate_by_name=True)
-    from_: str = Field(alias="from", pattern=DAY, description="First UTC day, YYYY-MM-DD")
-    to: str = Field(pattern=DAY, description="Last UTC day, YYYY-MM-DD (included)")
+    from_: str = Field(alias="from", pattern=DAY, json_schema_extra=_DATE, description="First UTC day, YYYY-MM-DD")
+    to: str = Field(pattern=DAY, json_schema_extra=_DATE, description="Last UTC day, YYYY-MM-DD (included)")
     offer: str | None = Field(None, max_length=64, description="Only this offer's pings")
     setup: dict[str, Any] | None = Field(None, description="A proposed setup: the shape of a `pingpost apply` file")
 
@@ -31,6 +32,12 @@ class ReplayIn(Strict):
     "/replays",
     status_code=202,
     summary="Start a what-if replay (a background job)",
+    description=(
+        "Validated at once, then run in the background: follow it with `GET /v1/admin/replays/{id}`. "
+        "Rules the schema cannot state, refused with 422 `validation_error`: `to` not before `from` and at "
+        "most 366 days after it, `offer` an existing offer, `setup` a valid setup for the configuration as it "
+        "stands (the rules of `pingpost apply`: each object's fields, existing references)."
+    ),
     responses=refusals(401, (422, "Bad dates, unknown offer or an invalid setup (`validation_error`).")),
 )
 async def start_replay(request: Request, body: ReplayIn) -> dict[str, Any]:
