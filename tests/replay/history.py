@@ -36,7 +36,7 @@ async def _rejects_odd_ages(sent: Sent) -> tuple[int, Any]:
 
 
 async def _rtb_by_age(sent: Sent) -> tuple[int, Any]:
-    """Bids 100 × age cents, but not for ages divisible by 5 (an explicit no-bid)."""
+    """Bids 100 x age cents, but not for ages divisible by 5 (an explicit no-bid)."""
     age = int(sent.body["lead"]["age"])
     if age % 5 == 0:
         return 200, {"no_bid": True}

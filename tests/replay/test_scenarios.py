@@ -4,7 +4,7 @@
 The history: an exclusive offer, a campaign paying 70 %, contract `a` (buyer alpha) at 50.00 with a
 daily cap of 2, contract `b` (buyer beta) at 30.00; two days of five pings, each a new consumer,
 all posted and accepted. Each day `a` sells the first two, `b` the other three:
-revenue 2 × (2 × 5,000 + 3 × 3,000) = 38,000, payout 26,600, margin 11,400, 10 sales."""
+revenue 2 x (2 x 5,000 + 3 x 3,000) = 38,000, payout 26,600, margin 11,400, 10 sales."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ async def replay(h: History, setup: dict[str, Any] | None = None) -> dict[str, A
 async def everything(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     async def unit(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
         return {
-            t.name: sorted((tuple(r) for r in await tx.fetch(f"SELECT * FROM {t.name}")), key=repr)  # noqa: S608
+            t.name: sorted((tuple(r) for r in await tx.fetch(f"SELECT * FROM {t.name}")), key=repr)
             for t in metadata.sorted_tables
         }
 
@@ -82,7 +82,7 @@ async def test_the_classic_questions(settings: Settings) -> None:
         assert paused["delta"]["by_buyer"]["alpha"] == {"wins": -4, "sales": -4, "revenue_cents": -20_000}
         assert paused["delta"]["by_buyer"]["beta"] == {"wins": 4, "sales": 4, "revenue_cents": 12_000}
 
-        # Raise a's cap to 4 a day: a sells four a day, b one: 2 × (4 × 5,000 + 3,000).
+        # Raise a's cap to 4 a day: a sells four a day, b one: 2 x (4 x 5,000 + 3,000).
         raised = await replay(h, {"contracts": [{"id": "a", "caps": {"daily": 4}}]})
         assert raised["proposed"]["revenue_cents"] == 46_000 and raised["delta"]["revenue_cents"] == 8_000
         assert raised["proposed"]["by_contract"]["a"] == {"wins": 8, "sales": 8, "revenue_cents": 40_000}

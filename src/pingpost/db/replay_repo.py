@@ -87,6 +87,11 @@ async def reservations_around(tx: Tx, *, since: int, before: int) -> list[Any]:
     )
 
 
+async def ping_scope_row(tx: Tx, ping_id: str) -> Any:
+    """What says whether a replay decides this ping: its offer, mode, test flag, arrival."""
+    return await tx.fetchrow("SELECT offer_id, mode, test, received_at FROM pings WHERE id = :i", {"i": ping_id})
+
+
 async def accept_counts(tx: Tx, *, since: int, before: int) -> list[Any]:
     """Per contract, deliveries made in the range and how many were accepted."""
     return list(

@@ -85,7 +85,7 @@ async def start_state(
 
 
 async def _replayed_ping(tx: Tx, scope: Range, ping_id: str) -> bool:
-    row = await tx.fetchrow("SELECT offer_id, mode, test, received_at FROM pings WHERE id = :i", {"i": ping_id})
+    row = await repo.ping_scope_row(tx, ping_id)
     return row is not None and scope.replays(row)
 
 

@@ -19,6 +19,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # NULL for most pings (fixed prices, no partner minimum): docs/replay.md, What each ping keeps.
     op.add_column("pings", sa.Column("replay", sa.Text(), nullable=True))
+    # A replay reads each batch's deliveries and sales by ping (without these, a scan a batch).
+    op.create_index("deliveries_ping", "deliveries", ["ping_id"])
+    op.create_index("sales_ping", "sales", ["ping_id"])
     op.create_table(
         "replay_jobs",
         sa.Column("id", sa.Text(), nullable=False),
@@ -36,4 +39,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("replay_jobs")
+    op.drop_index("sales_ping", table_name="sales")
+    op.drop_index("deliveries_ping", table_name="deliveries")
     op.drop_column("pings", "replay")
