@@ -38,7 +38,7 @@ class ReplayIn(Strict):
         "most 366 days after it, `offer` an existing offer, `setup` a valid setup for the configuration as it "
         "stands (the rules of `pingpost apply`: each object's fields, existing references)."
     ),
-    responses=refusals(401, (422, "Bad dates, unknown offer or an invalid setup (`validation_error`).")),
+    responses=refusals(400, 401, 413, (422, "Bad dates, unknown offer or an invalid setup (`validation_error`).")),
 )
 async def start_replay(request: Request, body: ReplayIn) -> dict[str, Any]:
     replay = ReplayRequest.parse(body.from_, body.to, body.offer, body.setup)
