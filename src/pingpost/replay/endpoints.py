@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
 
 from pingpost.auth import admin_key
 from pingpost.fields import Strict
@@ -17,7 +18,7 @@ from pingpost.services import services
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route, dependencies=admin_key.documented)
 
 DAY = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
-_DATE = {"format": "date"}
+_DATE: JsonDict = {"format": "date"}
 
 
 class ReplayIn(Strict):
