@@ -17,14 +17,19 @@ from pingpost.services import services
 # The admin token is checked before the body is read (docs/security.md).
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=admin_key.route, dependencies=admin_key.documented)
 
-DAY = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+# A UTC day, 1970-01-01 or later, as statements take them (accounts/endpoints.py)
+DAY = r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"
 _DATE: JsonDict = {"format": "date"}
 
 
 class ReplayIn(Strict):
     model_config = ConfigDict(populate_by_name=True)
-    from_: str = Field(alias="from", pattern=DAY, json_schema_extra=_DATE, description="First UTC day, YYYY-MM-DD")
-    to: str = Field(pattern=DAY, json_schema_extra=_DATE, description="Last UTC day, YYYY-MM-DD (included)")
+    from_: str = Field(
+        alias="from", max_length=10, pattern=DAY, json_schema_extra=_DATE, description="First UTC day, YYYY-MM-DD"
+    )
+    to: str = Field(
+        max_length=10, pattern=DAY, json_schema_extra=_DATE, description="Last UTC day, YYYY-MM-DD (included)"
+    )
     offer: str | None = Field(None, max_length=64, description="Only this offer's pings")
     setup: dict[str, Any] | None = Field(None, description="A proposed setup: the shape of a `pingpost apply` file")
 
