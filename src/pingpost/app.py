@@ -47,6 +47,8 @@ from pingpost.ledger.service import LedgerService
 from pingpost.ledger.statements import StatementService
 from pingpost.logs import configure_logging
 from pingpost.outbound.client import AiohttpBuyerClient, BuyerClient, VendorClient, WebhookClient
+from pingpost.replay.endpoints import router as replays_router
+from pingpost.replay.service import ReplayService
 from pingpost.reports.counters import ReportCounters
 from pingpost.returns.endpoints import buyer_router as buyer_returns_router
 from pingpost.returns.endpoints import router as returns_router
@@ -147,6 +149,7 @@ def create_app(
                 events=EventsService(opened),
                 conversions=ConversionService(opened),
                 sender=sender,
+                replays=ReplayService(opened, static_fallback=settings.static_fallback),
             )
             await auction.snapshots.current()
             # Everything alive now lives for the whole process: keep it out of the collector's full
@@ -188,6 +191,7 @@ def create_app(
     app.include_router(suppression_router)
     app.include_router(pings_router)
     app.include_router(sales_router)
+    app.include_router(replays_router)
     app.include_router(buyer_router)
     mount_console(app)
     app.include_router(returns_router)

@@ -1,4 +1,4 @@
-"""The `pingpost` command: serve, db upgrade, apply, demo, sandbox-buyers, report, statement, purge, bench."""
+"""The `pingpost` command: serve, db upgrade, apply, demo, sandbox-buyers, report, statement, purge, bench, replay."""
 
 from __future__ import annotations
 
@@ -338,6 +338,58 @@ def purge(
             await store.close()
 
     console.print(f"purged the PII of {asyncio.run(run())} post(s) older than {keep} day(s)")
+
+
+@app.command()
+def replay(
+    from_: str = typer.Option(..., "--from", help="first UTC day, YYYY-MM-DD"),
+    to: str = typer.Option(..., help="last UTC day, YYYY-MM-DD (included)"),
+    offer: str = typer.Option(None, help="only this offer's pings"),
+    setup: Path = typer.Option(None, help="a proposed setup (YAML, the shape of `pingpost apply`)"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+    database: str = typer.Option(None, help="database URL"),
+) -> None:
+    """What-if replay: the range's pings under the configuration as it stands (with `--setup` over
+    it), actual against proposed. Reads only; nothing live changes (docs/replay.md)."""
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pingpost import errors
+    from pingpost.db.store import open_store
+    from pingpost.replay.service import ReplayRequest, ReplayService
+    from pingpost.replay.table import by_buyer, comparison
+
+    settings = _settings(database)
+    try:
+        document = yaml.safe_load(setup.read_text()) if setup is not None else None
+        request = ReplayRequest.parse(from_, to, offer, document)
+    except (errors.PingpostError, OSError, yaml.YAMLError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> dict[str, Any]:
+        store = await open_store(settings.database_url)
+        try:
+            service = ReplayService(store, static_fallback=settings.static_fallback)
+            prepared = await service.prepare(request)
+            columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console, transient=True, disable=json_out) as progress:
+                task = progress.add_task("replay", total=prepared.total)
+                return await service.execute(prepared, lambda done, total: progress.update(task, completed=done))
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(run())
+    except errors.PingpostError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if json_out:
+        console.print_json(orjson.dumps(result).decode())
+        return
+    scope = f"{request.from_day} to {request.to_day}" + (f", offer {offer}" if offer else "")
+    console.print(comparison(result, f"replay of {result['done']:,} pings, {scope} (UTC days)"))
+    console.print(by_buyer(result))
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pingpost.ledger.service import LedgerService
     from pingpost.ledger.statements import StatementService
     from pingpost.outbound.client import BuyerClient
+    from pingpost.replay.service import ReplayService
     from pingpost.reports.counters import ReportCounters
     from pingpost.returns.service import ReturnService
     from pingpost.security import SecretKey
@@ -52,6 +53,7 @@ class Services:
     events: EventsService
     conversions: ConversionService
     sender: WebhookSender | None
+    replays: ReplayService
     in_flight_pings: int = 0  # this process's pings between arrival and answer (the 503 guard)
 
 

@@ -5,7 +5,8 @@ the model validators as `anyOf`). What it cannot state depends on what the excha
 a reference must name an existing object, a contract's filters and RTB fields must be non-PII fields of
 its offer's vertical, a vertical's field names must be unique, `between` bounds must be ordered, a PATCH
 is judged on the merged object, a payout must not be more than the partner is owed, and a statement's
-`to` must not be before its `from` nor more than 366 days after it. The operation descriptions say so.
+`to` (and a replay's) must not be before its `from` nor more than 366 days after it, and a replay's
+setup must be valid for the configuration. The operation descriptions say so.
 
 For the positive-acceptance check, a positive case (one the schema accepts) is pointed at the objects
 the test seeded, the way any client names objects it knows; the rest of the case is left as generated.
@@ -80,6 +81,15 @@ def _statement_period(query: Body) -> None:
     query["from"], query["to"] = first.isoformat(), last.isoformat()
 
 
+def _replay(body: Body) -> None:
+    """A replay of the seeded offer over an ordered period, with no setup (a setup is judged against the
+    configuration, like any apply file)."""
+    _statement_period(body)
+    if "offer" in body:
+        body["offer"] = OFFER
+    body.pop("setup", None)
+
+
 QUERY_RULES: dict[tuple[str, str], Callable[[Body], None]] = {
     ("GET", "/v1/admin/statements"): _statement_period,
     ("GET", "/v1/buyer/statement"): _statement_period,
@@ -105,6 +115,7 @@ RULES: dict[tuple[str, str], Callable[[Body], None]] = {
     ("POST", "/v1/admin/contracts"): _create_contract,
     ("PATCH", "/v1/admin/contracts/{ident}"): _patch_contract,
     ("POST", "/v1/admin/api-keys"): _create_api_key,
+    ("POST", "/v1/admin/replays"): _replay,
 }
 
 

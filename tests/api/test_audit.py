@@ -158,6 +158,7 @@ STEPS: dict[tuple[str, str], Step] = {
         "add_entries",
     ),
     ("DELETE", "/v1/admin/suppression-lists/{ident}/entries"): lambda m, c: deleted_entries(m),
+    ("POST", "/v1/admin/replays"): lambda m, c: replay(m),
     ("POST", "/v1/admin/webhooks"): lambda m, c: created(
         m, "webhooks", {"id": "wh-1", "url": "https://crm.example/h", "events": ["*"], "secret": BEARER}, "webhook"
     ),
@@ -182,6 +183,11 @@ async def reverse(m: Market) -> tuple[str, str, str]:
 async def deny(m: Market, ctx: dict[str, Any]) -> tuple[str, str, str]:
     await open_return(m, ctx, "ret2")
     return await posted(m, f"/v1/admin/returns/{ctx['ret2']}/deny", {}, 200, "return", ctx["ret2"], "deny")
+
+
+async def replay(m: Market) -> tuple[str, str, str]:
+    job = await m.api.ok("POST", "/v1/admin/replays", 202, json={"from": "2026-01-01", "to": "2026-01-02"})
+    return "replay", job["id"], "create"
 
 
 async def deleted_entries(m: Market) -> tuple[str, str, str]:

@@ -350,8 +350,8 @@ class Simulation:
                 return ending
         if rng.random() < 0.2:
             kind = rng.choices(
-                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile", "money"],
-                [4, 2, 2, 1, 2, 2, 1, 12],
+                ["leap", "late_post", "deposit", "reverse", "pause", "caps", "reconcile", "money", "replay"],
+                [4, 2, 2, 1, 2, 2, 1, 12, 1],
             )[0]
             if kind == "money":
                 return money_actions.choose(self)
@@ -370,6 +370,8 @@ class Simulation:
                 chosen = operator_actions.change_caps(self)
             elif kind == "reconcile":
                 chosen = operator_actions.reconcile(self)
+            elif kind == "replay":
+                chosen = operator_actions.replay(self)
             if chosen is not None:
                 return [chosen]
         group: list[Action] = []

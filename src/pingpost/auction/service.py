@@ -38,6 +38,7 @@ from pingpost.domain.leads import LeadProblem, validate_lead
 from pingpost.domain.model import UTC, Campaign, Offer, Snapshot
 from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
+from pingpost.domain.replay_inputs import replay_document
 from pingpost.ids import new_id, now_ms
 from pingpost.metrics import PING_SECONDS, PINGS
 from pingpost.reports.counters import ReportCounters
@@ -196,6 +197,7 @@ class AuctionService:
             lines=lines,
             finalize=finalize,
             rate_limit=campaign.rate_limit_per_s or self.defaults.rate_limit_per_s,
+            replay=_replay_inputs([], body.min_payout_cents) if body.min_payout_cents else None,
         )
         if campaign.duplicate_ping_window_s and not body.test:
             ping.dup_key = duplicate_key(
@@ -249,6 +251,7 @@ class AuctionService:
             offer,
         )
         health = autopause.rtb_results(lines, failing) if watched else []
+        ping.replay = _replay_inputs(lines, body.min_payout_cents)
         rules.price_checks(lines, state, auction.terms)
         fallback = offer.static_fallback if offer.static_fallback is not None else self.defaults.static_fallback
         if fallback and not rules.open_lines(lines):
@@ -401,7 +404,7 @@ class AuctionService:
                 await repo.lock_rows(tx, contract_ids=contract_ids, buyer_ids=buyer_ids)
             if not reclaimed:  # the fixed-price path reclaimed in its state read, in this same unit
                 await repo.reclaim_expired(tx, contract_ids=contract_ids, buyer_ids=buyer_ids, now=now, calls=calls)
-        plan = rules.plan_for(offer, body.channel, candidates, rr_key)
+        plan = rules.plan_for(offer, body.channel, candidates, rr_key, seed=ping.id)
         live_at_win = body.channel == "call"  # callbacks take their live-call slot at `connected`
         reservations: list[dict[str, Any]] = []  # inserted together once every winner is reserved
 
@@ -478,6 +481,7 @@ class AuctionService:
                 "source": body.source,
                 "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
                 "dup_key": ping.dup_key,
+                "replay": ping.replay,
             },
         )
         answer = PingOut(
@@ -590,6 +594,12 @@ class _Ping:
     finalize: Callable[[Tx, PingOut], Awaitable[None]] | None
     rate_limit: int
     dup_key: str | None = None  # with the campaign's duplicate-ping window
+    replay: str | None = None  # what a replay needs beyond the waterfall (docs/replay.md), when anything
+
+
+def _replay_inputs(lines: list[Line], min_payout_cents: int) -> str | None:
+    document = replay_document(lines, min_payout_cents)
+    return orjson.dumps(document).decode() if document is not None else None
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from pingpost.console import (
     overview_pages,
     partner_pages,
     ping_pages,
+    replay_pages,
     return_pages,
     statement_pages,
     traffic_pages,
@@ -34,6 +35,7 @@ def mount(app: FastAPI) -> None:
         statement_pages,
         traffic_pages,
         event_pages,
+        replay_pages,
     )
     for module in modules:
         app.include_router(module.router)

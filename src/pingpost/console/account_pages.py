@@ -109,7 +109,6 @@ async def buyer_sales(
 
 COMING: dict[str, tuple[str, str, bool]] = {
     # path: (title, what brings it, admin page?)
-    "replays": ("Replays", "the what-if replay issue", True),
 }
 
 

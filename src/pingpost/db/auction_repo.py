@@ -660,16 +660,25 @@ async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
     )
 
 
+_INSERT_PING_SQL = (
+    "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
+    "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, source, subs, "
+    "dup_key{c}) VALUES "
+    "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
+    ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall, :source, "
+    ":subs, :dup_key{v})"
+)
+_INSERT_PING = _INSERT_PING_SQL.format(c="", v="")
+_INSERT_PING_REPLAY = _INSERT_PING_SQL.format(c=", replay", v=", :replay")
+_NO_TRAFFIC = {"source": None, "subs": None, "dup_key": None}
+
+
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:
-    await tx.execute(
-        "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
-        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, source, subs, "
-        "dup_key) VALUES "
-        "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
-        ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall, :source, "
-        ":subs, :dup_key)",
-        {"source": None, "subs": None, "dup_key": None, **row},
-    )
+    """A ping with its waterfall; `replay` (what a replay needs beyond it, docs/replay.md) only when set."""
+    if row.get("replay") is None:
+        await tx.execute(_INSERT_PING, {**_NO_TRAFFIC, **row})
+    else:
+        await tx.execute(_INSERT_PING_REPLAY, {**_NO_TRAFFIC, **row})
 
 
 async def record_dedup(tx: Tx, *, buyer_id: str, hashes: Sequence[str], sold_at: int, sale_id: str) -> None:

@@ -230,6 +230,9 @@ pings = Table(
     Column("source", Text),  # the partner's sub-ID
     Column("subs", Text),  # {"sub1".."sub5"} JSON
     Column("dup_key", Text),  # duplicate-ping key (keyed hash), only with a campaign window
+    # What a replay needs beyond the waterfall (raw RTB answers, the partner minimum); NULL when
+    # nothing (docs/replay.md)
+    Column("replay", Text),
     Index("pings_campaign", "campaign_id", "id"),
     Index("pings_offer", "offer_id", "id"),
     Index(
@@ -282,6 +285,7 @@ deliveries = Table(
     Column("unknown_event_id", Text),  # the `delivery.unknown` event once one was written
     Index("deliveries_pending", "state", "created_at"),
     Index("deliveries_created", "created_at"),  # reports read posts by time
+    Index("deliveries_ping", "ping_id"),  # a replay reads a batch of pings' deliveries (docs/replay.md)
 )
 
 sales = Table(
@@ -304,6 +308,7 @@ sales = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("sales_buyer", "buyer_id", "id"),
     Index("sales_created", "created_at"),  # reports and the console read sales by time
+    Index("sales_ping", "ping_id"),  # a replay reads a batch of pings' sales (docs/replay.md)
     Index("sales_contract_time", "contract_id", "created_at"),  # a month's sales (the return rate limit)
 )
 
@@ -522,3 +527,18 @@ suppression_entries = Table(
 )
 
 from pingpost.db import outbox_tables as outbox_tables  # noqa: E402 - section 16's tables, same metadata
+
+# What-if replays (docs/replay.md): one row a job, so any process answers its progress and result.
+replay_jobs = Table(
+    "replay_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("status", Text, nullable=False),  # running | done | failed
+    Column("request", Text, nullable=False),  # {"from", "to", "offer", "setup"} as asked
+    Column("done", BigInteger, nullable=False, server_default=text("0")),
+    Column("total", BigInteger, nullable=False, server_default=text("0")),
+    Column("result", Text),  # {"actual", "proposed", "delta", "days"} once done
+    Column("error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),  # the running process's heartbeat
+)

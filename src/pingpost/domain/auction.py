@@ -191,19 +191,22 @@ def pre_state_checks(
 
 def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContract, channel: str, now: int) -> None:
     calls = is_voice(channel)
+    usage_of, funds_of, last_sold = state.usage.get, state.funds.get, state.last_sold
     for line in lines:
         c = line.contract
-        usage = state.usage.get(c.id, _NO_USAGE)
-        funds = state.funds.get(c.buyer_id)
-        if c.dedup_days and is_duplicate(c, state.last_sold.get(c.buyer_id), now):
+        if c.dedup_days and last_sold and is_duplicate(c, last_sold.get(c.buyer_id), now):
             line.fail(Outcome.DUPLICATE)
         elif state.suppressed and state.suppressed.applies(c):
             line.fail(Outcome.SUPPRESSED)
-        elif c.capped and (period := cap_reached(c, usage, keys[c.id])) is not None:
+        elif c.capped and (period := cap_reached(c, usage_of(c.id, _NO_USAGE), keys[c.id])) is not None:
             line.fail(Outcome.CAP_REACHED, period)
-        elif calls and c.max_concurrent_calls is not None and usage.live_calls >= c.max_concurrent_calls:
+        elif (
+            calls
+            and c.max_concurrent_calls is not None
+            and usage_of(c.id, _NO_USAGE).live_calls >= c.max_concurrent_calls
+        ):
             line.fail(Outcome.CONCURRENCY_CAP_REACHED)
-        elif funds is None or funds.available_cents < pre_bid_minimum(c):
+        elif (funds := funds_of(c.buyer_id)) is None or funds.available_cents < c.pre_bid_cents:
             line.fail(Outcome.INSUFFICIENT_BALANCE)
 
 
@@ -343,9 +346,7 @@ def config_outcomes(snap: Snapshot, offer_id: str, channel: str) -> list[tuple[O
 
 def pre_bid_minimum(c: Contract) -> int:
     """Funds needed before bidding: a fixed price, or an RTB contract's minimum bid (at least 1 cent)."""
-    if c.rtb:
-        return max(int(c.rtb.get("min_bid_cents") or 0), 1)
-    return c.price_cents or 0
+    return c.pre_bid_cents
 
 
 def price_failure(
@@ -375,12 +376,16 @@ def open_lines(lines: Sequence[Line]) -> list[Line]:
     return [line for line in lines if line.outcome is None]
 
 
-def plan_for(offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key: str) -> distribution.Plan:
-    """The order the offer's distribution rule would reserve the candidates in."""
+def plan_for(
+    offer: Offer, channel: str, candidates: Sequence[Line], rr_last_key: str, *, seed: str = ""
+) -> distribution.Plan:
+    """The order the offer's distribution rule would reserve the candidates in (`seed`: the ping id,
+    so a weighted draw is the same when the ping is replayed)."""
     return distribution.plan(
         distribution.Rule(offer.rule, offer.max_winners, offer.hybrid_floor_cents),
         channel=channel,
         rr_last_key=rr_last_key,
+        seed=seed,
         candidates=[
             distribution.Candidate(
                 line.contract.id,

@@ -84,9 +84,10 @@ def plan(
     channel: str,
     candidates: Sequence[Candidate],
     rr_last_key: str = "",
-    rng: random.Random | None = None,
+    seed: str = "",
 ) -> Plan:
-    """Order the candidates to try under `rule`."""
+    """Order the candidates to try under `rule`. `seed` (the ping id) makes the weighted rule's draw
+    reproducible: a replay of the ping draws the same order (docs/replay.md)."""
     name, max_winners, floor = rule.name, rule.max_winners, rule.hybrid_floor_cents
     if channel in ("call", "callback"):
         return Plan(_priced(_by_price(candidates, "exclusive"), "exclusive"), 1, True, "exclusive")
@@ -114,7 +115,7 @@ def plan(
             ),
         )
     elif name == "weighted":
-        ordered = weighted_order(usable, rng or random.Random())
+        ordered = weighted_order(usable, random.Random(seed))
     elif name == "round_robin":
         ordered = round_robin_order(usable, rr_last_key)
     else:

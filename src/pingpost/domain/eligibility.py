@@ -180,14 +180,15 @@ class Usage:
 
 def cap_reached(contract: Contract, usage: Usage, keys: PeriodKeys) -> str | None:
     """The first cap period that is full ('daily', 'weekly', 'monthly'), or None."""
-    checks = (
-        ("daily", contract.daily_cap, usage.day_key, usage.day_used, keys.day),
-        ("weekly", contract.weekly_cap, usage.week_key, usage.week_used, keys.week),
-        ("monthly", contract.monthly_cap, usage.month_key, usage.month_used, keys.month),
-    )
-    for name, cap, stored_key, used, current_key in checks:
-        if cap is not None and (used if stored_key == current_key else 0) >= cap:
-            return name
+    cap = contract.daily_cap
+    if cap is not None and (usage.day_used if usage.day_key == keys.day else 0) >= cap:
+        return "daily"
+    cap = contract.weekly_cap
+    if cap is not None and (usage.week_used if usage.week_key == keys.week else 0) >= cap:
+        return "weekly"
+    cap = contract.monthly_cap
+    if cap is not None and (usage.month_used if usage.month_key == keys.month else 0) >= cap:
+        return "monthly"
     return None
 
 

@@ -125,6 +125,13 @@ class Contract:
         )
 
     @cached_property
+    def pre_bid_cents(self) -> int:
+        """Funds needed before bidding: a fixed price, or an RTB contract's minimum bid (at least 1 cent)."""
+        if self.rtb:
+            return max(int(self.rtb.get("min_bid_cents") or 0), 1)
+        return self.price_cents or 0
+
+    @cached_property
     def fixed_bid(self) -> BidResult:
         """This contract's fixed-price bid, built once (the contract is immutable)."""
         assert self.price_cents is not None

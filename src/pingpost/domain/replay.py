@@ -1,0 +1,450 @@
+"""The what-if replay engine, pure (docs/replay.md): stored pings run through the very rules of
+`domain/auction.py` and `domain/distribution.py`, in received order, in simulated time, against
+in-memory counters instead of the database.
+
+What the database does for a live ping, the engine does in memory, in the same order:
+- cap slots per period key (the contract's time zone), taken by a winner's reservation, kept by
+  its sale, given back when it is released or lapses (`expires_at <= now`);
+- funds: balance, credit limit, holds; a sale turns its hold into a charge; deposits and refunds
+  of the range arrive at their real instants;
+- dedup: the buyers' latest purchase of each keyed consumer hash (from the claim of a post, gone
+  again if the delivery was rejected);
+- the round-robin pointer of each offer.
+A replayed winner is posted when the real ping was posted (at its real instant); a contract that
+really won the ping keeps its real fate (accepted, rejected, not delivered), any other is accepted
+or not by its real accept rate, deterministically per ping id (`accepts`).
+Nothing here reads a clock, a database or the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pingpost.domain import auction as rules
+from pingpost.domain import distribution
+from pingpost.domain.auction import AuctionState, Funds, Line, Terms
+from pingpost.domain.eligibility import PeriodKeys, Usage, local_minute
+from pingpost.domain.model import BidResult, Contract, Snapshot
+from pingpost.domain.money import payout_cents
+from pingpost.domain.outcomes import Outcome
+from pingpost.domain.replay_figures import Tally, utc_day
+from pingpost.domain.replay_inputs import StoredPing, bids_from_waterfall
+
+# Event kinds, in the order they apply at one instant: lapses and settlements free slots and funds
+# before anything new takes them.
+EXPIRE, SETTLE, FIXED_END, CLAIM, MOVE, FIXED_START = range(6)
+HELD, POSTING, DONE = range(3)
+_NOT_ASKED = BidResult(Outcome.NO_BID, detail="not_asked")
+_DELIVERED = {"accepted": True, "rejected": False}  # a real winner's fate: delivered and how
+
+
+@dataclass(slots=True)
+class FixedHold:
+    """A reservation the replay does not decide (made before the range, or by a ping it does not
+    replay: a direct post, another offer's ping): it takes its slot and hold at `start` and ends at
+    `end`, sold (a charge) or not (given back), the same in the actual and the proposed run."""
+
+    contract_id: str
+    buyer_id: str
+    amount_cents: int
+    keys: PeriodKeys | None
+    start: int
+    end: int
+    sold: bool
+    funds: bool = True  # False: sold before the range (its charge is in the opening balance; only its slot counts)
+
+
+@dataclass(slots=True)
+class Move:
+    """A ledger movement of a buyer in the range: a deposit, or a refund (`sale` names the replayed
+    ping and contract whose sale it refunds: applied only when the replay sold it too)."""
+
+    at: int
+    buyer_id: str
+    amount_cents: int
+    sale: tuple[str, str] | None = None
+
+
+@dataclass
+class StartState:
+    """The state at the start of the range, read from the database."""
+
+    balances: dict[str, int] = field(default_factory=dict)  # buyer -> ledger balance at the start
+    credit_limits: dict[str, int] = field(default_factory=dict)
+    dedup: dict[str, dict[str, int]] = field(default_factory=dict)  # hash -> buyer -> latest purchase
+    rr: dict[str, str] = field(default_factory=dict)  # offer -> round-robin pointer
+    holds: list[FixedHold] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Accept rates in basis points per contract, and the rate of a contract without deliveries."""
+
+    by_contract: dict[str, int]
+    default_bp: int
+
+
+def accepts(ping_id: str, contract_id: str, rate_bp: int) -> bool:
+    """Whether the modelled delivery is accepted: a hash of the ping and contract under the rate."""
+    digest = hashlib.blake2b(f"{ping_id}|{contract_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % 10_000 < rate_bp
+
+
+@dataclass(frozen=True, slots=True)
+class _Market:
+    terms: Terms
+    contracts: tuple[Contract, ...]
+    fallback: bool
+    standby: int
+    ttl_ms: int
+
+
+_UNKNOWN = object()
+_REFUSED = None
+
+
+class _Reservation:
+    __slots__ = ("contract", "keys", "ping", "price", "state")
+
+    def __init__(self, contract: Contract, price: int, keys: PeriodKeys | None, ping: StoredPing) -> None:
+        self.contract, self.price, self.keys, self.state, self.ping = contract, price, keys, HELD, ping
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine that never suspends (`select_winners` over an in-memory reserve) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("the replay's reserve step must not suspend")  # pragma: no cover
+
+
+class Replayer:
+    """Replays stored pings one by one (`step`, in received order), then `finish`."""
+
+    def __init__(
+        self,
+        snap: Snapshot,
+        start: StartState,
+        acceptance: Acceptance,
+        *,
+        static_fallback: bool = True,
+        keep_winners: bool = False,
+    ) -> None:
+        self.snap = snap
+        self.acceptance = acceptance
+        self.static_fallback = static_fallback
+        self.actual, self.proposed = Tally(), Tally()
+        self.winners: dict[str, list[str]] | None = {} if keep_winners else None
+        self.funds: dict[str, Funds] = {
+            b: Funds(start.balances.get(b, 0), start.credit_limits.get(b, 0), 0)
+            for b in {*snap.buyers, *start.balances}
+        }
+        self.used: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
+        # What `contract_usage` would hold: each period's latest key and its count (docs/replay.md)
+        self.usage: dict[str, Usage] = {}
+        self.dedup: dict[str, dict[str, dict[object, int]]] = {
+            h: {b: {"before": at} for b, at in buyers.items()} for h, buyers in start.dedup.items()
+        }
+        self.rr = dict(start.rr)
+        self.sold: set[tuple[str, str]] = set()
+        self._sold_pings: set[str] = set()
+        self._events: list[tuple[int, int, int, Any]] = []
+        self._seq = 0
+        self._now = -(1 << 62)
+        self._state = AuctionState(funds=self.funds, usage=self.usage)
+        self._markets: dict[tuple[str, str, str, int], Any] = {}
+        self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
+        for hold in start.holds:
+            self._push(hold.start, FIXED_START, hold)
+        for move in start.moves:
+            self._push(move.at, MOVE, move)
+
+    # --- simulated time ---------------------------------------------------------------------
+
+    def _push(self, at: int, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (at, kind, self._seq, payload))
+
+    def _advance(self, now: int) -> None:
+        events = self._events
+        while events and events[0][0] <= now:
+            at, kind, _, payload = heapq.heappop(events)
+            self._apply(at, kind, payload)
+        self._now = now
+
+    def _apply(self, at: int, kind: int, payload: Any) -> None:
+        if kind == EXPIRE:
+            if payload.state == HELD:
+                self._release(payload)
+        elif kind == CLAIM:
+            self._claim(at, *payload)
+        elif kind == SETTLE:
+            self._settle(at, *payload)
+        elif kind == MOVE:
+            move: Move = payload
+            if move.sale is None or move.sale in self.sold:
+                self._funds(move.buyer_id).balance_cents += move.amount_cents
+        elif kind == FIXED_START:
+            hold: FixedHold = payload
+            self._count(hold.contract_id, hold.keys, 1)
+            if hold.funds:
+                self._funds(hold.buyer_id).holds_cents += hold.amount_cents
+                self._push(max(hold.end, at), FIXED_END, hold)
+        else:  # FIXED_END
+            hold = payload
+            funds = self._funds(hold.buyer_id)
+            funds.holds_cents -= hold.amount_cents
+            if hold.sold:
+                funds.balance_cents -= hold.amount_cents
+            else:
+                self._count(hold.contract_id, hold.keys, -1)
+
+    def _funds(self, buyer_id: str) -> Funds:
+        funds = self.funds.get(buyer_id)
+        if funds is None:
+            funds = self.funds[buyer_id] = Funds(0, 0, 0)
+        return funds
+
+    def _count(self, contract_id: str, keys: PeriodKeys | None, step: int) -> None:
+        if keys is None:
+            return
+        used = self.used.get(contract_id)
+        if used is None:
+            used = self.used[contract_id] = ({}, {}, {})
+        days, weeks, months = used
+        day, week, month = keys.day, keys.week, keys.month
+        days[day] = days.get(day, 0) + step
+        weeks[week] = weeks.get(week, 0) + step
+        months[month] = months.get(month, 0) + step
+        # What `contract_usage` holds: each period's latest key and its count; a counter only moves
+        # forward, so a slot of an older period given back leaves the current count alone.
+        u = self.usage.get(contract_id)
+        if u is None:
+            self.usage[contract_id] = Usage(day, days[day], week, weeks[week], month, months[month])
+        elif day >= u.day_key or week >= u.week_key or month >= u.month_key:
+            day, week, month = max(day, u.day_key), max(week, u.week_key), max(month, u.month_key)
+            self.usage[contract_id] = Usage(
+                day, days.get(day, 0), week, weeks.get(week, 0), month, months.get(month, 0)
+            )
+
+    def _release(self, res: _Reservation) -> None:
+        res.state = DONE
+        self._count(res.contract.id, res.keys, -1)
+        self._funds(res.contract.buyer_id).holds_cents -= res.price
+
+    def _claim(self, at: int, res: _Reservation, accepted: bool | None, settle_at: int) -> None:
+        """The real post claimed the ping's bids: delivered (`accepted` True or False, settled at
+        `settle_at`) or not (None: released now)."""
+        if res.state != HELD:
+            return
+        if accepted is None:
+            self._release(res)
+            return
+        res.state = POSTING
+        token = object()
+        for h in res.ping.hashes:
+            self.dedup.setdefault(h, {}).setdefault(res.contract.buyer_id, {})[token] = at
+        self._push(max(settle_at, at), SETTLE, (res, accepted, token))
+
+    def _settle(self, at: int, res: _Reservation, accepted: bool, token: object) -> None:
+        ping, contract = res.ping, res.contract
+        if not accepted:
+            self._release(res)
+            for h in ping.hashes:
+                self.dedup[h][contract.buyer_id].pop(token, None)
+            return
+        res.state = DONE
+        funds = self._funds(contract.buyer_id)
+        funds.holds_cents -= res.price
+        funds.balance_cents -= res.price
+        for h in ping.hashes:
+            self.dedup[h][contract.buyer_id][token] = at
+        campaign = self.snap.campaigns[ping.campaign_id]
+        first = ping.id not in self._sold_pings
+        self._sold_pings.add(ping.id)
+        self.sold.add((ping.id, contract.id))
+        day = utc_day(ping.received_at)
+        self.proposed.sale(
+            day, contract.id, contract.buyer_id, res.price, payout_cents(campaign.payout, res.price), first=first
+        )
+
+    # --- one ping ---------------------------------------------------------------------------
+
+    def step(self, ping: StoredPing) -> None:
+        """Replay one ping (pings come in received order)."""
+        now = ping.received_at
+        if self._events and self._events[0][0] <= now:
+            self._advance(now)
+        day = utc_day(now)
+        self._actual(ping, day)
+        self.proposed.ping(day)
+        winners = self._auction(ping)
+        if self.winners is not None:
+            self.winners[ping.id] = winners
+
+    def _actual(self, ping: StoredPing, day: str) -> None:
+        tally, first = self.actual, True
+        tally.ping(day)
+        for real in ping.real:
+            tally.win(real.contract_id, real.buyer_id)
+            if real.sale is not None:
+                tally.sale(day, real.contract_id, real.buyer_id, *real.sale, first=first)
+                first = False
+
+    def _auction(self, ping: StoredPing) -> list[str]:
+        snap, now, channel = self.snap, ping.received_at, ping.channel
+        key = (ping.campaign_id, ping.offer_id, channel, ping.min_payout_cents)
+        market = self._markets.get(key, _UNKNOWN)
+        if market is _UNKNOWN:
+            market = self._markets[key] = self._market(ping)
+        if market is None:
+            return []  # refused under this configuration: no auction
+        offer, terms = market.terms.offer, market.terms
+        lines = [Line(c) for c in market.contracts]
+        lead = ping.lead if ping.source is None else {**ping.lead, "source": ping.source}
+        keys = rules.pre_state_checks(snap, lines, lead, channel, now)
+        open_lines = rules.open_lines(lines)
+        state = self._state
+        state.last_sold = self._last_sold(ping.hashes) if ping.hashes else {}
+        rules.state_checks(open_lines, state, keys, channel, now)
+        for line in open_lines:
+            if line.outcome is None:
+                c = line.contract
+                line.bid = self._bid(c, ping) if c.rtb else c.fixed_bid
+        rules.price_checks(lines, state, terms)
+        if market.fallback and not rules.open_lines(lines):
+            rules.static_fallback(lines, state, terms)
+        candidates = rules.open_lines(lines)
+        if not candidates:
+            return []
+        plan = rules.plan_for(offer, channel, candidates, self.rr.get(offer.id, ""), seed=ping.id)
+        reserved: list[_Reservation] = []
+
+        async def try_reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
+            return self._reserve(snap.contracts[choice.candidate.contract_id], choice.price_cents, ping, reserved)
+
+        winners, _, _ = _run(distribution.select_winners(plan, try_reserve, standby=market.standby))
+        if winners and offer.rule == "round_robin":
+            self.rr[offer.id] = winners[-1].candidate.rank_key
+        expires_at = ping.decided_at + market.ttl_ms
+        if len(reserved) == len(winners):
+            for res in reserved:
+                self.proposed.win(res.contract.id, res.contract.buyer_id)
+                self._fate(res, ping, expires_at)
+        else:
+            winner_ids = {w.candidate.contract_id for w in winners}
+            for res in reserved:
+                if res.contract.id in winner_ids:
+                    self.proposed.win(res.contract.id, res.contract.buyer_id)
+                    self._fate(res, ping, expires_at)
+                else:  # a call's standby: held until its bids lapse (calls are not modelled further)
+                    self._push(expires_at, EXPIRE, res)
+        return [w.candidate.contract_id for w in winners]
+
+    def _market(self, ping: StoredPing) -> _Market | None:
+        """What every ping of one campaign, channel and partner minimum shares, or `_REFUSED` when the
+        configuration refuses them (paused campaign, partner or offer, another mode or channel)."""
+        snap, channel = self.snap, ping.channel
+        campaign = snap.campaigns.get(ping.campaign_id)
+        offer = snap.offers.get(ping.offer_id)
+        if (
+            campaign is None
+            or offer is None
+            or campaign.status != "active"
+            or snap.partner_status.get(campaign.partner_id) != "active"
+            or offer.status != "active"
+            or offer.mode != "ping_post"
+            or channel not in offer.channels
+        ):
+            return _REFUSED
+        terms = Terms(
+            offer=offer,
+            payout=campaign.payout,
+            channel=channel,
+            min_payout=ping.min_payout_cents,
+            kinds=distribution.sale_types(offer.rule, offer.max_winners, channel),
+        )
+        return _Market(
+            terms=terms,
+            contracts=tuple(snap.contracts_by_offer.get(offer.id, ())),
+            fallback=offer.static_fallback if offer.static_fallback is not None else self.static_fallback,
+            standby=offer.call_standby if rules.is_voice(channel) else 0,
+            ttl_ms=(offer.callback_ttl_s if channel == "callback" else offer.ping_ttl_s) * 1000,
+        )
+
+    def _last_sold(self, hashes: tuple[str, ...]) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for h in hashes:
+            for buyer, purchases in (self.dedup.get(h) or {}).items():
+                if purchases:
+                    latest = max(purchases.values())
+                    if latest > last.get(buyer, -1):
+                        last[buyer] = latest
+        return last
+
+    def _bid(self, c: Contract, ping: StoredPing) -> BidResult:
+        """An RTB contract's stored answer; one that did not bid then (or did not exist) bids its static
+        price, if it has one."""
+        if ping.rtb is None:
+            ping.rtb = bids_from_waterfall(orjson.loads(ping.waterfall or "[]"), self._rtb_ids)
+        stored = ping.rtb.get(c.id)
+        if stored is not None:
+            return stored
+        if c.price_cents is not None:
+            return BidResult(None, c.price_cents, c.exclusive_price_cents, source="static_fallback")
+        return _NOT_ASKED
+
+    def _reserve(
+        self, c: Contract, price: int, ping: StoredPing, reserved: list[_Reservation]
+    ) -> tuple[str, str] | None:
+        """`take_cap_slot` and `take_hold` in memory, at the decision's instant."""
+        keys = local_minute(ping.decided_at, c.tz)[1] if c.capped else None
+        if keys is not None:
+            used = self.used.get(c.id)
+            if used is not None:
+                for cap, counts, key in (
+                    (c.daily_cap, used[0], keys.day),
+                    (c.weekly_cap, used[1], keys.week),
+                    (c.monthly_cap, used[2], keys.month),
+                ):
+                    if cap is not None and counts.get(key, 0) >= cap:
+                        return Outcome.CAP_REACHED.value, "reserved_concurrently"
+        funds = self._funds(c.buyer_id)
+        if funds.available_cents < price:
+            return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
+        self._count(c.id, keys, 1)
+        funds.holds_cents += price
+        reserved.append(_Reservation(c, price, keys, ping))
+        return None
+
+    def _fate(self, res: _Reservation, ping: StoredPing, expires_at: int) -> None:
+        """What happens to a replayed winner: lapses unposted, or is claimed by the real post, then
+        delivered with the real outcome (a real winner) or the modelled one."""
+        posted = ping.posted_at
+        if posted is None or posted >= expires_at:
+            self._push(expires_at, EXPIRE, res)
+            return
+        contract_id = res.contract.id
+        real = next((r for r in ping.real if r.contract_id == contract_id), None)
+        accepted: bool | None
+        if real is not None:
+            accepted = _DELIVERED.get(real.fate)
+            settle_at = real.at if real.at is not None else posted
+        else:
+            rate = self.acceptance.by_contract.get(contract_id, self.acceptance.default_bp)
+            accepted = accepts(ping.id, contract_id, rate)
+            settle_at = ping.settled_at if ping.settled_at is not None else posted
+        self._push(posted, CLAIM, (res, accepted, settle_at))
+
+    def finish(self) -> dict[str, Any]:
+        """Run every pending event (sales recorded after the last ping) and answer both tallies."""
+        self._advance(1 << 62)
+        return {"actual": self.actual, "proposed": self.proposed}

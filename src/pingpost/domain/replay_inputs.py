@@ -1,0 +1,121 @@
+"""What a replay reads of one stored ping, pure (docs/replay.md, What each ping keeps).
+
+The waterfall holds most of a ping's inputs; what it cannot hold is kept in the ping's `replay`
+column, written only when there is something to keep (so a fixed-price ping writes nothing more):
+- `rtb`: every RTB answer as the buyer gave it, `{contract_id: [outcome, bid_cents,
+  exclusive_bid_cents, latency_ms, detail, has_transfer]}` (the waterfall shows the price charged,
+  not an exclusive bid, nor a bid that static fallback replaced);
+- `min_payout_cents`: the partner's minimum, when not 0;
+- `source`: the partner's sub-ID, read from the ping's own `source` column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pingpost.domain.model import BidResult
+from pingpost.domain.outcomes import Outcome
+
+_OUTCOMES = {o.value: o for o in Outcome}
+
+
+def replay_document(lines: Sequence[Any], min_payout_cents: int) -> dict[str, Any] | None:
+    """What the ping path stores for a replay beyond the waterfall, or None when nothing (`lines` are
+    `domain.auction.Line`s after bidding)."""
+    rtb: dict[str, list[Any]] = {}
+    for line in lines:
+        bid: BidResult | None = line.bid
+        if bid is not None and bid.source == "rtb":
+            rtb[line.contract.id] = [
+                bid.outcome.value if bid.outcome is not None else None,
+                bid.bid_cents,
+                bid.exclusive_bid_cents,
+                bid.latency_ms,
+                bid.detail,
+                1 if bid.transfer else 0,
+            ]
+    if not rtb and not min_payout_cents:
+        return None
+    document: dict[str, Any] = {}
+    if rtb:
+        document["rtb"] = rtb
+    if min_payout_cents:
+        document["min_payout_cents"] = min_payout_cents
+    return document
+
+
+_STORED_TRANSFER = {"stored": "1"}  # a call's bid carried a destination; which one does not matter here
+
+
+def stored_bids(document: dict[str, Any] | None) -> dict[str, BidResult]:
+    """The RTB answers a `replay_document` kept, as the auction's `BidResult`s."""
+    bids: dict[str, BidResult] = {}
+    for contract_id, (outcome, cents, exclusive, latency, detail, transfer) in (
+        (document or {}).get("rtb") or {}
+    ).items():
+        bids[contract_id] = BidResult(
+            _OUTCOMES[outcome] if outcome is not None else None,
+            cents,
+            exclusive,
+            None,
+            _STORED_TRANSFER if transfer else None,
+            latency,
+            detail,
+        )
+    return bids
+
+
+_RTB_FAILURES = {"no_bid", "bid_timeout", "bid_error", "bid_invalid"}
+
+
+def bids_from_waterfall(waterfall: Sequence[dict[str, Any]], rtb_contracts: set[str]) -> dict[str, BidResult]:
+    """Pings stored before the `replay` column: the RTB answers the waterfall shows (the price of a
+    bid that passed, or its failure). An exclusive bid it did not show is taken as the ordinary one."""
+    bids: dict[str, BidResult] = {}
+    for entry in waterfall:
+        contract_id = entry.get("contract_id")
+        if contract_id not in rtb_contracts:
+            continue
+        outcome = entry.get("outcome")
+        if outcome in _RTB_FAILURES:
+            bids[contract_id] = BidResult(_OUTCOMES[outcome], latency_ms=entry.get("rtb_latency_ms"))
+        elif entry.get("source") == "rtb" and entry.get("bid_cents") is not None:
+            bids[contract_id] = BidResult(None, int(entry["bid_cents"]), latency_ms=entry.get("rtb_latency_ms"))
+    return bids
+
+
+@dataclass(frozen=True, slots=True)
+class RealWin:
+    """One real winner of a stored ping and what became of it: `fate` is `accepted` or `rejected`
+    (delivered, recorded at `at`), `released` (posted without it: not chosen, re-check failed,
+    lapsed) or `open` (the ping was never posted). `sale` is (price, payout) of its sale record."""
+
+    contract_id: str
+    buyer_id: str
+    price_cents: int
+    fate: str
+    at: int | None = None
+    sale: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class StoredPing:
+    """One stored ping as the replay engine reads it."""
+
+    id: str
+    offer_id: str
+    campaign_id: str
+    channel: str
+    received_at: int
+    decided_at: int
+    lead: dict[str, Any]
+    hashes: tuple[str, ...]  # keyed (HMAC) consumer hashes
+    rtb: dict[str, BidResult] | None  # None: not stored (an older ping): `waterfall` says
+    min_payout_cents: int = 0
+    posted_at: int | None = None  # when the partner's post claimed its bids; None when never posted
+    settled_at: int | None = None  # when its last delivery was recorded
+    real: tuple[RealWin, ...] = ()
+    waterfall: str | None = None  # the stored waterfall, read only when `rtb` is None
+    source: str | None = None  # the partner's sub-ID (filters see it as the field `source`)
