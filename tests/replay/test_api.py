@@ -52,7 +52,10 @@ async def test_replay_job_through_the_api(settings: Settings) -> None:
         assert [j["id"] for j in listed["items"]] == [started["id"]]
         after = await everything(h.store)
         assert len(after.pop("replay_jobs")) == 1 and before.pop("replay_jobs") == []
-        assert after == before  # nothing live changed
+        audited = set(after.pop("audit_log")) - set(before.pop("audit_log"))
+        assert [(row[5], row[6], row[7]) for row in audited] == [("create", "replay", started["id"])]
+        assert "s3cret" not in str(audited)
+        assert after == before  # nothing live changed but the job and its audit entry
 
         for body, field in (
             ({"from": "2026-11-03", "to": "2026-11-02"}, "to"),
