@@ -21,6 +21,7 @@ from pingpost.admin.sales import router as sales_router
 from pingpost.admin.service import AdminService
 from pingpost.auction.endpoints import router as partner_router
 from pingpost.auction.endpoints import serve_ping
+from pingpost.auction.leases import LeaseBook
 from pingpost.auction.rtb import AiohttpRtbBidder
 from pingpost.auction.service import AuctionDefaults, AuctionService
 from pingpost.auction.snapshot import SnapshotCache
@@ -88,6 +89,7 @@ def create_app(
         opened = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
         counters: ReportCounters | None = None
         outbound: BuyerClient | None = None
+        leases: LeaseBook | None = None
         try:
             secret = load_secret_key(settings)
             await check_fingerprint(opened, secret)
@@ -95,6 +97,9 @@ def create_app(
             counters = ReportCounters(opened)
             counters.start()
             outbound = client or AiohttpBuyerClient()
+            if settings.leases and settings.lease_ttl_ms > 0:
+                leases = LeaseBook(opened, ttl_ms=settings.lease_ttl_ms, max_slots=settings.lease_max_slots)
+                leases.start()
             posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
             auction = AuctionService(
                 store=opened,
@@ -105,6 +110,7 @@ def create_app(
                     static_fallback=settings.static_fallback, rate_limit_per_s=settings.ping_rate_limit_per_s
                 ),
                 counters=counters,
+                leases=leases,
             )
             app.state.services = Services(
                 settings=settings,
@@ -134,6 +140,8 @@ def create_app(
             gc.set_threshold(20_000, 20, 20)
             yield
         finally:
+            if leases is not None:
+                await leases.stop()  # give back what this process holds
             if counters is not None:
                 await counters.stop()
             if client is None and outbound is not None:

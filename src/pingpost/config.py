@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     idempotency_lease_s: int = 300
     ping_rate_limit_per_s: int = 0  # per campaign, across processes; 0 = no limit unless the campaign sets one
     max_in_flight_pings: int = 1000  # per process; beyond it pings answer 503 at once
+    # Process leases of cap slots and funds (docs/scale-out.md), for several processes over PostgreSQL
+    # (SQLite has one writer: nothing to gain). A lease lives `lease_ttl_ms` (drawn from until 3/4 of it).
+    leases: bool = False
+    lease_ttl_ms: int = 5000
+    lease_max_slots: int = 100
     cookie_secure: bool = False  # the console's session cookie only over HTTPS (docs/console.md)
 
 

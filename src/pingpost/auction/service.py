@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -22,10 +22,12 @@ import structlog
 
 from pingpost import errors
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder
+from pingpost.auction.leases import Lease, LeaseBook
 from pingpost.auction.rtb import contract_timeout_ms
 from pingpost.auction.schemas import BidOut, PingIn, PingOut
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.db import auction_repo as repo
+from pingpost.db import leases_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
@@ -62,7 +64,7 @@ class AuctionDefaults:
 
 
 class AuctionService:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the services it uses
         self,
         *,
         store: Store,
@@ -71,7 +73,9 @@ class AuctionService:
         rtb: RtbBidder,
         defaults: AuctionDefaults,
         counters: ReportCounters | None = None,
+        leases: LeaseBook | None = None,
     ) -> None:
+        self.leases = leases  # PostgreSQL, several processes: docs/scale-out.md
         self.defaults = defaults
         self.counters = counters
         self.store = store
@@ -254,16 +258,25 @@ class AuctionService:
             if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
                 await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
             state = await repo.read_state_for_write(tx, auction.query, now=at)
-            auction.check_state(state, PeriodKeysByContract(ping.snap.contracts, at))
+            keys = PeriodKeysByContract(ping.snap.contracts, at)
+            if self.leases is not None:
+                self.leases.adjust(state, keys, at)
+            auction.check_state(state, keys)
             for line in auction.open_lines:
                 if line.outcome is None:
                     line.bid = line.contract.fixed_bid
             rules.price_checks(lines, state, auction.terms)
             # PostgreSQL: other processes commit between this read and the reservations, so the
             # hot counter rows are taken last, after the inserts (see _decide).
-            return await self._decide(tx, ping, reclaimed=True, optimistic=optimistic and tx.dialect == "postgresql")
+            return await self._decide(
+                tx, ping, reclaimed=True, optimistic=optimistic and tx.dialect == "postgresql", state=state
+            )
 
-        return await self.store.write(read_decide_write, batch_cache=True, durable=False)
+        answer = await self.store.write(read_decide_write, batch_cache=True, durable=False)
+        if self.leases is not None:
+            for lease in ping.new_leases:  # committed: the next winners of these contracts draw from them
+                self.leases.add(lease)
+        return answer
 
     def _observe(self, ping: _Ping, answer: PingOut, started: float) -> None:
         """Report counters (real pings), the log line and the metrics of a decided ping."""
@@ -318,7 +331,15 @@ class AuctionService:
         for line in rtb_lines:
             line.bid = results.get(line.contract.id) or BidResult(Outcome.BID_TIMEOUT, detail="no answer")
 
-    async def _decide(self, tx: Tx, ping: _Ping, *, reclaimed: bool = False, optimistic: bool = False) -> PingOut:
+    async def _decide(
+        self,
+        tx: Tx,
+        ping: _Ping,
+        *,
+        reclaimed: bool = False,
+        optimistic: bool = False,
+        state: AuctionState | None = None,
+    ) -> PingOut:
         """Reserve the winners and write the ping with its waterfall, in the unit's transaction.
 
         By default each winner's cap slot and hold are taken (conditional UPDATEs) as the plan is walked,
@@ -329,7 +350,30 @@ class AuctionService:
         them moved meanwhile, `_Contended` undoes the whole unit and the ping runs again by default.
 
         Expiry and the cap periods a slot counts in are decided now, by the store's clock for shared
-        decisions, not when the ping arrived (docs/crash-safety.md)."""
+        decisions, not when the ping arrived (docs/crash-safety.md).
+
+        With leases (docs/scale-out.md) a winner draws its slot and price from this process's lease of
+        the contract when it has one; otherwise the optimistic path takes a new lease sized to the
+        contract's rate (`state`: what the unit read) along with the winner's own slot."""
+        drawn: list[tuple[Lease, int]] = []
+        ping.new_leases, ping.new_leases_rows = [], []
+        try:
+            return await self._decide_drawing(tx, ping, reclaimed, optimistic, state, drawn)
+        except BaseException:
+            if self.leases is not None:
+                for lease, price in drawn:
+                    self.leases.undraw(lease, price)
+            raise
+
+    async def _decide_drawing(  # noqa: C901, PLR0913 - the flow of _decide, top to bottom
+        self,
+        tx: Tx,
+        ping: _Ping,
+        reclaimed: bool,
+        optimistic: bool,
+        state: AuctionState | None,
+        drawn: list[tuple[Lease, int]],
+    ) -> PingOut:
         offer, body = ping.offer, ping.body
         now = await tx.now_ms()
         keys = PeriodKeysByContract(ping.snap.contracts, now)
@@ -361,14 +405,17 @@ class AuctionService:
             line.bid_id = new_id("bid")
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
-            taken = await self._reserve(
-                tx,
-                line,
-                choice.price_cents,
-                keys=keys[line.contract.id],
-                live=live_at_win and not standby,
-                optimistic=optimistic,
-            )
+            live = live_at_win and not standby
+            lease = None
+            if self.leases is not None and not live:
+                lease = self.leases.draw(line.contract.id, keys[line.contract.id], choice.price_cents, now)
+            if lease is not None:
+                drawn.append((lease, choice.price_cents))
+                taken: PeriodKeys | tuple[str, str] = keys[line.contract.id]
+            else:
+                taken = await self._reserve(
+                    tx, line, choice.price_cents, keys=keys[line.contract.id], live=live, optimistic=optimistic
+                )
             if isinstance(taken, tuple):
                 return taken
             line.reservation_id = new_id("rsv")
@@ -386,6 +433,7 @@ class AuctionService:
                     "live_call": int(live_at_win and not standby),
                     "expires_at": expires_at,
                     "created_at": now,
+                    "lease_id": lease.id if lease is not None else None,
                 }
             )
             return None
@@ -393,6 +441,12 @@ class AuctionService:
         winners, standbys, outcomes = await distribution.select_winners(
             plan, try_reserve, standby=offer.call_standby if calls else 0
         )
+        takes = self._lease_takes(ping, reservations, state, now) if optimistic and self.leases is not None else []
+        if drawn and not await leases_repo.hold(tx, sorted({lease.id for lease, _ in drawn}), now=now):
+            if self.leases is not None:
+                for lease, _ in drawn:
+                    self.leases.retire(lease)  # ended meanwhile (or this process lost it): never again
+            raise _Contended
         await repo.insert_reservations(tx, reservations)
         rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
         bids, answer_bids = self._bids(ping, by_id, winners, standbys)
@@ -428,9 +482,39 @@ class AuctionService:
         )
         if ping.finalize is not None:
             await ping.finalize(tx, answer)
-        if optimistic and reservations and not await repo.take_slots(tx, reservations):
+        if self.leases is not None:
+            if takes and not await leases_repo.take(tx, takes):
+                raise _Contended
+            if ping.new_leases:
+                await leases_repo.insert(tx, [row for _, row in ping.new_leases_rows])
+        elif optimistic and reservations and not await repo.take_slots(tx, reservations):
             raise _Contended
         return answer
+
+    def _lease_takes(
+        self, ping: _Ping, reservations: list[dict[str, Any]], state: AuctionState | None, now: int
+    ) -> list[leases_repo.Take]:
+        """The optimistic path's takes from the shared rows: one per winner that drew from no lease, a
+        new lease's worth where the contract's rate and what is left allow (docs/scale-out.md)."""
+        assert self.leases is not None
+        takes = []
+        for r in reservations:
+            if r["lease_id"] is not None:
+                continue
+            contract = ping.snap.contracts[r["contract_id"]]
+            keys = PeriodKeys(r["day_key"], r["week_key"], r["month_key"])
+            price = r["amount_cents"]
+            size = self.leases.size(contract, state, keys, price) if state is not None else None
+            slots, cents = (size.slots, size.cents) if size is not None else (1, price)
+            if size is not None and size.slots > 1:
+                lease = self.leases.new_lease(contract, keys, size, price, now)
+                r["lease_id"] = lease.id
+                ping.new_leases.append(lease)
+                ping.new_leases_rows.append((lease, self.leases.row(lease, size, now)))
+            takes.append(
+                leases_repo.Take(r["contract_id"], keys.day, keys.week, keys.month, r["buyer_id"], slots, cents)
+            )
+        return takes
 
     @staticmethod
     async def _reserve(
@@ -508,6 +592,8 @@ class _Ping:
     lines: list[Line]
     finalize: Callable[[Tx, PingOut], Awaitable[None]] | None
     rate_limit: int
+    new_leases: list[Lease] = field(default_factory=list)  # taken by this ping's transaction
+    new_leases_rows: list[tuple[Lease, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

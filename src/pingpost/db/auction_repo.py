@@ -455,6 +455,7 @@ _RESERVATION_COLUMNS = (
     "live_call",
     "expires_at",
     "created_at",
+    "lease_id",  # docs/scale-out.md; absent (NULL) unless drawn from a process lease
 )
 
 
@@ -469,7 +470,7 @@ async def insert_reservations(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await tx.execute(
             _insert_reservations_sql(len(rows)),
-            {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS},
+            {f"{c}_{i}": row.get(c) for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS},
         )
 
 
