@@ -365,7 +365,7 @@ class AuctionService:
                     self.leases.undraw(lease, price)
             raise
 
-    async def _decide_drawing(  # noqa: C901, PLR0913 - the flow of _decide, top to bottom
+    async def _decide_drawing(  # noqa: C901 - the flow of _decide, top to bottom
         self,
         tx: Tx,
         ping: _Ping,
