@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.api.test_concurrency import CAP, FUNDED_SLOTS, PRICE, fire, setup_exchange
+from tests.api.test_concurrency import CAP, FUNDED_SLOTS, fire, setup_exchange
 from tests.conftest import PG_URL
 from tests.servers import kill_server, pingpost_server
 

@@ -137,6 +137,17 @@ def tick(sim: Simulation) -> Action:
     return Action(f"tick +{ms}ms", run)
 
 
+def sweep_leases(sim: Simulation) -> Action:
+    """An instance's lease upkeep (docs/scale-out.md): its used-up and expiring leases, and every
+    instance's expired ones (a crashed instance's too), end and give back what they did not use."""
+
+    async def run(inst: Instance) -> str:
+        book = inst.app.state.services.auction.leases
+        return f"{await book.sweep()} lease(s) ended" if book is not None else "no leases"
+
+    return Action("sweep leases", run)
+
+
 def leap(sim: Simulation) -> Action:
     """A large move: to just before the next local midnight of some zone, or minutes to hours on."""
     rng, clock = sim.rng, sim.clock

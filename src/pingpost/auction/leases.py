@@ -214,6 +214,12 @@ class LeaseBook:
             except Exception:  # the next sweep tries again; leases expire whatever happens
                 log.exception("lease_sweep_failed")
 
+    def stop_upkeep(self) -> None:
+        """No timer: whoever drives this book calls `sweep` (the simulator, docs/simulator.md)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def stop(self) -> None:
         """Give back every lease this process holds (a clean stop strands nothing)."""
         if self._task is not None:

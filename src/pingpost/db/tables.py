@@ -1,4 +1,5 @@
 """The whole exchange's schema, defined once (SQLAlchemy Core) and migrated by Alembic.
+Over 450 lines because every table of the schema stays in this one file (docs/architecture.md).
 
 Conventions that keep one SQL text valid on SQLite and PostgreSQL:
 - times are epoch milliseconds (BIGINT); money is BIGINT cents;
