@@ -34,10 +34,8 @@ class Tables:
     sales: list[dict[str, Any]]
     dedup: list[dict[str, Any]]
     claimed: dict[str, int]  # bid id -> when its delivery was claimed (a post's T1, a direct attempt, connected)
-    text: str
-    leases: list[
-        dict[str, Any]
-    ]  # active process leases, with what their reservations used (docs/scale-out.md)  # every stored text column where PII must never appear
+    text: str  # every stored text column where PII must never appear
+    leases: list[dict[str, Any]]  # active process leases and what their reservations used (docs/scale-out.md)
 
 
 async def load(tx: Tx) -> Tables:
