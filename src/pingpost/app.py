@@ -98,7 +98,13 @@ def create_app(
             counters.start()
             outbound = client or AiohttpBuyerClient()
             if settings.leases and settings.lease_ttl_ms > 0:
-                leases = LeaseBook(opened, ttl_ms=settings.lease_ttl_ms, max_slots=settings.lease_max_slots)
+                leases = LeaseBook(
+                    opened,
+                    ttl_ms=settings.lease_ttl_ms,
+                    max_slots=settings.lease_max_slots,
+                    share=max(2, settings.lease_share),
+                    min_left=max(2, settings.lease_min_left),
+                )
                 leases.start()
             posts = PostService(store=opened, secret=secret, client=outbound, grace_ms=settings.delivery_grace_ms)
             auction = AuctionService(

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     leases: bool = False
     lease_ttl_ms: int = 5000
     lease_max_slots: int = 100
+    lease_share: int = 4  # a lease takes at most 1/lease_share of what is left of a cap or the funds
+    lease_min_left: int = 8  # below this many slots (or prices) left, no lease: one at a time
     cookie_secure: bool = False  # the console's session cookie only over HTTPS (docs/console.md)
 
 

@@ -182,6 +182,8 @@ class Instance:
             db_pool_size=3,
             leases=self.leases,
             lease_ttl_ms=LEASE_TTL_MS,
+            lease_share=2,  # the simulated caps are small (1 to 20): lease them too
+            lease_min_left=2,
         )
         app = create_app(settings, store=self.store, client=self._buyers)
         with self.context():

@@ -59,6 +59,8 @@ class LeaseBook:
     store: Store
     ttl_ms: int = 5000
     max_slots: int = 100
+    share: int = 4  # a lease takes at most 1/share of what is left (domain/leases.py)
+    min_left: int = 8  # with fewer slots or prices left, one at a time
     holder: str = field(default_factory=process_tag)
     leases: dict[str, Lease] = field(default_factory=dict)  # by contract id
     _ending: dict[str, int] = field(default_factory=dict)  # retired, not yet ended: id -> expires_at
@@ -139,6 +141,8 @@ class LeaseBook:
             slots_left=slots_left((contract.daily_cap, contract.weekly_cap, contract.monthly_cap), used),
             funds_left_cents=funds.available_cents if funds else 0,
             price_cents=price_cents,
+            share=self.share,
+            min_left=self.min_left,
         )
 
     def new_lease(self, contract: Contract, keys: PeriodKeys, size: LeaseSize, price_cents: int, now: int) -> Lease:

@@ -34,7 +34,7 @@ from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Line, Terms, is_voice
 from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract
 from pingpost.domain.leads import LeadProblem, validate_lead
-from pingpost.domain.model import Campaign, Offer, Snapshot
+from pingpost.domain.model import Campaign, Contract, Offer, Snapshot
 from pingpost.domain.money import payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.ids import new_id, now_ms
@@ -240,9 +240,11 @@ class AuctionService:
             # lines as they were before its first attempt (docs/crash-safety.md).
             for line, saved in zip(lines, before, strict=True):
                 line.restore(saved)
-            return self._decide(tx, ping)
+            return self._decide(tx, ping, state=state)
 
-        return await self.store.write(decide_afresh, durable=False)
+        answer = await self.store.write(decide_afresh, durable=False)
+        self._keep_leases(ping)
+        return answer
 
     async def _ping_fixed_prices(self, auction: _Auction, *, optimistic: bool) -> PingOut:
         """Fixed prices only: read, decide and write in one unit of the write batch (nothing to wait for in
@@ -273,10 +275,14 @@ class AuctionService:
             )
 
         answer = await self.store.write(read_decide_write, batch_cache=True, durable=False)
-        if self.leases is not None:
-            for lease in ping.new_leases:  # committed: the next winners of these contracts draw from them
-                self.leases.add(lease)
+        self._keep_leases(ping)
         return answer
+
+    def _keep_leases(self, ping: _Ping) -> None:
+        """The ping's transaction committed: the next winners of these contracts draw from its leases."""
+        if self.leases is not None:
+            for lease in ping.new_leases:
+                self.leases.add(lease)
 
     def _observe(self, ping: _Ping, answer: PingOut, started: float) -> None:
         """Report counters (real pings), the log line and the metrics of a decided ping."""
@@ -416,6 +422,10 @@ class AuctionService:
                 taken = await self._reserve(
                     tx, line, choice.price_cents, keys=keys[line.contract.id], live=live, optimistic=optimistic
                 )
+                lease_more = self.leases is not None and state is not None and not optimistic and not live
+                if lease_more and state is not None and not isinstance(taken, tuple):
+                    # the slot and price are taken: lease more along with them (docs/scale-out.md)
+                    lease = await self._extend(tx, ping, line.contract, taken, choice.price_cents, state, now)
             if isinstance(taken, tuple):
                 return taken
             line.reservation_id = new_id("rsv")
@@ -490,6 +500,33 @@ class AuctionService:
         elif optimistic and reservations and not await repo.take_slots(tx, reservations):
             raise _Contended
         return answer
+
+    async def _extend(  # noqa: PLR0913 - the winner and what its ping read
+        self,
+        tx: Tx,
+        ping: _Ping,
+        contract: Contract,
+        keys: PeriodKeys,
+        price: int,
+        state: AuctionState,
+        now: int,
+    ) -> Lease | None:
+        """The careful path took one slot and the price: take a lease's worth more, if the rate and what
+        is left allow, and answer the new lease (this winner's reservation is its first draw)."""
+        assert self.leases is not None
+        size = self.leases.size(contract, state, keys, price)
+        if size.slots < 2:
+            return None
+        more = leases_repo.Take(
+            contract.id, keys.day, keys.week, keys.month, contract.buyer_id, size.slots - 1, size.cents - price
+        )
+        repo.forget(tx)  # counter rows change outside the batch's shared state (SQLite)
+        if not await leases_repo.extend(tx, more):
+            return None
+        lease = self.leases.new_lease(contract, keys, size, price, now)
+        ping.new_leases.append(lease)
+        ping.new_leases_rows.append((lease, self.leases.row(lease, size, now)))
+        return lease
 
     def _lease_takes(
         self, ping: _Ping, reservations: list[dict[str, Any]], state: AuctionState | None, now: int

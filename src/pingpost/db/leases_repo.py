@@ -98,6 +98,36 @@ async def _take_one_by_one(tx: Tx, takes: Sequence[Take]) -> bool:
     return True
 
 
+async def extend(tx: Tx, t: Take) -> bool:
+    """`t.slots` more cap slots and `t.cents` more funds for a winner whose own slot and hold this
+    transaction already took (its rows are locked: PostgreSQL's careful path locks them first, SQLite
+    has one writer); both or neither (the slots go back when the funds are short)."""
+    params = {"c": t.contract_id, "d": t.day, "w": t.week, "m": t.month, "k": t.slots}
+    taken = await tx.execute(
+        "UPDATE contract_usage SET day_used = day_used + :k, week_used = week_used + :k, "
+        "month_used = month_used + :k WHERE contract_id = :c AND day_key = :d AND week_key = :w AND month_key = :m "
+        "AND (daily_cap IS NULL OR day_used + :k <= daily_cap) "
+        "AND (weekly_cap IS NULL OR week_used + :k <= weekly_cap) "
+        "AND (monthly_cap IS NULL OR month_used + :k <= monthly_cap)",
+        params,
+    )
+    if taken != 1:
+        return False
+    held = await tx.execute(
+        "UPDATE buyer_funds SET holds_cents = holds_cents + :a "
+        "WHERE buyer_id = :b AND balance_cents + credit_limit_cents - holds_cents >= :a",
+        {"a": t.cents, "b": t.buyer_id},
+    )
+    if held == 1:
+        return True
+    await tx.execute(
+        "UPDATE contract_usage SET day_used = day_used - :k, week_used = week_used - :k, "
+        "month_used = month_used - :k WHERE contract_id = :c AND day_key = :d AND week_key = :w AND month_key = :m",
+        params,
+    )
+    return False
+
+
 async def insert(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
     """New active leases (the counters were taken by `take` in the same transaction)."""
     await tx.executemany(

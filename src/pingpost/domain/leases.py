@@ -26,7 +26,7 @@ class LeaseSize:
     cents: int
 
 
-def lease_size(
+def lease_size(  # noqa: PLR0913 - every input of the rule, by keyword
     *,
     wins_per_s: float,
     ttl_ms: int,
@@ -34,17 +34,20 @@ def lease_size(
     slots_left: int | None,
     funds_left_cents: int,
     price_cents: int,
+    share: int = 4,
+    min_left: int = MIN_LEFT_TO_LEASE,
 ) -> LeaseSize:
     """The slots and cents to take for one winner at `price_cents` (1 slot and the price: no lease).
 
     `slots_left`: what is left of the tightest capped period now (None: the contract has no cap);
-    `funds_left_cents`: the buyer's available funds now."""
+    `funds_left_cents`: the buyer's available funds now. `share` and `min_left` are the quarter and the
+    8 above (settings `lease_share`, `lease_min_left`; the simulator leases smaller caps with 2 and 2)."""
     k = min(max_slots, int(wins_per_s * ttl_ms / 2000))
     if slots_left is not None:
-        k = min(k, slots_left // 4 if slots_left >= MIN_LEFT_TO_LEASE else 1)
+        k = min(k, slots_left // share if slots_left >= min_left else 1)
     if price_cents > 0:
         prices_left = funds_left_cents // price_cents
-        k = min(k, prices_left // 4 if prices_left >= MIN_LEFT_TO_LEASE else 1)
+        k = min(k, prices_left // share if prices_left >= min_left else 1)
     if k < 2:
         return LeaseSize(1, price_cents)
     return LeaseSize(k, k * price_cents)
