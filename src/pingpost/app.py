@@ -86,7 +86,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        opened = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
+        opened = store or await open_store(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            statement_cache_size=settings.db_statement_cache_size,
+        )
         counters: ReportCounters | None = None
         outbound: BuyerClient | None = None
         leases: LeaseBook | None = None

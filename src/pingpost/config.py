@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     json_logs: bool = True
     post_retention_days: int = 90
     db_pool_size: int = 10
+    # asyncpg's prepared statements per connection; 0 behind PgBouncer in transaction mode older than
+    # 1.21 (or without max_prepared_statements): docs/deploy.md
+    db_statement_cache_size: int = 100
     delivery_grace_ms: int = 30_000
     idempotency_lease_s: int = 300
     ping_rate_limit_per_s: int = 0  # per campaign, across processes; 0 = no limit unless the campaign sets one

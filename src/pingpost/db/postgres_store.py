@@ -81,9 +81,17 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, url: str, *, min_size: int = 2, max_size: int = 20, shared_clock: Clock | None = None
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 20,
+        shared_clock: Clock | None = None,
+        statement_cache_size: int = 100,
     ) -> PostgresStore:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, statement_cache_size=statement_cache_size
+        )
         return cls(url, pool, shared_clock=shared_clock)
 
     async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
