@@ -65,6 +65,7 @@ class LeaseBook:
     leases: dict[str, Lease] = field(default_factory=dict)  # by contract id
     _ending: dict[str, int] = field(default_factory=dict)  # retired, not yet ended: id -> expires_at
     _rates: dict[str, _Rate] = field(default_factory=dict)
+    _taking: dict[str, int] = field(default_factory=dict)  # contract id -> when a ping began taking a lease
     _task: asyncio.Task[None] | None = None
 
     @property
@@ -125,7 +126,12 @@ class LeaseBook:
             rate.second, rate.count = second, 0
         rate.count += 1
 
-    def size(self, contract: Contract, state: AuctionState, keys: PeriodKeys, price_cents: int) -> LeaseSize:
+    def size(self, contract: Contract, state: AuctionState, keys: PeriodKeys, price_cents: int, now: int) -> LeaseSize:
+        """What this winner takes. While another ping of this process is taking a lease of the contract
+        (a burst arrives before the first lease commits), the others take one slot each rather than
+        a lease each."""
+        if now - self._taking.get(contract.id, -(10**15)) < self.margin_ms:
+            return LeaseSize(1, price_cents)
         rate = self._rates.get(contract.id)
         u = state.usage.get(contract.id, Usage())
         used = (
@@ -148,6 +154,7 @@ class LeaseBook:
     def new_lease(self, contract: Contract, keys: PeriodKeys, size: LeaseSize, price_cents: int, now: int) -> Lease:
         """A lease taken by this ping's transaction, the ping's own slot and price already drawn (add it
         to the book once that transaction committed)."""
+        self._taking[contract.id] = now
         return Lease(
             id=new_id("lse"),
             contract_id=contract.id,
@@ -174,7 +181,11 @@ class LeaseBook:
         }
 
     def add(self, lease: Lease) -> None:
+        self._taking.pop(lease.contract_id, None)
         old = self.leases.get(lease.contract_id)
+        if old is not None and old.usable and old.keys == lease.keys and old.slots_left >= lease.slots_left:
+            self.retire(lease)  # keep the fuller one; this one goes back at the next sweep
+            return
         if old is not None:
             self.retire(old)
         self.leases[lease.contract_id] = lease

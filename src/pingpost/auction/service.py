@@ -514,7 +514,7 @@ class AuctionService:
         """The careful path took one slot and the price: take a lease's worth more, if the rate and what
         is left allow, and answer the new lease (this winner's reservation is its first draw)."""
         assert self.leases is not None
-        size = self.leases.size(contract, state, keys, price)
+        size = self.leases.size(contract, state, keys, price, now)
         if size.slots < 2:
             return None
         more = leases_repo.Take(
@@ -541,7 +541,7 @@ class AuctionService:
             contract = ping.snap.contracts[r["contract_id"]]
             keys = PeriodKeys(r["day_key"], r["week_key"], r["month_key"])
             price = r["amount_cents"]
-            size = self.leases.size(contract, state, keys, price) if state is not None else None
+            size = self.leases.size(contract, state, keys, price, now) if state is not None else None
             slots, cents = (size.slots, size.cents) if size is not None else (1, price)
             if size is not None and size.slots > 1:
                 lease = self.leases.new_lease(contract, keys, size, price, now)
