@@ -86,6 +86,9 @@ async def test_winners_draw_from_leases_and_the_counters_stay_exact(
     seen = await store.read(counts)
     assert seen["leases"] == []
     check_accounts(seen)
+    summary = {r["contract_id"]: r for r in await store.read(lambda tx: leases_repo.summary(tx, since=0))}
+    assert summary["capped"]["active"] == 0 and summary["capped"]["used_slots"] >= 1
+    assert summary["capped"]["stranded_slots"] == 0  # ended within their period
 
 
 async def test_a_lease_ended_elsewhere_is_never_drawn_from_again(leased: tuple[Api, LeaseBook], store: Store) -> None:

@@ -29,6 +29,7 @@ ADMIN_PAGES = [
     "/console/reconciliation",
     "/console/reports",
     "/console/reports.csv",
+    "/console/leases",
     "/console/returns",
     "/console/replays",
     "/console/audit",

@@ -307,7 +307,7 @@ def run_bench(  # noqa: PLR0913 - one keyword a bench option
         ["sandbox-buyers", "--port", str(sandbox_port)], env, f"{sandbox}/_received/x", workdir / "sandbox.log"
     ):
         if compare_sqlite and postgres:
-            # SPEC 19's target is a ratio to SQLite's 1-worker peak measured in the same run.
+            # the scale-out target is a ratio to SQLite's 1-worker peak measured in the same run (docs/scale-out.md)
             sqlite = f"sqlite:///{workdir / 'fixed-sqlite.db'}"
             sqlite_env = {**env, "PINGPOST_LEASES": "false"}
             results["sqlite_1_worker"] = _scenario(

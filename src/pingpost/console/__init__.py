@@ -6,12 +6,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from pingpost.console import account_pages, buyer_pages, money_pages, overview_pages, partner_pages, ping_pages
+from pingpost.console import (
+    account_pages,
+    buyer_pages,
+    lease_pages,
+    money_pages,
+    overview_pages,
+    partner_pages,
+    ping_pages,
+)
 from pingpost.console.web import HERE
 
 
 def mount(app: FastAPI) -> None:
     """Add the console's routes and its static files (htmx, uPlot, the stylesheet) to `app`."""
-    for module in (account_pages, overview_pages, ping_pages, buyer_pages, partner_pages, money_pages):
+    for module in (account_pages, overview_pages, ping_pages, buyer_pages, partner_pages, money_pages, lease_pages):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
