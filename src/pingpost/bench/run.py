@@ -180,7 +180,7 @@ async def _measure(  # noqa: PLR0913 - a scenario's settings
                 async with session.post(f"{base}/v1/ping", json=payload, headers=auth) as r:
                     await r.read()
                     return r.status
-            except aiohttp.ClientError:  # a dropped connection on an overloaded machine: an error, not a crash
+            except (aiohttp.ClientError, TimeoutError):  # an overloaded machine: an error, not the end of the run
                 return 0
 
         async def healthz() -> int:
@@ -188,7 +188,7 @@ async def _measure(  # noqa: PLR0913 - a scenario's settings
                 async with session.get(f"{base}/healthz") as r:
                     await r.read()
                     return r.status
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):
                 return 0
 
         await driver.closed_loop(ping, seconds=1.0, concurrency=16)  # warm up
@@ -218,7 +218,7 @@ async def _measure(  # noqa: PLR0913 - a scenario's settings
                         async with session.post(f"{base}/v1/ping", json=payload, headers=auth) as r:
                             answer = await r.json()
                         break
-                    except aiohttp.ClientError:
+                    except (aiohttp.ClientError, TimeoutError):
                         continue
                 if "ping_id" not in answer:
                     continue
@@ -229,7 +229,7 @@ async def _measure(  # noqa: PLR0913 - a scenario's settings
                         f"{base}/v1/post", json={"ping_id": answer["ping_id"], "lead": lead}, headers=auth
                     ) as r:
                         await r.read()
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     continue
                 post_latencies.append((time.perf_counter() - started) * 1000)
             out["post_p50_ms"] = _pct(post_latencies, 50)
