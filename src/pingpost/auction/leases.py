@@ -41,6 +41,7 @@ class Lease:
     slots_left: int
     cents_left: int
     expires_at: int  # the store's clock for shared decisions
+    slots: int = 0  # what it held when taken
     usable: bool = True
 
 
@@ -62,7 +63,7 @@ class LeaseBook:
     share: int = 4  # a lease takes at most 1/share of what is left (domain/leases.py)
     min_left: int = 8  # with fewer slots or prices left, one at a time
     holder: str = field(default_factory=process_tag)
-    leases: dict[str, Lease] = field(default_factory=dict)  # by contract id
+    leases: dict[str, list[Lease]] = field(default_factory=dict)  # by contract id, oldest first
     _ending: dict[str, int] = field(default_factory=dict)  # retired, not yet ended: id -> expires_at
     _rates: dict[str, _Rate] = field(default_factory=dict)
     _taking: dict[str, int] = field(default_factory=dict)  # contract id -> when a ping began taking a lease
@@ -77,7 +78,7 @@ class LeaseBook:
     def adjust(self, state: AuctionState, keys: PeriodKeysByContract, now: int) -> None:
         """What this process holds unused in leases is its own to use: the decision sees it as free
         (the shared rows count it as used)."""
-        for lease in self.leases.values():
+        for lease in self.held():
             if not self._drawable(lease, keys[lease.contract_id], now):
                 continue
             u = state.usage.get(lease.contract_id)
@@ -96,20 +97,35 @@ class LeaseBook:
             if f is not None:
                 f.holds_cents -= lease.cents_left
 
+    def held(self) -> list[Lease]:
+        return [lease for leases in self.leases.values() for lease in leases]
+
     def _drawable(self, lease: Lease, keys: PeriodKeys, now: int) -> bool:
         return lease.usable and lease.keys == keys and lease.expires_at - self.margin_ms > now
 
     def draw(self, contract_id: str, keys: PeriodKeys, price_cents: int, now: int) -> Lease | None:
-        """One slot and the price from this process's lease of the contract, if it has them."""
+        """One slot and the price from this process's oldest lease of the contract that has them."""
         self._note_win(contract_id, now)
-        lease = self.leases.get(contract_id)
-        if lease is None or not self._drawable(lease, keys, now):
-            return None
-        if lease.slots_left < 1 or lease.cents_left < price_cents:
-            return None
-        lease.slots_left -= 1
-        lease.cents_left -= price_cents
-        return lease
+        for lease in self.leases.get(contract_id, ()):
+            if self._drawable(lease, keys, now) and lease.slots_left >= 1 and lease.cents_left >= price_cents:
+                lease.slots_left -= 1
+                lease.cents_left -= price_cents
+                return lease
+        return None
+
+    def needs_refill(self, contract_id: str, keys: PeriodKeys, now: int) -> bool:
+        """A winner that drew from a lease takes the next one when what is left runs low (under half of
+        the newest lease) or old (under half a lifetime), so the contract's next winners never wait
+        without a lease (and none is being taken already)."""
+        if now - self._taking.get(contract_id, -(10**15)) < self.margin_ms:
+            return False
+        drawable = [lease for lease in self.leases.get(contract_id, ()) if self._drawable(lease, keys, now)]
+        if not drawable:
+            return False
+        newest = drawable[-1]
+        return 2 * sum(lease.slots_left for lease in drawable) < newest.slots or (
+            newest.expires_at - now < self.ttl_ms // 2
+        )
 
     def undraw(self, lease: Lease, price_cents: int) -> None:
         """A ping that drew from the lease did not commit (its transaction was undone)."""
@@ -151,18 +167,21 @@ class LeaseBook:
             min_left=self.min_left,
         )
 
-    def new_lease(self, contract: Contract, keys: PeriodKeys, size: LeaseSize, price_cents: int, now: int) -> Lease:
-        """A lease taken by this ping's transaction, the ping's own slot and price already drawn (add it
-        to the book once that transaction committed)."""
+    def new_lease(
+        self, contract: Contract, keys: PeriodKeys, size: LeaseSize, price_cents: int, now: int, *, drawn: bool = True
+    ) -> Lease:
+        """A lease taken by this ping's transaction, the ping's own slot and price already drawn from it
+        unless `drawn` is False (a refill); add it to the book once that transaction committed."""
         self._taking[contract.id] = now
         return Lease(
             id=new_id("lse"),
             contract_id=contract.id,
             buyer_id=contract.buyer_id,
             keys=keys,
-            slots_left=size.slots - 1,
-            cents_left=size.cents - price_cents,
+            slots_left=size.slots - (1 if drawn else 0),
+            cents_left=size.cents - (price_cents if drawn else 0),
             expires_at=now + self.ttl_ms,
+            slots=size.slots,
         )
 
     def row(self, lease: Lease, size: LeaseSize, now: int) -> dict[str, object]:
@@ -182,19 +201,16 @@ class LeaseBook:
 
     def add(self, lease: Lease) -> None:
         self._taking.pop(lease.contract_id, None)
-        old = self.leases.get(lease.contract_id)
-        if old is not None and old.usable and old.keys == lease.keys and old.slots_left >= lease.slots_left:
-            self.retire(lease)  # keep the fuller one; this one goes back at the next sweep
-            return
-        if old is not None:
-            self.retire(old)
-        self.leases[lease.contract_id] = lease
+        self.leases.setdefault(lease.contract_id, []).append(lease)
 
     def retire(self, lease: Lease) -> None:
         """Draw from it no more; the next sweep ends it and gives back what it did not use."""
         lease.usable = False
-        if self.leases.get(lease.contract_id) is lease:
-            del self.leases[lease.contract_id]
+        held = self.leases.get(lease.contract_id, [])
+        if lease in held:
+            held.remove(lease)
+            if not held:
+                del self.leases[lease.contract_id]
         self._ending[lease.id] = lease.expires_at
 
     # --- upkeep -------------------------------------------------------------------------------------
@@ -205,7 +221,7 @@ class LeaseBook:
 
         async def unit(tx: Tx) -> tuple[int, list[str]]:
             now = await tx.now_ms()
-            for lease in list(self.leases.values()):
+            for lease in self.held():
                 if lease.slots_left < 1 or lease.cents_left <= 0 or lease.expires_at - self.margin_ms <= now:
                     self.retire(lease)
             ended = await leases_repo.end(tx, now=now, ids=sorted(self._ending))
@@ -241,7 +257,7 @@ class LeaseBook:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for lease in list(self.leases.values()):
+        for lease in self.held():
             self.retire(lease)
         with contextlib.suppress(Exception):
             await self.sweep()

@@ -536,11 +536,28 @@ class AuctionService:
         assert self.leases is not None
         takes = []
         for r in reservations:
-            if r["lease_id"] is not None:
-                continue
             contract = ping.snap.contracts[r["contract_id"]]
             keys = PeriodKeys(r["day_key"], r["week_key"], r["month_key"])
             price = r["amount_cents"]
+            if r["lease_id"] is not None:  # drawn: take the next lease ahead when this one runs low
+                if state is not None and self.leases.needs_refill(contract.id, keys, now):
+                    refill = self.leases.size(contract, state, keys, price, now)
+                    if refill.slots > 1:
+                        lease = self.leases.new_lease(contract, keys, refill, price, now, drawn=False)
+                        ping.new_leases.append(lease)
+                        ping.new_leases_rows.append((lease, self.leases.row(lease, refill, now)))
+                        takes.append(
+                            leases_repo.Take(
+                                contract.id,
+                                keys.day,
+                                keys.week,
+                                keys.month,
+                                contract.buyer_id,
+                                refill.slots,
+                                refill.cents,
+                            )
+                        )
+                continue
             size = self.leases.size(contract, state, keys, price, now) if state is not None else None
             slots, cents = (size.slots, size.cents) if size is not None else (1, price)
             if size is not None and size.slots > 1:
