@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # (SQLite has one writer: nothing to gain). A lease lives `lease_ttl_ms` (drawn from until 3/4 of it).
     leases: bool = False
     lease_ttl_ms: int = 5000
-    lease_max_slots: int = 100
+    lease_max_slots: int = 500
     lease_share: int = 4  # a lease takes at most 1/lease_share of what is left of a cap or the funds
     lease_min_left: int = 8  # below this many slots (or prices) left, no lease: one at a time
     cookie_secure: bool = False  # the console's session cookie only over HTTPS (docs/console.md)

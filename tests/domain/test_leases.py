@@ -23,7 +23,7 @@ def size(**kw: object) -> LeaseSize:
 
 def test_a_busy_uncapped_contract_leases_up_to_the_maximum() -> None:
     assert size() == LeaseSize(100, 100_000)
-    assert size(wins_per_s=20.0) == LeaseSize(50, 50_000)  # half a lifetime of wins
+    assert size(wins_per_s=10.0) == LeaseSize(50, 50_000)  # a lifetime of wins
 
 
 def test_a_quiet_contract_takes_one_slot_at_a_time() -> None:

@@ -59,7 +59,7 @@ class LeaseBook:
 
     store: Store
     ttl_ms: int = 5000
-    max_slots: int = 100
+    max_slots: int = 500
     share: int = 4  # a lease takes at most 1/share of what is left (domain/leases.py)
     min_left: int = 8  # with fewer slots or prices left, one at a time
     holder: str = field(default_factory=process_tag)

@@ -5,7 +5,7 @@ process at once, so the next `k - 1` winners of that contract in that process to
 Large leases save round trips on the hot rows; small ones strand less: what a process holds unused
 when its lease ends at a period's end is under-fill, and while it holds them no other process can
 use them. So the size follows the rate and shrinks with what is left:
-- about half a lease lifetime of this process's recent wins of the contract, at most `max_slots`;
+- about a lease lifetime of this process's recent wins of the contract, at most `max_slots`;
 - at most a quarter of the slots left in the tightest capped period, and of the buyer's available
   funds counted in prices: the leases of any number of processes together never take more than
   what is left, each later one a quarter of a smaller rest, and the last few slots (fewer than 8)
@@ -42,7 +42,7 @@ def lease_size(  # noqa: PLR0913 - every input of the rule, by keyword
     `slots_left`: what is left of the tightest capped period now (None: the contract has no cap);
     `funds_left_cents`: the buyer's available funds now. `share` and `min_left` are the quarter and the
     8 above (settings `lease_share`, `lease_min_left`; the simulator leases smaller caps with 2 and 2)."""
-    k = min(max_slots, int(wins_per_s * ttl_ms / 2000))
+    k = min(max_slots, int(wins_per_s * ttl_ms / 1000))
     if slots_left is not None:
         k = min(k, slots_left // share if slots_left >= min_left else 1)
     if price_cents > 0:
