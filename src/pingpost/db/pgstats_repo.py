@@ -11,9 +11,11 @@ async def row_lock_waiters(tx: Tx) -> list[str]:
     A backend that waits for another transaction's row lock shows as an ungranted `transactionid`
     lock (and sometimes a `tuple` lock first); the key names both, so one wait seen by several samples
     counts once (the bench keeps the set of keys)."""
+    # Only this database's backends: a shared server runs other databases' transactions too.
     rows = await tx.fetch(
-        "SELECT pid::text || ':' || locktype || ':' || COALESCE(transactionid::text, '') || ':' "
-        "|| COALESCE(relation::text, '') || ':' || COALESCE(page::text, '') || ':' || COALESCE(tuple::text, '') "
-        "AS k FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')"
+        "SELECT l.pid::text || ':' || l.locktype || ':' || COALESCE(l.transactionid::text, '') || ':' "
+        "|| COALESCE(l.relation::text, '') || ':' || COALESCE(l.page::text, '') || ':' "
+        "|| COALESCE(l.tuple::text, '') AS k FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE a.datname = current_database() AND NOT l.granted AND l.locktype IN ('transactionid', 'tuple')"
     )
     return [str(r["k"]) for r in rows]
