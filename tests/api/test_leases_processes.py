@@ -21,6 +21,8 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="PINGPOST_TEST_POSTGRES_URL i
 
 TTL_MS = 1200
 LEASES = {"PINGPOST_LEASES": "true", "PINGPOST_LEASE_TTL_MS": str(TTL_MS), "PINGPOST_LEASE_MAX_SLOTS": "50"}
+VICTIM_TTL_MS = 3000  # long enough that it surely holds a lease when it is killed, on a slow machine too
+VICTIM = {**LEASES, "PINGPOST_LEASE_TTL_MS": str(VICTIM_TTL_MS)}
 
 
 async def accounts(url: str) -> dict[str, Any]:
@@ -96,16 +98,20 @@ def test_four_processes_never_oversell_and_a_killed_one_strands_nothing_past_exp
         pingpost_server(pg_database, workdir=tmp_path, extra_env=LEASES) as a,
         pingpost_server(pg_database, workdir=tmp_path, extra_env=LEASES) as b,
         pingpost_server(pg_database, workdir=tmp_path, extra_env=LEASES) as c,
-        pingpost_server(pg_database, workdir=tmp_path, extra_env=LEASES) as victim,
+        pingpost_server(pg_database, workdir=tmp_path, extra_env=VICTIM) as victim,
     ):
         key = asyncio.run(setup_exchange(a))
         # The victim alone first: the leases out are its own. Then it dies holding them.
-        total = won(asyncio.run(fire([victim], key, 40)))
-        held = asyncio.run(accounts(pg_database))
+        total = 0
+        for _ in range(4):  # until it holds a lease (a used-up one is ended by its next sweep)
+            total += won(asyncio.run(fire([victim], key, 10)))
+            held = asyncio.run(accounts(pg_database))
+            if held["active_leases"]:
+                break
         assert held["active_leases"] > 0, held
         assert held["capped"] <= CAP and held["funded"] <= FUNDED_SLOTS, held
         kill_server(victim)
-        time.sleep(TTL_MS / 1000 + 0.6)  # its leases expire; a live process's sweep (every TTL / 8) ends them
+        time.sleep(VICTIM_TTL_MS / 1000 + 0.6)  # its leases expire; a live process's sweep (every TTL / 8) ends them
         after = asyncio.run(accounts(pg_database))
         assert after["active_leases"] == 0, after  # ended by the others; the counters add up (accounts)
         bases = [a, b, c]
