@@ -22,6 +22,7 @@ from pingpost.admin.service import AdminService
 from pingpost.admin.suppression_endpoints import router as suppression_router
 from pingpost.auction.endpoints import router as partner_router
 from pingpost.auction.endpoints import serve_ping
+from pingpost.auction.leases import LeaseBook
 from pingpost.auction.rtb import AiohttpRtbBidder
 from pingpost.auction.service import AuctionDefaults, AuctionService
 from pingpost.auction.snapshot import SnapshotCache
@@ -85,6 +86,21 @@ class PingpostApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _lease_book(store: Store, settings: Settings) -> LeaseBook | None:
+    """This process's leases of cap slots and funds (docs/scale-out.md), started; None when off."""
+    if not (settings.leases and settings.lease_ttl_ms > 0):
+        return None
+    book = LeaseBook(
+        store,
+        ttl_ms=settings.lease_ttl_ms,
+        max_slots=settings.lease_max_slots,
+        share=max(2, settings.lease_share),
+        min_left=max(2, settings.lease_min_left),
+    )
+    book.start()
+    return book
+
+
 def create_app(
     settings: Settings | None = None, *, store: Store | None = None, client: BuyerClient | None = None
 ) -> FastAPI:
@@ -94,11 +110,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        opened = store or await open_store(settings.database_url, pool_size=settings.db_pool_size)
+        opened = store or await open_store(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            statement_cache_size=settings.db_statement_cache_size,
+        )
         counters: ReportCounters | None = None
         outbound: BuyerClient | None = None
         sender: WebhookSender | None = None
         own_vendor_client: AiohttpBuyerClient | None = None
+        leases: LeaseBook | None = None
         try:
             secret = load_secret_key(settings)
             await check_fingerprint(opened, secret)
@@ -106,6 +127,7 @@ def create_app(
             counters = ReportCounters(opened)
             counters.start()
             outbound = client or AiohttpBuyerClient()
+            leases = _lease_book(opened, settings)
             # Verification vendors go through the same seam; a test double without vendor calls gets a
             # real client of its own for them (docs/verification.md).
             if not isinstance(outbound, VendorClient):
@@ -127,6 +149,7 @@ def create_app(
                     static_fallback=settings.static_fallback, rate_limit_per_s=settings.ping_rate_limit_per_s
                 ),
                 counters=counters,
+                leases=leases,
             )
             if settings.webhook_sender and isinstance(outbound, WebhookClient):
                 sender = WebhookSender(opened, outbound)
@@ -166,6 +189,8 @@ def create_app(
         finally:
             if sender is not None:
                 await sender.stop()
+            if leases is not None:
+                await leases.stop()  # give back what this process holds
             if counters is not None:
                 await counters.stop()
             if client is None and outbound is not None:

@@ -253,6 +253,10 @@ def bench(  # noqa: PLR0913 - Typer: one parameter per option
     rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
     scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang"),
+    compare_sqlite: bool = typer.Option(
+        False, "--compare-sqlite", help="with a PostgreSQL --database: also run `fixed` on SQLite, 1 worker, first"
+    ),
+    leases: bool = typer.Option(True, help="PostgreSQL: serve with process leases (docs/scale-out.md)"),
 ) -> None:
     """The benchmark of docs/performance.md: fixed-price, RTB and hanging-buyer scenarios."""
     import orjson
@@ -262,7 +266,14 @@ def bench(  # noqa: PLR0913 - Typer: one parameter per option
 
     try:
         results = run_bench(
-            database=database, workers=workers, duration=duration, rate=rate, scenarios=tuple(scenario), reset=reset
+            database=database,
+            workers=workers,
+            duration=duration,
+            rate=rate,
+            scenarios=tuple(scenario),
+            reset=reset,
+            compare_sqlite=compare_sqlite,
+            leases=leases,
         )
     except DatabaseInUse as exc:
         typer.echo(f"pingpost bench: {exc}", err=True)
@@ -270,15 +281,20 @@ def bench(  # noqa: PLR0913 - Typer: one parameter per option
     if json_out:
         print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
         return
-    table = Table(title=f"pingpost bench ({results['database']}, {workers} worker(s), {duration:g} s a phase)")
+    leased = ", leases" if results.get("leases") else ""
+    table = Table(title=f"pingpost bench ({results['database']}{leased}, {workers} worker(s), {duration:g} s a phase)")
     table.add_column("scenario")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name in ("fixed", "rtb", "hang"):
         for figure, value in (results.get(name) or {}).items():
             table.add_row(name, figure, f"{value:.2f}" if isinstance(value, float) else str(value))
+    for figure, value in (results.get("sqlite_1_worker") or {}).items():
+        table.add_row("sqlite_1_worker", figure, f"{value:.2f}" if isinstance(value, float) else str(value))
     for figure, value in (results.get("no_oversell") or {}).items():
         table.add_row("no_oversell", figure, str(value))
+    if "pg_peak_over_sqlite_1_worker" in results:
+        print(f"PostgreSQL peak / SQLite 1-worker peak: {results['pg_peak_over_sqlite_1_worker']:.2f}")
     console.print(table)
     fixed = results.get("fixed")
     if fixed:

@@ -25,8 +25,13 @@ def _new_process_tag() -> None:
 os.register_at_fork(after_in_child=_new_process_tag)
 
 
+def process_tag() -> str:
+    """This process's tag (in every id it makes): who holds a lease (docs/scale-out.md)."""
+    return _process_tag
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{now_ms():011x}{_process_tag}{next(_counter) & 0xFFFFFF:06x}"
 
 
-__all__ = ["new_id", "now_ms"]
+__all__ = ["new_id", "now_ms", "process_tag"]

@@ -21,6 +21,10 @@ BID_SECONDS = Histogram(
     ["contract"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+DB_STATEMENTS = Counter(
+    "pingpost_db_statements_total",
+    "Statements sent to PostgreSQL, BEGIN and COMMIT included (pingpost bench: db_statements_per_ping)",
+)
 DELIVERIES = Counter("pingpost_deliveries_total", "Lead deliveries", ["contract", "outcome"])
 VERIFICATIONS = Counter("pingpost_verifications_total", "Verification checks at post", ["type", "result"])
 

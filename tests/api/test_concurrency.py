@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.setup_data import LEAD, VERTICAL
 from tests.conftest import ADMIN_TOKEN, PG_URL
-from tests.servers import admin_session, pingpost_server
+from tests.servers import Create, admin_session, pingpost_server
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PRICE = 1000
@@ -22,44 +22,49 @@ FUNDED_SLOTS = 20
 
 async def setup_exchange(base: str) -> str:
     async with admin_session(base) as post:
-        await post("/v1/admin/verticals", VERTICAL)
+        return await setup_exchange_with(post)
+
+
+async def setup_exchange_with(post: Create) -> str:
+    """A capped contract and a contract whose buyer has funds for FUNDED_SLOTS sales."""
+    await post("/v1/admin/verticals", VERTICAL)
+    await post(
+        "/v1/admin/offers",
+        {"id": "med", "name": "M", "vertical": "medicare", "distribution": {"rule": "multisell", "max_winners": 2}},
+    )
+    await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
+    key = (
         await post(
-            "/v1/admin/offers",
-            {"id": "med", "name": "M", "vertical": "medicare", "distribution": {"rule": "multisell", "max_winners": 2}},
-        )
-        await post("/v1/admin/partners", {"id": "acme", "name": "Acme"})
-        key = (
-            await post(
-                "/v1/admin/campaigns",
-                {
-                    "id": "cmp",
-                    "name": "C",
-                    "partner": "acme",
-                    "offer": "med",
-                    "payout": {"type": "revshare", "percent": 50},
-                },
-            )
-        )["posting_key"]
-        for ident in ("capped-buyer", "funded-buyer"):
-            await post("/v1/admin/buyers", {"id": ident, "name": ident})
-        await post("/v1/admin/buyers/capped-buyer/deposits", {"amount_cents": 10**9})
-        await post("/v1/admin/buyers/funded-buyer/deposits", {"amount_cents": FUNDED_SLOTS * PRICE})
-        await post(
-            "/v1/admin/contracts",
+            "/v1/admin/campaigns",
             {
-                "id": "capped",
-                "name": "capped",
-                "buyer": "capped-buyer",
+                "id": "cmp",
+                "name": "C",
+                "partner": "acme",
                 "offer": "med",
-                "price_cents": PRICE,
-                "caps": {"daily": CAP, "monthly": 10 * CAP},
+                "payout": {"type": "revshare", "percent": 50},
             },
         )
-        await post(
-            "/v1/admin/contracts",
-            {"id": "funded", "name": "funded", "buyer": "funded-buyer", "offer": "med", "price_cents": PRICE},
-        )
-        return str(key)
+    )["posting_key"]
+    for ident in ("capped-buyer", "funded-buyer"):
+        await post("/v1/admin/buyers", {"id": ident, "name": ident})
+    await post("/v1/admin/buyers/capped-buyer/deposits", {"amount_cents": 10**9})
+    await post("/v1/admin/buyers/funded-buyer/deposits", {"amount_cents": FUNDED_SLOTS * PRICE})
+    await post(
+        "/v1/admin/contracts",
+        {
+            "id": "capped",
+            "name": "capped",
+            "buyer": "capped-buyer",
+            "offer": "med",
+            "price_cents": PRICE,
+            "caps": {"daily": CAP, "monthly": 10 * CAP},
+        },
+    )
+    await post(
+        "/v1/admin/contracts",
+        {"id": "funded", "name": "funded", "buyer": "funded-buyer", "offer": "med", "price_cents": PRICE},
+    )
+    return str(key)
 
 
 async def fire(bases: list[str], key: str, n: int) -> list[dict[str, Any]]:

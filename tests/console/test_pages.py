@@ -30,6 +30,7 @@ ADMIN_PAGES = [
     "/console/reconciliation",
     "/console/reports",
     "/console/reports.csv",
+    "/console/leases",
     "/console/returns",
     "/console/statements",
     "/console/replays",

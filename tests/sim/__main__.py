@@ -103,6 +103,7 @@ async def run_seeds(  # noqa: PLR0913 - the command line's options, passed throu
                     rates=rates or FaultRates(),
                     keep_going=keep_going,
                     long_calls=long_calls,
+                    leases=store == "postgres" and seed % 2 == 0,  # docs/scale-out.md
                 ),
                 databases,
             )

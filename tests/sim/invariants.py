@@ -36,6 +36,7 @@ class Tables:
     dedup: list[dict[str, Any]]
     claimed: dict[str, int]  # bid id -> when its delivery was claimed (a post's T1, a direct attempt, connected)
     text: str  # every stored text column where PII must never appear
+    leases: list[dict[str, Any]]  # active process leases and what their reservations used (docs/scale-out.md)
 
 
 async def load(tx: Tx) -> Tables:
@@ -85,7 +86,32 @@ async def load(tx: Tx) -> Tables:
         "SELECT body AS t FROM idempotency_keys",
     ):
         texts += [str(r["t"] or "") for r in await tx.fetch(sql)]
-    return Tables(reservations, usage, funds, ledger, unbalanced, pings, sales, dedup, claimed, "\n".join(texts))
+    leases = rows(
+        await tx.fetch(
+            "SELECT l.id, l.contract_id, l.buyer_id, l.day_key, l.week_key, l.month_key, l.slots, l.cents, "
+            "(SELECT COUNT(*) FROM reservations r WHERE r.lease_id = l.id) AS used_slots, "
+            "(SELECT COALESCE(SUM(r.amount_cents), 0) FROM reservations r WHERE r.lease_id = l.id) AS used_cents "
+            "FROM leases l WHERE l.state = 'active'"
+        )
+    )
+    return Tables(
+        reservations, usage, funds, ledger, unbalanced, pings, sales, dedup, claimed, "\n".join(texts), leases
+    )
+
+
+def leased(t: Tables) -> tuple[Counter[tuple[str, str, str]], Counter[str]]:
+    """What active leases hold unused: slots per (contract, period kind, key), cents per buyer. The
+    shared counters count them as used until the lease ends (docs/scale-out.md)."""
+    slots: Counter[tuple[str, str, str]] = Counter()
+    cents: Counter[str] = Counter()
+    for lease in t.leases:
+        unused = int(lease["slots"]) - int(lease["used_slots"])
+        if unused < 0 or int(lease["cents"]) < int(lease["used_cents"]):
+            raise AssertionError(f"lease {lease['id']} drawn beyond what it holds: {lease}")
+        for kind, key, _ in KINDS:
+            slots[(lease["contract_id"], kind, lease[key])] += unused
+        cents[lease["buyer_id"]] += int(lease["cents"]) - int(lease["used_cents"])
+    return slots, cents
 
 
 def live_counts(
@@ -118,7 +144,9 @@ async def check(sim: Simulation) -> None:
 
 
 def _caps(sim: Simulation, t: Tables, now: int) -> None:
-    for (contract, kind, key), taken in live_counts(t.reservations, now).items():
+    counts = live_counts(t.reservations, now)
+    counts.update(leased(t)[0])  # slots out in leases count: no process may use more than the cap
+    for (contract, kind, key), taken in counts.items():
         cap = sim.model.caps[contract].get(kind)
         if cap is None:
             continue
@@ -170,7 +198,7 @@ def _spend(sim: Simulation, t: Tables, now: int) -> None:
 
 
 def _counters(sim: Simulation, t: Tables) -> None:
-    counted: Counter[tuple[str, str, str]] = Counter()
+    counted: Counter[tuple[str, str, str]] = leased(t)[0]
     calls: Counter[str] = Counter()
     for r in t.reservations:
         if r["state"] in COUNTED:
@@ -206,7 +234,7 @@ def _counters(sim: Simulation, t: Tables) -> None:
 
 
 def _funds_and_ledger(sim: Simulation, t: Tables) -> None:
-    holds: Counter[str] = Counter()
+    holds: Counter[str] = leased(t)[1]
     for r in t.reservations:
         if r["state"] in LIVE:
             holds[r["buyer_id"]] += int(r["amount_cents"])

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tests.sim.actions import HOUR, MINUTE, Action, code
+from tests.sim.injector import InjectedError
 from tests.sim.scenario import ZONES, next_boundary_ms
 from tests.sim.world import ADMIN_TOKEN, Instance
 
@@ -188,6 +189,22 @@ def tick(sim: Simulation) -> Action:
         return f"now {sim.clock.now_ms()}"
 
     return Action(f"tick +{ms}ms", run)
+
+
+def sweep_leases(sim: Simulation) -> Action:
+    """An instance's lease upkeep (docs/scale-out.md): its used-up and expiring leases, and every
+    instance's expired ones (a crashed instance's too), end and give back what they did not use."""
+
+    async def run(inst: Instance) -> str:
+        book = inst.app.state.services.auction.leases
+        if book is None:
+            return "no leases"
+        try:
+            return f"{await book.sweep()} lease(s) ended"
+        except InjectedError:  # the timer in production logs it and sweeps again later
+            return "sweep failed (injected), nothing ended"
+
+    return Action("sweep leases", run)
 
 
 def leap(sim: Simulation) -> Action:

@@ -41,6 +41,7 @@ class Options:
     rates: FaultRates = field(default_factory=FaultRates)
     keep_going: bool = False  # note each invariant's first violation and carry on (to survey defects)
     long_calls: bool = False  # let calls outlast the offer's max_call_duration_s (docs/simulator.md)
+    leases: bool = False  # instances serve from process leases of cap slots and funds (docs/scale-out.md)
 
 
 @dataclass
@@ -186,8 +187,10 @@ class Simulation:
         """Record the caps now in force; a period already over a lowered cap keeps what it has."""
         self.model.caps[contract] = dict(caps)
         now = self.clock.now_ms()
-        reservations = (await self.checker.read(invariants.load)).reservations
-        for (c, kind, key), taken in invariants.live_counts(reservations, now, contract).items():
+        tables = await self.checker.read(invariants.load)
+        counts = invariants.live_counts(tables.reservations, now, contract)
+        counts.update({k: n for k, n in invariants.leased(tables)[0].items() if k[0] == contract})
+        for (c, kind, key), taken in counts.items():
             cap = caps.get(kind)
             if cap is not None and taken > cap:
                 self.model.allowance[(c, kind, key)] = max(taken, self.model.allowance.get((c, kind, key), 0))
@@ -295,6 +298,7 @@ class Simulation:
             buyers=self.buyers,
             injector=self.injector,
             workdir=self.workdir,
+            leases=self.opts.leases,
         )
         await inst.start()
         return inst
@@ -377,10 +381,12 @@ class Simulation:
         group: list[Action] = []
         for _ in range(rng.choice([1, 2, 2, 3, 3, 4, 5])):
             kind = rng.choices(
-                ["ping", "post", "direct", "pair", "call", "tick", "resend", "burst", "hooks"],
-                [10, 6, 2, 1, 4, 3, 3, 1, 2],
+                ["ping", "post", "direct", "pair", "call", "tick", "resend", "burst", "hooks", "sweep"],
+                [10, 6, 2, 1, 4, 3, 3, 1, 2, 2 if self.opts.leases else 0],
             )[0]
-            if kind == "ping":
+            if kind == "sweep":
+                group.append(operator_actions.sweep_leases(self))
+            elif kind == "ping":
                 group.append(actions.ping(self))
             elif kind == "post" and model.open_form_pings():
                 rec = rng.choice(model.open_form_pings())

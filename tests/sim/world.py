@@ -29,6 +29,7 @@ from tests.sim.buyers import FakeBuyers
 from tests.sim.injector import FaultInjector
 
 ADMIN_TOKEN = "sim-admin-token"
+LEASE_TTL_MS = 5000  # simulated: ticks of 50 ms to 20 s and leaps to just before midnight cross it
 SECRET_KEY = "sim-secret-key"
 
 
@@ -145,7 +146,9 @@ class Instance:
         buyers: FakeBuyers,
         injector: FaultInjector,
         workdir: Path,
+        leases: bool = False,
     ) -> None:
+        self.leases = leases
         self.index = index
         self.generation = generation
         self.name = f"i{index}" if generation == 0 else f"i{index}.{generation}"
@@ -177,6 +180,10 @@ class Instance:
             key_file=str(self._workdir / "pingpost.key"),
             log_level="critical",
             db_pool_size=3,
+            leases=self.leases,
+            lease_ttl_ms=LEASE_TTL_MS,
+            lease_share=2,  # the simulated caps are small (1 to 20): lease them too
+            lease_min_left=2,
         )
         app = create_app(settings, store=self.store, client=self._buyers)
         with self.context():
@@ -185,6 +192,8 @@ class Instance:
         # Report counters flush on a real-time timer; here they flush only at shutdown, so nothing
         # outside the seeded schedule touches the database.
         await app.state.services.counters.stop()
+        if app.state.services.auction.leases is not None:  # swept by a seeded action instead
+            app.state.services.auction.leases.stop_upkeep()
         self.app = app
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self.http = httpx.AsyncClient(transport=transport, base_url="http://sim", timeout=None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,18 +24,19 @@ from pingpost import errors
 from pingpost.auction import autopause
 from pingpost.auction.bidders import BidRequest, BidResult, RtbBidder
 from pingpost.auction.duplicates import duplicate_answer, duplicate_key
+from pingpost.auction.leases import Lease, LeaseBook
 from pingpost.auction.rtb import contract_timeout_ms
 from pingpost.auction.schemas import BidOut, PingIn, PingOut
 from pingpost.auction.snapshot import SnapshotCache
 from pingpost.db import auction_repo as repo
-from pingpost.db import traffic_repo
+from pingpost.db import leases_repo, traffic_repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Line, Terms, is_voice
 from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, local_minute, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
-from pingpost.domain.model import UTC, Campaign, Offer, Snapshot
+from pingpost.domain.model import UTC, Buyer, Campaign, Contract, Offer, Snapshot
 from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.domain.replay_inputs import replay_document
@@ -66,7 +67,7 @@ class AuctionDefaults:
 
 
 class AuctionService:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the services it uses
         self,
         *,
         store: Store,
@@ -75,7 +76,9 @@ class AuctionService:
         rtb: RtbBidder,
         defaults: AuctionDefaults,
         counters: ReportCounters | None = None,
+        leases: LeaseBook | None = None,
     ) -> None:
+        self.leases = leases  # PostgreSQL, several processes: docs/scale-out.md
         self.defaults = defaults
         self.counters = counters
         self.store = store
@@ -263,11 +266,12 @@ class AuctionService:
             # lines as they were before its first attempt (docs/crash-safety.md).
             for line, saved in zip(lines, before, strict=True):
                 line.restore(saved)
-            return self._decide(tx, ping)
+            return self._decide(tx, ping, state=state)
 
         answer = await self.store.write(decide_afresh, durable=False)
         if health:  # failures, or the first answer after failures (docs/protocol.md, auto-pause)
             await self.store.write(lambda tx: autopause.record(tx, health))
+        self._keep_leases(ping)
         return answer
 
     async def _ping_fixed_prices(self, auction: _Auction, *, optimistic: bool) -> PingOut:
@@ -284,16 +288,34 @@ class AuctionService:
             if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
                 await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
             state = await repo.read_state_for_write(tx, auction.query, now=at)
-            auction.check_state(state, PeriodKeysByContract(ping.snap.contracts, at))
+            keys = PeriodKeysByContract(ping.snap.contracts, at)
+            if self.leases is not None:
+                self.leases.adjust(state, keys, at)
+            auction.check_state(state, keys)
             for line in auction.open_lines:
                 if line.outcome is None:
                     line.bid = line.contract.fixed_bid
             rules.price_checks(lines, state, auction.terms)
             # PostgreSQL: other processes commit between this read and the reservations, so the
             # hot counter rows are taken last, after the inserts (see _decide).
-            return await self._decide(tx, ping, reclaimed=True, optimistic=optimistic and tx.dialect == "postgresql")
+            return await self._decide(
+                tx, ping, reclaimed=True, optimistic=optimistic and tx.dialect == "postgresql", state=state
+            )
 
-        return await self.store.write(read_decide_write, batch_cache=True, durable=False)
+        answer = await self.store.write(read_decide_write, batch_cache=True, durable=False)
+        self._keep_leases(ping)
+        return answer
+
+    @staticmethod
+    def _spend_bound_row(ping: _Ping, reservation: dict[str, Any]) -> bool:
+        contract = ping.snap.contracts[reservation["contract_id"]]
+        return _spend_bound(contract, ping.snap.buyers.get(contract.buyer_id))
+
+    def _keep_leases(self, ping: _Ping) -> None:
+        """The ping's transaction committed: the next winners of these contracts draw from its leases."""
+        if self.leases is not None:
+            for lease in ping.new_leases:
+                self.leases.add(lease)
 
     async def _duplicate(self, ping: _Ping) -> PingOut | None:
         """A duplicate of an earlier ping of the campaign within its window: that ping's answer (or
@@ -370,7 +392,15 @@ class AuctionService:
         for line in rtb_lines:
             line.bid = results.get(line.contract.id) or BidResult(Outcome.BID_TIMEOUT, detail="no answer")
 
-    async def _decide(self, tx: Tx, ping: _Ping, *, reclaimed: bool = False, optimistic: bool = False) -> PingOut:
+    async def _decide(
+        self,
+        tx: Tx,
+        ping: _Ping,
+        *,
+        reclaimed: bool = False,
+        optimistic: bool = False,
+        state: AuctionState | None = None,
+    ) -> PingOut:
         """Reserve the winners and write the ping with its waterfall, in the unit's transaction.
 
         By default each winner's cap slot and hold are taken (conditional UPDATEs) as the plan is walked,
@@ -381,7 +411,30 @@ class AuctionService:
         them moved meanwhile, `_Contended` undoes the whole unit and the ping runs again by default.
 
         Expiry and the cap periods a slot counts in are decided now, by the store's clock for shared
-        decisions, not when the ping arrived (docs/crash-safety.md)."""
+        decisions, not when the ping arrived (docs/crash-safety.md).
+
+        With leases (docs/scale-out.md) a winner draws its slot and price from this process's lease of
+        the contract when it has one; otherwise the optimistic path takes a new lease sized to the
+        contract's rate (`state`: what the unit read) along with the winner's own slot."""
+        drawn: list[tuple[Lease, int]] = []
+        ping.new_leases, ping.new_leases_rows = [], []
+        try:
+            return await self._decide_drawing(tx, ping, reclaimed, optimistic, state, drawn)
+        except BaseException:
+            if self.leases is not None:
+                for lease, price in drawn:
+                    self.leases.undraw(lease, price)
+            raise
+
+    async def _decide_drawing(  # noqa: C901 - the flow of _decide, top to bottom
+        self,
+        tx: Tx,
+        ping: _Ping,
+        reclaimed: bool,
+        optimistic: bool,
+        state: AuctionState | None,
+        drawn: list[tuple[Lease, int]],
+    ) -> PingOut:
         offer, body = ping.offer, ping.body
         now = await tx.now_ms()
         keys = PeriodKeysByContract(ping.snap.contracts, now)
@@ -413,15 +466,25 @@ class AuctionService:
             line.bid_id = new_id("bid")
             if body.test:
                 return None  # test pings run the whole flow but reserve nothing
+            live = live_at_win and not standby
             buyer = ping.snap.buyers.get(line.contract.buyer_id)
-            taken = await self._reserve(
-                tx,
-                line,
-                choice.price_cents,
-                keys=(keys[line.contract.id], local_minute(now, buyer.tz if buyer else UTC)[1]),
-                live=live_at_win and not standby,
-                optimistic=optimistic,
-            )
+            reserve_keys = (keys[line.contract.id], local_minute(now, buyer.tz if buyer else UTC)[1])
+            # Spend caps are not leased (docs/scale-out.md): their winners take the shared rows.
+            leasable = self.leases is not None and not live and not _spend_bound(line.contract, buyer)
+            lease = None
+            if self.leases is not None and leasable:
+                lease = self.leases.draw(line.contract.id, keys[line.contract.id], choice.price_cents, now)
+            taken: _Taken | tuple[str, str]
+            if lease is not None:
+                drawn.append((lease, choice.price_cents))
+                taken = _Taken(*reserve_keys)
+            else:
+                taken = await self._reserve(
+                    tx, line, choice.price_cents, keys=reserve_keys, live=live, optimistic=optimistic
+                )
+                if leasable and state is not None and not optimistic and isinstance(taken, _Taken):
+                    # the slot and price are taken: lease more along with them (docs/scale-out.md)
+                    lease = await self._extend(tx, ping, line.contract, taken.slot, choice.price_cents, state, now)
             if not isinstance(taken, _Taken):
                 return taken
             slot, held = taken.slot, taken.held
@@ -443,6 +506,7 @@ class AuctionService:
                     "live_call": int(live_at_win and not standby),
                     "expires_at": expires_at,
                     "created_at": now,
+                    "lease_id": lease.id if lease is not None else None,
                 }
             )
             return None
@@ -450,6 +514,12 @@ class AuctionService:
         winners, standbys, outcomes = await distribution.select_winners(
             plan, try_reserve, standby=offer.call_standby if calls else 0
         )
+        takes = self._lease_takes(ping, reservations, state, now) if optimistic and self.leases is not None else []
+        if drawn and not await leases_repo.hold(tx, sorted({lease.id for lease, _ in drawn}), now=now):
+            if self.leases is not None:
+                for lease, _ in drawn:
+                    self.leases.retire(lease)  # ended meanwhile (or this process lost it): never again
+            raise _Contended
         await repo.insert_reservations(tx, reservations)
         rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
         bids, answer_bids = self._bids(ping, by_id, winners, standbys)
@@ -489,12 +559,92 @@ class AuctionService:
         )
         if ping.finalize is not None:
             await ping.finalize(tx, answer)
-        if optimistic and reservations and not await repo.take_slots(tx, reservations):
+        if self.leases is not None:
+            if takes and not await leases_repo.take(tx, takes):
+                raise _Contended
+            if ping.new_leases:
+                await leases_repo.insert(tx, [row for _, row in ping.new_leases_rows])
+            # winners bound by a spend cap drew no lease: the shared rows, as without leases
+            plain = [r for r in reservations if r["lease_id"] is None and self._spend_bound_row(ping, r)]
+            if optimistic and plain and not await repo.take_slots(tx, plain):
+                raise _Contended
+        elif optimistic and reservations and not await repo.take_slots(tx, reservations):
             raise _Contended
         watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
         if watched:  # only buyers with a low-balance threshold (docs/protocol.md)
             await autopause.check_low_balance(tx, watched)
         return answer
+
+    async def _extend(  # noqa: PLR0913 - the winner and what its ping read
+        self,
+        tx: Tx,
+        ping: _Ping,
+        contract: Contract,
+        keys: PeriodKeys,
+        price: int,
+        state: AuctionState,
+        now: int,
+    ) -> Lease | None:
+        """The careful path took one slot and the price: take a lease's worth more, if the rate and what
+        is left allow, and answer the new lease (this winner's reservation is its first draw)."""
+        assert self.leases is not None
+        size = self.leases.size(contract, state, keys, price, now)
+        if size.slots < 2:
+            return None
+        more = leases_repo.Take(
+            contract.id, keys.day, keys.week, keys.month, contract.buyer_id, size.slots - 1, size.cents - price
+        )
+        repo.forget(tx)  # counter rows change outside the batch's shared state (SQLite)
+        if not await leases_repo.extend(tx, more):
+            return None
+        lease = self.leases.new_lease(contract, keys, size, price, now)
+        ping.new_leases.append(lease)
+        ping.new_leases_rows.append((lease, self.leases.row(lease, size, now)))
+        return lease
+
+    def _lease_takes(
+        self, ping: _Ping, reservations: list[dict[str, Any]], state: AuctionState | None, now: int
+    ) -> list[leases_repo.Take]:
+        """The optimistic path's takes from the shared rows: one per winner that drew from no lease, a
+        new lease's worth where the contract's rate and what is left allow (docs/scale-out.md)."""
+        assert self.leases is not None
+        takes = []
+        for r in reservations:
+            contract = ping.snap.contracts[r["contract_id"]]
+            if r["lease_id"] is None and self._spend_bound_row(ping, r):
+                continue  # taken by `repo.take_slots` with its spend counters
+            keys = PeriodKeys(r["day_key"], r["week_key"], r["month_key"])
+            price = r["amount_cents"]
+            if r["lease_id"] is not None:  # drawn: take the next lease ahead when this one runs low
+                if state is not None and self.leases.needs_refill(contract.id, keys, now):
+                    refill = self.leases.size(contract, state, keys, price, now)
+                    if refill.slots > 1:
+                        lease = self.leases.new_lease(contract, keys, refill, price, now, drawn=False)
+                        ping.new_leases.append(lease)
+                        ping.new_leases_rows.append((lease, self.leases.row(lease, refill, now)))
+                        takes.append(
+                            leases_repo.Take(
+                                contract.id,
+                                keys.day,
+                                keys.week,
+                                keys.month,
+                                contract.buyer_id,
+                                refill.slots,
+                                refill.cents,
+                            )
+                        )
+                continue
+            size = self.leases.size(contract, state, keys, price, now) if state is not None else None
+            slots, cents = (size.slots, size.cents) if size is not None else (1, price)
+            if size is not None and size.slots > 1:
+                lease = self.leases.new_lease(contract, keys, size, price, now)
+                r["lease_id"] = lease.id
+                ping.new_leases.append(lease)
+                ping.new_leases_rows.append((lease, self.leases.row(lease, size, now)))
+            takes.append(
+                leases_repo.Take(r["contract_id"], keys.day, keys.week, keys.month, r["buyer_id"], slots, cents)
+            )
+        return takes
 
     @staticmethod
     async def _reserve(
@@ -595,6 +745,8 @@ class _Ping:
     rate_limit: int
     dup_key: str | None = None  # with the campaign's duplicate-ping window
     replay: str | None = None  # what a replay needs beyond the waterfall (docs/replay.md), when anything
+    new_leases: list[Lease] = field(default_factory=list)  # taken by this ping's transaction
+    new_leases_rows: list[tuple[Lease, dict[str, Any]]] = field(default_factory=list)
 
 
 def _replay_inputs(lines: list[Line], min_payout_cents: int) -> str | None:
@@ -649,3 +801,8 @@ def _state_query(
         rate_campaign=rate_campaign,
         suppression=suppression,
     )
+
+
+def _spend_bound(contract: Contract, buyer: Buyer | None) -> bool:
+    """Whether a spend cap (the contract's or its buyer's) counts this winner: never leased."""
+    return contract.spend_capped or (buyer is not None and buyer.spend_capped)

@@ -10,6 +10,7 @@ from pingpost.console import (
     account_pages,
     buyer_pages,
     event_pages,
+    lease_pages,
     money_pages,
     overview_pages,
     partner_pages,
@@ -36,6 +37,7 @@ def mount(app: FastAPI) -> None:
         traffic_pages,
         event_pages,
         replay_pages,
+        lease_pages,
     )
     for module in modules:
         app.include_router(module.router)

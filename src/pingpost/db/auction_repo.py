@@ -609,6 +609,7 @@ _RESERVATION_COLUMNS = (
     "buyer_day_key",
     "buyer_week_key",
     "buyer_month_key",
+    "lease_id",  # docs/scale-out.md; absent (NULL) unless drawn from a process lease
 )
 
 
@@ -623,7 +624,7 @@ async def insert_reservations(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await tx.execute(
             _insert_reservations_sql(len(rows)),
-            {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS},
+            {f"{c}_{i}": row.get(c) for i, row in enumerate(rows) for c in _RESERVATION_COLUMNS},
         )
 
 

@@ -12,6 +12,7 @@ import asyncpg
 from pingpost import faults
 from pingpost.clock import Clock
 from pingpost.db.store import Params, Row, compile_sql
+from pingpost.metrics import DB_STATEMENTS
 
 T = TypeVar("T")
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
@@ -25,6 +26,7 @@ class _PgTx:
         self.cache: dict[str, Any] = {}  # one transaction's (batch_cache units share nothing here)
         self._shared_clock = shared_clock
         self._now: int | None = None
+        self.statements = 0  # round trips sent in this transaction (metrics.DB_STATEMENTS)
 
     async def now_ms(self) -> int:
         """The database's clock, read once in this transaction: every host decides expiry and cap
@@ -33,24 +35,29 @@ class _PgTx:
             if self._shared_clock is not None:
                 self._now = self._shared_clock.now_ms()
             else:
+                self.statements += 1
                 self._now = int(
                     await self._conn.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
                 )
         return self._now
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
+        self.statements += 1
         text, args = compile_sql(sql, params, "postgresql")
         return list(await self._conn.fetch(text, *args))
 
     async def fetchrow(self, sql: str, params: Params = None) -> Row | None:
+        self.statements += 1
         text, args = compile_sql(sql, params, "postgresql")
         return await self._conn.fetchrow(text, *args)
 
     async def fetchval(self, sql: str, params: Params = None) -> Any:
+        self.statements += 1
         text, args = compile_sql(sql, params, "postgresql")
         return await self._conn.fetchval(text, *args)
 
     async def execute(self, sql: str, params: Params = None) -> int:
+        self.statements += 1
         text, args = compile_sql(sql, params, "postgresql")
         status: str = await self._conn.execute(text, *args)
         tail = status.rsplit(" ", 1)[-1]
@@ -59,6 +66,7 @@ class _PgTx:
     async def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
+        self.statements += len(rows)
         text, _ = compile_sql(sql, rows[0], "postgresql")
         await self._conn.executemany(text, [compile_sql(sql, r, "postgresql")[1] for r in rows])
 
@@ -73,9 +81,17 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, url: str, *, min_size: int = 2, max_size: int = 20, shared_clock: Clock | None = None
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 20,
+        shared_clock: Clock | None = None,
+        statement_cache_size: int = 100,
     ) -> PostgresStore:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, statement_cache_size=statement_cache_size
+        )
         return cls(url, pool, shared_clock=shared_clock)
 
     async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
@@ -87,7 +103,11 @@ class PostgresStore:
                 ):
                     if not durable:
                         await conn.execute("SET LOCAL synchronous_commit = off")
-                    result = await unit(_PgTx(conn, self._shared_clock))
+                    tx = _PgTx(conn, self._shared_clock)
+                    try:
+                        result = await unit(tx)
+                    finally:  # BEGIN, COMMIT or ROLLBACK, and the SET LOCAL
+                        DB_STATEMENTS.inc(tx.statements + 2 + (not durable))
                     if not readonly:
                         faults.hit("before_commit")
                     return result

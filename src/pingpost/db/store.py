@@ -122,15 +122,23 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_store(url: str, *, pool_size: int = 10, shared_clock: Clock | None = None) -> Store:
-    """`shared_clock` replaces the database's clock for shared decisions (the simulator's one clock)."""
+async def open_store(
+    url: str, *, pool_size: int = 10, shared_clock: Clock | None = None, statement_cache_size: int = 100
+) -> Store:
+    """`shared_clock` replaces the database's clock for shared decisions (the simulator's one clock).
+    `statement_cache_size` (PostgreSQL): asyncpg's prepared statements per connection; 0 behind
+    PgBouncer in transaction mode before 1.21 (docs/deploy.md)."""
     from pingpost.config import is_postgres, normalise_database_url
 
     if is_postgres(url):
         from pingpost.db.postgres_store import PostgresStore
 
         return await PostgresStore.open(
-            normalise_database_url(url), min_size=1, max_size=pool_size, shared_clock=shared_clock
+            normalise_database_url(url),
+            min_size=1,
+            max_size=pool_size,
+            shared_clock=shared_clock,
+            statement_cache_size=statement_cache_size,
         )
     from pingpost.db.sqlite_store import SqliteStore
 

@@ -189,6 +189,7 @@ reservations = Table(
     Column("buyer_month_key", Text),
     Column("expires_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("lease_id", Text),  # the process lease it was taken from (docs/scale-out.md), or NULL
     Index(
         "reservations_live",
         "expires_at",
@@ -196,6 +197,12 @@ reservations = Table(
         postgresql_where=text("state IN ('held','posting')"),
     ),
     Index("reservations_ping", "ping_id"),
+    Index(
+        "reservations_lease",
+        "lease_id",
+        sqlite_where=text("lease_id IS NOT NULL"),
+        postgresql_where=text("lease_id IS NOT NULL"),
+    ),
 )
 
 rr_pointer = Table(
@@ -469,6 +476,35 @@ rate_windows = Table(
     Column("campaign_id", Text, primary_key=True),
     Column("window_start", BigInteger, nullable=False),
     Column("pings", BigInteger, nullable=False),
+)
+
+# --- leases of shared counters to one process (docs/scale-out.md) -------------------------------
+leases = Table(
+    "leases",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("holder", Text, nullable=False),  # the process that took it (its id tag)
+    Column("contract_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("day_key", Text, nullable=False),
+    Column("week_key", Text, nullable=False),
+    Column("month_key", Text, nullable=False),
+    Column("slots", BigInteger, nullable=False),  # cap slots taken from contract_usage
+    Column("cents", BigInteger, nullable=False),  # funds held in buyer_funds.holds_cents
+    Column("state", Text, nullable=False),  # active | ended
+    Column("expires_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+    Column("used_slots", BigInteger),  # written when it ends: what its reservations used
+    Column("used_cents", BigInteger),
+    Column("stranded", Integer),  # 1: its period had passed when it ended (unused slots were under-fill)
+    Index(
+        "leases_active",
+        "expires_at",
+        sqlite_where=text("state = 'active'"),
+        postgresql_where=text("state = 'active'"),
+    ),
+    Index("leases_contract", "contract_id", "created_at"),
 )
 
 # --- the operator console (docs/console.md) ------------------------------------------------------
