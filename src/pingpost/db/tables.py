@@ -1,5 +1,5 @@
-"""The whole exchange's schema, defined once (SQLAlchemy Core) and migrated by Alembic. Over 450
-lines: one schema in one file, so every table and index can be read side by side with the migrations.
+"""The whole exchange's schema, defined once (SQLAlchemy Core) and migrated by Alembic.
+Over 450 lines: one schema in one file, so every table and index reads side by side with the others.
 
 Conventions that keep one SQL text valid on SQLite and PostgreSQL:
 - times are epoch milliseconds (BIGINT); money is BIGINT cents;

@@ -96,7 +96,7 @@ def delivery_payload(
             test=_form_value(bool(ping["test"])),
         )
         form.update({f"consent_{k}": _form_value(v) for k, v in consent.items() if v is not None})
-        source, subs = ping_source(ping)
+        source, subs = post_repo.ping_source(ping)
         if source is not None:
             form["source"] = source
         form.update(subs)
@@ -112,21 +112,12 @@ def delivery_payload(
         "test": bool(ping["test"]),
         **static,
     }
-    source, subs = ping_source(ping)
+    source, subs = post_repo.ping_source(ping)
     if source is not None:
         body["source"] = source
     if subs:
         body["subs"] = subs
     return body, None
-
-
-def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
-    """The ping's `source` and `subs` (a stored row, or the direct post's record)."""
-    keys = ping.keys()
-    source = ping["source"] if "source" in keys else None
-    raw = ping["subs"] if "subs" in keys else None
-    subs: dict[str, str] = (orjson.loads(raw) if isinstance(raw, str) else raw) or {}
-    return source, subs
 
 
 def _form_value(value: Any) -> str:
