@@ -174,8 +174,6 @@ async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
                 "dedup_days": 0,
                 "delivery": {"url": f"{sandbox}/deliver/b{i}/accept"},
             }
-            if fixed:
-                body |= {"price_cents": 1000 + 10 * i, "filters": [{"field": "age", "op": "gte", "value": 18}]}
             if controls:
                 body |= {
                     "rank_factor_pct": 80 + i,
@@ -183,6 +181,8 @@ async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
                     "auto_pause": {"max_consecutive_failures": 10},
                     "caps": {"daily": 10**6, "spend_daily_cents": 10**10},
                 }
+            if fixed:
+                body |= {"price_cents": 1000 + 10 * i, "filters": [{"field": "age", "op": "gte", "value": 18}]}
             elif scenario == "rtb":
                 body["rtb"] = {"url": f"{sandbox}/bid/b{i}/slow?ms=50&cents={2000 + i}", "timeout_ms": 1000}
             else:
