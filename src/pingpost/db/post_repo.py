@@ -346,6 +346,6 @@ async def set_sale_status(tx: Tx, sale_id: str, status: str) -> None:
 
 def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
     """A ping's `source` and `subs` (a stored row, or a direct post's record before it is stored)."""
-    keys = ping.keys()
+    keys = set(ping.keys())  # (an asyncpg record's keys are an iterator)
     raw = ping["subs"] if "subs" in keys else None
     return (ping["source"] if "source" in keys else None), (orjson.loads(raw) if raw else {})
