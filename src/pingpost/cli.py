@@ -252,7 +252,9 @@ def bench(  # noqa: PLR0913 - Typer: one parameter per option
     duration: float = typer.Option(5.0, help="seconds per measured phase"),
     rate: float = typer.Option(300.0, help="open-loop pings per second of the first scenario"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
-    scenario: list[str] = typer.Option(["fixed", "rtb", "hang"], help="fixed, rtb, hang"),
+    scenario: list[str] = typer.Option(
+        ["fixed", "rtb", "hang"], help="fixed, rtb, hang; fixed_hashes and fixed_controls (traffic controls' cost)"
+    ),
     compare_sqlite: bool = typer.Option(
         False, "--compare-sqlite", help="with a PostgreSQL --database: also run `fixed` on SQLite, 1 worker, first"
     ),
@@ -286,7 +288,7 @@ def bench(  # noqa: PLR0913 - Typer: one parameter per option
     table.add_column("scenario")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for name in ("fixed", "rtb", "hang"):
+    for name in ("fixed", "fixed_hashes", "fixed_controls", "rtb", "hang"):
         for figure, value in (results.get(name) or {}).items():
             table.add_row(name, figure, f"{value:.2f}" if isinstance(value, float) else str(value))
     for figure, value in (results.get("sqlite_1_worker") or {}).items():

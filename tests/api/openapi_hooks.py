@@ -48,6 +48,8 @@ def _contract_rules(body: Body) -> None:
         value = flt.get("value")
         if flt.get("op") == "between" and isinstance(value, list) and len(value) == 2:
             flt["value"] = sorted(value)
+    if isinstance(body.get("suppression_lists"), list):
+        body["suppression_lists"] = []  # lists are named by id: none exists in the seeded run
     rtb = body.get("rtb")
     if isinstance(rtb, dict) and isinstance(rtb.get("required_fields"), list):
         rtb["required_fields"] = [NON_PII_FIELD for _ in rtb["required_fields"]]
@@ -96,6 +98,19 @@ QUERY_RULES: dict[tuple[str, str], Callable[[Body], None]] = {
 }
 
 
+def _suppression_list(body: Body) -> None:
+    if body.get("scope") == "buyer":
+        body["buyer"] = BUYER
+
+
+def _suppression_entries(case: Any) -> None:
+    # phones and emails are checked as such (a JSON Schema cannot), on a list that exists
+    case.path_parameters = {**(case.path_parameters or {}), "ident": "seeded-dnc"}
+    if isinstance(case.body, dict):
+        case.body.update(phones=["3055550100" for _ in case.body.get("phones") or []])
+        case.body.update(emails=["a@example.com" for _ in case.body.get("emails") or []])
+
+
 def _payout(case: Any) -> None:
     case.path_parameters = {**(case.path_parameters or {}), "ident": PARTNER}
     if isinstance(case.body, dict):
@@ -104,6 +119,8 @@ def _payout(case: Any) -> None:
 
 CASE_RULES: dict[tuple[str, str], Callable[[Any], None]] = {
     ("POST", "/v1/admin/partners/{ident}/payouts"): _payout,
+    ("POST", "/v1/admin/suppression-lists/{ident}/entries"): _suppression_entries,
+    ("DELETE", "/v1/admin/suppression-lists/{ident}/entries"): _suppression_entries,
 }
 
 
@@ -116,6 +133,7 @@ RULES: dict[tuple[str, str], Callable[[Body], None]] = {
     ("PATCH", "/v1/admin/contracts/{ident}"): _patch_contract,
     ("POST", "/v1/admin/api-keys"): _create_api_key,
     ("POST", "/v1/admin/replays"): _replay,
+    ("POST", "/v1/admin/suppression-lists"): _suppression_list,
 }
 
 

@@ -99,6 +99,7 @@ async def seed(base: str, sandbox: str | None = None) -> dict[str, str]:
             },
         )
         await post("/v1/admin/buyers", {"id": seeded.BUYER, "name": "B"})
+        await post("/v1/admin/suppression-lists", {"id": "seeded-dnc", "name": "DNC"})  # entries go here
         await post(
             "/v1/admin/contracts",
             {
@@ -220,7 +221,7 @@ def read_report(report: Path) -> Run:
                 sent = base64.b64decode(body).decode(errors="replace")[:200] if body else ""
                 failures.append(
                     f"{failure['operation']} [{check['name']}] {response.get('status_code')}: "
-                    f"{failure['message'].splitlines()[0]} ({request.get('method')} "
+                    f"{(failure['message'].splitlines() or [failure.get('title', '')])[0]} ({request.get('method')} "
                     f"{request.get('uri')} {sent})"
                 )
     run.failures = sorted(set(failures))

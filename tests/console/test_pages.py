@@ -251,6 +251,9 @@ async def test_the_contract_form_saves_through_the_api_validation(console_app: t
         "weekly": 30,
         "monthly": None,
         "max_concurrent_calls": None,
+        "spend_daily_cents": None,
+        "spend_weekly_cents": None,
+        "spend_monthly_cents": None,
     }
     assert saved["schedule"]["windows"][1] == {"days": ["sat"], "start": "10:00", "end": "12:00"}
     page = (await client.get("/console/contracts/alpha-fixed")).text

@@ -49,7 +49,7 @@ DAY_MS = 86_400_000
 
 TOP_KEYS = {"description", "now", "settings", "setup", "state", "bids", "ping", "post", "expect", "xfail"}
 SETUP_KEYS = {"offer", "campaign", "buyers", "contracts", "suppression_lists"}
-STATE_KEYS = {"usage", "live_calls", "holds", "sold_to", "round_robin_last"}
+STATE_KEYS = {"usage", "live_calls", "holds", "sold_to", "round_robin_last", "buyer_spend"}
 EXPECT_KEYS = {
     "status",
     "bids",
@@ -61,7 +61,8 @@ EXPECT_KEYS = {
     "error",
     "post",
 }
-USAGE_KEYS = {"day_used", "week_used", "month_used", "day_key", "week_key", "month_key"}
+SPENT = ("day_spent_cents", "week_spent_cents", "month_spent_cents")
+USAGE_KEYS = {"day_used", "week_used", "month_used", "day_key", "week_key", "month_key", *SPENT}
 
 
 class ScenarioError(ValueError):
@@ -318,8 +319,12 @@ async def apply_state(
         rows.append(
             (
                 "UPDATE contract_usage SET day_key = :dk, day_used = :du, week_key = :wk, week_used = :wu, "
-                "month_key = :mk, month_used = :mu WHERE contract_id = :c",
+                "month_key = :mk, month_used = :mu, day_spent_cents = :ds, week_spent_cents = :ws, "
+                "month_spent_cents = :ms WHERE contract_id = :c",
                 {
+                    "ds": usage.get("day_spent_cents", 0),
+                    "ws": usage.get("week_spent_cents", 0),
+                    "ms": usage.get("month_spent_cents", 0),
                     "c": contract,
                     "dk": usage.get("day_key", keys.day),
                     "du": usage.get("day_used", 0),
@@ -327,6 +332,24 @@ async def apply_state(
                     "wu": usage.get("week_used", 0),
                     "mk": usage.get("month_key", keys.month),
                     "mu": usage.get("month_used", 0),
+                },
+            )
+        )
+    for buyer, spent in state.get("buyer_spend", {}).items():  # in the buyer's own time zone
+        zone = scenario.buyers.get(buyer, {}).get("timezone", "UTC")
+        keys = local_minute(now, ZoneInfo(zone))[1]
+        rows.append(
+            (
+                "UPDATE buyer_funds SET spend_day_key = :dk, spend_week_key = :wk, spend_month_key = :mk, "
+                "day_spent_cents = :ds, week_spent_cents = :ws, month_spent_cents = :ms WHERE buyer_id = :b",
+                {
+                    "b": buyer,
+                    "dk": keys.day,
+                    "wk": keys.week,
+                    "mk": keys.month,
+                    "ds": spent.get("day_spent_cents", 0),
+                    "ws": spent.get("week_spent_cents", 0),
+                    "ms": spent.get("month_spent_cents", 0),
                 },
             )
         )

@@ -10,7 +10,7 @@ import csv
 import io
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from pingpost import actors, errors
 from pingpost.db import admin_repo, audit_repo, traffic_repo
@@ -25,7 +25,19 @@ MAX_ENTRIES = 100_000  # values in one request
 
 
 class SuppressionListIn(Strict):
-    """`buyer` is required for `scope: buyer` lists and only for them."""
+    """`buyer` is required for `scope: buyer` lists and only for them; it names an existing buyer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {"scope": {"const": "buyer"}, "buyer": {"type": "string"}},
+                    "required": ["scope", "buyer"],
+                },
+                {"properties": {"scope": {"const": "global"}, "buyer": {"type": "null"}}},
+            ]
+        }
+    )
 
     id: Slug | None = None
     name: Text
@@ -51,14 +63,21 @@ def parse_csv(text: str) -> SuppressionEntriesIn:
     header line naming `phone` or `email` and blank lines are skipped."""
     phones: list[str] = []
     emails: list[str] = []
-    for row in csv.reader(io.StringIO(text)):
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error:
+        raise errors.ValidationFailed.one("body", "not CSV: one phone or email a line") from None
+    for row in rows:
         value = row[0].strip() if row else ""
         if not value or value.lower() in ("phone", "email", "phones", "emails", "value"):
             continue
         (emails if "@" in value else phones).append(value)
     if len(phones) + len(emails) > MAX_ENTRIES:
         raise errors.ValidationFailed.one("body", f"at most {MAX_ENTRIES} values a request")
-    return SuppressionEntriesIn(phones=phones, emails=emails)
+    try:
+        return SuppressionEntriesIn(phones=phones, emails=emails)
+    except ValidationError:
+        raise errors.ValidationFailed.one("body", "a value is not a phone or an email") from None
 
 
 class SuppressionService:

@@ -4,6 +4,8 @@ server started as its own process(es), loopback only, bounded in time and reques
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import os
 import statistics
 import tempfile
@@ -111,6 +113,12 @@ async def _admin_call(c: aiohttp.ClientSession, method: str, path: str, body: di
         return await r.json()
 
 
+# The fixed-price scenarios: `fixed` (one lead, no consumer), `fixed_hashes` (a source and a consumer
+# hash on every ping) and `fixed_controls` (the same pings with every traffic control configured),
+# so the controls' cost is the ratio of the last two in one run (docs/performance.md).
+FIXED = ("fixed", "fixed_hashes", "fixed_controls")
+
+
 async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
     async with _admin_session(base, token) as c:
 
@@ -118,27 +126,46 @@ async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
             return await _admin_call(c, "POST", path, body, 201)
 
         await post("/v1/admin/verticals", VERTICAL)
-        rule = {"rule": "multisell", "max_winners": 3} if scenario == "fixed" else {"rule": "exclusive"}
-        await post(
-            "/v1/admin/offers",
-            {"id": "bench", "name": "bench", "vertical": "medicare", "distribution": rule, "ping_ttl_s": 60},
-        )
-        await post("/v1/admin/partners", {"id": "p", "name": "p"})
-        key = (
-            await post(
-                "/v1/admin/campaigns",
-                {
-                    "id": "c",
-                    "name": "c",
-                    "partner": "p",
-                    "offer": "bench",
-                    "payout": {"type": "revshare", "percent": 70},
+        fixed = scenario in FIXED
+        controls = scenario == "fixed_controls"
+        rule = {"rule": "multisell", "max_winners": 3} if fixed else {"rule": "exclusive"}
+        offer = {"id": "bench", "name": "bench", "vertical": "medicare", "distribution": rule, "ping_ttl_s": 60}
+        campaign: dict[str, Any] = {
+            "id": "c",
+            "name": "c",
+            "partner": "p",
+            "offer": "bench",
+            "payout": {"type": "revshare", "percent": 70},
+        }
+        if controls:  # every traffic control of docs/protocol.md configured (none refusing bench traffic)
+            offer["min_margin_cents"] = 100
+            campaign |= {
+                "payout": {
+                    "type": "margin_percent",
+                    "percent": 30,
+                    "overrides": [
+                        {"buyer": f"b{i}", "payout": {"type": "margin", "amount_cents": 200}} for i in (3, 7)
+                    ],
                 },
-            )
-        )["posting_key"]
-        count = {"fixed": 30, "rtb": 10, "hang": 2}[scenario]
+                "sources": {"allow": None, "block": ["blocked.src"]},
+                "duplicate_ping_window_s": 600,
+            }
+            await post("/v1/admin/suppression-lists", {"id": "house", "name": "house", "scope": "global"})
+            phones = [f"30555{n:05d}" for n in range(1000)]
+            await _admin_call(c, "POST", "/v1/admin/suppression-lists/house/entries", {"phones": phones}, 200)
+        await post("/v1/admin/offers", offer)
+        await post("/v1/admin/partners", {"id": "p", "name": "p"})
+        key = (await post("/v1/admin/campaigns", campaign))["posting_key"]
+        count = {"rtb": 10, "hang": 2}.get(scenario, 30)
         for i in range(count):
-            await post("/v1/admin/buyers", {"id": f"b{i}", "name": f"b{i}"})
+            buyer: dict[str, Any] = {"id": f"b{i}", "name": f"b{i}"}
+            if controls:
+                buyer |= {
+                    "timezone": "America/New_York" if i % 2 else "UTC",
+                    "caps": {"spend_daily_cents": 10**11},
+                    "low_balance_cents": 1000,
+                }
+            await post("/v1/admin/buyers", buyer)
             await post(f"/v1/admin/buyers/b{i}/deposits", {"amount_cents": 10**11})
             body: dict[str, Any] = {
                 "id": f"k{i:02d}",
@@ -148,7 +175,14 @@ async def _setup(base: str, token: str, sandbox: str, scenario: str) -> str:
                 "dedup_days": 0,
                 "delivery": {"url": f"{sandbox}/deliver/b{i}/accept"},
             }
-            if scenario == "fixed":
+            if controls:
+                body |= {
+                    "rank_factor_pct": 80 + i,
+                    "suppression_lists": ["house"],
+                    "auto_pause": {"max_consecutive_failures": 10},
+                    "caps": {"daily": 10**6, "spend_daily_cents": 10**10},
+                }
+            if fixed:
                 body |= {"price_cents": 1000 + 10 * i, "filters": [{"field": "age", "op": "gte", "value": 18}]}
             elif scenario == "rtb":
                 body["rtb"] = {"url": f"{sandbox}/bid/b{i}/slow?ms=50&cents={2000 + i}", "timeout_ms": 1000}
@@ -173,11 +207,21 @@ async def _measure(  # noqa: PLR0913 - a scenario's settings
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         driver = Driver(session)
         auth = {"Authorization": f"Bearer {key}"}
-        payload = {"lead": LEAD}
+        payload: dict[str, Any] = {"lead": LEAD}
+        fixed = scenario in FIXED
+        numbers = itertools.count()
+
+        def body() -> dict[str, Any]:
+            if scenario == "fixed":
+                return payload
+            # fixed_hashes / fixed_controls: a source and a consumer hash of its own on every ping (so no
+            # ping is a duplicate of another, and every ping reads dedup and suppression)
+            digest = hashlib.sha256(f"bench-{next(numbers)}".encode()).hexdigest()
+            return {"lead": LEAD, "source": "bench.src", "consumer": {"phone_sha256": digest}}
 
         async def ping() -> int:
             try:
-                async with session.post(f"{base}/v1/ping", json=payload, headers=auth) as r:
+                async with session.post(f"{base}/v1/ping", json=body(), headers=auth) as r:
                     await r.read()
                     return r.status
             except (aiohttp.ClientError, TimeoutError):  # an overloaded machine: an error, not the end of the run
@@ -192,7 +236,7 @@ async def _measure(  # noqa: PLR0913 - a scenario's settings
                 return 0
 
         await driver.closed_loop(ping, seconds=1.0, concurrency=16)  # warm up
-        if scenario == "fixed":
+        if fixed:
             out["healthz_peak_rps"] = await driver.closed_loop(healthz, seconds=duration, concurrency=32)
             async with DatabaseCounters(session, base, database) as counted:
                 out["ping_peak_rps"] = await driver.closed_loop(ping, seconds=duration, concurrency=32)
@@ -352,7 +396,7 @@ def _scenario(  # noqa: PLR0913 - one scenario's whole context
     ):
         key = asyncio.run(_setup(base, token, sandbox, scenario))
         figures: dict[str, Any] = {}
-        scenario_rate = rate if scenario == "fixed" else 50.0
+        scenario_rate = rate if scenario in FIXED else 50.0
         asyncio.run(
             _measure(
                 base, key, scenario=scenario, duration=duration, rate=scenario_rate, out=figures, database=postgres

@@ -256,6 +256,9 @@ async def edit_contract(
             name: parse_count(form.get(f"caps_{name}"), f"caps.{name}")
             for name in ("daily", "weekly", "monthly", "max_concurrent_calls")
         }
+        # the form edits count caps; the contract's spend caps (not on the form) are kept
+        current = (await services(request).admin.get("contract", ident)).get("caps") or {}
+        caps |= {k: v for k, v in current.items() if k.startswith("spend_") and v is not None}
         changes = {
             "price_cents": parse_dollars(form.get("price"), "price", required=False),
             "exclusive_price_cents": parse_dollars(form.get("exclusive_price"), "exclusive_price", required=False),

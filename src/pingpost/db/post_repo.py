@@ -371,3 +371,10 @@ async def reservation(tx: Tx, reservation_id: str) -> Any:
 
 async def set_sale_status(tx: Tx, sale_id: str, status: str) -> None:
     await tx.execute("UPDATE sales SET status = :st WHERE id = :s", {"st": status, "s": sale_id})
+
+
+def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
+    """A ping's `source` and `subs` (a stored row, or a direct post's record before it is stored)."""
+    keys = set(ping.keys())  # (an asyncpg record's keys are an iterator)
+    raw = ping["subs"] if "subs" in keys else None
+    return (ping["source"] if "source" in keys else None), (orjson.loads(raw) if raw else {})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from pingpost.db.post_repo import ping_source
 from pingpost.domain.model import Contract
 
 
@@ -50,15 +49,6 @@ def delivery_payload(
     if subs:
         body["subs"] = subs
     return body, None
-
-
-def ping_source(ping: Any) -> tuple[str | None, dict[str, str]]:
-    """The ping's `source` and `subs` (a stored row, or the direct post's record)."""
-    keys = ping.keys()
-    source = ping["source"] if "source" in keys else None
-    raw = ping["subs"] if "subs" in keys else None
-    subs: dict[str, str] = (orjson.loads(raw) if isinstance(raw, str) else raw) or {}
-    return source, subs
 
 
 def _form_value(value: Any) -> str:

@@ -1,4 +1,5 @@
 """The auction's rules as functions of data: why each contract won or lost, in one file.
+Over 450 lines since the traffic controls: every check, in its order, stays in this one file.
 
 A ping's lines (one per contract of the offer) go through, in the order of docs/protocol.md:
 1. `config_outcomes`: contract paused, buyer paused, channel (configuration alone, memoised);
