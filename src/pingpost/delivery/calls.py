@@ -36,8 +36,9 @@ from pingpost.delivery.call_schemas import (
     Failed,
     FailedOut,
 )
+from pingpost.delivery.payload import consumer_hashes
 from pingpost.delivery.schemas import Consent
-from pingpost.delivery.service import Delivery, PostService, consumer_hashes
+from pingpost.delivery.service import Delivery, PostService
 from pingpost.domain.delivery_rules import Verdict
 from pingpost.domain.model import Snapshot
 from pingpost.domain.outcomes import Outcome, PostOutcome

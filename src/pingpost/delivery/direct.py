@@ -20,8 +20,9 @@ from pingpost.auction import autopause
 from pingpost.auction.service import AuctionService, check_source
 from pingpost.db import auction_repo, post_repo
 from pingpost.db.store import Store, Tx
+from pingpost.delivery.payload import consumer_hashes, missing_consent
 from pingpost.delivery.schemas import Consent, DirectPostIn, PostOut, RejectedOut, SaleOut
-from pingpost.delivery.service import Delivery, PostService, consumer_hashes, missing_consent, verification_json
+from pingpost.delivery.service import Delivery, PostService, verification_json
 from pingpost.domain import auction as rules
 from pingpost.domain import verification
 from pingpost.domain.auction import Line, Terms

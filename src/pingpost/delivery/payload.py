@@ -1,11 +1,14 @@
-"""What a buyer receives on delivery (docs/protocol.md, Buyers): the JSON body, or flat form fields."""
+"""What a buyer receives on delivery (docs/protocol.md, Buyers): the JSON body, or flat form fields;
+and what a post's lead yields beside it (consumer hashes, missing consent)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pingpost.db.post_repo import ping_source
-from pingpost.domain.model import Contract
+from pingpost.domain.consumer import email_sha256, phone_sha256
+from pingpost.domain.model import Contract, Vertical
 
 
 def delivery_payload(
@@ -55,3 +58,21 @@ def _form_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def consumer_hashes(vertical: Vertical, lead: dict[str, Any]) -> dict[str, str]:
+    """Plain SHA-256 hashes computed from the full lead's first phone and email fields."""
+    out: dict[str, str] = {}
+    for spec in vertical.fields.values():
+        value = lead.get(spec.name)
+        if not isinstance(value, str):
+            continue
+        if spec.type == "phone" and "phone_sha256" not in out and (digest := phone_sha256(value)):
+            out["phone_sha256"] = digest
+        elif spec.type == "email" and "email_sha256" not in out:
+            out["email_sha256"] = email_sha256(value)
+    return out
+
+
+def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[str]:
+    return [name for name in required if consent.get(name) in (None, "", False)]

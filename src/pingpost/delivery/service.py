@@ -11,7 +11,6 @@ operator settles it from the reconciliation list. Nothing is ever redelivered au
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,11 +22,10 @@ from pingpost import errors
 from pingpost.auction import autopause
 from pingpost.db import auction_repo, post_repo, traffic_repo
 from pingpost.db.store import Store, Tx
-from pingpost.delivery.payload import delivery_payload
+from pingpost.delivery.payload import consumer_hashes, delivery_payload, missing_consent
 from pingpost.delivery.schemas import Consent, PostIn, PostOut, RejectedOut, SaleOut
 from pingpost.delivery.verification import Verifier
 from pingpost.domain import verification as verify_rules
-from pingpost.domain.consumer import email_sha256, phone_sha256
 from pingpost.domain.delivery_rules import Verdict, judge
 from pingpost.domain.eligibility import NO_SUPPRESSION, first_failing_filter, with_source
 from pingpost.domain.leads import LeadProblem, validate_lead
@@ -61,24 +59,6 @@ class _ValidPost:
     lead: dict[str, Any]
     consent: dict[str, Any]
     keyed: list[str]
-
-
-def consumer_hashes(vertical: Vertical, lead: dict[str, Any]) -> dict[str, str]:
-    """Plain SHA-256 hashes computed from the full lead's first phone and email fields."""
-    out: dict[str, str] = {}
-    for spec in vertical.fields.values():
-        value = lead.get(spec.name)
-        if not isinstance(value, str):
-            continue
-        if spec.type == "phone" and "phone_sha256" not in out and (digest := phone_sha256(value)):
-            out["phone_sha256"] = digest
-        elif spec.type == "email" and "email_sha256" not in out:
-            out["email_sha256"] = email_sha256(value)
-    return out
-
-
-def missing_consent(required: Sequence[str], consent: dict[str, Any]) -> list[str]:
-    return [name for name in required if consent.get(name) in (None, "", False)]
 
 
 def verification_json(results: list[Result]) -> str | None:
