@@ -42,7 +42,8 @@ async def test_postbacks_for_sold_returned_and_converted(market: Market) -> None
             await sender.run_once()
             await sender.run_once()
             got = [r["query"] for r in receiver.requests]
-            assert [q["s"] for q in got] == ["sold", "returned", "converted"]
+            # each once; the order of events made in one millisecond is not promised (docs/events.md)
+            assert sorted(q["s"] for q in got) == ["converted", "returned", "sold"]
             for query in got:
                 assert query["ping"] == sale["ping_id"] and query["sale"] == sale["sale_id"]
                 assert (query["p"], query["c"], query["lead"], query["x"]) == ("70.00", "7000", "", "{kept}")
