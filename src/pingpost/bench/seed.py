@@ -232,7 +232,7 @@ async def seed(
         if progress is not None:
             progress(size)
     rows = [
-        {"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1], "wins": v[2]}
+        {"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1], "wins": v[2], "dups": 0}
         for k, v in sorted(counters.items())
     ]
 
