@@ -134,6 +134,12 @@ def _ping(rng: random.Random, at: int, serial: int) -> tuple[dict[str, Any], dic
             winner = {"bid": bid_id, "buyer": winner_buyer, "price": best, "partner": partner}
         else:
             status, post_state = "bids", "expired"
+    # what the ping path keeps for a replay (docs/replay.md): the RTB buyers' answers
+    rtb = {
+        e["contract_id"]: [e["outcome"], None, None, e.get("rtb_latency_ms"), None, 0]
+        for e in waterfall
+        if e["outcome"] in ("no_bid", "bid_timeout", "bid_error") and not PRICES[BUYERS.index(e["buyer_id"])]
+    }
     row = {
         "id": ping_id,
         "offer": OFFER,
@@ -149,6 +155,7 @@ def _ping(rng: random.Random, at: int, serial: int) -> tuple[dict[str, Any], dic
         ).decode(),
         "bids": orjson.dumps(bids).decode(),
         "waterfall": orjson.dumps(waterfall).decode(),
+        "replay": orjson.dumps({"rtb": rtb}).decode() if rtb else None,
     }
     return row, winner
 
@@ -232,7 +239,18 @@ async def seed(
         if progress is not None:
             progress(size)
     rows = [
-        {"d": k[0], "o": k[1], "c": k[2], "p": k[3], "ct": k[4], "b": k[5], "pings": v[0], "bids": v[1], "wins": v[2], "dups": 0}
+        {
+            "d": k[0],
+            "o": k[1],
+            "c": k[2],
+            "p": k[3],
+            "ct": k[4],
+            "b": k[5],
+            "pings": v[0],
+            "bids": v[1],
+            "wins": v[2],
+            "dups": 0,
+        }
         for k, v in sorted(counters.items())
     ]
 

@@ -154,11 +154,11 @@ async def ping_batch(tx: Tx, scope: PingScope, *, after_id: str | None, limit: i
     with the instant their post claimed them (the waterfall only of pings without a `replay` document,
     when asked)."""
     where, params = _where(scope, after_id)
-    waterfall = ", CASE WHEN p.replay IS NULL THEN p.waterfall END AS waterfall" if with_waterfall else ""
+    waterfall = "CASE WHEN p.replay IS NULL THEN p.waterfall END" if with_waterfall else "NULL"
     return list(
-        await tx.fetch(
+        await tx.fetch(  # the loader unpacks the columns in this order
             "SELECT p.id, p.offer_id, p.campaign_id, p.channel, p.received_at, p.decided_at, p.lead, p.consumer, "
-            f"p.bids, p.replay, p.source{waterfall}, po.created_at AS posted_at FROM pings p "
+            f"p.bids, p.replay, p.source, {waterfall} AS waterfall, po.created_at AS posted_at FROM pings p "
             f"LEFT JOIN posts po ON po.ping_id = p.id WHERE {where} ORDER BY p.id LIMIT {int(limit)}",
             params,
         )

@@ -12,9 +12,10 @@ from pingpost.db.store import Tx
 async def insert_pings(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
     await tx.executemany(
         "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
-        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall) VALUES (:id, :offer, "
+        "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, replay) "
+        "VALUES (:id, :offer, "
         ":campaign, :partner, 'form', 'ping_post', :status, :post_state, 0, NULL, :received, :decided, :expires, "
-        ":lead, '{}', :bids, :waterfall)",
+        ":lead, '{}', :bids, :waterfall, :replay)",
         rows,
     )
 

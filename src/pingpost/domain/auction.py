@@ -207,7 +207,9 @@ def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContr
             and usage_of(c.id, _NO_USAGE).live_calls >= c.max_concurrent_calls
         ):
             line.fail(Outcome.CONCURRENCY_CAP_REACHED)
-        elif (funds := funds_of(c.buyer_id)) is None or funds.available_cents < c.pre_bid_cents:
+        elif (funds := funds_of(c.buyer_id)) is None or (
+            funds.balance_cents + funds.credit_limit_cents - funds.holds_cents < c.pre_bid_cents
+        ):
             line.fail(Outcome.INSUFFICIENT_BALANCE)
 
 
@@ -240,29 +242,23 @@ def check_prices(
     charged (the ordinary bid when shared, the exclusive bid, or else the ordinary one, when
     exclusive). Each kind's failure is kept: distribution reports it when it sells that kind."""
     first_failure: tuple[Outcome, str | None] | None = None
-    funds = state.funds.get(line.contract.buyer_id)
+    c = line.contract
+    funds = state.funds.get(c.buyer_id)
+    payout = payout_rule(terms.payout, contract_id=c.id, buyer_id=c.buyer_id)
+    buyer = terms.buyers.get(c.buyer_id)
+    spend_capped = c.spend_capped or (buyer is not None and buyer.spend_capped)
+    no_transfer = terms.channel in VOICE_CHANNELS and not ((line.bid and line.bid.transfer) or c.transfer)
     for kind in terms.kinds:
         price = (exclusive_cents if exclusive_cents is not None else bid_cents) if kind == "exclusive" else bid_cents
         failure: tuple[Outcome, str | None] | None = None
         if min_bid_cents is not None and price is not None and 0 < price < min_bid_cents:
             failure = (Outcome.BELOW_MIN_BID, None)
-        elif price is not None and price > 0 and (spent := spend_failure(line.contract, price, state, terms)):
+        elif spend_capped and price is not None and price > 0 and (spent := spend_failure(c, price, state, terms)):
             failure = (Outcome.CAP_REACHED, spent)
         else:
-            c = line.contract
-            failure = price_failure(
-                price,
-                offer=terms.offer,
-                funds=funds,
-                payout=payout_rule(terms.payout, contract_id=c.id, buyer_id=c.buyer_id),
-                min_payout=terms.min_payout,
-            )
-        if (
-            failure is None
-            and is_voice(terms.channel)
-            and not ((line.bid and line.bid.transfer) or line.contract.transfer)
-        ):
-            failure = (Outcome.MISSING_TRANSFER, None)
+            failure = price_failure(price, offer=terms.offer, funds=funds, payout=payout, min_payout=terms.min_payout)
+        if failure is None and no_transfer:
+            failure = _MISSING_TRANSFER
         if failure is None:
             if kind == "exclusive":
                 line.exclusive_cents = price
@@ -276,6 +272,9 @@ def check_prices(
                 first_failure = failure
     if line.exclusive_cents is None and line.shared_cents is None and first_failure is not None:
         line.fail(*first_failure)
+
+
+_MISSING_TRANSFER = (Outcome.MISSING_TRANSFER, None)
 
 
 def spend_failure(c: Contract, price: int, state: AuctionState, terms: Terms) -> str | None:

@@ -58,21 +58,23 @@ def sale_types(rule: str, max_winners: int, channel: str) -> tuple[str, ...]:
 
 
 def _by_price(cands: Sequence[Candidate], kind: str) -> list[Candidate]:
-    def price(c: Candidate) -> int:
-        value = c.exclusive_cents if kind == "exclusive" else c.shared_cents
-        return value if value is not None else -1
-
-    # ranked by bid x rank_factor_pct (integers: exact), then priority, then id
-    return sorted(
-        (c for c in cands if price(c) >= 0),
-        key=lambda c: (-price(c) * c.rank_factor_pct, c.priority, c.contract_id),
-    )
+    # ranked by bid x rank_factor_pct (integers: exact), then priority, then id (unique: the candidate
+    # itself is never compared)
+    exclusive = kind == "exclusive"
+    keyed = []
+    for c in cands:
+        value = c.exclusive_cents if exclusive else c.shared_cents
+        if value is not None and value >= 0:
+            keyed.append((-value * c.rank_factor_pct, c.priority, c.contract_id, c))
+    keyed.sort()
+    return [k[3] for k in keyed]
 
 
 def _priced(cands: Sequence[Candidate], kind: str) -> list[tuple[Candidate, str, int]]:
     out = []
+    exclusive = kind == "exclusive"
     for c in cands:
-        price = c.exclusive_cents if kind == "exclusive" else c.shared_cents
+        price = c.exclusive_cents if exclusive else c.shared_cents
         if price is not None:
             out.append((c, kind, price))
     return out

@@ -161,9 +161,11 @@ def period_keys(local: datetime) -> PeriodKeys:
     return PeriodKeys(day.isoformat(), monday.isoformat(), f"{day.year:04d}-{day.month:02d}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Usage:
-    """Current use of a contract's caps (sales + live reservations), keyed to the periods stored."""
+    """Current use of a contract's caps (sales + live reservations), keyed to the periods stored.
+    Never changed once built (a new one replaces it); not frozen because a frozen dataclass costs
+    a microsecond more to build, and the replay builds one per reservation (docs/performance.md)."""
 
     day_key: str = ""
     day_used: int = 0

@@ -29,7 +29,7 @@ import orjson
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Funds, Line, Terms
-from pingpost.domain.eligibility import PeriodKeys, Usage, local_minute
+from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, Usage, local_minute
 from pingpost.domain.model import BidResult, Contract, Snapshot
 from pingpost.domain.money import payout_cents
 from pingpost.domain.outcomes import Outcome
@@ -104,6 +104,9 @@ class _Market:
     fallback: bool
     standby: int
     ttl_ms: int
+    # plans by their candidates' prices (and the round-robin pointer): every rule but `weighted`
+    # orders the same candidates at the same prices the same way
+    plans: dict[tuple[Any, ...], distribution.Plan] = field(default_factory=dict)
 
 
 _UNKNOWN = object()
@@ -160,6 +163,7 @@ class Replayer:
         self._seq = 0
         self._now = -(1 << 62)
         self._state = AuctionState(funds=self.funds, usage=self.usage)
+        self._keys_minute, self._keys = -1, PeriodKeysByContract(snap.contracts, 0)
         self._markets: dict[tuple[str, str, str, int], Any] = {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
         for hold in start.holds:
@@ -311,6 +315,10 @@ class Replayer:
         lines = [Line(c) for c in market.contracts]
         lead = ping.lead if ping.source is None else {**ping.lead, "source": ping.source}
         keys = rules.pre_state_checks(snap, lines, lead, channel, now)
+        if now // 60_000 == self._keys_minute:  # period keys change only at minute boundaries
+            keys = self._keys
+        else:
+            self._keys_minute, self._keys = now // 60_000, keys
         open_lines = rules.open_lines(lines)
         state = self._state
         state.last_sold = self._last_sold(ping.hashes) if ping.hashes else {}
@@ -325,7 +333,7 @@ class Replayer:
         candidates = rules.open_lines(lines)
         if not candidates:
             return []
-        plan = rules.plan_for(offer, channel, candidates, self.rr.get(offer.id, ""), seed=ping.id)
+        plan = self._plan(market, channel, candidates, ping.id)
         reserved: list[_Reservation] = []
 
         async def try_reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
@@ -348,6 +356,21 @@ class Replayer:
                 else:  # a call's standby: held until its bids lapse (calls are not modelled further)
                     self._push(expires_at, EXPIRE, res)
         return [w.candidate.contract_id for w in winners]
+
+    def _plan(self, market: _Market, channel: str, candidates: list[Line], ping_id: str) -> distribution.Plan:
+        """`plan_for`, remembered per market for the rules whose order is a function of the
+        candidates' prices (and the pointer): the same candidates at the same prices plan the same."""
+        offer = market.terms.offer
+        rr = self.rr.get(offer.id, "")
+        if offer.rule == "weighted":  # drawn from the ping id
+            return rules.plan_for(offer, channel, candidates, rr, seed=ping_id)
+        key = (rr, *[(line.contract.id, line.shared_cents, line.exclusive_cents) for line in candidates])
+        plan = market.plans.get(key)
+        if plan is None:
+            if len(market.plans) > 50_000:
+                market.plans.clear()
+            plan = market.plans[key] = rules.plan_for(offer, channel, candidates, rr, seed=ping_id)
+        return plan
 
     def _market(self, ping: StoredPing) -> _Market | None:
         """What every ping of one campaign, channel and partner minimum shares, or `_REFUSED` when the

@@ -49,21 +49,31 @@ def replay_document(lines: Sequence[Any], min_payout_cents: int) -> dict[str, An
 _STORED_TRANSFER = {"stored": "1"}  # a call's bid carried a destination; which one does not matter here
 
 
+_BIDS: dict[tuple[Any, ...], BidResult] = {}
+
+
 def stored_bids(document: dict[str, Any] | None) -> dict[str, BidResult]:
-    """The RTB answers a `replay_document` kept, as the auction's `BidResult`s."""
+    """The RTB answers a `replay_document` kept, as the auction's `BidResult`s. The latency is left
+    out (a replay writes no waterfall): equal answers share one immutable object."""
     bids: dict[str, BidResult] = {}
-    for contract_id, (outcome, cents, exclusive, latency, detail, transfer) in (
+    for contract_id, (outcome, cents, exclusive, _latency, detail, transfer) in (
         (document or {}).get("rtb") or {}
     ).items():
-        bids[contract_id] = BidResult(
-            _OUTCOMES[outcome] if outcome is not None else None,
-            cents,
-            exclusive,
-            None,
-            _STORED_TRANSFER if transfer else None,
-            latency,
-            detail,
-        )
+        key = (outcome, cents, exclusive, detail, transfer)
+        bid = _BIDS.get(key)
+        if bid is None:
+            if len(_BIDS) > 100_000:
+                _BIDS.clear()
+            bid = _BIDS[key] = BidResult(
+                _OUTCOMES[outcome] if outcome is not None else None,
+                cents,
+                exclusive,
+                None,
+                _STORED_TRANSFER if transfer else None,
+                None,
+                detail,
+            )
+        bids[contract_id] = bid
     return bids
 
 

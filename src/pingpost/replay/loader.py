@@ -152,6 +152,9 @@ async def batches(store: Store, scope: Range, *, with_waterfall: bool) -> AsyncI
 
 
 def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, with_waterfall: bool) -> list[StoredPing]:
+    """`ping_batch`'s rows (unpacked in its column order) with their deliveries and sales, as the
+    engine reads them. Most pings have no winner, no consumer hashes and no replay document: their
+    JSON is not parsed."""
     delivered: dict[tuple[str, str], Any] = {(d["ping_id"], d["contract_id"]): d for d in deliveries}
     settled: dict[str, int] = {}
     first_delivery: dict[str, int] = {}
@@ -162,52 +165,77 @@ def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, wi
             settled[ping_id] = max(settled.get(ping_id, 0), int(d["finished_at"]))
     sold: dict[tuple[str, str], Any] = {(s["ping_id"], s["contract_id"]): s for s in sales}
     pings = []
-    for row in rows:
-        ping_id = row["id"]
-        document = orjson.loads(row["replay"]) if row["replay"] else None
-        waterfall = row["waterfall"] if with_waterfall else None
-        posted = row["posted_at"]
+    loads = orjson.loads
+    for (
+        ping_id,
+        offer_id,
+        campaign_id,
+        channel,
+        received,
+        decided,
+        lead,
+        consumer,
+        bids,
+        replay,
+        source,
+        waterfall,
+        posted,
+    ) in rows:
+        document = loads(replay) if replay else None
         if posted is None:  # seeded histories have deliveries but no post row
             posted = first_delivery.get(ping_id)
-        real = []
-        for bid in orjson.loads(row["bids"]):
-            if bid.get("role") != "winner":
-                continue
-            key = (ping_id, bid["contract_id"])
-            sale, delivery = sold.get(key), delivered.get(key)
-            if sale is not None:
-                fate, at = "accepted", int(sale["created_at"])
-            elif delivery is not None:
-                fate, at = "rejected", delivery["finished_at"] or delivery["created_at"]
-            else:
-                fate, at = ("released" if posted is not None else "open"), posted
-            real.append(
-                RealWin(
-                    bid["contract_id"],
-                    bid["buyer_id"],
-                    int(bid["price_cents"]),
-                    fate,
-                    int(at) if at is not None else None,
-                    (int(sale["price_cents"]), int(sale["payout_cents"])) if sale is not None else None,
-                )
-            )
+        real = _real_wins(ping_id, loads(bids), posted, sold, delivered) if bids != "[]" else ()
         pings.append(
             StoredPing(
-                id=ping_id,
-                offer_id=row["offer_id"],
-                campaign_id=row["campaign_id"],
-                channel=row["channel"],
-                received_at=int(row["received_at"]),
-                decided_at=int(row["decided_at"]),
-                lead=orjson.loads(row["lead"]),
-                hashes=tuple(orjson.loads(row["consumer"]).values()),
-                rtb=stored_bids(document) if document is not None or waterfall is None else None,
-                min_payout_cents=int((document or {}).get("min_payout_cents") or 0),
-                posted_at=int(posted) if posted is not None else None,
-                settled_at=settled.get(ping_id),
-                real=tuple(real),
-                waterfall=waterfall,
-                source=row["source"],
+                ping_id,
+                offer_id,
+                campaign_id,
+                channel,
+                int(received),
+                int(decided),
+                loads(lead),
+                tuple(loads(consumer).values()) if consumer != "{}" else (),
+                stored_bids(document) if document is not None or waterfall is None else None,
+                int((document or {}).get("min_payout_cents") or 0),
+                int(posted) if posted is not None else None,
+                settled.get(ping_id),
+                real,
+                waterfall if with_waterfall else None,
+                source,
             )
         )
     return pings
+
+
+def _real_wins(
+    ping_id: str,
+    bids: list[dict[str, Any]],
+    posted: int | None,
+    sold: dict[tuple[str, str], Any],
+    delivered: dict[tuple[str, str], Any],
+) -> tuple[RealWin, ...]:
+    """The ping's real winners and what became of each."""
+    real = []
+    for bid in bids:
+        if bid.get("role") != "winner":
+            continue
+        key = (ping_id, bid["contract_id"])
+        sale, delivery = sold.get(key), delivered.get(key)
+        at: int | None
+        if sale is not None:
+            fate, at = "accepted", int(sale["created_at"])
+        elif delivery is not None:
+            fate, at = "rejected", delivery["finished_at"] or delivery["created_at"]
+        else:
+            fate, at = ("released" if posted is not None else "open"), posted
+        real.append(
+            RealWin(
+                bid["contract_id"],
+                bid["buyer_id"],
+                int(bid["price_cents"]),
+                fate,
+                int(at) if at is not None else None,
+                (int(sale["price_cents"]), int(sale["payout_cents"])) if sale is not None else None,
+            )
+        )
+    return tuple(real)
