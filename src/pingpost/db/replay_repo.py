@@ -75,6 +75,7 @@ async def reservations_around(tx: Tx, *, since: int, before: int) -> list[Any]:
     return list(
         await tx.fetch(
             "SELECT r.contract_id, r.buyer_id, r.amount_cents, r.day_key, r.week_key, r.month_key, r.state, "
+            "r.buyer_day_key, r.buyer_week_key, r.buyer_month_key, "
             "r.expires_at, r.created_at, s.created_at AS sold_at, d.finished_at, po.created_at AS posted_at, "
             "p.offer_id, p.mode, p.test, p.received_at FROM reservations r "
             "JOIN pings p ON p.id = r.ping_id "
@@ -158,9 +159,24 @@ async def ping_batch(tx: Tx, scope: PingScope, *, after_id: str | None, limit: i
     return list(
         await tx.fetch(  # the loader unpacks the columns in this order
             "SELECT p.id, p.offer_id, p.campaign_id, p.channel, p.received_at, p.decided_at, p.lead, p.consumer, "
-            f"p.bids, p.replay, p.source, {waterfall} AS waterfall, po.created_at AS posted_at FROM pings p "
+            f"p.bids, p.replay, p.source, {waterfall} AS waterfall, po.created_at AS posted_at, p.dup_key FROM pings p "
             f"LEFT JOIN posts po ON po.ping_id = p.id WHERE {where} ORDER BY p.id LIMIT {int(limit)}",
             params,
+        )
+    )
+
+
+async def any_suppression_list(tx: Tx) -> bool:
+    return await tx.fetchval("SELECT 1 FROM suppression_lists LIMIT 1") is not None
+
+
+async def suppression_entries(tx: Tx, hashes: Sequence[str]) -> list[Any]:
+    """The suppression lists (id, scope) each of these keyed consumer hashes is on now."""
+    return list(
+        await tx.fetch(
+            "SELECT e.hash_hmac, l.id, l.scope FROM suppression_entries e "
+            "JOIN suppression_lists l ON l.id = e.list_id WHERE e.hash_hmac IN (:hs)",
+            {"hs": list(hashes)},
         )
     )
 

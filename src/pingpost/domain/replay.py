@@ -29,7 +29,7 @@ import orjson
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Funds, Line, Terms
-from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, Usage, local_minute
+from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, Usage, local_minute, spend_cap_reached
 from pingpost.domain.model import BidResult, Contract, Snapshot
 from pingpost.domain.money import payout_cents
 from pingpost.domain.outcomes import Outcome
@@ -58,6 +58,7 @@ class FixedHold:
     end: int
     sold: bool
     funds: bool = True  # False: sold before the range (its charge is in the opening balance; only its slot counts)
+    buyer_keys: PeriodKeys | None = None  # the buyer's spend periods it counted in
 
 
 @dataclass(slots=True)
@@ -104,6 +105,7 @@ class _Market:
     fallback: bool
     standby: int
     ttl_ms: int
+    window_ms: int  # the campaign's duplicate-ping window
     # plans by their candidates' prices (and the round-robin pointer): every rule but `weighted`
     # orders the same candidates at the same prices the same way
     plans: dict[tuple[Any, ...], distribution.Plan] = field(default_factory=dict)
@@ -114,10 +116,30 @@ _REFUSED = None
 
 
 class _Reservation:
-    __slots__ = ("contract", "keys", "ping", "price", "state")
+    __slots__ = ("buyer_keys", "contract", "keys", "ping", "price", "state")
 
-    def __init__(self, contract: Contract, price: int, keys: PeriodKeys | None, ping: StoredPing) -> None:
+    def __init__(
+        self, contract: Contract, price: int, keys: PeriodKeys | None, buyer_keys: PeriodKeys | None, ping: StoredPing
+    ) -> None:
         self.contract, self.price, self.keys, self.state, self.ping = contract, price, keys, HELD, ping
+        self.buyer_keys = buyer_keys
+
+
+def _add(
+    counters: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]],
+    owner: str,
+    keys: PeriodKeys,
+    amount: int,
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """`amount` more in each of the periods `keys` of `owner`'s counters; answers them."""
+    counts = counters.get(owner)
+    if counts is None:
+        counts = counters[owner] = ({}, {}, {})
+    days, weeks, months = counts
+    days[keys.day] = days.get(keys.day, 0) + amount
+    weeks[keys.week] = weeks.get(keys.week, 0) + amount
+    months[keys.month] = months.get(keys.month, 0) + amount
+    return counts
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -151,6 +173,11 @@ class Replayer:
             for b in {*snap.buyers, *start.balances}
         }
         self.used: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
+        # spend caps (cents per period), kept only when some contract or buyer has one
+        self.spent: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
+        self.buyer_spent: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
+        self._spend_on = False
+        self._dup_seen: dict[str, int] = {}  # duplicate-ping key -> latest ping that ran an auction
         # What `contract_usage` would hold: each period's latest key and its count (docs/replay.md)
         self.usage: dict[str, Usage] = {}
         self.dedup: dict[str, dict[str, dict[object, int]]] = {
@@ -166,6 +193,7 @@ class Replayer:
         self._keys_minute, self._keys = -1, PeriodKeysByContract(snap.contracts, 0)
         self._markets: dict[tuple[str, str, str, int], Any] = {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
+        self._spend_caps(snap)
         for hold in start.holds:
             self._push(hold.start, FIXED_START, hold)
         for move in start.moves:
@@ -198,7 +226,8 @@ class Replayer:
                 self._funds(move.buyer_id).balance_cents += move.amount_cents
         elif kind == FIXED_START:
             hold: FixedHold = payload
-            self._count(hold.contract_id, hold.keys, 1)
+            self._count(hold.contract_id, hold.keys, 1, hold.amount_cents)
+            self._buyer_spend(hold.buyer_id, hold.buyer_keys, hold.amount_cents)
             if hold.funds:
                 self._funds(hold.buyer_id).holds_cents += hold.amount_cents
                 self._push(max(hold.end, at), FIXED_END, hold)
@@ -209,7 +238,8 @@ class Replayer:
             if hold.sold:
                 funds.balance_cents -= hold.amount_cents
             else:
-                self._count(hold.contract_id, hold.keys, -1)
+                self._count(hold.contract_id, hold.keys, -1, hold.amount_cents)
+                self._buyer_spend(hold.buyer_id, hold.buyer_keys, -hold.amount_cents)
 
     def _funds(self, buyer_id: str) -> Funds:
         funds = self.funds.get(buyer_id)
@@ -217,7 +247,9 @@ class Replayer:
             funds = self.funds[buyer_id] = Funds(0, 0, 0)
         return funds
 
-    def _count(self, contract_id: str, keys: PeriodKeys | None, step: int) -> None:
+    def _count(self, contract_id: str, keys: PeriodKeys | None, step: int, amount: int) -> None:
+        """A slot (`step` 1) taken or given back (-1) in the periods `keys`, with its price against the
+        contract's spend caps when spend caps are kept."""
         if keys is None:
             return
         used = self.used.get(contract_id)
@@ -228,20 +260,50 @@ class Replayer:
         days[day] = days.get(day, 0) + step
         weeks[week] = weeks.get(week, 0) + step
         months[month] = months.get(month, 0) + step
+        spent = _add(self.spent, contract_id, keys, step * amount) if self._spend_on else None
         # What `contract_usage` holds: each period's latest key and its count; a counter only moves
         # forward, so a slot of an older period given back leaves the current count alone.
         u = self.usage.get(contract_id)
-        if u is None:
-            self.usage[contract_id] = Usage(day, days[day], week, weeks[week], month, months[month])
-        elif day >= u.day_key or week >= u.week_key or month >= u.month_key:
+        if u is not None and day < u.day_key and week < u.week_key and month < u.month_key:
+            return
+        if u is not None:
             day, week, month = max(day, u.day_key), max(week, u.week_key), max(month, u.month_key)
-            self.usage[contract_id] = Usage(
-                day, days.get(day, 0), week, weeks.get(week, 0), month, months.get(month, 0)
+        usage = Usage(day, days.get(day, 0), week, weeks.get(week, 0), month, months.get(month, 0))
+        if spent is not None:
+            usage.day_spent, usage.week_spent, usage.month_spent = (
+                spent[0].get(day, 0),
+                spent[1].get(week, 0),
+                spent[2].get(month, 0),
             )
+        self.usage[contract_id] = usage
+
+    def _buyer_spend(self, buyer_id: str, keys: PeriodKeys | None, amount: int) -> None:
+        """A price counted (or given back, negative) against the buyer's spend caps, in its periods;
+        its funds show the latest periods' spend, as `buyer_funds` does."""
+        if keys is None or not self._spend_on:
+            return
+        spent = _add(self.buyer_spent, buyer_id, keys, amount)
+        funds = self._funds(buyer_id)
+        latest = (
+            max(keys.day, funds.spend_keys[0]),
+            max(keys.week, funds.spend_keys[1]),
+            max(keys.month, funds.spend_keys[2]),
+        )
+        funds.spend_keys = latest
+        funds.spent = (spent[0].get(latest[0], 0), spent[1].get(latest[1], 0), spent[2].get(latest[2], 0))
+
+    def _spend_caps(self, snap: Snapshot) -> None:
+        """Whether any spend cap applies under this configuration, and each buyer's caps on its funds."""
+        self._spend_on = any(c.spend_capped for c in snap.contracts.values()) or any(
+            b.spend_capped for b in snap.buyers.values()
+        )
+        for buyer in snap.buyers.values():
+            self._funds(buyer.id).spend_caps = (buyer.spend_daily_cap, buyer.spend_weekly_cap, buyer.spend_monthly_cap)
 
     def _release(self, res: _Reservation) -> None:
         res.state = DONE
-        self._count(res.contract.id, res.keys, -1)
+        self._count(res.contract.id, res.keys, -1, res.price)
+        self._buyer_spend(res.contract.buyer_id, res.buyer_keys, -res.price)
         self._funds(res.contract.buyer_id).holds_cents -= res.price
 
     def _claim(self, at: int, res: _Reservation, accepted: bool | None, settle_at: int) -> None:
@@ -311,6 +373,8 @@ class Replayer:
             market = self._markets[key] = self._market(ping)
         if market is None:
             return []  # refused under this configuration: no auction
+        if ping.dup_key is not None and self._duplicate(ping.dup_key, now, market.window_ms):
+            return []  # a duplicate ping under this configuration: no auction, no reservation
         offer, terms = market.terms.offer, market.terms
         lines = [Line(c) for c in market.contracts]
         lead = ping.lead if ping.source is None else {**ping.lead, "source": ping.source}
@@ -322,6 +386,7 @@ class Replayer:
         open_lines = rules.open_lines(lines)
         state = self._state
         state.last_sold = self._last_sold(ping.hashes) if ping.hashes else {}
+        state.suppressed, state.now = ping.suppressed, now
         rules.state_checks(open_lines, state, keys, channel, now)
         for line in open_lines:
             if line.outcome is None:
@@ -394,6 +459,7 @@ class Replayer:
             channel=channel,
             min_payout=ping.min_payout_cents,
             kinds=distribution.sale_types(offer.rule, offer.max_winners, channel),
+            buyers=snap.buyers,
         )
         return _Market(
             terms=terms,
@@ -401,7 +467,17 @@ class Replayer:
             fallback=offer.static_fallback if offer.static_fallback is not None else self.static_fallback,
             standby=offer.call_standby if rules.is_voice(channel) else 0,
             ttl_ms=(offer.callback_ttl_s if channel == "callback" else offer.ping_ttl_s) * 1000,
+            window_ms=campaign.duplicate_ping_window_s * 1000,
         )
+
+    def _duplicate(self, dup_key: str, now: int, window_ms: int) -> bool:
+        """Whether an earlier ping of the campaign with this key ran an auction within the window (as
+        `auction/duplicates.py` decides); a ping that is not one is remembered."""
+        earlier = self._dup_seen.get(dup_key)
+        if window_ms and earlier is not None and earlier >= now - window_ms:
+            return True
+        self._dup_seen[dup_key] = now
+        return False
 
     def _last_sold(self, hashes: tuple[str, ...]) -> dict[str, int]:
         last: dict[str, int] = {}
@@ -429,7 +505,8 @@ class Replayer:
         self, c: Contract, price: int, ping: StoredPing, reserved: list[_Reservation]
     ) -> tuple[str, str] | None:
         """`take_cap_slot` and `take_hold` in memory, at the decision's instant."""
-        keys = local_minute(ping.decided_at, c.tz)[1] if c.capped else None
+        spend = self._spend_on
+        keys = local_minute(ping.decided_at, c.tz)[1] if c.capped or (spend and c.spend_capped) else None
         if keys is not None:
             used = self.used.get(c.id)
             if used is not None:
@@ -443,10 +520,41 @@ class Replayer:
         funds = self._funds(c.buyer_id)
         if funds.available_cents < price:
             return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
-        self._count(c.id, keys, 1)
+        buyer_keys = None
+        if spend:
+            failure = self._spend_failure(c, price, keys)
+            if failure is not None:
+                return failure
+            buyer = self.snap.buyers.get(c.buyer_id)
+            if buyer is not None and buyer.spend_capped:
+                buyer_keys = local_minute(ping.decided_at, buyer.tz)[1]
+                reached = spend_cap_reached(funds.spend_caps, funds.spend_keys, funds.spent, buyer_keys, price)
+                if reached is not None:
+                    return Outcome.CAP_REACHED.value, reached
+        self._count(c.id, keys, 1, price)
+        self._buyer_spend(c.buyer_id, buyer_keys, price)
         funds.holds_cents += price
-        reserved.append(_Reservation(c, price, keys, ping))
+        reserved.append(_Reservation(c, price, keys, buyer_keys, ping))
         return None
+
+    def _spend_failure(self, c: Contract, price: int, keys: PeriodKeys | None) -> tuple[str, str] | None:
+        """The contract's spend cap this price would pass, in its periods at the decision."""
+        if not c.spend_capped or keys is None:
+            return None
+        spent = self.spent.get(c.id)
+        totals = (
+            (0, 0, 0)
+            if spent is None
+            else (spent[0].get(keys.day, 0), spent[1].get(keys.week, 0), spent[2].get(keys.month, 0))
+        )
+        reached = spend_cap_reached(
+            (c.spend_daily_cap, c.spend_weekly_cap, c.spend_monthly_cap),
+            (keys.day, keys.week, keys.month),
+            totals,
+            keys,
+            price,
+        )
+        return None if reached is None else (Outcome.CAP_REACHED.value, reached)
 
     def _fate(self, res: _Reservation, ping: StoredPing, expires_at: int) -> None:
         """What happens to a replayed winner: lapses unposted, or is claimed by the real post, then

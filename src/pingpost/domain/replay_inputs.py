@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pingpost.domain.eligibility import NO_SUPPRESSION, Suppression
 from pingpost.domain.model import BidResult
 from pingpost.domain.outcomes import Outcome
 
@@ -129,3 +130,5 @@ class StoredPing:
     real: tuple[RealWin, ...] = ()
     waterfall: str | None = None  # the stored waterfall, read only when `rtb` is None
     source: str | None = None  # the partner's sub-ID (filters see it as the field `source`)
+    suppressed: Suppression = NO_SUPPRESSION  # the suppression lists its consumer hashes are on now
+    dup_key: str | None = None  # its duplicate-ping key, stored when its campaign had a window

@@ -86,11 +86,9 @@ def build_snapshot(bodies: Bodies) -> Snapshot:
     for ident, body in bodies["partner"].items():
         snap.partner_status[ident] = body.get("status", "active")
     for ident, body in bodies["buyer"].items():
-        snap.buyers[ident] = Buyer(ident, body.get("status", "active"))
+        snap.buyers[ident] = Buyer.from_body(ident, body.get("status", "active"), body)
     for ident, body in bodies["campaign"].items():
-        snap.campaigns[ident] = Campaign(
-            ident, body["partner"], body["offer"], body["status"], body["payout"], body.get("rate_limit_per_s")
-        )
+        snap.campaigns[ident] = Campaign.from_body(ident, body)
     for ident, body in bodies["contract"].items():
         contract = Contract.from_body(ident, body)
         snap.contracts[ident] = contract

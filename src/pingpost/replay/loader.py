@@ -11,7 +11,7 @@ import orjson
 
 from pingpost.db import replay_repo as repo
 from pingpost.db.store import Store, Tx
-from pingpost.domain.eligibility import PeriodKeys
+from pingpost.domain.eligibility import PeriodKeys, Suppression
 from pingpost.domain.model import Snapshot
 from pingpost.domain.replay import Acceptance, FixedHold, Move, StartState
 from pingpost.domain.replay_inputs import RealWin, StoredPing, stored_bids
@@ -104,6 +104,11 @@ def _fixed_hold(row: Any, scope: Range) -> FixedHold | None:
     if not sold and end <= scope.start:
         return None
     keys = PeriodKeys(row["day_key"], row["week_key"], row["month_key"]) if row["day_key"] else None
+    buyer_keys = (
+        PeriodKeys(row["buyer_day_key"], row["buyer_week_key"], row["buyer_month_key"])
+        if row["buyer_day_key"]
+        else None
+    )
     return FixedHold(
         str(row["contract_id"]),
         str(row["buyer_id"]),
@@ -113,6 +118,7 @@ def _fixed_hold(row: Any, scope: Range) -> FixedHold | None:
         end,
         sold,
         funds=end > scope.start,
+        buyer_keys=buyer_keys,
     )
 
 
@@ -131,24 +137,45 @@ async def count(store: Store, scope: Range) -> int:
 
 
 async def batches(store: Store, scope: Range, *, with_waterfall: bool) -> AsyncIterator[list[StoredPing]]:
-    """The range's pings in id order (their arrival order), `BATCH` a read."""
+    """The range's pings in id order (their arrival order), `BATCH` a read, each with the suppression
+    lists its consumer is on now (read only when some list exists)."""
     after: str | None = None
+    suppression = await store.read(repo.any_suppression_list)
     while True:
 
-        async def unit(tx: Tx, after: str | None = after) -> tuple[list[Any], list[Any], list[Any]]:
+        async def unit(tx: Tx, after: str | None = after) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
             rows = await repo.ping_batch(tx, scope.pings, after_id=after, limit=BATCH, with_waterfall=with_waterfall)
             ids = [r["id"] for r in rows]
             if not ids:
-                return rows, [], []
-            return rows, await repo.batch_deliveries(tx, ids), await repo.batch_sales(tx, ids)
+                return rows, [], [], []
+            deliveries, sales = await repo.batch_deliveries(tx, ids), await repo.batch_sales(tx, ids)
+            hashes = {h for r in rows if r["consumer"] != "{}" for h in orjson.loads(r["consumer"]).values()}
+            entries = await repo.suppression_entries(tx, sorted(hashes)) if suppression and hashes else []
+            return rows, deliveries, sales, entries
 
-        rows, deliveries, sales = await store.read(unit)
+        rows, deliveries, sales, entries = await store.read(unit)
         if not rows:
             return
-        yield stored_pings(rows, deliveries, sales, with_waterfall=with_waterfall)
+        pings = stored_pings(rows, deliveries, sales, with_waterfall=with_waterfall)
+        if entries:
+            _suppress(pings, entries)
+        yield pings
         if len(rows) < BATCH:
             return
         after = str(rows[-1]["id"])
+
+
+def _suppress(pings: list[StoredPing], entries: list[Any]) -> None:
+    """Each ping's `Suppression`: the lists any of its hashes is on (as `traffic_repo.suppressing_lists`)."""
+    on: dict[str, list[tuple[str, str]]] = {}
+    for e in entries:
+        on.setdefault(e["hash_hmac"], []).append((str(e["id"]), str(e["scope"])))
+    for ping in pings:
+        lists = [entry for h in ping.hashes for entry in on.get(h, ())]
+        if lists:
+            ping.suppressed = Suppression(
+                lists=frozenset(i for i, _ in lists), global_hit=any(scope == "global" for _, scope in lists)
+            )
 
 
 def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, with_waterfall: bool) -> list[StoredPing]:
@@ -180,6 +207,7 @@ def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, wi
         source,
         waterfall,
         posted,
+        dup_key,
     ) in rows:
         document = loads(replay) if replay else None
         if posted is None:  # seeded histories have deliveries but no post row
@@ -202,6 +230,7 @@ def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, wi
                 real,
                 waterfall if with_waterfall else None,
                 source,
+                dup_key=dup_key,
             )
         )
     return pings
