@@ -141,16 +141,48 @@ async def test_a_setup_is_laid_over_every_version(settings: Settings) -> None:
         assert (c_first["proposed"]["revenue_cents"], c_first["proposed"]["payout_cents"]) == (49_000, 34_300)
 
         # a contract the setup adds for gamma bids only once gamma exists (day 2), one for beta throughout
-        added = await replay(
-            {
-                "contracts": [
-                    {"id": "g", "name": "G", "buyer": "gamma", "offer": "med", "price_cents": 7000},
-                    {"id": "n", "name": "N", "buyer": "beta", "offer": "med", "price_cents": 4500, "caps": {"daily": 1}},
-                ]
-            }
-        )
+        new = {"name": "New", "offer": "med"}
+        g = {"id": "g", "buyer": "gamma", "price_cents": 7000, **new}
+        n = {"id": "n", "buyer": "beta", "price_cents": 4500, "caps": {"daily": 1}, **new}
+        added = await replay({"contracts": [g, n]})
         # day 1: n 4,500 + a 2 x 5,000 + b 2 x 3,000 = 20,500; day 2: g 5 x 7,000 = 35,000
         assert {d: v["revenue_cents"] for d, v in added["days"]["proposed"].items()} == {
             "2026-11-02": 20_500,
             "2026-11-03": 35_000,
         }
+
+
+async def test_an_auto_pause_and_its_resume_are_replayed(settings: Settings) -> None:
+    """An auto-pause writes an event, not an audit entry: the replay takes it from the event. RTB
+    contract `r` (60.00) fails for ages 71 and 72 and is paused after two failures in a row; `b`
+    (30.00) buys meanwhile; an operator resumes `r`, which buys again."""
+
+    async def bids(sent: Any) -> tuple[int, Any]:
+        return (500, {"error": "down"}) if sent.body["lead"]["age"] in (71, 72) else (200, {"bid_cents": 6000})
+
+    async with open_history(settings) as h:
+        await sd.base_setup(h.api, rule="exclusive")
+        h.key = await sd.campaign(h.api)
+        await sd.buyer(h.api, "rtb", deposit=10**6)
+        await sd.buyer(h.api, "beta", deposit=10**6)
+        rtb = {"url": "http://buyer.test/r", "timeout_ms": 500, "fallback": "never"}
+        await sd.contract(
+            h.api, "r", "rtb", None, rtb=rtb, delivery={"url": DELIVER}, auto_pause={"max_consecutive_failures": 2}
+        )
+        await sd.contract(h.api, "b", "beta", 3000, delivery={"url": DELIVER})
+        h.client.handlers["http://buyer.test/r"] = bids
+        h.clock.set(at("2026-11-02T10:00:00"))
+        for serial, age in enumerate((70, 70, 71, 72, 70, 70, 0, 70, 70), 1):
+            if age == 0:
+                await patch("contracts/r", status="active")(h)
+            else:
+                await h.ping_and_post({"state": "FL", "zip": "33109", "age": age}, f"30555{serial:05d}")
+            h.clock.advance(HOUR_MS)
+        real = await h.real_winners()
+        assert [w for _, w in sorted(real.items())] == [["r"], ["r"], ["b"], ["b"], ["b"], ["b"], ["r"], ["r"]]
+
+        service = ReplayService(h.store)
+        prepared = await service.prepare(ReplayRequest(date(2026, 11, 2), date(2026, 11, 2)), keep_winners=True)
+        result = await service.execute(prepared)
+        assert prepared.engine.winners == real
+        assert result["proposed"] == result["actual"]

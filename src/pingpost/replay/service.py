@@ -1,6 +1,6 @@
-"""What-if replay: the configuration as it stands with a proposed setup over it, the stored pings of a
-range run through the auction's own rules in simulated time, actual against proposed
-(docs/replay.md). Read-only: the only rows it writes are its own job's in `replay_jobs`."""
+"""What-if replay: the configuration as it stood (rebuilt from the audit log) with a proposed setup over
+each version, the stored pings of a range run through the auction's own rules in simulated time,
+actual against proposed (docs/replay.md). Read-only: the only rows it writes are its own job's in `replay_jobs`."""
 
 from __future__ import annotations
 
