@@ -1,7 +1,7 @@
-"""The configuration a replay runs under: the live one, with a proposed `setup` laid over it in memory
-(docs/replay.md, The proposed setup). The setup has the shape of a `pingpost apply` file; objects are
-matched by id, changed fields replace the stored ones (the same merge and validation as `apply`),
-new objects are added. Nothing is written."""
+"""The configuration a replay runs under: the live one (or a version rebuilt by `replay/history.py`),
+with a proposed `setup` laid over it in memory (docs/replay.md, How a replay runs). The setup has the
+shape of a `pingpost apply` file; objects are matched by id, changed fields replace the stored ones
+(the same merge and validation as `apply`), new objects are added. Nothing is written."""
 
 from __future__ import annotations
 
