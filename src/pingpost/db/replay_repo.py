@@ -32,6 +32,30 @@ async def config_bodies(tx: Tx) -> dict[str, dict[str, dict[str, Any]]]:
     return bodies
 
 
+async def config_changes(tx: Tx, *, since: int) -> list[Any]:
+    """The audit log's entries for configuration objects written from `since` on, oldest first: each
+    object's `before` (the admin API's view, secrets redacted) undoes it (docs/replay.md)."""
+    return list(
+        await tx.fetch(
+            "SELECT id, at, object_type, object_id, before FROM audit_log "
+            "WHERE at >= :s AND object_type IN (:kinds) ORDER BY at, id",
+            {"s": since, "kinds": list(CONFIG_TABLES)},
+        )
+    )
+
+
+async def auto_pauses(tx: Tx, *, since: int) -> list[Any]:
+    """The pauses written without an audit entry, from `since` on, oldest first: a contract's
+    `contract.auto_paused` event, a buyer's `buyer.low_balance` (paused when its data says so)."""
+    return list(
+        await tx.fetch(
+            "SELECT id, created_at, type, data FROM events WHERE created_at >= :s "
+            "AND type IN ('contract.auto_paused', 'buyer.low_balance') ORDER BY created_at, id",
+            {"s": since},
+        )
+    )
+
+
 async def opening_balances(tx: Tx, *, before: int) -> dict[str, int]:
     rows = await tx.fetch(
         "SELECT account, CAST(SUM(amount_cents) AS BIGINT) AS total FROM ledger_entries "

@@ -1,3 +1,4 @@
+# Over 450 lines: one engine, every step sharing its simulated-time state and configuration versions.
 """The what-if replay engine, pure (docs/replay.md): stored pings run through the very rules of
 `domain/auction.py` and `domain/distribution.py`, in received order, in simulated time, against
 in-memory counters instead of the database.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ EXPIRE, SETTLE, FIXED_END, CLAIM, MOVE, FIXED_START = range(6)
 HELD, POSTING, DONE = range(3)
 _NOT_ASKED = BidResult(Outcome.NO_BID, detail="not_asked")
 _DELIVERED = {"accepted": True, "rejected": False}  # a real winner's fate: delivered and how
+Version = tuple[int, Snapshot, dict[str, int]]  # from this instant on: the configuration, buyers' credit limits
 
 
 @dataclass(slots=True)
@@ -162,8 +164,10 @@ class Replayer:
         *,
         static_fallback: bool = True,
         keep_winners: bool = False,
+        versions: Sequence[Version] = (),
     ) -> None:
         self.snap = snap
+        self._versions = sorted(versions, key=lambda v: -v[0])  # the next one last
         self.acceptance = acceptance
         self.static_fallback = static_fallback
         self.actual, self.proposed = Tally(), Tally()
@@ -349,12 +353,22 @@ class Replayer:
         now = ping.received_at
         if self._events and self._events[0][0] <= now:
             self._advance(now)
+        while self._versions and self._versions[-1][0] <= now:
+            self.use(*self._versions.pop()[1:])
         day = utc_day(now)
         self._actual(ping, day)
         self.proposed.ping(day)
         winners = self._auction(ping)
         if self.winners is not None:
             self.winners[ping.id] = winners
+
+    def use(self, snap: Snapshot, credit_limits: dict[str, int]) -> None:
+        """The configuration as it stood from here on (docs/replay.md): markets are indexed again;
+        funds (with the new credit limits), counters, dedup records and round-robin pointers carry over."""
+        self.snap, self._markets = snap, {}
+        self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
+        for buyer, limit in credit_limits.items():
+            self._funds(buyer).credit_limit_cents = limit
 
     def _actual(self, ping: StoredPing, day: str) -> None:
         tally, first = self.actual, True

@@ -1,10 +1,11 @@
-"""The configuration a replay runs under: the live one, with a proposed `setup` laid over it in memory
-(docs/replay.md, The proposed setup). The setup has the shape of a `pingpost apply` file; objects are
-matched by id, changed fields replace the stored ones (the same merge and validation as `apply`),
-new objects are added. Nothing is written."""
+"""The configuration a replay runs under: the live one (or a version rebuilt by `replay/history.py`),
+with a proposed `setup` laid over it in memory (docs/replay.md, How a replay runs). The setup has the
+shape of a `pingpost apply` file; objects are matched by id, changed fields replace the stored ones
+(the same merge and validation as `apply`), new objects are added. Nothing is written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pingpost import errors
@@ -26,15 +27,7 @@ def overlay(bodies: Bodies, setup: Any) -> tuple[Bodies, dict[str, int]]:
     unknown = set(setup) - {section for section, _ in ORDER} - {"deposits"}
     if unknown:
         raise errors.ValidationFailed.one(f"setup.{sorted(unknown)[0]}", "unknown section")
-    merged: Bodies = {kind: dict(objects) for kind, objects in bodies.items()}
-    for section, kind in ORDER:
-        if kind == "api_key":
-            continue  # keys decide nothing in an auction
-        for index, item in enumerate(setup.get(section) or []):
-            where = f"setup.{section}.{index}"
-            if not isinstance(item, dict) or not item.get("id"):
-                raise errors.ValidationFailed.one(f"{where}.id", "every object in a setup needs an id")
-            merged[kind][str(item["id"])] = _merge(kind, merged[kind].get(str(item["id"])), item, where)
+    merged = merge_setup(bodies, setup)
     _check_refs(merged)
     deposits: dict[str, int] = {}
     for index, dep in enumerate(setup.get("deposits") or []):
@@ -45,6 +38,23 @@ def overlay(bodies: Bodies, setup: Any) -> tuple[Bodies, dict[str, int]]:
             raise errors.ValidationFailed.one(f"setup.deposits.{index}.amount_cents", "a positive number of cents")
         deposits[str(buyer)] = deposits.get(str(buyer), 0) + amount
     return merged, deposits
+
+
+def merge_setup(bodies: Bodies, setup: dict[str, Any], keep: Callable[[str, str], bool] | None = None) -> Bodies:
+    """`bodies` with the setup's objects merged by id (those `keep(kind, id)` keeps), references not
+    checked. Raises `ValidationFailed` naming the setup's field."""
+    merged: Bodies = {kind: dict(objects) for kind, objects in bodies.items()}
+    for section, kind in ORDER:
+        if kind == "api_key":
+            continue  # keys decide nothing in an auction
+        for index, item in enumerate(setup.get(section) or []):
+            where = f"setup.{section}.{index}"
+            if not isinstance(item, dict) or not item.get("id"):
+                raise errors.ValidationFailed.one(f"{where}.id", "every object in a setup needs an id")
+            ident = str(item["id"])
+            if keep is None or keep(kind, ident):
+                merged[kind][ident] = _merge(kind, merged[kind].get(ident), item, where)
+    return merged
 
 
 def _merge(kind: str, current: dict[str, Any] | None, item: dict[str, Any], where: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""What-if replay: the configuration as it stands with a proposed setup over it, the stored pings of a
-range run through the auction's own rules in simulated time, actual against proposed
-(docs/replay.md). Read-only: the only rows it writes are its own job's in `replay_jobs`."""
+"""What-if replay: the configuration as it stood (rebuilt from the audit log) with a proposed setup over
+each version, the stored pings of a range run through the auction's own rules in simulated time,
+actual against proposed (docs/replay.md). Read-only: the only rows it writes are its own job's in `replay_jobs`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pingpost.db.store import Store, Tx
 from pingpost.domain.replay import Replayer
 from pingpost.domain.replay_figures import delta
 from pingpost.ids import new_id, now_ms
-from pingpost.replay import config, loader
+from pingpost.replay import config, history, loader
 from pingpost.timefmt import rfc3339
 
 log = structlog.get_logger("pingpost.replay")
@@ -91,16 +91,23 @@ class ReplayService:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def prepare(self, request: ReplayRequest, *, keep_winners: bool = False) -> Prepared:
-        """Validate the setup against the live configuration (422 naming the field) and read the state
-        at the range's start. Nothing is written."""
-        bodies = await self.store.read(repo.config_bodies)
-        merged, extra_deposits = config.overlay(bodies, request.setup)
+        """Validate the setup against the live configuration (422 naming the field), rebuild the
+        configuration as it stood through the range from the audit log and lay the setup over each
+        version, and read the state at the range's start. Nothing is written."""
+        live = await self.store.read(repo.config_bodies)
+        merged, extra_deposits = config.overlay(live, request.setup)
         if request.offer is not None and request.offer not in merged["offer"]:
             raise errors.ValidationFailed.one("offer", f"unknown offer '{request.offer}'")
-        snap = config.build_snapshot(merged)
         scope = request.scope
-        max_dedup = max((c.dedup_days for c in snap.contracts.values()), default=0)
-        start = await loader.start_state(self.store, scope, snap, config.credit_limits(merged), max_dedup)
+        found = await self.store.read(lambda tx: _changes(tx, since=scope.start))
+        stood = [v for v in history.versions(live, found, start=scope.start) if v[0] < scope.end]
+        versions = [
+            (at, config.build_snapshot(bodies), config.credit_limits(bodies))
+            for at, bodies in history.proposed(stood, live, request.setup)
+        ]
+        _, snap, credit = versions[0]
+        max_dedup = max((c.dedup_days for _, s, _ in versions for c in s.contracts.values()), default=0)
+        start = await loader.start_state(self.store, scope, snap, credit, max_dedup)
         for buyer, amount in extra_deposits.items():
             start.balances[buyer] = start.balances.get(buyer, 0) + amount
         engine = Replayer(
@@ -109,9 +116,10 @@ class ReplayService:
             await loader.acceptance(self.store, scope),
             static_fallback=self.static_fallback,
             keep_winners=keep_winners,
+            versions=versions[1:],
         )
         total = await loader.count(self.store, scope)
-        with_waterfall = any(c.rtb for c in snap.contracts.values())
+        with_waterfall = any(c.rtb for _, s, _ in versions for c in s.contracts.values())
         return Prepared(request, engine, total, with_waterfall)
 
     async def execute(
@@ -210,6 +218,10 @@ class ReplayService:
     async def jobs(self, *, limit: int = 50) -> list[dict[str, Any]]:
         rows = await self.store.read(lambda tx: repo.list_jobs(tx, limit=limit))
         return [job_view(r, full=False) for r in rows]
+
+
+async def _changes(tx: Tx, *, since: int) -> list[history.Change]:
+    return history.changes(await repo.config_changes(tx, since=since), await repo.auto_pauses(tx, since=since))
 
 
 def job_view(row: Any, *, full: bool) -> dict[str, Any]:
