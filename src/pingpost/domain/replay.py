@@ -144,6 +144,10 @@ def _add(
     return counts
 
 
+def _spend_capped(snap: Snapshot) -> bool:
+    return any(c.spend_capped for c in snap.contracts.values()) or any(b.spend_capped for b in snap.buyers.values())
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     """Drive a coroutine that never suspends (`select_winners` over an in-memory reserve) to its end."""
     try:
@@ -197,6 +201,9 @@ class Replayer:
         self._keys_minute, self._keys = -1, PeriodKeysByContract(snap.contracts, 0)
         self._markets: dict[tuple[str, str, str, int], Any] = {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
+        # spend is counted from the start when any version has a spend cap (one added mid-range
+        # finds its period's spend counted, as the database's counters hold it)
+        self._spend_on = any(_spend_capped(s) for s in (snap, *(v[1] for v in versions)))
         self._spend_caps(snap)
         for hold in start.holds:
             self._push(hold.start, FIXED_START, hold)
@@ -297,10 +304,7 @@ class Replayer:
         funds.spent = (spent[0].get(latest[0], 0), spent[1].get(latest[1], 0), spent[2].get(latest[2], 0))
 
     def _spend_caps(self, snap: Snapshot) -> None:
-        """Whether any spend cap applies under this configuration, and each buyer's caps on its funds."""
-        self._spend_on = any(c.spend_capped for c in snap.contracts.values()) or any(
-            b.spend_capped for b in snap.buyers.values()
-        )
+        """Each buyer's spend caps on its funds, under this configuration."""
         for buyer in snap.buyers.values():
             self._funds(buyer.id).spend_caps = (buyer.spend_daily_cap, buyer.spend_weekly_cap, buyer.spend_monthly_cap)
 
@@ -367,6 +371,8 @@ class Replayer:
         funds (with the new credit limits), counters, dedup records and round-robin pointers carry over."""
         self.snap, self._markets = snap, {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
+        self._keys_minute = -1  # period keys follow the contracts' time zones of this version
+        self._spend_caps(snap)
         for buyer, limit in credit_limits.items():
             self._funds(buyer).credit_limit_cents = limit
 
