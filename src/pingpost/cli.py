@@ -321,7 +321,10 @@ def seed_data(
     announce_token(bootstrap.prepare_database(settings))
 
     async def run() -> dict[str, int]:
-        store = await open_store(settings.database_url)
+        from pingpost.clock import CONTEXT
+
+        # the store follows the seed's clock on PostgreSQL too (the setup is dated before the pings)
+        store = await open_store(settings.database_url, shared_clock=CONTEXT)
         try:
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("seeding", total=pings)

@@ -4,8 +4,9 @@
     .venv/bin/pingpost seed-data --pings 1000000 --days 30 --database sqlite:////tmp/seed/r.db
     .venv/bin/python -m tests.replay.measure --database sqlite:////tmp/seed/r.db
 
-The seeded deposits are made after the seeded pings, so the setup gives each seeded buyer funds as
-the range starts. CPU time (`time.process_time`), not wall time: the machine is shared."""
+The seeded configuration and deposits are dated a minute before the first ping, so the unchanged
+configuration is replayed with the funds it had. CPU time (`time.process_time`), not wall time:
+the machine is shared."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pingpost.bench.seed import BUYERS
 from pingpost.db.store import open_store
 from pingpost.replay import loader
 from pingpost.replay.service import ReplayRequest, ReplayService
@@ -37,8 +37,7 @@ async def measure(database: str, days: int, profile: str | None) -> dict[str, An
     store = await open_store(database)
     try:
         today = datetime.now(UTC).date()
-        setup = {"deposits": [{"buyer": b, "amount_cents": 10**12} for b in BUYERS]}
-        request = ReplayRequest.parse((today - timedelta(days=days)).isoformat(), today.isoformat(), None, setup)
+        request = ReplayRequest.parse((today - timedelta(days=days)).isoformat(), today.isoformat())
         service = ReplayService(store)
         started = time.process_time()
         prepared = await service.prepare(request)

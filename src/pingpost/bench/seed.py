@@ -14,6 +14,7 @@ import orjson
 
 from pingpost.admin.apply import apply_setup
 from pingpost.admin.service import AdminService
+from pingpost.clock import ManualClock, use_clock
 from pingpost.db import reports_repo, seed_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import now_ms
@@ -163,11 +164,14 @@ def _ping(rng: random.Random, at: int, serial: int) -> tuple[dict[str, Any], dic
 async def seed(
     store: Store, *, pings: int, days: int = 30, seed_value: int = 7, progress: Callable[[int], None] | None = None
 ) -> dict[str, int]:
-    """Apply the setup, then write `pings` pings spread over the last `days` days (UTC), ending now."""
-    await apply_setup(setup_document(), AdminService(store), LedgerService(store))
-    rng = random.Random(seed_value)
+    """Apply the setup as it would have been, a minute before the first ping (its audit entries and
+    deposits then: a replay finds the configuration and the funds as they stood, docs/replay.md), then
+    write `pings` pings spread over the last `days` days (UTC), ending now."""
     end = now_ms() - 1000
     start = end - days * DAY_MS
+    with use_clock(ManualClock(start - 60_000)):
+        await apply_setup(setup_document(), AdminService(store), LedgerService(store))
+    rng = random.Random(seed_value)
     step = max(1, (end - start) // max(pings, 1))
     counters: dict[tuple[str, str, str, str, str, str], list[int]] = {}  # key -> pings, bids, wins
 

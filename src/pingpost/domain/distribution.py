@@ -7,7 +7,7 @@ candidate that loses a reservation race is replaced by the next one.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 
 
@@ -147,18 +147,20 @@ class Choice:
     price_cents: int
 
 
-async def select_winners(
-    chosen_plan: Plan,
-    try_reserve: Callable[[Choice, bool], Awaitable[tuple[str, str] | None]],
-    *,
-    standby: int = 0,
-) -> tuple[list[Choice], list[Choice], dict[str, tuple[str, str | None]]]:
+Selection = tuple[list[Choice], list[Choice], dict[str, tuple[str, str | None]]]
+Reserve = Callable[[Choice, bool], tuple[str, str] | None]
+
+
+def selection(
+    chosen_plan: Plan, *, standby: int = 0
+) -> Generator[tuple[Choice, bool], tuple[str, str] | None, Selection]:
     """Reserve in plan order until `max_winners`, one winning contract per buyer, then up to
     `standby` runners-up of other buyers (calls ring them if the winner fails).
 
-    `try_reserve(choice, is_standby)` answers None when the reservation was taken, else (outcome,
-    detail). Answers the winners, the standbys and, for every other candidate, its (outcome, detail).
-    """
+    Yields each (choice, is_standby) to reserve and is sent None when the reservation was taken, else
+    (outcome, detail). Returns the winners, the standbys and, for every other candidate, its (outcome,
+    detail). The ping path drives it with the database (`select_winners`), a replay in memory
+    (`select_winners_now`): one rule, two drivers."""
     winners: list[Choice] = []
     standbys: list[Choice] = []
     outcomes: dict[str, tuple[str, str | None]] = {}
@@ -177,7 +179,7 @@ async def select_winners(
             outcomes[cand.contract_id] = ("not_selected", "one_per_buyer")
             continue
         choice = Choice(cand, kind, price)
-        failure = await try_reserve(choice, full)
+        failure = yield choice, full
         if failure is None:
             (standbys if full else winners).append(choice)
             buyers_taken.add(cand.buyer_id)
@@ -185,3 +187,32 @@ async def select_winners(
         else:
             outcomes[cand.contract_id] = failure
     return winners, standbys, outcomes
+
+
+async def select_winners(
+    chosen_plan: Plan,
+    try_reserve: Callable[[Choice, bool], Awaitable[tuple[str, str] | None]],
+    *,
+    standby: int = 0,
+) -> Selection:
+    """`selection` with `try_reserve(choice, is_standby)` awaited for each reservation."""
+    steps = selection(chosen_plan, standby=standby)
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(await try_reserve(*request))
+    except StopIteration as done:
+        result: Selection = done.value
+        return result
+
+
+def select_winners_now(chosen_plan: Plan, reserve: Reserve, *, standby: int = 0) -> Selection:
+    """`selection` with a reserve step that answers at once (a replay's, in memory)."""
+    steps = selection(chosen_plan, standby=standby)
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(reserve(*request))
+    except StopIteration as done:
+        result: Selection = done.value
+        return result

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,15 +146,6 @@ def _add(
 
 def _spend_capped(snap: Snapshot) -> bool:
     return any(c.spend_capped for c in snap.contracts.values()) or any(b.spend_capped for b in snap.buyers.values())
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine that never suspends (`select_winners` over an in-memory reserve) to its end."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    raise RuntimeError("the replay's reserve step must not suspend")  # pragma: no cover
 
 
 class Replayer:
@@ -421,10 +412,10 @@ class Replayer:
         plan = self._plan(market, channel, candidates, ping.id)
         reserved: list[_Reservation] = []
 
-        async def try_reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
+        def reserve(choice: distribution.Choice, standby: bool) -> tuple[str, str] | None:
             return self._reserve(snap.contracts[choice.candidate.contract_id], choice.price_cents, ping, reserved)
 
-        winners, _, _ = _run(distribution.select_winners(plan, try_reserve, standby=market.standby))
+        winners, _, _ = distribution.select_winners_now(plan, reserve, standby=market.standby)
         if winners and offer.rule == "round_robin":
             self.rr[offer.id] = winners[-1].candidate.rank_key
         expires_at = ping.decided_at + market.ttl_ms
