@@ -193,11 +193,12 @@ def pre_state_checks(
 def state_checks(lines: list[Line], state: AuctionState, keys: PeriodKeysByContract, channel: str, now: int) -> None:
     calls = is_voice(channel)
     usage_of, funds_of, last_sold = state.usage.get, state.funds.get, state.last_sold
+    suppressed = state.suppressed if state.suppressed else None
     for line in lines:
         c = line.contract
         if c.dedup_days and last_sold and is_duplicate(c, last_sold.get(c.buyer_id), now):
             line.fail(Outcome.DUPLICATE)
-        elif state.suppressed and state.suppressed.applies(c):
+        elif suppressed is not None and suppressed.applies(c):
             line.fail(Outcome.SUPPRESSED)
         elif c.capped and (period := cap_reached(c, usage_of(c.id, _NO_USAGE), keys[c.id])) is not None:
             line.fail(Outcome.CAP_REACHED, period)

@@ -97,7 +97,7 @@ def bids_from_waterfall(waterfall: Sequence[dict[str, Any]], rtb_contracts: set[
     return bids
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per real winner, a million times a replay
 class RealWin:
     """One real winner of a stored ping and what became of it: `fate` is `accepted` or `rejected`
     (delivered, recorded at `at`), `released` (posted without it: not chosen, re-check failed,
