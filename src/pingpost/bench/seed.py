@@ -19,7 +19,7 @@ from pingpost.db import reports_repo, seed_repo
 from pingpost.db.store import Store, Tx
 from pingpost.ids import now_ms
 from pingpost.ledger.service import LedgerService
-from pingpost.reports.counters import utc_day
+from pingpost.reports.counters import counter_rows, utc_day
 
 OFFER = "seed-leads"
 PARTNERS = ("seed-acme", "seed-bolt", "seed-coral")
@@ -242,21 +242,7 @@ async def seed(
         sales += len(sale_rows)
         if progress is not None:
             progress(size)
-    rows = [
-        {
-            "d": k[0],
-            "o": k[1],
-            "c": k[2],
-            "p": k[3],
-            "ct": k[4],
-            "b": k[5],
-            "pings": v[0],
-            "bids": v[1],
-            "wins": v[2],
-            "dups": 0,
-        }
-        for k, v in sorted(counters.items())
-    ]
+    rows = counter_rows({k: (*v, 0) for k, v in counters.items()})
 
     async def counted(tx: Tx) -> None:
         await reports_repo.add_counters(tx, rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -83,24 +83,7 @@ class ReportCounters:
         sources, self._sources = self._sources, {}
 
         async def unit(tx: Tx) -> None:
-            await reports_repo.add_counters(
-                tx,
-                [
-                    {
-                        "d": k[0],
-                        "o": k[1],
-                        "c": k[2],
-                        "p": k[3],
-                        "ct": k[4],
-                        "b": k[5],
-                        "pings": v[0],
-                        "bids": v[1],
-                        "wins": v[2],
-                        "dups": v[3],
-                    }
-                    for k, v in sorted(pending.items())
-                ],
-            )
+            await reports_repo.add_counters(tx, counter_rows(pending))
             await reports_repo.add_source_counters(
                 tx,
                 [
@@ -152,3 +135,23 @@ def _add(into: dict[Any, list[int]], key: Any, counts: Sequence[int]) -> None:
     else:
         for i, n in enumerate(counts):
             current[i] += n
+
+
+def counter_rows(counters: Mapping[Any, Sequence[int]]) -> list[dict[str, Any]]:
+    """`add_counters` rows from (day, offer, campaign, partner, contract, buyer) -> (pings, bids, wins,
+    duplicate pings)."""
+    return [
+        {
+            "d": k[0],
+            "o": k[1],
+            "c": k[2],
+            "p": k[3],
+            "ct": k[4],
+            "b": k[5],
+            "pings": v[0],
+            "bids": v[1],
+            "wins": v[2],
+            "dups": v[3],
+        }
+        for k, v in sorted(counters.items())
+    ]
