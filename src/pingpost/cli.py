@@ -411,6 +411,9 @@ def replay(
     scope = f"{request.from_day} to {request.to_day}" + (f", offer {offer}" if offer else "")
     console.print(comparison(result, f"replay of {result['done']:,} pings, {scope} (UTC days)"))
     console.print(by_buyer(result))
+    changes = result["configuration_changes"]
+    if changes:
+        console.print(f"the configuration as it stood: {len(changes)} change(s) in the range, first {changes[0]}")
 
 
 def main() -> None:

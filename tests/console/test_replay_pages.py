@@ -61,6 +61,10 @@ async def test_start_a_replay_from_the_console_and_read_its_result(console_app: 
             break
         await asyncio.sleep(0.02)
     assert re.search(r"<td>pings</td>\s*<td class=\"num\">1</td>", shown.text), shown.text
+    # set up today, inside the replayed day: the page says the configuration was replayed as it stood
+    assert re.search(
+        r'id="configuration-changes">Replayed under the configuration as it stood: it changed \d+ time', shown.text
+    ), shown.text
 
     buyer_key = await api.ok("POST", "/v1/admin/api-keys", 201, json={"kind": "buyer", "buyer": "alpha", "name": "a"})
     buyer = clients()

@@ -47,6 +47,8 @@ async def test_replay_job_through_the_api(settings: Settings) -> None:
         assert job["status"] == "done" and job["done"] == job["total"] == 10
         assert job["delta"]["revenue_cents"] == -8_000 and job["proposed"]["by_buyer"]["beta"]["wins"] == 10
         assert set(job["days"]["proposed"]) == {"2026-11-02", "2026-11-03"}
+        # configured at the history's first instant, inside the range (one instant, one version)
+        assert job["configuration_changes"] == ["2026-11-02T06:00:00.000Z"]
         assert "s3cret" not in str(job)  # the setup is kept with its secrets redacted
         listed = await h.api.ok("GET", "/v1/admin/replays")
         assert [j["id"] for j in listed["items"]] == [started["id"]]

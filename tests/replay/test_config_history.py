@@ -88,6 +88,8 @@ async def test_a_changing_configuration_is_replayed_as_it_stood(settings: Settin
         mismatched = {p: (real[p], replayed.get(p)) for p in real if sorted(real[p]) != sorted(replayed.get(p, []))}
         assert mismatched == {}
         assert result["proposed"] == result["actual"]
+        changes = result["configuration_changes"]  # the mid-range admin writes, oldest first, as RFC 3339
+        assert len(changes) >= 5 and changes == sorted(changes) and all(c.startswith("2026-11-0") for c in changes)
 
 
 async def test_a_setup_is_laid_over_every_version(settings: Settings) -> None:

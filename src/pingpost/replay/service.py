@@ -82,6 +82,7 @@ class Prepared:
     engine: Replayer
     total: int
     with_waterfall: bool
+    changes: tuple[int, ...] = ()  # the instants the configuration changed in the range
 
 
 class ReplayService:
@@ -120,7 +121,7 @@ class ReplayService:
         )
         total = await loader.count(self.store, scope)
         with_waterfall = any(c.rtb for _, s, _ in versions for c in s.contracts.values())
-        return Prepared(request, engine, total, with_waterfall)
+        return Prepared(request, engine, total, with_waterfall, tuple(at for at, _, _ in versions[1:]))
 
     async def execute(
         self, prepared: Prepared, progress: Progress | None = None, beat: Beat | None = None
@@ -148,6 +149,8 @@ class ReplayService:
             "proposed": proposed,
             "delta": delta(actual, proposed),
             "days": {"actual": tallies["actual"].series(), "proposed": tallies["proposed"].series()},
+            # the configuration was replayed as it stood: each change in the range, oldest first
+            "configuration_changes": [rfc3339(at) for at in prepared.changes],
         }
 
     async def run(self, request: ReplayRequest, progress: Progress | None = None) -> dict[str, Any]:
@@ -242,4 +245,5 @@ def job_view(row: Any, *, full: bool) -> dict[str, Any]:
         view["setup"] = request.get("setup")
         for name in ("actual", "proposed", "delta", "days"):
             view[name] = result.get(name)
+        view["configuration_changes"] = result.get("configuration_changes", [])
     return view
