@@ -206,6 +206,7 @@ async def suppression_entries(tx: Tx, hashes: Sequence[str]) -> list[Any]:
 
 
 async def batch_deliveries(tx: Tx, ping_ids: Sequence[str]) -> list[Any]:
+    # the loader unpacks the columns in this order (as `batch_sales`' first two)
     return list(
         await tx.fetch(
             "SELECT ping_id, contract_id, outcome, created_at, finished_at FROM deliveries WHERE ping_id IN (:ids)",

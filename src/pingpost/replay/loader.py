@@ -182,15 +182,18 @@ def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, wi
     """`ping_batch`'s rows (unpacked in its column order) with their deliveries and sales, as the
     engine reads them. Most pings have no winner, no consumer hashes and no replay document: their
     JSON is not parsed."""
-    delivered: dict[tuple[str, str], Any] = {(d["ping_id"], d["contract_id"]): d for d in deliveries}
+    delivered: dict[tuple[str, str], Any] = {}
     settled: dict[str, int] = {}
     first_delivery: dict[str, int] = {}
-    for d in deliveries:
-        ping_id, created = d["ping_id"], int(d["created_at"])
-        first_delivery[ping_id] = min(first_delivery.get(ping_id, created), created)
-        if d["finished_at"] is not None:
-            settled[ping_id] = max(settled.get(ping_id, 0), int(d["finished_at"]))
-    sold: dict[tuple[str, str], Any] = {(s["ping_id"], s["contract_id"]): s for s in sales}
+    for d in deliveries:  # columns in `batch_deliveries`' order
+        ping_id, contract_id, _, created, finished = d
+        delivered[ping_id, contract_id] = d
+        earliest = first_delivery.get(ping_id)
+        if earliest is None or created < earliest:
+            first_delivery[ping_id] = created
+        if finished is not None and finished > settled.get(ping_id, 0):
+            settled[ping_id] = finished
+    sold: dict[tuple[str, str], Any] = {(s[0], s[1]): s for s in sales}  # `batch_sales`' order
     pings = []
     loads = orjson.loads
     for (
