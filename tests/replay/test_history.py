@@ -142,13 +142,14 @@ def test_auto_pauses_from_events_are_undone() -> None:
     ]
     audit = [{"at": 90, "object_type": "contract", "object_id": "a", "before": None}]
     found = changes(audit, events)
+    # a pause applies from the millisecond after the decision that caused it (written at the same one)
     assert [(c.at, c.kind, c.ident, c.auto_pause) for c in found] == [
         (90, "contract", "a", False),
-        (100, "contract", "a", True),
-        (120, "buyer", "beta", True),
+        (101, "contract", "a", True),
+        (121, "buyer", "beta", True),
     ]
     history = versions(now, found, start=0)
-    assert [at for at, _ in history] == [0, 90, 100, 120]
+    assert [at for at, _ in history] == [0, 90, 101, 121]
     assert "a" not in history[0][1]["contract"]
     assert history[1][1]["contract"]["a"]["status"] == "active"
     assert history[1][1]["contract"]["a"]["paused_reason"] is None

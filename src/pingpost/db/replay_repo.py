@@ -129,15 +129,24 @@ async def accept_counts(tx: Tx, *, since: int, before: int) -> list[Any]:
     )
 
 
-async def last_winning_bids(tx: Tx, offer_id: str, *, before_id: str) -> str | None:
-    """The stored bids of the offer's last ping with winners before `before_id` (the round-robin
-    pointer as the range starts)."""
-    value = await tx.fetchval(
-        "SELECT bids FROM pings WHERE offer_id = :o AND id < :i AND status <> 'no_bids' AND test = 0 "
+async def last_winning_bids(tx: Tx, offer_id: str, *, before_id: str) -> Any:
+    """The stored bids and decision instant of the offer's last ping with winners before `before_id`
+    (the round-robin pointer as the range starts), or None."""
+    return await tx.fetchrow(
+        "SELECT bids, decided_at FROM pings WHERE offer_id = :o AND id < :i AND status <> 'no_bids' AND test = 0 "
         "ORDER BY id DESC LIMIT 1",
         {"o": offer_id, "i": before_id},
     )
-    return str(value) if value is not None else None
+
+
+async def contract_view_after(tx: Tx, contract_id: str, *, after: int) -> Any:
+    """The contract as the first audit entry after `after` found it (its `before` view), or None when
+    nothing changed it since (one indexed read)."""
+    return await tx.fetchrow(
+        "SELECT before FROM audit_log WHERE object_type = 'contract' AND object_id = :c AND at > :t "
+        "ORDER BY at, id LIMIT 1",
+        {"c": contract_id, "t": after},
+    )
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Funds, Line, Terms
 from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, Usage, local_minute, spend_cap_reached
-from pingpost.domain.model import BidResult, Contract, Snapshot
-from pingpost.domain.money import payout_cents
+from pingpost.domain.model import BidResult, Campaign, Contract, Snapshot
+from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
 from pingpost.domain.replay_figures import Tally, utc_day
 from pingpost.domain.replay_inputs import StoredPing, bids_from_waterfall
@@ -108,6 +108,7 @@ class _Market:
     standby: int
     ttl_ms: int
     window_ms: int  # the campaign's duplicate-ping window
+    campaign: Campaign  # its source rule (a blocked source is refused before any auction)
     # plans by their candidates' prices (and the round-robin pointer): every rule but `weighted`
     # orders the same candidates at the same prices the same way
     plans: dict[tuple[Any, ...], distribution.Plan] = field(default_factory=dict)
@@ -118,13 +119,19 @@ _REFUSED = None
 
 
 class _Reservation:
-    __slots__ = ("buyer_keys", "contract", "keys", "ping", "price", "state")
+    __slots__ = ("buyer_keys", "contract", "keys", "payout", "ping", "price", "state")
 
     def __init__(
-        self, contract: Contract, price: int, keys: PeriodKeys | None, buyer_keys: PeriodKeys | None, ping: StoredPing
+        self,
+        contract: Contract,
+        price: int,
+        keys: PeriodKeys | None,
+        buyer_keys: PeriodKeys | None,
+        ping: StoredPing,
+        payout: int,
     ) -> None:
         self.contract, self.price, self.keys, self.state, self.ping = contract, price, keys, HELD, ping
-        self.buyer_keys = buyer_keys
+        self.buyer_keys, self.payout = buyer_keys, payout  # the partner's payout, fixed at the decision
 
 
 def _add(
@@ -142,6 +149,13 @@ def _add(
     weeks[keys.week] = weeks.get(keys.week, 0) + amount
     months[keys.month] = months.get(keys.month, 0) + amount
     return counts
+
+
+def _later(keys: PeriodKeys, stored: tuple[str, str, str]) -> PeriodKeys:
+    """Each period the later of the decision's and a counter's (keys are ISO dates: they sort)."""
+    if keys.day >= stored[0] and keys.week >= stored[1] and keys.month >= stored[2]:
+        return keys
+    return PeriodKeys(max(keys.day, stored[0]), max(keys.week, stored[1]), max(keys.month, stored[2]))
 
 
 def _spend_capped(snap: Snapshot) -> bool:
@@ -332,14 +346,11 @@ class Replayer:
         funds.balance_cents -= res.price
         for h in ping.hashes:
             self.dedup[h][contract.buyer_id][token] = at
-        campaign = self.snap.campaigns[ping.campaign_id]
         first = ping.id not in self._sold_pings
         self._sold_pings.add(ping.id)
         self.sold.add((ping.id, contract.id))
         day = utc_day(ping.received_at)
-        self.proposed.sale(
-            day, contract.id, contract.buyer_id, res.price, payout_cents(campaign.payout, res.price), first=first
-        )
+        self.proposed.sale(day, contract.id, contract.buyer_id, res.price, res.payout, first=first)
 
     # --- one ping ---------------------------------------------------------------------------
 
@@ -382,7 +393,7 @@ class Replayer:
         market = self._markets.get(key, _UNKNOWN)
         if market is _UNKNOWN:
             market = self._markets[key] = self._market(ping)
-        if market is None:
+        if market is None or not market.campaign.source_allowed(ping.source):
             return []  # refused under this configuration: no auction
         if ping.dup_key is not None and self._duplicate(ping.dup_key, now, market.window_ms):
             return []  # a duplicate ping under this configuration: no auction, no reservation
@@ -479,6 +490,7 @@ class Replayer:
             standby=offer.call_standby if rules.is_voice(channel) else 0,
             ttl_ms=(offer.callback_ttl_s if channel == "callback" else offer.ping_ttl_s) * 1000,
             window_ms=campaign.duplicate_ping_window_s * 1000,
+            campaign=campaign,
         )
 
     def _duplicate(self, dup_key: str, now: int, window_ms: int) -> bool:
@@ -515,38 +527,48 @@ class Replayer:
     def _reserve(
         self, c: Contract, price: int, ping: StoredPing, reserved: list[_Reservation]
     ) -> tuple[str, str] | None:
-        """`take_cap_slot` and `take_hold` in memory, at the decision's instant."""
-        spend = self._spend_on
-        keys = local_minute(ping.decided_at, c.tz)[1] if c.capped or (spend and c.spend_capped) else None
-        if keys is not None:
-            used = self.used.get(c.id)
-            if used is not None:
-                for cap, counts, key in (
-                    (c.daily_cap, used[0], keys.day),
-                    (c.weekly_cap, used[1], keys.week),
-                    (c.monthly_cap, used[2], keys.month),
-                ):
-                    if cap is not None and counts.get(key, 0) >= cap:
-                        return Outcome.CAP_REACHED.value, "reserved_concurrently"
+        """`take_cap_slot` and `take_hold` in memory, at the decision's instant. Every reservation counts
+        in its contract's periods, capped or not (a cap added later finds it counted), and in a
+        counter's newer period when the counter is already there: a counter never moves back (a
+        contract's time zone moved west)."""
+        keys = self._forward(c.id, local_minute(ping.decided_at, c.tz)[1])
+        if c.capped and (used := self.used.get(c.id)) is not None:
+            for cap, counts, key in (
+                (c.daily_cap, used[0], keys.day),
+                (c.weekly_cap, used[1], keys.week),
+                (c.monthly_cap, used[2], keys.month),
+            ):
+                if cap is not None and counts.get(key, 0) >= cap:
+                    return Outcome.CAP_REACHED.value, "reserved_concurrently"
         funds = self._funds(c.buyer_id)
         if funds.available_cents < price:
             return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
         buyer_keys = None
-        if spend:
+        if self._spend_on:
             failure = self._spend_failure(c, price, keys)
             if failure is not None:
                 return failure
             buyer = self.snap.buyers.get(c.buyer_id)
-            if buyer is not None and buyer.spend_capped:
-                buyer_keys = local_minute(ping.decided_at, buyer.tz)[1]
-                reached = spend_cap_reached(funds.spend_caps, funds.spend_keys, funds.spent, buyer_keys, price)
-                if reached is not None:
-                    return Outcome.CAP_REACHED.value, reached
+            if buyer is not None:  # counted whether capped or not, as `buyer_funds` counts it
+                buyer_keys = _later(local_minute(ping.decided_at, buyer.tz)[1], funds.spend_keys)
+                if buyer.spend_capped:
+                    reached = spend_cap_reached(funds.spend_caps, funds.spend_keys, funds.spent, buyer_keys, price)
+                    if reached is not None:
+                        return Outcome.CAP_REACHED.value, reached
+        payout = self.snap.campaigns[ping.campaign_id].payout  # the bid's payout, fixed at the decision
         self._count(c.id, keys, 1, price)
         self._buyer_spend(c.buyer_id, buyer_keys, price)
         funds.holds_cents += price
-        reserved.append(_Reservation(c, price, keys, buyer_keys, ping))
+        paid = bid_payout_cents(payout, price, contract_id=c.id, buyer_id=c.buyer_id)
+        reserved.append(_Reservation(c, price, keys, buyer_keys, ping, paid))
         return None
+
+    def _forward(self, contract_id: str, keys: PeriodKeys) -> PeriodKeys:
+        """The periods a slot counts in: the decision's, or the counter's where that is newer."""
+        u = self.usage.get(contract_id)
+        if u is None:
+            return keys
+        return _later(keys, (u.day_key, u.week_key, u.month_key))
 
     def _spend_failure(self, c: Contract, price: int, keys: PeriodKeys | None) -> tuple[str, str] | None:
         """The contract's spend cap this price would pass, in its periods at the decision."""

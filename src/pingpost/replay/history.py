@@ -53,10 +53,13 @@ def changes(audit: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, An
     ]
     for r in events:
         data = orjson.loads(r["data"])
+        # an auto-pause is written after the decision that caused it, in the same millisecond: it
+        # applies from the next one (that ping was decided before the pause)
+        at = int(r["created_at"]) + 1
         if r["type"] == "contract.auto_paused":
-            found.append(Change(int(r["created_at"]), "contract", str(data["contract_id"]), auto_pause=True))
+            found.append(Change(at, "contract", str(data["contract_id"]), auto_pause=True))
         elif data.get("paused"):
-            found.append(Change(int(r["created_at"]), "buyer", str(data["buyer_id"]), auto_pause=True))
+            found.append(Change(at, "buyer", str(data["buyer_id"]), auto_pause=True))
     return sorted(found, key=lambda c: c.at)
 
 

@@ -74,14 +74,29 @@ async def start_state(
                 state.holds.append(hold)
         for offer in snap.offers.values():
             if offer.rule == "round_robin" and (scope.offer is None or scope.offer == offer.id):
-                bids = await repo.last_winning_bids(tx, offer.id, before_id=scope.first_id)
-                winners = [b for b in orjson.loads(bids or "[]") if b.get("role") == "winner"]
-                last = snap.contracts.get(winners[-1]["contract_id"]) if winners else None
-                if last is not None:
-                    state.rr[offer.id] = last.rank_key
+                pointer = await _rr_pointer(tx, offer.id, scope, snap)
+                if pointer is not None:
+                    state.rr[offer.id] = pointer
         return state
 
     return await store.read(unit)
+
+
+async def _rr_pointer(tx: Tx, offer_id: str, scope: Range, snap: Snapshot) -> str | None:
+    """The round-robin pointer as the offer's last winner before the range left it: that contract's
+    rank key with its priority at that decision (a later change of its priority does not move the
+    stored pointer)."""
+    row = await repo.last_winning_bids(tx, offer_id, before_id=scope.first_id)
+    winners = [b for b in orjson.loads(row["bids"]) if b.get("role") == "winner"] if row is not None else []
+    if not winners:
+        return None
+    contract_id = str(winners[-1]["contract_id"])
+    changed = await repo.contract_view_after(tx, contract_id, after=int(row["decided_at"]))
+    view = orjson.loads(changed["before"]) if changed is not None and changed["before"] else None
+    if view is not None and "priority" in view:
+        return f"{int(view['priority']):010d}:{contract_id}"  # Contract.rank_key's form
+    last = snap.contracts.get(contract_id)
+    return last.rank_key if last is not None else None
 
 
 async def _replayed_ping(tx: Tx, scope: Range, ping_id: str) -> bool:

@@ -1,6 +1,7 @@
 """What-if replay: the configuration as it stood (rebuilt from the audit log) with a proposed setup over
 each version, the stored pings of a range run through the auction's own rules in simulated time,
-actual against proposed (docs/replay.md). Read-only: the only rows it writes are its own job's in `replay_jobs`."""
+actual against proposed (docs/replay.md). Read-only: the only rows it writes are its own job's in `replay_jobs`
+and the audit entry of a job's start."""
 
 from __future__ import annotations
 
