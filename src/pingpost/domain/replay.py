@@ -109,6 +109,9 @@ class _Market:
     ttl_ms: int
     window_ms: int  # the campaign's duplicate-ping window
     campaign: Campaign  # its source rule (a blocked source is refused before any auction)
+    sources: bool  # whether the campaign has a source rule at all
+    # the partner's payout by contract and price (the campaign's rule with its overrides)
+    payouts: dict[tuple[str, int], int] = field(default_factory=dict)
     # plans by their candidates' prices (and the round-robin pointer): every rule but `weighted`
     # orders the same candidates at the same prices the same way
     plans: dict[tuple[Any, ...], distribution.Plan] = field(default_factory=dict)
@@ -393,7 +396,7 @@ class Replayer:
         market = self._markets.get(key, _UNKNOWN)
         if market is _UNKNOWN:
             market = self._markets[key] = self._market(ping)
-        if market is None or not market.campaign.source_allowed(ping.source):
+        if market is None or (market.sources and not market.campaign.source_allowed(ping.source)):
             return []  # refused under this configuration: no auction
         if ping.dup_key is not None and self._duplicate(ping.dup_key, now, market.window_ms):
             return []  # a duplicate ping under this configuration: no auction, no reservation
@@ -491,6 +494,7 @@ class Replayer:
             ttl_ms=(offer.callback_ttl_s if channel == "callback" else offer.ping_ttl_s) * 1000,
             window_ms=campaign.duplicate_ping_window_s * 1000,
             campaign=campaign,
+            sources=campaign.sources_allow is not None or bool(campaign.sources_block),
         )
 
     def _duplicate(self, dup_key: str, now: int, window_ms: int) -> bool:
@@ -555,13 +559,22 @@ class Replayer:
                     reached = spend_cap_reached(funds.spend_caps, funds.spend_keys, funds.spent, buyer_keys, price)
                     if reached is not None:
                         return Outcome.CAP_REACHED.value, reached
-        payout = self.snap.campaigns[ping.campaign_id].payout  # the bid's payout, fixed at the decision
         self._count(c.id, keys, 1, price)
         self._buyer_spend(c.buyer_id, buyer_keys, price)
         funds.holds_cents += price
-        paid = bid_payout_cents(payout, price, contract_id=c.id, buyer_id=c.buyer_id)
-        reserved.append(_Reservation(c, price, keys, buyer_keys, ping, paid))
+        reserved.append(_Reservation(c, price, keys, buyer_keys, ping, self._payout(c, price, ping)))
         return None
+
+    def _payout(self, c: Contract, price: int, ping: StoredPing) -> int:
+        """The bid's payout to the partner, fixed at the decision (the campaign's rule as it stands
+        then, with its overrides), remembered per market."""
+        market = self._markets[(ping.campaign_id, ping.offer_id, ping.channel, ping.min_payout_cents)]
+        paid: int | None = market.payouts.get((c.id, price))
+        if paid is None:
+            paid = market.payouts[c.id, price] = bid_payout_cents(
+                market.terms.payout, price, contract_id=c.id, buyer_id=c.buyer_id
+            )
+        return paid
 
     def _forward(self, contract_id: str, keys: PeriodKeys) -> PeriodKeys:
         """The periods a slot counts in: the decision's, or the counter's where that is newer."""
