@@ -284,10 +284,11 @@ class AuctionService:
         async def read_decide_write(tx: Tx) -> PingOut:
             for line, saved in zip(lines, before, strict=True):  # a retried unit starts afresh
                 line.restore(saved)
-            at = await tx.now_ms()  # the one clock of shared decisions (docs/crash-safety.md)
             if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
                 await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
-            state = await repo.read_state_for_write(tx, auction.query, now=at)
+            # read at the one clock of shared decisions (docs/crash-safety.md), on PostgreSQL along with it
+            state = await repo.read_state_now(tx, auction.query)
+            at = state.now
             keys = PeriodKeysByContract(ping.snap.contracts, at)
             if self.leases is not None:
                 self.leases.adjust(state, keys, at)
@@ -515,45 +516,42 @@ class AuctionService:
             plan, try_reserve, standby=offer.call_standby if calls else 0
         )
         takes = self._lease_takes(ping, reservations, state, now) if optimistic and self.leases is not None else []
-        if drawn and not await leases_repo.hold(tx, sorted({lease.id for lease, _ in drawn}), now=now):
+        rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
+        bids, answer_bids = self._bids(ping, by_id, winners, standbys)
+        status = "bids" if winners else "no_bids"
+        row = {
+            "id": ping.id,
+            "offer_id": offer.id,
+            "campaign_id": ping.campaign.id,
+            "partner_id": ping.campaign.partner_id,
+            "channel": body.channel,
+            "mode": "ping_post",
+            "status": status,
+            "post_state": "open" if winners else "closed",
+            "test": int(body.test),
+            "partner_lead_id": body.partner_lead_id,
+            "received_at": ping.received,
+            "decided_at": now_ms(),
+            "expires_at": expires_at,
+            "lead": orjson.dumps(ping.lead).decode(),
+            "consumer": orjson.dumps(ping.consumer).decode(),
+            "bids": orjson.dumps(bids).decode(),
+            "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
+            "source": body.source,
+            "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
+            "dup_key": ping.dup_key,
+            "replay": ping.replay,
+        }
+        held = repo.WriteLeases(sorted({lease.id for lease, _ in drawn}), now)
+        if not await repo.write_ping(tx, row, reservations, held):
             if self.leases is not None:
                 for lease, _ in drawn:
                     self.leases.retire(lease)  # ended meanwhile (or this process lost it): never again
             raise _Contended
-        await repo.insert_reservations(tx, reservations)
-        rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
-        bids, answer_bids = self._bids(ping, by_id, winners, standbys)
         if ping.rate_limit:
             await repo.count_rate_window(tx, campaign_id=ping.campaign.id, now=ping.received)
         if winners and offer.rule == "round_robin" and not body.test:
             await repo.set_rr_last_key(tx, offer.id, winners[-1].candidate.rank_key)
-        status = "bids" if winners else "no_bids"
-        await repo.insert_ping(
-            tx,
-            {
-                "id": ping.id,
-                "offer_id": offer.id,
-                "campaign_id": ping.campaign.id,
-                "partner_id": ping.campaign.partner_id,
-                "channel": body.channel,
-                "mode": "ping_post",
-                "status": status,
-                "post_state": "open" if winners else "closed",
-                "test": int(body.test),
-                "partner_lead_id": body.partner_lead_id,
-                "received_at": ping.received,
-                "decided_at": now_ms(),
-                "expires_at": expires_at,
-                "lead": orjson.dumps(ping.lead).decode(),
-                "consumer": orjson.dumps(ping.consumer).decode(),
-                "bids": orjson.dumps(bids).decode(),
-                "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
-                "source": body.source,
-                "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
-                "dup_key": ping.dup_key,
-                "replay": ping.replay,
-            },
-        )
         answer = PingOut(
             ping_id=ping.id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post", bids=answer_bids
         )

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from pingpost.db import traffic_repo
+from pingpost.db import leases_repo, traffic_repo
 from pingpost.db.snapshot_repo import config_version
-from pingpost.db.store import Tx
+from pingpost.db.store import DB_CLOCK_SQL, Tx
 from pingpost.domain.auction import AuctionState, Funds
 from pingpost.domain.eligibility import PeriodKeys, Usage
 
@@ -126,13 +126,54 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
         batch.buyers_read.update(missing)
         await _read_funds(tx, missing, batch.funds)
     state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds, now=now)
-    if query.rate_campaign is not None:
-        state.rate_used = await _rate_used(tx, query.rate_campaign, now)
-    if hashes and buyer_ids:
-        state.last_sold = await _last_sold(tx, buyer_ids, hashes)
-    if query.suppression and hashes:
-        state.suppressed = await traffic_repo.suppressing_lists(tx, hashes)
+    await _read_traffic(tx, query, state)
     return state
+
+
+async def read_state_now(tx: Tx, query: StateQuery) -> AuctionState:
+    """`read_state_for_write` at the store's clock for shared decisions (`state.now`), which it reads.
+
+    PostgreSQL: the clock, the configuration version, whether any reservation of these contracts or
+    buyers has lapsed, usage and funds in one statement (docs/performance.md, "Scale-out": round trips
+    are what a ping costs there); only when something lapsed does it reclaim and read again."""
+    if tx.dialect != "postgresql":
+        return await read_state_for_write(tx, query, now=await tx.now_ms())
+    contract_ids, buyer_ids = list(query.contract_ids), list(query.buyer_ids)
+    params: dict[str, Any] = {"cs": contract_ids, "bs": buyer_ids}
+    if tx.pending_now():
+        clock = DB_CLOCK_SQL
+    else:
+        clock, params["now"] = ":now::bigint", await tx.now_ms()
+    row = await tx.fetchrow(
+        f"WITH c AS (SELECT {clock} AS now) SELECT c.now, "
+        "(SELECT version FROM config_version WHERE id = 1) AS version, "
+        "EXISTS (SELECT 1 FROM reservations WHERE state IN ('held', 'posting') AND expires_at <= c.now "
+        "AND (contract_id = ANY(:cs::text[]) OR buyer_id = ANY(:bs::text[]))) AS lapsed, "
+        f"ARRAY(SELECT ROW({_USAGE_COLUMNS}) FROM contract_usage WHERE contract_id = ANY(:cs::text[])) AS usage, "
+        f"ARRAY(SELECT ROW({_FUNDS_COLUMNS}) FROM buyer_funds WHERE buyer_id = ANY(:bs::text[])) AS funds FROM c",
+        params,
+    )
+    assert row is not None
+    now = int(row["now"])
+    tx.adopt_now(now)
+    if row["lapsed"]:
+        return await read_state_for_write(tx, query, now=now)
+    state = AuctionState(config_version=int(row["version"]), now=now)
+    state.usage.update((c, Usage()) for c in contract_ids)
+    state.usage.update((r[0], _usage(r)) for r in row["usage"])
+    state.funds.update((r[0], _funds(r)) for r in row["funds"])
+    await _read_traffic(tx, query, state)
+    return state
+
+
+async def _read_traffic(tx: Tx, query: StateQuery, state: AuctionState) -> None:
+    """The rate window, dedup and suppression, where the ping's campaign and configuration need them."""
+    if query.rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, query.rate_campaign, state.now)
+    if query.hashes and query.buyer_ids:
+        state.last_sold = await _last_sold(tx, query.buyer_ids, query.hashes)
+    if query.suppression and query.hashes:
+        state.suppressed = await traffic_repo.suppressing_lists(tx, query.hashes)
 
 
 async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
@@ -144,32 +185,37 @@ async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
     return 0
 
 
+# The columns of a contract's usage and a buyer's funds that a decision reads, in `_usage` / `_funds` order.
+_USAGE_COLUMNS = (
+    "contract_id, day_key, day_used, week_key, week_used, month_key, month_used, live_calls, "
+    "day_spent_cents, week_spent_cents, month_spent_cents"
+)
+_FUNDS_COLUMNS = (
+    "buyer_id, balance_cents, credit_limit_cents, holds_cents, "
+    "spend_daily_cap_cents, spend_weekly_cap_cents, spend_monthly_cap_cents, "
+    "spend_day_key, spend_week_key, spend_month_key, day_spent_cents, week_spent_cents, month_spent_cents"
+)
+
+
+def _usage(r: Any) -> Usage:
+    return Usage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9]), int(r[10]))
+
+
+def _funds(r: Any) -> Funds:
+    return Funds(
+        int(r[1]), int(r[2]), int(r[3]), (r[4], r[5], r[6]), (r[7], r[8], r[9]), (int(r[10]), int(r[11]), int(r[12]))
+    )
+
+
 async def _read_usage(tx: Tx, contract_ids: Sequence[str], into: dict[str, Usage]) -> None:
-    for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}):
-        into[r["contract_id"]] = Usage(
-            r["day_key"],
-            r["day_used"],
-            r["week_key"],
-            r["week_used"],
-            r["month_key"],
-            r["month_used"],
-            r["live_calls"],
-            int(r["day_spent_cents"]),
-            int(r["week_spent_cents"]),
-            int(r["month_spent_cents"]),
-        )
+    rows = await tx.fetch(f"SELECT {_USAGE_COLUMNS} FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)})
+    for r in rows:
+        into[r[0]] = _usage(r)
 
 
 async def _read_funds(tx: Tx, buyer_ids: Sequence[str], into: dict[str, Funds]) -> None:
-    for r in await tx.fetch("SELECT * FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}):
-        into[r["buyer_id"]] = Funds(
-            int(r["balance_cents"]),
-            int(r["credit_limit_cents"]),
-            int(r["holds_cents"]),
-            (r["spend_daily_cap_cents"], r["spend_weekly_cap_cents"], r["spend_monthly_cap_cents"]),
-            (r["spend_day_key"], r["spend_week_key"], r["spend_month_key"]),
-            (int(r["day_spent_cents"]), int(r["week_spent_cents"]), int(r["month_spent_cents"])),
-        )
+    for r in await tx.fetch(f"SELECT {_FUNDS_COLUMNS} FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}):
+        into[r[0]] = _funds(r)
 
 
 async def _last_sold(tx: Tx, buyer_ids: Sequence[str], hashes: Sequence[str]) -> dict[str, int]:
@@ -632,6 +678,43 @@ async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:
     await insert_reservations(tx, [row])
 
 
+# PostgreSQL: the types of the reservation columns, for `unnest` (in `_RESERVATION_COLUMNS` order).
+_RESERVATION_TYPES = dict.fromkeys(_RESERVATION_COLUMNS, "text") | {
+    "amount_cents": "bigint",
+    "live_call": "integer",
+    "expires_at": "bigint",
+    "created_at": "bigint",
+}
+
+
+async def write_ping(tx: Tx, ping: dict[str, Any], reservations: Sequence[dict[str, Any]], leases: WriteLeases) -> bool:
+    """A decided ping: its reservations and its row, if the leases its winners drew from all hold
+    (`leases_repo.hold`: active, unexpired at `leases.now`, share-locked until commit); False, having
+    written nothing, if one does not.
+
+    PostgreSQL: one statement (the lease check, then both inserts only if it passed), since round trips
+    are what a ping costs there (docs/performance.md, "Scale-out")."""
+    if tx.dialect != "postgresql":
+        if leases.ids and not await leases_repo.hold(tx, leases.ids, now=leases.now):
+            return False
+        await insert_reservations(tx, reservations)
+        await insert_ping(tx, ping)
+        return True
+    params: dict[str, Any] = {f"p_{c}": ping.get(c) for c in _PING_COLUMNS}
+    params |= {f"r_{c}": [r.get(c) for r in reservations] for c in _RESERVATION_COLUMNS}
+    params |= {"p_replay": ping.get("replay"), "lease_ids": list(leases.ids), "n_leases": len(leases.ids)}
+    params["now"] = leases.now
+    return bool(await tx.fetchval(_WRITE_PING, params))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLeases:
+    """The leases a ping's winners drew from (sorted ids) and the store's clock the ping decided at."""
+
+    ids: Sequence[str]
+    now: int
+
+
 async def rr_last_key(tx: Tx, offer_id: str) -> str:
     """Lock and read the offer's round-robin pointer (created on first use)."""
     key = await tx.fetchval(
@@ -661,17 +744,53 @@ async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
     )
 
 
+_PING_COLUMNS = (
+    "id",
+    "offer_id",
+    "campaign_id",
+    "partner_id",
+    "channel",
+    "mode",
+    "status",
+    "post_state",
+    "test",
+    "partner_lead_id",
+    "received_at",
+    "decided_at",
+    "expires_at",
+    "lead",
+    "consumer",
+    "bids",
+    "waterfall",
+    "source",
+    "subs",
+    "dup_key",
+)
 _INSERT_PING_SQL = (
-    "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
-    "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, source, subs, "
-    "dup_key{c}) VALUES "
-    "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
-    ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall, :source, "
-    ":subs, :dup_key{v})"
+    f"INSERT INTO pings ({', '.join(_PING_COLUMNS)}{{c}}) VALUES "
+    f"({', '.join(':' + c for c in _PING_COLUMNS)}{{v}})"
 )
 _INSERT_PING = _INSERT_PING_SQL.format(c="", v="")
 _INSERT_PING_REPLAY = _INSERT_PING_SQL.format(c=", replay", v=", :replay")
 _NO_TRAFFIC = {"source": None, "subs": None, "dup_key": None}
+_PING_TYPES = dict.fromkeys(_PING_COLUMNS, "text") | {
+    "test": "integer",
+    "received_at": "bigint",
+    "decided_at": "bigint",
+    "expires_at": "bigint",
+}
+_WRITE_PING = (
+    "WITH held AS (SELECT id FROM leases WHERE id = ANY(:lease_ids::text[]) AND state = 'active' "
+    "AND expires_at > :now FOR SHARE), "
+    "ok AS (SELECT count(*) = :n_leases AS ok FROM held), "
+    f"r AS (INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}, state) "
+    f"SELECT v.*, 'held' FROM unnest({', '.join(f':r_{c}::{t}[]' for c, t in _RESERVATION_TYPES.items())}) "
+    f"AS v({', '.join(_RESERVATION_COLUMNS)}) WHERE (SELECT ok FROM ok) RETURNING 1), "
+    f"p AS (INSERT INTO pings ({', '.join(_PING_COLUMNS)}, replay) "
+    f"SELECT {', '.join(f':p_{c}::{t}' for c, t in _PING_TYPES.items())}, :p_replay::text "
+    "WHERE (SELECT ok FROM ok) RETURNING 1) "
+    "SELECT (SELECT ok FROM ok) AND (SELECT count(*) FROM p) = 1"
+)
 
 
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:

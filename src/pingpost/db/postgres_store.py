@@ -1,8 +1,16 @@
-"""PostgreSQL store over asyncpg: native async, a pool sized to the process's concurrency."""
+"""PostgreSQL store over asyncpg: native async, a pool sized to the process's concurrency.
+
+Round trips are what a ping costs here (docs/performance.md, "Scale-out"): a transaction opens with
+one message (`BEGIN` and, for a ping decision, `SET LOCAL synchronous_commit = off`, sent together
+as one simple query) and a connection goes back to the pool without asyncpg's reset query (nothing
+of pingpost's lives in a session: its advisory locks are transaction-scoped, it never LISTENs nor
+SETs a session variable; an open transaction is still rolled back by the pool).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -11,11 +19,20 @@ import asyncpg
 
 from pingpost import faults
 from pingpost.clock import Clock
-from pingpost.db.store import Params, Row, compile_sql
+from pingpost.db.store import DB_CLOCK_SQL, Params, Row, compile_sql
 from pingpost.metrics import DB_STATEMENTS
 
 T = TypeVar("T")
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
+_BEGIN = {  # (readonly, durable) -> what opens the transaction, one round trip
+    (True, True): "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    (False, True): "BEGIN ISOLATION LEVEL READ COMMITTED",
+    (False, False): "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off",
+}
+
+
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: nothing to reset (see the module's docstring)."""
 
 
 class _PgTx:
@@ -36,10 +53,15 @@ class _PgTx:
                 self._now = self._shared_clock.now_ms()
             else:
                 self.statements += 1
-                self._now = int(
-                    await self._conn.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
-                )
+                self._now = int(await self._conn.fetchval(f"SELECT {DB_CLOCK_SQL}"))
         return self._now
+
+    def pending_now(self) -> bool:
+        return self._now is None and self._shared_clock is None
+
+    def adopt_now(self, ms: int) -> None:
+        if self._now is None:
+            self._now = ms
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
         self.statements += 1
@@ -90,26 +112,28 @@ class PostgresStore:
         statement_cache_size: int = 100,
     ) -> PostgresStore:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, statement_cache_size=statement_cache_size
+            url, min_size=min_size, max_size=max_size, statement_cache_size=statement_cache_size, reset=_keep_session
         )
         return cls(url, pool, shared_clock=shared_clock)
 
     async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
+        begin = _BEGIN[(readonly, durable or readonly)]
         for attempt in range(20):
             try:
-                async with (
-                    self._pool.acquire() as conn,
-                    conn.transaction(isolation="repeatable_read" if readonly else "read_committed", readonly=readonly),
-                ):
-                    if not durable:
-                        await conn.execute("SET LOCAL synchronous_commit = off")
+                async with self._pool.acquire() as conn:
+                    await conn.execute(begin)
                     tx = _PgTx(conn, self._shared_clock)
                     try:
                         result = await unit(tx)
-                    finally:  # BEGIN, COMMIT or ROLLBACK, and the SET LOCAL
-                        DB_STATEMENTS.inc(tx.statements + 2 + (not durable))
-                    if not readonly:
-                        faults.hit("before_commit")
+                        if not readonly:
+                            faults.hit("before_commit")
+                    except BaseException:
+                        DB_STATEMENTS.inc(tx.statements + 2)  # BEGIN (with its SET LOCAL), ROLLBACK
+                        with contextlib.suppress(Exception):  # a broken connection: the pool drops it
+                            await conn.execute("ROLLBACK")
+                        raise
+                    DB_STATEMENTS.inc(tx.statements + 2)  # BEGIN (with its SET LOCAL), COMMIT
+                    await conn.execute("COMMIT")
                     return result
             except faults.InjectedConflict:
                 if attempt < 19:

@@ -76,6 +76,13 @@ class _SqliteTx:
             self._now = (self._shared_clock or clock.current()).now_ms()
         return self._now
 
+    def pending_now(self) -> bool:
+        return False  # the host's clock costs no round trip
+
+    def adopt_now(self, ms: int) -> None:
+        if self._now is None:
+            self._now = ms
+
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
         text, args = compile_sql(sql, params, "sqlite")
         return self._conn.execute(text, args).fetchall()

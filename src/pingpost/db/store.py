@@ -19,6 +19,9 @@ T = TypeVar("T")
 Row = Any  # sqlite3.Row or asyncpg.Record: both support row["column"]
 Params = Mapping[str, Any] | None
 
+# PostgreSQL's clock in milliseconds: the time of shared decisions (docs/crash-safety.md).
+DB_CLOCK_SQL = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -97,6 +100,16 @@ class Tx(Protocol):
     async def now_ms(self) -> int:
         """The time for decisions other processes share (expiry, cap periods), read once per
         transaction: on PostgreSQL the database's clock, on SQLite the host's (docs/crash-safety.md)."""
+        ...
+
+    def pending_now(self) -> bool:
+        """Whether `now_ms()` would cost a round trip (PostgreSQL's clock, not read yet in this
+        transaction): a statement may then read `DB_CLOCK_SQL` along with its own work and hand the
+        value to `adopt_now`, one round trip fewer (docs/performance.md, "Scale-out")."""
+        ...
+
+    def adopt_now(self, ms: int) -> None:
+        """The clock `DB_CLOCK_SQL` read in this transaction: what `now_ms()` answers from now on."""
         ...
 
 
