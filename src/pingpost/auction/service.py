@@ -519,7 +519,7 @@ class AuctionService:
         rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
         bids, answer_bids = self._bids(ping, by_id, winners, standbys)
         status = "bids" if winners else "no_bids"
-        row = {
+        ping_row = {
             "id": ping.id,
             "offer_id": offer.id,
             "campaign_id": ping.campaign.id,
@@ -542,33 +542,35 @@ class AuctionService:
             "dup_key": ping.dup_key,
             "replay": ping.replay,
         }
-        held = repo.WriteLeases(sorted({lease.id for lease, _ in drawn}), now)
-        if not await repo.write_ping(tx, row, reservations, held):
+        rr_winner = bool(winners) and offer.rule == "round_robin" and not body.test
+        # winners bound by a spend cap drew no lease: the shared rows, as without leases
+        plain = [
+            r for r in reservations if self.leases is None or (r["lease_id"] is None and self._spend_bound_row(ping, r))
+        ]
+        plain = plain if optimistic else []
+        watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
+        last = not (ping.rate_limit or rr_winner or ping.finalize or takes or ping.new_leases or plain or watched)
+        held = repo.WriteLeases(sorted({lease.id for lease, _ in drawn}), now, last=last)
+        if not await repo.write_ping(tx, ping_row, reservations, held):
             if self.leases is not None:
                 for lease, _ in drawn:
                     self.leases.retire(lease)  # ended meanwhile (or this process lost it): never again
             raise _Contended
         if ping.rate_limit:
             await repo.count_rate_window(tx, campaign_id=ping.campaign.id, now=ping.received)
-        if winners and offer.rule == "round_robin" and not body.test:
+        if rr_winner:
             await repo.set_rr_last_key(tx, offer.id, winners[-1].candidate.rank_key)
         answer = PingOut(
             ping_id=ping.id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post", bids=answer_bids
         )
         if ping.finalize is not None:
             await ping.finalize(tx, answer)
-        if self.leases is not None:
-            if takes and not await leases_repo.take(tx, takes):
-                raise _Contended
-            if ping.new_leases:
-                await leases_repo.insert(tx, [row for _, row in ping.new_leases_rows])
-            # winners bound by a spend cap drew no lease: the shared rows, as without leases
-            plain = [r for r in reservations if r["lease_id"] is None and self._spend_bound_row(ping, r)]
-            if optimistic and plain and not await repo.take_slots(tx, plain):
-                raise _Contended
-        elif optimistic and reservations and not await repo.take_slots(tx, reservations):
+        if takes and not await leases_repo.take(tx, takes):
             raise _Contended
-        watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
+        if ping.new_leases:
+            await leases_repo.insert(tx, [row for _, row in ping.new_leases_rows])
+        if plain and not await repo.take_slots(tx, plain):
+            raise _Contended
         if watched:  # only buyers with a low-balance threshold (docs/protocol.md)
             await autopause.check_low_balance(tx, watched)
         return answer

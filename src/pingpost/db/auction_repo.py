@@ -104,7 +104,7 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
 
     Lapsed reservations are reclaimed first, so usage and funds are read exactly; rows already read by
     an earlier ping of the same batch (and kept current by its reservations) are not read again."""
-    contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
+    contract_ids, buyer_ids = query.contract_ids, query.buyer_ids
     batch = _batch(tx)
     if batch is None:
         batch = tx.cache["auction"] = BatchState()
@@ -144,7 +144,7 @@ async def read_state_now(tx: Tx, query: StateQuery) -> AuctionState:
         clock = DB_CLOCK_SQL
     else:
         clock, params["now"] = ":now::bigint", await tx.now_ms()
-    row = await tx.fetchrow(
+    row = await tx.fetchrow_alone(
         f"WITH c AS (SELECT {clock} AS now) SELECT c.now, "
         "(SELECT version FROM config_version WHERE id = 1) AS version, "
         "EXISTS (SELECT 1 FROM reservations WHERE state IN ('held', 'posting') AND expires_at <= c.now "
@@ -208,13 +208,17 @@ def _funds(r: Any) -> Funds:
 
 
 async def _read_usage(tx: Tx, contract_ids: Sequence[str], into: dict[str, Usage]) -> None:
-    rows = await tx.fetch(f"SELECT {_USAGE_COLUMNS} FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)})
+    rows = await tx.fetch(
+        f"SELECT {_USAGE_COLUMNS} FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}
+    )
     for r in rows:
         into[r[0]] = _usage(r)
 
 
 async def _read_funds(tx: Tx, buyer_ids: Sequence[str], into: dict[str, Funds]) -> None:
-    for r in await tx.fetch(f"SELECT {_FUNDS_COLUMNS} FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}):
+    for r in await tx.fetch(
+        f"SELECT {_FUNDS_COLUMNS} FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}
+    ):
         into[r[0]] = _funds(r)
 
 
@@ -693,7 +697,9 @@ async def write_ping(tx: Tx, ping: dict[str, Any], reservations: Sequence[dict[s
     written nothing, if one does not.
 
     PostgreSQL: one statement (the lease check, then both inserts only if it passed), since round trips
-    are what a ping costs there (docs/performance.md, "Scale-out")."""
+    are what a ping costs there (docs/performance.md, "Scale-out"). With `leases.last` it is the ping
+    decision's last statement (`Tx.fetchval_last`): a unit that opened no transaction sends it alone,
+    and it turns synchronous commit off for its own transaction (ping decisions only, docs/deploy.md)."""
     if tx.dialect != "postgresql":
         if leases.ids and not await leases_repo.hold(tx, leases.ids, now=leases.now):
             return False
@@ -704,15 +710,19 @@ async def write_ping(tx: Tx, ping: dict[str, Any], reservations: Sequence[dict[s
     params |= {f"r_{c}": [r.get(c) for r in reservations] for c in _RESERVATION_COLUMNS}
     params |= {"p_replay": ping.get("replay"), "lease_ids": list(leases.ids), "n_leases": len(leases.ids)}
     params["now"] = leases.now
+    if leases.last:
+        return bool(await tx.fetchval_last(_WRITE_PING, params))
     return bool(await tx.fetchval(_WRITE_PING, params))
 
 
 @dataclass(frozen=True, slots=True)
 class WriteLeases:
-    """The leases a ping's winners drew from (sorted ids) and the store's clock the ping decided at."""
+    """The leases a ping's winners drew from (sorted ids), the store's clock the ping decided at, and
+    whether the ping's write is the last statement of its unit."""
 
     ids: Sequence[str]
     now: int
+    last: bool = False
 
 
 async def rr_last_key(tx: Tx, offer_id: str) -> str:
@@ -767,8 +777,7 @@ _PING_COLUMNS = (
     "dup_key",
 )
 _INSERT_PING_SQL = (
-    f"INSERT INTO pings ({', '.join(_PING_COLUMNS)}{{c}}) VALUES "
-    f"({', '.join(':' + c for c in _PING_COLUMNS)}{{v}})"
+    f"INSERT INTO pings ({', '.join(_PING_COLUMNS)}{{c}}) VALUES ({', '.join(':' + c for c in _PING_COLUMNS)}{{v}})"
 )
 _INSERT_PING = _INSERT_PING_SQL.format(c="", v="")
 _INSERT_PING_REPLAY = _INSERT_PING_SQL.format(c=", replay", v=", :replay")
@@ -780,9 +789,11 @@ _PING_TYPES = dict.fromkeys(_PING_COLUMNS, "text") | {
     "expires_at": "bigint",
 }
 _WRITE_PING = (
-    "WITH held AS (SELECT id FROM leases WHERE id = ANY(:lease_ids::text[]) AND state = 'active' "
+    # a ping decision commits without waiting for the disk (docs/deploy.md), also when sent alone
+    "WITH sync AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS off), "
+    "held AS (SELECT id FROM leases WHERE id = ANY(:lease_ids::text[]) AND state = 'active' "
     "AND expires_at > :now FOR SHARE), "
-    "ok AS (SELECT count(*) = :n_leases AS ok FROM held), "
+    "ok AS (SELECT (SELECT off FROM sync) IS NOT NULL AND (SELECT count(*) FROM held) = :n_leases AS ok), "
     f"r AS (INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}, state) "
     f"SELECT v.*, 'held' FROM unnest({', '.join(f':r_{c}::{t}[]' for c, t in _RESERVATION_TYPES.items())}) "
     f"AS v({', '.join(_RESERVATION_COLUMNS)}) WHERE (SELECT ok FROM ok) RETURNING 1), "

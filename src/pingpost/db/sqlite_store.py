@@ -95,6 +95,12 @@ class _SqliteTx:
         row = await self.fetchrow(sql, params)
         return None if row is None else row[0]
 
+    async def fetchrow_alone(self, sql: str, params: Params = None) -> Row | None:
+        return await self.fetchrow(sql, params)  # one writer: the batch's transaction is no cost
+
+    async def fetchval_last(self, sql: str, params: Params = None) -> Any:
+        return await self.fetchval(sql, params)
+
     async def execute(self, sql: str, params: Params = None) -> int:
         text, args = compile_sql(sql, params, "sqlite")
         return self._conn.execute(text, args).rowcount

@@ -95,6 +95,18 @@ class Tx(Protocol):
         """Run a statement; answer the number of rows it changed."""
         ...
 
+    async def fetchrow_alone(self, sql: str, params: Params = None) -> Row | None:
+        """`fetchrow` of a read that needs no lock kept after it. PostgreSQL, in a write unit that has
+        opened no transaction yet: sent outside one (its own snapshot, as READ COMMITTED gives every
+        statement), so the unit may still end with `fetchval_last` and no BEGIN or COMMIT."""
+        ...
+
+    async def fetchval_last(self, sql: str, params: Params = None) -> Any:
+        """`fetchval` of the unit's last statement. PostgreSQL, in a ping decision (`durable=False`)
+        that opened no transaction: sent alone, a transaction of its own that commits as it answers
+        (docs/performance.md, "Scale-out"); the unit sends nothing after it."""
+        ...
+
     async def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
     async def now_ms(self) -> int:
