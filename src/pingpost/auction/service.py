@@ -12,6 +12,7 @@ batch, and the pings of one SQLite batch share the rows they read (`repo.read_st
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class AuctionService:
         leases: LeaseBook | None = None,
     ) -> None:
         self.leases = leases  # PostgreSQL, several processes: docs/scale-out.md
+        self._reads: dict[tuple[tuple[str, ...], tuple[str, ...]], asyncio.Future[repo.SharedRead | None]] = {}
         self.defaults = defaults
         self.counters = counters
         self.store = store
@@ -284,10 +286,11 @@ class AuctionService:
         async def read_decide_write(tx: Tx) -> PingOut:
             for line, saved in zip(lines, before, strict=True):  # a retried unit starts afresh
                 line.restore(saved)
-            if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
+            pointer = offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test
+            if pointer:
                 await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
             # read at the one clock of shared decisions (docs/crash-safety.md), on PostgreSQL along with it
-            state = await repo.read_state_now(tx, auction.query)
+            state = await self._read_state(tx, auction.query, share=not pointer)
             at = state.now
             keys = PeriodKeysByContract(ping.snap.contracts, at)
             if self.leases is not None:
@@ -306,6 +309,29 @@ class AuctionService:
         answer = await self.store.write(read_decide_write, batch_cache=True, durable=False)
         self._keep_leases(ping)
         return answer
+
+    async def _read_state(self, tx: Tx, query: repo.StateQuery, *, share: bool) -> AuctionState:
+        """A fixed-price ping's state read. PostgreSQL: usage, funds, the version and the clock in one
+        statement outside any transaction, shared by this process's pings of the same contracts that
+        ask while it is on its way (`share`; as SQLite's write batch shares them, docs/performance.md:
+        each ping works on copies, and every cap and fund is still taken or drawn exactly at its
+        write); the ping's own dedup, suppression and rate window are its own."""
+        if tx.dialect != "postgresql":
+            return await repo.read_state_for_write(tx, query, now=await tx.now_ms())
+        if not share:
+            return await repo.state_from(tx, query, await repo.read_counters(tx, query.contract_ids, query.buyer_ids))
+        key = (tuple(query.contract_ids), tuple(query.buyer_ids))
+        on_its_way = self._reads.get(key)
+        if on_its_way is not None:  # None when it failed: read again in this unit (and reclaim what lapsed)
+            return await repo.state_from(tx, query, await asyncio.shield(on_its_way))
+        self._reads[key] = on_its_way = asyncio.get_running_loop().create_future()
+        read = None
+        try:
+            read = await repo.read_counters(tx, query.contract_ids, query.buyer_ids)
+        finally:
+            del self._reads[key]
+            on_its_way.set_result(read)
+        return await repo.state_from(tx, query, read)
 
     @staticmethod
     def _spend_bound_row(ping: _Ping, reservation: dict[str, Any]) -> bool:

@@ -132,15 +132,22 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
     return state
 
 
-async def read_state_now(tx: Tx, query: StateQuery) -> AuctionState:
-    """`read_state_for_write` at the store's clock for shared decisions (`state.now`), which it reads.
+@dataclass(frozen=True, slots=True)
+class SharedRead:
+    """What `read_counters` read at `now`: the configuration version, usage and funds; never changed
+    (a decision works on `state_from`'s copies of the dicts, and replaces a `Funds`, never changes it)."""
 
-    PostgreSQL: the clock, the configuration version, whether any reservation of these contracts or
-    buyers has lapsed, usage and funds in one statement (docs/performance.md, "Scale-out": round trips
-    are what a ping costs there); only when something lapsed does it reclaim and read again."""
-    if tx.dialect != "postgresql":
-        return await read_state_for_write(tx, query, now=await tx.now_ms())
-    contract_ids, buyer_ids = list(query.contract_ids), list(query.buyer_ids)
+    now: int
+    config_version: int
+    usage: dict[str, Usage]
+    funds: dict[str, Funds]
+
+
+async def read_counters(tx: Tx, contract_ids: Sequence[str], buyer_ids: Sequence[str]) -> SharedRead | None:
+    """PostgreSQL, in one statement outside any transaction (`Tx.fetchrow_alone`): the store's clock for
+    shared decisions, the configuration version, usage and funds; None when a reservation of these
+    contracts or buyers has lapsed (then `read_state_for_write` reclaims it first). One ping's or
+    several (docs/performance.md, "Scale-out": round trips are what a ping costs there)."""
     # ids as JSON documents: asyncpg encodes one string far cheaper than a text array
     params: dict[str, Any] = {"cs": orjson.dumps(contract_ids).decode(), "bs": orjson.dumps(buyer_ids).decode()}
     if tx.pending_now():
@@ -161,11 +168,22 @@ async def read_state_now(tx: Tx, query: StateQuery) -> AuctionState:
     now = int(row["now"])
     tx.adopt_now(now)
     if row["lapsed"]:
-        return await read_state_for_write(tx, query, now=now)
-    state = AuctionState(config_version=int(row["version"]), now=now)
-    state.usage.update((c, Usage()) for c in contract_ids)
-    state.usage.update((r[0], _usage(r)) for r in row["usage"])
-    state.funds.update((r[0], _funds(r)) for r in row["funds"])
+        return None
+    usage = dict.fromkeys(contract_ids, Usage())
+    usage.update((r[0], _usage(r)) for r in row["usage"])
+    return SharedRead(now, int(row["version"]), usage, {r[0]: _funds(r) for r in row["funds"]})
+
+
+async def state_from(tx: Tx, query: StateQuery, read: SharedRead | None) -> AuctionState:
+    """One ping's state from `read_counters` (None: something lapsed, so reclaim and read again here):
+    copies of its rows, at its clock, with the ping's own rate window, dedup and suppression."""
+    if read is None:
+        return await read_state_for_write(tx, query, now=await tx.now_ms())
+    tx.adopt_now(read.now)
+    # Usage is immutable and the decision replaces, never changes, a buyer's Funds: copies of the dicts do
+    state = AuctionState(
+        config_version=read.config_version, usage=dict(read.usage), funds=dict(read.funds), now=read.now
+    )
     await _read_traffic(tx, query, state)
     return state
 
