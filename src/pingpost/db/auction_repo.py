@@ -132,6 +132,11 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
     return state
 
 
+# The ids of `read_counters`, sent as JSON documents, as arrays an index scan can use.
+_CS = "ARRAY(SELECT json_array_elements_text(:cs::json))"
+_BS = "ARRAY(SELECT json_array_elements_text(:bs::json))"
+
+
 @dataclass(frozen=True, slots=True)
 class SharedRead:
     """What `read_counters` read at `now`: the configuration version, usage and funds; never changed
@@ -155,13 +160,12 @@ async def read_counters(tx: Tx, contract_ids: Sequence[str], buyer_ids: Sequence
     else:
         clock, params["now"] = ":now::bigint", await tx.now_ms()
     row = await tx.fetchrow_alone(
-        f"WITH c AS (SELECT {clock} AS now), cs AS (SELECT json_array_elements_text(:cs::json) AS id), "
-        "bs AS (SELECT json_array_elements_text(:bs::json) AS id) SELECT c.now, "
+        f"WITH c AS (SELECT {clock} AS now) SELECT c.now, "
         "(SELECT version FROM config_version WHERE id = 1) AS version, "
         "EXISTS (SELECT 1 FROM reservations WHERE state IN ('held', 'posting') AND expires_at <= c.now "
-        "AND (contract_id IN (SELECT id FROM cs) OR buyer_id IN (SELECT id FROM bs))) AS lapsed, "
-        f"ARRAY(SELECT ROW({_USAGE_COLUMNS}) FROM contract_usage WHERE contract_id IN (SELECT id FROM cs)) AS usage, "
-        f"ARRAY(SELECT ROW({_FUNDS_COLUMNS}) FROM buyer_funds WHERE buyer_id IN (SELECT id FROM bs)) AS funds FROM c",
+        f"AND (contract_id = ANY({_CS}) OR buyer_id = ANY({_BS}))) AS lapsed, "
+        f"ARRAY(SELECT ROW({_USAGE_COLUMNS}) FROM contract_usage WHERE contract_id = ANY({_CS})) AS usage, "
+        f"ARRAY(SELECT ROW({_FUNDS_COLUMNS}) FROM buyer_funds WHERE buyer_id = ANY({_BS})) AS funds FROM c",
         params,
     )
     assert row is not None
@@ -189,13 +193,45 @@ async def state_from(tx: Tx, query: StateQuery, read: SharedRead | None) -> Auct
 
 
 async def _read_traffic(tx: Tx, query: StateQuery, state: AuctionState) -> None:
-    """The rate window, dedup and suppression, where the ping's campaign and configuration need them."""
+    """The rate window, dedup and suppression, where the ping's campaign and configuration need them
+    (PostgreSQL: in one statement, outside any transaction while none is open)."""
+    sold, suppression = bool(query.hashes and query.buyer_ids), bool(query.suppression and query.hashes)
+    if tx.dialect == "postgresql" and (query.rate_campaign is not None or sold or suppression):
+        row = await tx.fetchrow_alone(
+            _TRAFFIC,
+            {
+                "c": query.rate_campaign,
+                "bs": orjson.dumps(query.buyer_ids if sold else []).decode(),
+                "hs": orjson.dumps(query.hashes).decode(),
+                "lists": suppression,
+            },
+        )
+        assert row is not None
+        window = row["rate"]
+        if window is not None and window[0] == state.now // 1000:
+            state.rate_used = int(window[1])
+        if sold:
+            state.last_sold = {r[0]: int(r[1]) for r in row["sold"]}
+        if suppression:
+            state.suppressed = traffic_repo.suppression_of(row["lists"])
+        return
     if query.rate_campaign is not None:
         state.rate_used = await _rate_used(tx, query.rate_campaign, state.now)
     if query.hashes and query.buyer_ids:
         state.last_sold = await _last_sold(tx, query.buyer_ids, query.hashes)
     if query.suppression and query.hashes:
         state.suppressed = await traffic_repo.suppressing_lists(tx, query.hashes)
+
+
+# `_rate_used`, `_last_sold` and `traffic_repo.suppressing_lists` in one statement (PostgreSQL).
+_HS = "ARRAY(SELECT json_array_elements_text(:hs::json))"
+_TRAFFIC = (
+    "SELECT (SELECT ROW(window_start, pings) FROM rate_windows WHERE campaign_id = :c::text) AS rate, "
+    "ARRAY(SELECT ROW(buyer_id, MAX(sold_at)) FROM dedup_records "
+    f"WHERE buyer_id = ANY({_BS}) AND hash_hmac = ANY({_HS}) GROUP BY buyer_id) AS sold, "
+    "ARRAY(SELECT DISTINCT ROW(l.id, l.scope) FROM suppression_entries e JOIN suppression_lists l "
+    f"ON l.id = e.list_id WHERE :lists::integer = 1 AND e.hash_hmac = ANY({_HS})) AS lists"
+)
 
 
 async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
@@ -802,7 +838,7 @@ _NO_TRAFFIC = {"source": None, "subs": None, "dup_key": None}
 _WRITE_PING = (
     # a ping decision commits without waiting for the disk (docs/deploy.md), also when sent alone
     "WITH sync AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS off), "
-    "held AS (SELECT id FROM leases WHERE id IN (SELECT json_array_elements_text(:lease_ids::json)) "
+    "held AS (SELECT id FROM leases WHERE id = ANY(ARRAY(SELECT json_array_elements_text(:lease_ids::json))) "
     "AND state = 'active' AND expires_at > :now::bigint FOR SHARE), "
     "ok AS (SELECT (SELECT off FROM sync) IS NOT NULL AND (SELECT count(*) FROM held) = :n_leases AS ok), "
     f"r AS (INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}, state) "
