@@ -44,13 +44,15 @@ class _PgTx:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: Any, shared_clock: Clock | None, *, begin: str, readonly: bool, durable: bool) -> None:
+    def __init__(
+        self, conn: Any, shared_clock: Clock | None, *, begin: str, readonly: bool, durable: bool, alone: bool = True
+    ) -> None:
         self._conn = conn
         self.cache: dict[str, Any] = {}  # one transaction's (batch_cache units share nothing here)
         self._shared_clock = shared_clock
         self._now: int | None = None
         self._begin = begin
-        self._readonly = readonly
+        self._alone = alone and not readonly  # statements may go outside a transaction (PostgresStore)
         self._durable = durable
         self.open = False  # BEGIN sent, COMMIT or ROLLBACK due
         self.committed = False  # the last statement was sent alone and committed as it answered
@@ -87,7 +89,7 @@ class _PgTx:
     async def fetchrow_alone(self, sql: str, params: Params = None) -> Row | None:
         """A read that keeps no lock, in a write unit (READ COMMITTED: each statement reads a snapshot
         of its own anyway): sent outside a transaction while the unit has opened none."""
-        if self.open or self._readonly:
+        if self.open or not self._alone:
             return await self.fetchrow(sql, params)
         if self.committed:
             raise RuntimeError("a statement after the unit's last one (fetchval_last)")
@@ -100,7 +102,7 @@ class _PgTx:
         it is sent alone and commits as it answers (the statement must itself turn synchronous commit
         off, `set_config('synchronous_commit', 'off', true)`; the `before_commit` fault point is
         reported before it is sent). Nothing may be sent after it."""
-        if self.open or self._durable or self._readonly:
+        if self.open or self._durable or not self._alone:
             value = await self.fetchval(sql, params)
         else:
             if self.committed:
@@ -150,10 +152,15 @@ class _PgTx:
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(self, url: str, pool: Any, *, shared_clock: Clock | None = None) -> None:
+    def __init__(self, url: str, pool: Any, *, shared_clock: Clock | None = None, alone: bool = True) -> None:
+        """`alone`: a ping's read and write may go as statements of their own (`_PgTx`). Not without
+        asyncpg's statement cache (PgBouncer before 1.21, docs/deploy.md): an unnamed statement is
+        prepared and run in two messages, which transaction pooling may send to two server connections
+        unless a transaction holds one."""
         self.url = url
         self._pool = pool
         self._shared_clock = shared_clock
+        self._alone = alone
 
     @classmethod
     async def open(
@@ -168,14 +175,16 @@ class PostgresStore:
         pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, statement_cache_size=statement_cache_size, reset=_keep_session
         )
-        return cls(url, pool, shared_clock=shared_clock)
+        return cls(url, pool, shared_clock=shared_clock, alone=statement_cache_size > 0)
 
     async def _run(self, unit: Callable[[_PgTx], Awaitable[T]], *, readonly: bool, durable: bool = True) -> T:
         begin = _BEGIN[(readonly, durable or readonly)]
         for attempt in range(20):
             try:
                 async with self._pool.acquire() as conn:
-                    tx = _PgTx(conn, self._shared_clock, begin=begin, readonly=readonly, durable=durable)
+                    tx = _PgTx(
+                        conn, self._shared_clock, begin=begin, readonly=readonly, durable=durable, alone=self._alone
+                    )
                     try:
                         result = await unit(tx)
                         if not readonly and not tx.committed:
