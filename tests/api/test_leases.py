@@ -4,6 +4,8 @@ lease that ended is never drawn from again, and a post sells a drawn reservation
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,10 @@ import pytest
 from pingpost.app import create_app
 from pingpost.auction.leases import LeaseBook
 from pingpost.config import Settings
-from pingpost.db import leases_repo
+from pingpost.db import auction_repo, leases_repo
 from pingpost.db.store import Store, Tx
 from tests.api.setup_data import LEAD
-from tests.api.test_concurrency import setup_exchange_with
+from tests.api.test_concurrency import CAP, FUNDED_SLOTS, setup_exchange_with
 from tests.conftest import Api
 
 
@@ -117,3 +119,50 @@ async def setup_exchange_in_process(api: Api) -> str:
         return await api.ok("POST", path, 201, json=body)
 
     return await setup_exchange_with(post)
+
+
+@pytest.mark.parametrize("first_read", ["shared", "lapsed"])
+async def test_concurrent_pings_share_one_state_read_and_sell_exactly(
+    leased: tuple[Api, LeaseBook], store: Store, monkeypatch: pytest.MonkeyPatch, first_read: str
+) -> None:
+    """PostgreSQL: pings of the same contracts asking while a state read is on its way share it
+    (docs/performance.md, "Scale-out"); a shared read that found a lapsed reservation (or failed) makes
+    every ping read again on its own. Either way no cap or fund is passed and the accounts add up."""
+    api, book = leased
+    key = await setup_exchange_in_process(api)
+    reads: list[int] = []
+    real = auction_repo.read_counters
+
+    async def counted(tx: Tx, contract_ids: Sequence[str], buyer_ids: Sequence[str]) -> auction_repo.SharedRead | None:
+        reads.append(len(reads))
+        read = await real(tx, contract_ids, buyer_ids)
+        return None if first_read == "lapsed" and len(reads) == 1 else read
+
+    monkeypatch.setattr(auction_repo, "read_counters", counted)
+    pings = CAP + FUNDED_SLOTS + 10  # more than the capped contract and the funded buyer can take
+
+    async def burst(n: int) -> int:
+        answers = await asyncio.gather(
+            *(api.ok("POST", "/v1/ping", json={"lead": {**LEAD, "zip": f"33{i:03d}"}}, token=key) for i in range(n))
+        )
+        return sum(len(a["bids"]) for a in answers)
+
+    won = await burst(pings)
+    if store.dialect == "postgresql":
+        assert 0 < len(reads) < pings / 2, reads  # shared: far fewer reads than pings
+    else:
+        assert reads == []  # SQLite's write batch shares its reads its own way
+    check_accounts(await store.read(counts))
+    for _ in range(5):  # what leases hold unused goes back, and is sold to the next pings
+        for lease in book.held():
+            book.retire(lease)
+        await book.sweep()
+        more = await burst(pings)
+        won += more
+        if not more:
+            break
+    seen = await store.read(counts)
+    check_accounts(seen)
+    sold = {c: sum(1 for r in seen["reservations"] if r["contract_id"] == c) for c in ("capped", "funded")}
+    assert sold == {"capped": CAP, "funded": FUNDED_SLOTS}
+    assert won == CAP + FUNDED_SLOTS

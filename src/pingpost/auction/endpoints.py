@@ -81,9 +81,11 @@ async def _ping(body: PingIn, request: Request, caller: tuple[Snapshot, Campaign
     snap, campaign = caller
 
     async def run(ref: KeyRef | None, _: Claim | None) -> PingOut:
+        if ref is None:  # nothing to store: the decision may end with its last write (docs/performance.md)
+            return await auction.ping(snap=snap, campaign=campaign, body=body)
+
         async def finalize(tx: Tx, answer: PingOut) -> None:
-            if ref is not None:
-                await idem.record_answer(tx, ref, 200, answer.model_dump_json().encode())
+            await idem.record_answer(tx, ref, 200, answer.model_dump_json().encode())
 
         return await auction.ping(snap=snap, campaign=campaign, body=body, finalize=finalize)
 

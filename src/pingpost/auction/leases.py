@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -94,8 +94,8 @@ class LeaseBook:
                     u.live_calls,
                 )
             f = state.funds.get(lease.buyer_id)
-            if f is not None:
-                f.holds_cents -= lease.cents_left
+            if f is not None:  # a new Funds: a read may be shared by several pings (db/auction_repo.SharedRead)
+                state.funds[lease.buyer_id] = replace(f, holds_cents=f.holds_cents - lease.cents_left)
 
     def held(self) -> list[Lease]:
         return [lease for leases in self.leases.values() for lease in leases]

@@ -12,6 +12,7 @@ batch, and the pings of one SQLite batch share the rows they read (`repo.read_st
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class AuctionService:
         leases: LeaseBook | None = None,
     ) -> None:
         self.leases = leases  # PostgreSQL, several processes: docs/scale-out.md
+        self._reads: dict[tuple[tuple[str, ...], tuple[str, ...]], asyncio.Future[repo.SharedRead | None]] = {}
         self.defaults = defaults
         self.counters = counters
         self.store = store
@@ -284,10 +286,12 @@ class AuctionService:
         async def read_decide_write(tx: Tx) -> PingOut:
             for line, saved in zip(lines, before, strict=True):  # a retried unit starts afresh
                 line.restore(saved)
-            at = await tx.now_ms()  # the one clock of shared decisions (docs/crash-safety.md)
-            if offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test:
+            pointer = offer.rule == "round_robin" and tx.dialect == "postgresql" and not body.test
+            if pointer:
                 await repo.rr_last_key(tx, offer.id)  # the pointer first: the one lock order
-            state = await repo.read_state_for_write(tx, auction.query, now=at)
+            # read at the one clock of shared decisions (docs/crash-safety.md), on PostgreSQL along with it
+            state = await self._read_state(tx, auction.query, share=not pointer)
+            at = state.now
             keys = PeriodKeysByContract(ping.snap.contracts, at)
             if self.leases is not None:
                 self.leases.adjust(state, keys, at)
@@ -305,6 +309,29 @@ class AuctionService:
         answer = await self.store.write(read_decide_write, batch_cache=True, durable=False)
         self._keep_leases(ping)
         return answer
+
+    async def _read_state(self, tx: Tx, query: repo.StateQuery, *, share: bool) -> AuctionState:
+        """A fixed-price ping's state read. PostgreSQL: usage, funds, the version and the clock in one
+        statement outside any transaction, shared by this process's pings of the same contracts that
+        ask while it is on its way (`share`; as SQLite's write batch shares them, docs/performance.md:
+        each ping works on copies, and every cap and fund is still taken or drawn exactly at its
+        write); the ping's own dedup, suppression and rate window are its own."""
+        if tx.dialect != "postgresql":
+            return await repo.read_state_for_write(tx, query, now=await tx.now_ms())
+        if not share:
+            return await repo.state_from(tx, query, await repo.read_counters(tx, query.contract_ids, query.buyer_ids))
+        key = (tuple(query.contract_ids), tuple(query.buyer_ids))
+        on_its_way = self._reads.get(key)
+        if on_its_way is not None:  # None when it failed: read again in this unit (and reclaim what lapsed)
+            return await repo.state_from(tx, query, await asyncio.shield(on_its_way))
+        self._reads[key] = on_its_way = asyncio.get_running_loop().create_future()
+        read = None
+        try:
+            read = await repo.read_counters(tx, query.contract_ids, query.buyer_ids)
+        finally:
+            del self._reads[key]
+            on_its_way.set_result(read)
+        return await repo.state_from(tx, query, read)
 
     @staticmethod
     def _spend_bound_row(ping: _Ping, reservation: dict[str, Any]) -> bool:
@@ -515,62 +542,61 @@ class AuctionService:
             plan, try_reserve, standby=offer.call_standby if calls else 0
         )
         takes = self._lease_takes(ping, reservations, state, now) if optimistic and self.leases is not None else []
-        if drawn and not await leases_repo.hold(tx, sorted({lease.id for lease, _ in drawn}), now=now):
+        rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
+        bids, answer_bids = self._bids(ping, by_id, winners, standbys)
+        status = "bids" if winners else "no_bids"
+        ping_row = {
+            "id": ping.id,
+            "offer_id": offer.id,
+            "campaign_id": ping.campaign.id,
+            "partner_id": ping.campaign.partner_id,
+            "channel": body.channel,
+            "mode": "ping_post",
+            "status": status,
+            "post_state": "open" if winners else "closed",
+            "test": int(body.test),
+            "partner_lead_id": body.partner_lead_id,
+            "received_at": ping.received,
+            "decided_at": now_ms(),
+            "expires_at": expires_at,
+            "lead": orjson.dumps(ping.lead).decode(),
+            "consumer": orjson.dumps(ping.consumer).decode(),
+            "bids": orjson.dumps(bids).decode(),
+            "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
+            "source": body.source,
+            "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
+            "dup_key": ping.dup_key,
+            "replay": ping.replay,
+        }
+        rr_winner = bool(winners) and offer.rule == "round_robin" and not body.test
+        # winners bound by a spend cap drew no lease: the shared rows, as without leases
+        plain = [
+            r for r in reservations if self.leases is None or (r["lease_id"] is None and self._spend_bound_row(ping, r))
+        ]
+        plain = plain if optimistic else []
+        watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
+        last = not (ping.rate_limit or rr_winner or ping.finalize or takes or ping.new_leases or plain or watched)
+        held = repo.WriteLeases(sorted({lease.id for lease, _ in drawn}), now, last=last)
+        if not await repo.write_ping(tx, ping_row, reservations, held):
             if self.leases is not None:
                 for lease, _ in drawn:
                     self.leases.retire(lease)  # ended meanwhile (or this process lost it): never again
             raise _Contended
-        await repo.insert_reservations(tx, reservations)
-        rules.settle_lines(candidates, plan, winners=winners, standbys=standbys, outcomes=outcomes)
-        bids, answer_bids = self._bids(ping, by_id, winners, standbys)
         if ping.rate_limit:
             await repo.count_rate_window(tx, campaign_id=ping.campaign.id, now=ping.received)
-        if winners and offer.rule == "round_robin" and not body.test:
+        if rr_winner:
             await repo.set_rr_last_key(tx, offer.id, winners[-1].candidate.rank_key)
-        status = "bids" if winners else "no_bids"
-        await repo.insert_ping(
-            tx,
-            {
-                "id": ping.id,
-                "offer_id": offer.id,
-                "campaign_id": ping.campaign.id,
-                "partner_id": ping.campaign.partner_id,
-                "channel": body.channel,
-                "mode": "ping_post",
-                "status": status,
-                "post_state": "open" if winners else "closed",
-                "test": int(body.test),
-                "partner_lead_id": body.partner_lead_id,
-                "received_at": ping.received,
-                "decided_at": now_ms(),
-                "expires_at": expires_at,
-                "lead": orjson.dumps(ping.lead).decode(),
-                "consumer": orjson.dumps(ping.consumer).decode(),
-                "bids": orjson.dumps(bids).decode(),
-                "waterfall": orjson.dumps([line.entry() for line in ping.lines]).decode(),
-                "source": body.source,
-                "subs": orjson.dumps(body.subs.given()).decode() if body.subs else None,
-                "dup_key": ping.dup_key,
-                "replay": ping.replay,
-            },
-        )
         answer = PingOut(
             ping_id=ping.id, status=status, expires_at=rfc3339(expires_at) or "", post_url="/v1/post", bids=answer_bids
         )
         if ping.finalize is not None:
             await ping.finalize(tx, answer)
-        if self.leases is not None:
-            if takes and not await leases_repo.take(tx, takes):
-                raise _Contended
-            if ping.new_leases:
-                await leases_repo.insert(tx, [row for _, row in ping.new_leases_rows])
-            # winners bound by a spend cap drew no lease: the shared rows, as without leases
-            plain = [r for r in reservations if r["lease_id"] is None and self._spend_bound_row(ping, r)]
-            if optimistic and plain and not await repo.take_slots(tx, plain):
-                raise _Contended
-        elif optimistic and reservations and not await repo.take_slots(tx, reservations):
+        if takes and not await leases_repo.take(tx, takes):
             raise _Contended
-        watched = [b for r in reservations if (b := ping.snap.buyers.get(r["buyer_id"])) and b.low_balance_cents]
+        if ping.new_leases:
+            await leases_repo.insert(tx, [row for _, row in ping.new_leases_rows])
+        if plain and not await repo.take_slots(tx, plain):
+            raise _Contended
         if watched:  # only buyers with a low-balance threshold (docs/protocol.md)
             await autopause.check_low_balance(tx, watched)
         return answer

@@ -1,7 +1,7 @@
 """What the bench counts on PostgreSQL during the fixed-price ping peak (docs/performance.md).
 
-- `db_statements_per_ping`: the servers' own count of what they sent to PostgreSQL (every
-  statement, and BEGIN, SET LOCAL and COMMIT: each is a round trip), read from their `/metrics`
+- `db_statements_per_ping`: the servers' own count of round trips to PostgreSQL (every statement,
+  BEGIN with its SET LOCAL, sent as one, and COMMIT), read from their `/metrics`
   (`pingpost_db_statements_total`) before and after the phase, over the pings answered in it. The
   count includes everything the servers did meanwhile (lease upkeep, background tasks), which is
   what a ping costs the database; pg_stat_statements would need a server restart to load.

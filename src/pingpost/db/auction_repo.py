@@ -10,9 +10,11 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from pingpost.db import traffic_repo
+import orjson
+
+from pingpost.db import leases_repo, traffic_repo
 from pingpost.db.snapshot_repo import config_version
-from pingpost.db.store import Tx
+from pingpost.db.store import DB_CLOCK_SQL, Tx
 from pingpost.domain.auction import AuctionState, Funds
 from pingpost.domain.eligibility import PeriodKeys, Usage
 
@@ -104,7 +106,7 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
 
     Lapsed reservations are reclaimed first, so usage and funds are read exactly; rows already read by
     an earlier ping of the same batch (and kept current by its reservations) are not read again."""
-    contract_ids, buyer_ids, hashes = query.contract_ids, query.buyer_ids, query.hashes
+    contract_ids, buyer_ids = query.contract_ids, query.buyer_ids
     batch = _batch(tx)
     if batch is None:
         batch = tx.cache["auction"] = BatchState()
@@ -126,13 +128,110 @@ async def read_state_for_write(tx: Tx, query: StateQuery, *, now: int) -> Auctio
         batch.buyers_read.update(missing)
         await _read_funds(tx, missing, batch.funds)
     state = AuctionState(config_version=batch.config_version, usage=batch.usage, funds=batch.funds, now=now)
-    if query.rate_campaign is not None:
-        state.rate_used = await _rate_used(tx, query.rate_campaign, now)
-    if hashes and buyer_ids:
-        state.last_sold = await _last_sold(tx, buyer_ids, hashes)
-    if query.suppression and hashes:
-        state.suppressed = await traffic_repo.suppressing_lists(tx, hashes)
+    await _read_traffic(tx, query, state)
     return state
+
+
+# The ids of `read_counters`, sent as JSON documents, as arrays an index scan can use.
+_CS = "ARRAY(SELECT json_array_elements_text(:cs::json))"
+_BS = "ARRAY(SELECT json_array_elements_text(:bs::json))"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRead:
+    """What `read_counters` read at `now`: the configuration version, usage and funds; never changed
+    (a decision works on `state_from`'s copies of the dicts, and replaces a `Funds`, never changes it)."""
+
+    now: int
+    config_version: int
+    usage: dict[str, Usage]
+    funds: dict[str, Funds]
+
+
+async def read_counters(tx: Tx, contract_ids: Sequence[str], buyer_ids: Sequence[str]) -> SharedRead | None:
+    """PostgreSQL, in one statement outside any transaction (`Tx.fetchrow_alone`): the store's clock for
+    shared decisions, the configuration version, usage and funds; None when a reservation of these
+    contracts or buyers has lapsed (then `read_state_for_write` reclaims it first). One ping's or
+    several (docs/performance.md, "Scale-out": round trips are what a ping costs there)."""
+    # ids as JSON documents: asyncpg encodes one string far cheaper than a text array
+    params: dict[str, Any] = {"cs": orjson.dumps(contract_ids).decode(), "bs": orjson.dumps(buyer_ids).decode()}
+    if tx.pending_now():
+        clock = DB_CLOCK_SQL
+    else:
+        clock, params["now"] = ":now::bigint", await tx.now_ms()
+    row = await tx.fetchrow_alone(
+        f"WITH c AS (SELECT {clock} AS now) SELECT c.now, "
+        "(SELECT version FROM config_version WHERE id = 1) AS version, "
+        "EXISTS (SELECT 1 FROM reservations WHERE state IN ('held', 'posting') AND expires_at <= c.now "
+        f"AND (contract_id = ANY({_CS}) OR buyer_id = ANY({_BS}))) AS lapsed, "
+        f"ARRAY(SELECT ROW({_USAGE_COLUMNS}) FROM contract_usage WHERE contract_id = ANY({_CS})) AS usage, "
+        f"ARRAY(SELECT ROW({_FUNDS_COLUMNS}) FROM buyer_funds WHERE buyer_id = ANY({_BS})) AS funds FROM c",
+        params,
+    )
+    assert row is not None
+    now = int(row["now"])
+    tx.adopt_now(now)
+    if row["lapsed"]:
+        return None
+    usage = dict.fromkeys(contract_ids, Usage())
+    usage.update((r[0], _usage(r)) for r in row["usage"])
+    return SharedRead(now, int(row["version"]), usage, {r[0]: _funds(r) for r in row["funds"]})
+
+
+async def state_from(tx: Tx, query: StateQuery, read: SharedRead | None) -> AuctionState:
+    """One ping's state from `read_counters` (None: something lapsed, so reclaim and read again here):
+    copies of its rows, at its clock, with the ping's own rate window, dedup and suppression."""
+    if read is None:
+        return await read_state_for_write(tx, query, now=await tx.now_ms())
+    tx.adopt_now(read.now)
+    # Usage is immutable and the decision replaces, never changes, a buyer's Funds: copies of the dicts do
+    state = AuctionState(
+        config_version=read.config_version, usage=dict(read.usage), funds=dict(read.funds), now=read.now
+    )
+    await _read_traffic(tx, query, state)
+    return state
+
+
+async def _read_traffic(tx: Tx, query: StateQuery, state: AuctionState) -> None:
+    """The rate window, dedup and suppression, where the ping's campaign and configuration need them
+    (PostgreSQL: in one statement, outside any transaction while none is open)."""
+    sold, suppression = bool(query.hashes and query.buyer_ids), bool(query.suppression and query.hashes)
+    if tx.dialect == "postgresql" and (query.rate_campaign is not None or sold or suppression):
+        row = await tx.fetchrow_alone(
+            _TRAFFIC,
+            {
+                "c": query.rate_campaign,
+                "bs": orjson.dumps(query.buyer_ids if sold else []).decode(),
+                "hs": orjson.dumps(query.hashes).decode(),
+                "lists": suppression,
+            },
+        )
+        assert row is not None
+        window = row["rate"]
+        if window is not None and window[0] == state.now // 1000:
+            state.rate_used = int(window[1])
+        if sold:
+            state.last_sold = {r[0]: int(r[1]) for r in row["sold"]}
+        if suppression:
+            state.suppressed = traffic_repo.suppression_of(row["lists"])
+        return
+    if query.rate_campaign is not None:
+        state.rate_used = await _rate_used(tx, query.rate_campaign, state.now)
+    if query.hashes and query.buyer_ids:
+        state.last_sold = await _last_sold(tx, query.buyer_ids, query.hashes)
+    if query.suppression and query.hashes:
+        state.suppressed = await traffic_repo.suppressing_lists(tx, query.hashes)
+
+
+# `_rate_used`, `_last_sold` and `traffic_repo.suppressing_lists` in one statement (PostgreSQL).
+_HS = "ARRAY(SELECT json_array_elements_text(:hs::json))"
+_TRAFFIC = (
+    "SELECT (SELECT ROW(window_start, pings) FROM rate_windows WHERE campaign_id = :c::text) AS rate, "
+    "ARRAY(SELECT ROW(buyer_id, MAX(sold_at)) FROM dedup_records "
+    f"WHERE buyer_id = ANY({_BS}) AND hash_hmac = ANY({_HS}) GROUP BY buyer_id) AS sold, "
+    "ARRAY(SELECT DISTINCT ROW(l.id, l.scope) FROM suppression_entries e JOIN suppression_lists l "
+    f"ON l.id = e.list_id WHERE :lists::integer = 1 AND e.hash_hmac = ANY({_HS})) AS lists"
+)
 
 
 async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
@@ -144,32 +243,41 @@ async def _rate_used(tx: Tx, campaign_id: str, now: int) -> int:
     return 0
 
 
+# The columns of a contract's usage and a buyer's funds that a decision reads, in `_usage` / `_funds` order.
+_USAGE_COLUMNS = (
+    "contract_id, day_key, day_used, week_key, week_used, month_key, month_used, live_calls, "
+    "day_spent_cents, week_spent_cents, month_spent_cents"
+)
+_FUNDS_COLUMNS = (
+    "buyer_id, balance_cents, credit_limit_cents, holds_cents, "
+    "spend_daily_cap_cents, spend_weekly_cap_cents, spend_monthly_cap_cents, "
+    "spend_day_key, spend_week_key, spend_month_key, day_spent_cents, week_spent_cents, month_spent_cents"
+)
+
+
+def _usage(r: Any) -> Usage:
+    return Usage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9]), int(r[10]))
+
+
+def _funds(r: Any) -> Funds:
+    return Funds(
+        int(r[1]), int(r[2]), int(r[3]), (r[4], r[5], r[6]), (r[7], r[8], r[9]), (int(r[10]), int(r[11]), int(r[12]))
+    )
+
+
 async def _read_usage(tx: Tx, contract_ids: Sequence[str], into: dict[str, Usage]) -> None:
-    for r in await tx.fetch("SELECT * FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}):
-        into[r["contract_id"]] = Usage(
-            r["day_key"],
-            r["day_used"],
-            r["week_key"],
-            r["week_used"],
-            r["month_key"],
-            r["month_used"],
-            r["live_calls"],
-            int(r["day_spent_cents"]),
-            int(r["week_spent_cents"]),
-            int(r["month_spent_cents"]),
-        )
+    rows = await tx.fetch(
+        f"SELECT {_USAGE_COLUMNS} FROM contract_usage WHERE contract_id IN (:cs)", {"cs": list(contract_ids)}
+    )
+    for r in rows:
+        into[r[0]] = _usage(r)
 
 
 async def _read_funds(tx: Tx, buyer_ids: Sequence[str], into: dict[str, Funds]) -> None:
-    for r in await tx.fetch("SELECT * FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}):
-        into[r["buyer_id"]] = Funds(
-            int(r["balance_cents"]),
-            int(r["credit_limit_cents"]),
-            int(r["holds_cents"]),
-            (r["spend_daily_cap_cents"], r["spend_weekly_cap_cents"], r["spend_monthly_cap_cents"]),
-            (r["spend_day_key"], r["spend_week_key"], r["spend_month_key"]),
-            (int(r["day_spent_cents"]), int(r["week_spent_cents"]), int(r["month_spent_cents"])),
-        )
+    for r in await tx.fetch(
+        f"SELECT {_FUNDS_COLUMNS} FROM buyer_funds WHERE buyer_id IN (:bs)", {"bs": list(buyer_ids)}
+    ):
+        into[r[0]] = _funds(r)
 
 
 async def _last_sold(tx: Tx, buyer_ids: Sequence[str], hashes: Sequence[str]) -> dict[str, int]:
@@ -632,6 +740,44 @@ async def insert_reservation(tx: Tx, row: dict[str, Any]) -> None:
     await insert_reservations(tx, [row])
 
 
+async def write_ping(tx: Tx, ping: dict[str, Any], reservations: Sequence[dict[str, Any]], leases: WriteLeases) -> bool:
+    """A decided ping: its reservations and its row, if the leases its winners drew from all hold
+    (`leases_repo.hold`: active, unexpired at `leases.now`, share-locked until commit); False, having
+    written nothing, if one does not.
+
+    PostgreSQL: one statement (the lease check, then both inserts only if it passed), since round trips
+    are what a ping costs there (docs/performance.md, "Scale-out"). With `leases.last` it is the ping
+    decision's last statement (`Tx.fetchval_last`): a unit that opened no transaction sends it alone,
+    and it turns synchronous commit off for its own transaction (ping decisions only, docs/deploy.md)."""
+    if tx.dialect != "postgresql":
+        if leases.ids and not await leases_repo.hold(tx, leases.ids, now=leases.now):
+            return False
+        await insert_reservations(tx, reservations)
+        await insert_ping(tx, ping)
+        return True
+    # The rows go as JSON documents: asyncpg encodes one string far cheaper than a typed array a column.
+    params = {
+        "rows": orjson.dumps(reservations).decode(),
+        "ping": orjson.dumps(ping).decode(),
+        "lease_ids": orjson.dumps(leases.ids).decode(),
+        "n_leases": len(leases.ids),
+        "now": leases.now,
+    }
+    if leases.last:
+        return bool(await tx.fetchval_last(_WRITE_PING, params))
+    return bool(await tx.fetchval(_WRITE_PING, params))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLeases:
+    """The leases a ping's winners drew from (sorted ids), the store's clock the ping decided at, and
+    whether the ping's write is the last statement of its unit."""
+
+    ids: Sequence[str]
+    now: int
+    last: bool = False
+
+
 async def rr_last_key(tx: Tx, offer_id: str) -> str:
     """Lock and read the offer's round-robin pointer (created on first use)."""
     key = await tx.fetchval(
@@ -661,17 +807,48 @@ async def count_rate_window(tx: Tx, *, campaign_id: str, now: int) -> None:
     )
 
 
+_PING_COLUMNS = (
+    "id",
+    "offer_id",
+    "campaign_id",
+    "partner_id",
+    "channel",
+    "mode",
+    "status",
+    "post_state",
+    "test",
+    "partner_lead_id",
+    "received_at",
+    "decided_at",
+    "expires_at",
+    "lead",
+    "consumer",
+    "bids",
+    "waterfall",
+    "source",
+    "subs",
+    "dup_key",
+)
 _INSERT_PING_SQL = (
-    "INSERT INTO pings (id, offer_id, campaign_id, partner_id, channel, mode, status, post_state, test, "
-    "partner_lead_id, received_at, decided_at, expires_at, lead, consumer, bids, waterfall, source, subs, "
-    "dup_key{c}) VALUES "
-    "(:id, :offer_id, :campaign_id, :partner_id, :channel, :mode, :status, :post_state, :test, "
-    ":partner_lead_id, :received_at, :decided_at, :expires_at, :lead, :consumer, :bids, :waterfall, :source, "
-    ":subs, :dup_key{v})"
+    f"INSERT INTO pings ({', '.join(_PING_COLUMNS)}{{c}}) VALUES ({', '.join(':' + c for c in _PING_COLUMNS)}{{v}})"
 )
 _INSERT_PING = _INSERT_PING_SQL.format(c="", v="")
 _INSERT_PING_REPLAY = _INSERT_PING_SQL.format(c=", replay", v=", :replay")
 _NO_TRAFFIC = {"source": None, "subs": None, "dup_key": None}
+_WRITE_PING = (
+    # a ping decision commits without waiting for the disk (docs/deploy.md), also when sent alone
+    "WITH sync AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS off), "
+    "held AS (SELECT id FROM leases WHERE id = ANY(ARRAY(SELECT json_array_elements_text(:lease_ids::json))) "
+    "AND state = 'active' AND expires_at > :now::bigint FOR SHARE), "
+    "ok AS (SELECT (SELECT off FROM sync) IS NOT NULL AND (SELECT count(*) FROM held) = :n_leases AS ok), "
+    f"r AS (INSERT INTO reservations ({', '.join(_RESERVATION_COLUMNS)}, state) "
+    f"SELECT {', '.join(_RESERVATION_COLUMNS)}, 'held' FROM json_populate_recordset(NULL::reservations, :rows::json) "
+    "WHERE (SELECT ok FROM ok) RETURNING 1), "
+    f"p AS (INSERT INTO pings ({', '.join(_PING_COLUMNS)}, replay) "
+    f"SELECT {', '.join(_PING_COLUMNS)}, replay FROM json_populate_record(NULL::pings, :ping::json) "
+    "WHERE (SELECT ok FROM ok) RETURNING 1) "
+    "SELECT (SELECT ok FROM ok) AND (SELECT count(*) FROM p) = 1"
+)
 
 
 async def insert_ping(tx: Tx, row: dict[str, Any]) -> None:

@@ -76,6 +76,13 @@ class _SqliteTx:
             self._now = (self._shared_clock or clock.current()).now_ms()
         return self._now
 
+    def pending_now(self) -> bool:
+        return False  # the host's clock costs no round trip
+
+    def adopt_now(self, ms: int) -> None:
+        if self._now is None:
+            self._now = ms
+
     async def fetch(self, sql: str, params: Params = None) -> list[Row]:
         text, args = compile_sql(sql, params, "sqlite")
         return self._conn.execute(text, args).fetchall()
@@ -87,6 +94,12 @@ class _SqliteTx:
     async def fetchval(self, sql: str, params: Params = None) -> Any:
         row = await self.fetchrow(sql, params)
         return None if row is None else row[0]
+
+    async def fetchrow_alone(self, sql: str, params: Params = None) -> Row | None:
+        return await self.fetchrow(sql, params)  # one writer: the batch's transaction is no cost
+
+    async def fetchval_last(self, sql: str, params: Params = None) -> Any:
+        return await self.fetchval(sql, params)
 
     async def execute(self, sql: str, params: Params = None) -> int:
         text, args = compile_sql(sql, params, "sqlite")

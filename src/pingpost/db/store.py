@@ -19,6 +19,9 @@ T = TypeVar("T")
 Row = Any  # sqlite3.Row or asyncpg.Record: both support row["column"]
 Params = Mapping[str, Any] | None
 
+# PostgreSQL's clock in milliseconds: the time of shared decisions (docs/crash-safety.md).
+DB_CLOCK_SQL = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -92,11 +95,33 @@ class Tx(Protocol):
         """Run a statement; answer the number of rows it changed."""
         ...
 
+    async def fetchrow_alone(self, sql: str, params: Params = None) -> Row | None:
+        """`fetchrow` of a read that needs no lock kept after it. PostgreSQL, in a write unit that has
+        opened no transaction yet: sent outside one (its own snapshot, as READ COMMITTED gives every
+        statement), so the unit may still end with `fetchval_last` and no BEGIN or COMMIT."""
+        ...
+
+    async def fetchval_last(self, sql: str, params: Params = None) -> Any:
+        """`fetchval` of the unit's last statement. PostgreSQL, in a ping decision (`durable=False`)
+        that opened no transaction: sent alone, a transaction of its own that commits as it answers
+        (docs/performance.md, "Scale-out"); the unit sends nothing after it."""
+        ...
+
     async def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
     async def now_ms(self) -> int:
         """The time for decisions other processes share (expiry, cap periods), read once per
         transaction: on PostgreSQL the database's clock, on SQLite the host's (docs/crash-safety.md)."""
+        ...
+
+    def pending_now(self) -> bool:
+        """Whether `now_ms()` would cost a round trip (PostgreSQL's clock, not read yet in this
+        transaction): a statement may then read `DB_CLOCK_SQL` along with its own work and hand the
+        value to `adopt_now`, one round trip fewer (docs/performance.md, "Scale-out")."""
+        ...
+
+    def adopt_now(self, ms: int) -> None:
+        """The clock `DB_CLOCK_SQL` read in this transaction: what `now_ms()` answers from now on."""
         ...
 
 

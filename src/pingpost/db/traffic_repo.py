@@ -94,12 +94,14 @@ async def suppressing_lists(tx: Tx, hashes: Sequence[str]) -> Suppression:
         "JOIN suppression_lists l ON l.id = e.list_id WHERE e.hash_hmac IN (:hs)",
         {"hs": list(hashes)},
     )
+    return suppression_of(rows)
+
+
+def suppression_of(rows: Sequence[Any]) -> Suppression:
+    """The lists of rows (id, scope) that a consumer's keyed hashes are on."""
     if not rows:
         return NO_SUPPRESSION
-    return Suppression(
-        lists=frozenset(r["id"] for r in rows),
-        global_hit=any(r["scope"] == "global" for r in rows),
-    )
+    return Suppression(lists=frozenset(r[0] for r in rows), global_hit=any(r[1] == "global" for r in rows))
 
 
 # --- auto-pause: consecutive RTB or delivery failures of a contract ---------------------------
