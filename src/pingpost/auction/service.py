@@ -450,7 +450,10 @@ class AuctionService:
         except BaseException:
             if self.leases is not None:
                 for lease, price in drawn:
-                    self.leases.undraw(lease, price)
+                    if tx.in_doubt:  # the write may have committed: draw no more, the sweep counts what did
+                        self.leases.retire(lease)
+                    else:
+                        self.leases.undraw(lease, price)
             raise
 
     async def _decide_drawing(  # noqa: C901 - the flow of _decide, top to bottom

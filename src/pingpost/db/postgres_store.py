@@ -56,6 +56,9 @@ class _PgTx:
         self._durable = durable
         self.open = False  # BEGIN sent, COMMIT or ROLLBACK due
         self.committed = False  # the last statement was sent alone and committed as it answered
+        # the last statement was sent alone and no answer came back (the connection broke, the task
+        # was cancelled): the server may have committed it
+        self.in_doubt = False
         self.statements = 0  # round trips sent (metrics.DB_STATEMENTS)
 
     async def _opened(self) -> Any:
@@ -110,7 +113,15 @@ class _PgTx:
             faults.hit("before_commit")
             self.statements += 1
             text, args = compile_sql(sql, params, "postgresql")
-            value = await self._conn.fetchval(text, *args)
+            self.in_doubt = True
+            try:
+                value = await self._conn.fetchval(text, *args)
+            except asyncpg.PostgresError as exc:
+                # the server refused the statement: nothing committed. Not so a lost connection
+                # (class 08) or a server stopping (class 57): the commit may have happened first.
+                self.in_doubt = str(getattr(exc, "sqlstate", "") or "")[:2] in ("08", "57", "")
+                raise
+            self.in_doubt = False
         self.committed = not self.open
         return value
 

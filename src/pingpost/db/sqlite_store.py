@@ -62,6 +62,7 @@ def run_inline(coro: Coroutine[Any, Any, T]) -> T:
 
 class _SqliteTx:
     dialect = "sqlite"
+    in_doubt = False  # every statement runs in the batch's transaction: its outcome is known
 
     def __init__(self, conn: sqlite3.Connection, shared_clock: clock.Clock | None = None) -> None:
         self._conn = conn

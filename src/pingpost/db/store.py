@@ -84,6 +84,9 @@ class Tx(Protocol):
 
     dialect: str
     cache: dict[str, Any]  # see Store.write(batch_cache=...)
+    # `fetchval_last` sent alone got no answer (a broken connection, a cancelled task): it may have
+    # committed. Whatever it reserved must not be handed out again (docs/scale-out.md).
+    in_doubt: bool
 
     async def fetch(self, sql: str, params: Params = None) -> list[Row]: ...
 
