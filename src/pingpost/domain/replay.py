@@ -1,11 +1,11 @@
-# Over 450 lines: one engine, every step sharing its simulated-time state and configuration versions.
 """The what-if replay engine, pure (docs/replay.md): stored pings run through the very rules of
 `domain/auction.py` and `domain/distribution.py`, in received order, in simulated time, against
 in-memory counters instead of the database.
 
 What the database does for a live ping, the engine does in memory, in the same order:
-- cap slots per period key (the contract's time zone), taken by a winner's reservation, kept by
-  its sale, given back when it is released or lapses (`expires_at <= now`);
+- cap slots and spend per period key (the contract's time zone; a buyer's spend in its own), taken
+  by a winner's reservation, kept by its sale, given back when it is released or lapses
+  (`expires_at <= now`): `domain/replay_counters.py`;
 - funds: balance, credit limit, holds; a sale turns its hold into a charge; deposits and refunds
   of the range arrive at their real instants;
 - dedup: the buyers' latest purchase of each keyed consumer hash (from the claim of a post, gone
@@ -19,7 +19,6 @@ Nothing here reads a clock, a database or the network.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,12 +29,21 @@ import orjson
 from pingpost.domain import auction as rules
 from pingpost.domain import distribution
 from pingpost.domain.auction import AuctionState, Funds, Line, Terms
-from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract, Usage, local_minute, spend_cap_reached
+from pingpost.domain.eligibility import PeriodKeys, PeriodKeysByContract
 from pingpost.domain.model import BidResult, Campaign, Contract, Snapshot
 from pingpost.domain.money import bid_payout_cents
 from pingpost.domain.outcomes import Outcome
+from pingpost.domain.replay_counters import Counters, spend_capped
 from pingpost.domain.replay_figures import Tally, utc_day
-from pingpost.domain.replay_inputs import StoredPing, bids_from_waterfall
+from pingpost.domain.replay_inputs import (
+    Acceptance,
+    FixedHold,
+    Move,
+    StartState,
+    StoredPing,
+    accepts,
+    bids_from_waterfall,
+)
 
 # Event kinds, in the order they apply at one instant: lapses and settlements free slots and funds
 # before anything new takes them.
@@ -44,60 +52,6 @@ HELD, POSTING, DONE = range(3)
 _NOT_ASKED = BidResult(Outcome.NO_BID, detail="not_asked")
 _DELIVERED = {"accepted": True, "rejected": False}  # a real winner's fate: delivered and how
 Version = tuple[int, Snapshot, dict[str, int]]  # from this instant on: the configuration, buyers' credit limits
-
-
-@dataclass(slots=True)
-class FixedHold:
-    """A reservation the replay does not decide (made before the range, or by a ping it does not
-    replay: a direct post, another offer's ping): it takes its slot and hold at `start` and ends at
-    `end`, sold (a charge) or not (given back), the same in the actual and the proposed run."""
-
-    contract_id: str
-    buyer_id: str
-    amount_cents: int
-    keys: PeriodKeys | None
-    start: int
-    end: int
-    sold: bool
-    funds: bool = True  # False: sold before the range (its charge is in the opening balance; only its slot counts)
-    buyer_keys: PeriodKeys | None = None  # the buyer's spend periods it counted in
-
-
-@dataclass(slots=True)
-class Move:
-    """A ledger movement of a buyer in the range: a deposit, or a refund (`sale` names the replayed
-    ping and contract whose sale it refunds: applied only when the replay sold it too)."""
-
-    at: int
-    buyer_id: str
-    amount_cents: int
-    sale: tuple[str, str] | None = None
-
-
-@dataclass
-class StartState:
-    """The state at the start of the range, read from the database."""
-
-    balances: dict[str, int] = field(default_factory=dict)  # buyer -> ledger balance at the start
-    credit_limits: dict[str, int] = field(default_factory=dict)
-    dedup: dict[str, dict[str, int]] = field(default_factory=dict)  # hash -> buyer -> latest purchase
-    rr: dict[str, str] = field(default_factory=dict)  # offer -> round-robin pointer
-    holds: list[FixedHold] = field(default_factory=list)
-    moves: list[Move] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """Accept rates in basis points per contract, and the rate of a contract without deliveries."""
-
-    by_contract: dict[str, int]
-    default_bp: int
-
-
-def accepts(ping_id: str, contract_id: str, rate_bp: int) -> bool:
-    """Whether the modelled delivery is accepted: a hash of the ping and contract under the rate."""
-    digest = hashlib.blake2b(f"{ping_id}|{contract_id}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big") % 10_000 < rate_bp
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,34 +91,6 @@ class _Reservation:
         self.buyer_keys, self.payout = buyer_keys, payout  # the partner's payout, fixed at the decision
 
 
-def _add(
-    counters: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]],
-    owner: str,
-    keys: PeriodKeys,
-    amount: int,
-) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """`amount` more in each of the periods `keys` of `owner`'s counters; answers them."""
-    counts = counters.get(owner)
-    if counts is None:
-        counts = counters[owner] = ({}, {}, {})
-    days, weeks, months = counts
-    days[keys.day] = days.get(keys.day, 0) + amount
-    weeks[keys.week] = weeks.get(keys.week, 0) + amount
-    months[keys.month] = months.get(keys.month, 0) + amount
-    return counts
-
-
-def _later(keys: PeriodKeys, stored: tuple[str, str, str]) -> PeriodKeys:
-    """Each period the later of the decision's and a counter's (keys are ISO dates: they sort)."""
-    if keys.day >= stored[0] and keys.week >= stored[1] and keys.month >= stored[2]:
-        return keys
-    return PeriodKeys(max(keys.day, stored[0]), max(keys.week, stored[1]), max(keys.month, stored[2]))
-
-
-def _spend_capped(snap: Snapshot) -> bool:
-    return any(c.spend_capped for c in snap.contracts.values()) or any(b.spend_capped for b in snap.buyers.values())
-
-
 class Replayer:
     """Replays stored pings one by one (`step`, in received order), then `finish`."""
 
@@ -184,18 +110,14 @@ class Replayer:
         self.static_fallback = static_fallback
         self.actual, self.proposed = Tally(), Tally()
         self.winners: dict[str, list[str]] | None = {} if keep_winners else None
-        self.funds: dict[str, Funds] = {
+        funds = {
             b: Funds(start.balances.get(b, 0), start.credit_limits.get(b, 0), 0)
             for b in {*snap.buyers, *start.balances}
         }
-        self.used: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
-        # spend caps (cents per period), kept only when some contract or buyer has one
-        self.spent: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
-        self.buyer_spent: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
-        self._spend_on = False
+        self.counters = Counters(funds, spend_on=any(spend_capped(s) for s in (snap, *(v[1] for v in versions))))
+        self.funds, self.usage = self.counters.funds, self.counters.usage
+        self._funds = self.counters.funds_of
         self._dup_seen: dict[str, int] = {}  # duplicate-ping key -> latest ping that ran an auction
-        # What `contract_usage` would hold: each period's latest key and its count (docs/replay.md)
-        self.usage: dict[str, Usage] = {}
         self.dedup: dict[str, dict[str, dict[object, int]]] = {
             h: {b: {"before": at} for b, at in buyers.items()} for h, buyers in start.dedup.items()
         }
@@ -209,10 +131,7 @@ class Replayer:
         self._keys_minute, self._keys = -1, PeriodKeysByContract(snap.contracts, 0)
         self._markets: dict[tuple[str, str, str, int], Any] = {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
-        # spend is counted from the start when any version has a spend cap (one added mid-range
-        # finds its period's spend counted, as the database's counters hold it)
-        self._spend_on = any(_spend_capped(s) for s in (snap, *(v[1] for v in versions)))
-        self._spend_caps(snap)
+        self.counters.spend_caps(snap)
         for hold in start.holds:
             self._push(hold.start, FIXED_START, hold)
         for move in start.moves:
@@ -245,8 +164,8 @@ class Replayer:
                 self._funds(move.buyer_id).balance_cents += move.amount_cents
         elif kind == FIXED_START:
             hold: FixedHold = payload
-            self._count(hold.contract_id, hold.keys, 1, hold.amount_cents)
-            self._buyer_spend(hold.buyer_id, hold.buyer_keys, hold.amount_cents)
+            self.counters.count(hold.contract_id, hold.keys, 1, hold.amount_cents)
+            self.counters.buyer_spend(hold.buyer_id, hold.buyer_keys, hold.amount_cents)
             if hold.funds:
                 self._funds(hold.buyer_id).holds_cents += hold.amount_cents
                 self._push(max(hold.end, at), FIXED_END, hold)
@@ -257,70 +176,12 @@ class Replayer:
             if hold.sold:
                 funds.balance_cents -= hold.amount_cents
             else:
-                self._count(hold.contract_id, hold.keys, -1, hold.amount_cents)
-                self._buyer_spend(hold.buyer_id, hold.buyer_keys, -hold.amount_cents)
-
-    def _funds(self, buyer_id: str) -> Funds:
-        funds = self.funds.get(buyer_id)
-        if funds is None:
-            funds = self.funds[buyer_id] = Funds(0, 0, 0)
-        return funds
-
-    def _count(self, contract_id: str, keys: PeriodKeys | None, step: int, amount: int) -> None:
-        """A slot (`step` 1) taken or given back (-1) in the periods `keys`, with its price against the
-        contract's spend caps when spend caps are kept."""
-        if keys is None:
-            return
-        used = self.used.get(contract_id)
-        if used is None:
-            used = self.used[contract_id] = ({}, {}, {})
-        days, weeks, months = used
-        day, week, month = keys.day, keys.week, keys.month
-        days[day] = days.get(day, 0) + step
-        weeks[week] = weeks.get(week, 0) + step
-        months[month] = months.get(month, 0) + step
-        spent = _add(self.spent, contract_id, keys, step * amount) if self._spend_on else None
-        # What `contract_usage` holds: each period's latest key and its count; a counter only moves
-        # forward, so a slot of an older period given back leaves the current count alone.
-        u = self.usage.get(contract_id)
-        if u is not None and day < u.day_key and week < u.week_key and month < u.month_key:
-            return
-        if u is not None:
-            day, week, month = max(day, u.day_key), max(week, u.week_key), max(month, u.month_key)
-        usage = Usage(day, days.get(day, 0), week, weeks.get(week, 0), month, months.get(month, 0))
-        if spent is not None:
-            usage.day_spent, usage.week_spent, usage.month_spent = (
-                spent[0].get(day, 0),
-                spent[1].get(week, 0),
-                spent[2].get(month, 0),
-            )
-        self.usage[contract_id] = usage
-
-    def _buyer_spend(self, buyer_id: str, keys: PeriodKeys | None, amount: int) -> None:
-        """A price counted (or given back, negative) against the buyer's spend caps, in its periods;
-        its funds show the latest periods' spend, as `buyer_funds` does."""
-        if keys is None or not self._spend_on:
-            return
-        spent = _add(self.buyer_spent, buyer_id, keys, amount)
-        funds = self._funds(buyer_id)
-        latest = (
-            max(keys.day, funds.spend_keys[0]),
-            max(keys.week, funds.spend_keys[1]),
-            max(keys.month, funds.spend_keys[2]),
-        )
-        funds.spend_keys = latest
-        funds.spent = (spent[0].get(latest[0], 0), spent[1].get(latest[1], 0), spent[2].get(latest[2], 0))
-
-    def _spend_caps(self, snap: Snapshot) -> None:
-        """Each buyer's spend caps on its funds, under this configuration."""
-        for buyer in snap.buyers.values():
-            self._funds(buyer.id).spend_caps = (buyer.spend_daily_cap, buyer.spend_weekly_cap, buyer.spend_monthly_cap)
+                self.counters.count(hold.contract_id, hold.keys, -1, hold.amount_cents)
+                self.counters.buyer_spend(hold.buyer_id, hold.buyer_keys, -hold.amount_cents)
 
     def _release(self, res: _Reservation) -> None:
         res.state = DONE
-        self._count(res.contract.id, res.keys, -1, res.price)
-        self._buyer_spend(res.contract.buyer_id, res.buyer_keys, -res.price)
-        self._funds(res.contract.buyer_id).holds_cents -= res.price
+        self.counters.give_back(res.contract.id, res.contract.buyer_id, res.keys, res.buyer_keys, res.price)
 
     def _claim(self, at: int, res: _Reservation, accepted: bool | None, settle_at: int) -> None:
         """The real post claimed the ping's bids: delivered (`accepted` True or False, settled at
@@ -377,7 +238,7 @@ class Replayer:
         self.snap, self._markets = snap, {}
         self._rtb_ids = {k for k, c in snap.contracts.items() if c.rtb}
         self._keys_minute = -1  # period keys follow the contracts' time zones of this version
-        self._spend_caps(snap)
+        self.counters.spend_caps(snap)
         for buyer, limit in credit_limits.items():
             self._funds(buyer).credit_limit_cents = limit
 
@@ -531,39 +392,12 @@ class Replayer:
     def _reserve(
         self, c: Contract, price: int, ping: StoredPing, reserved: list[_Reservation]
     ) -> tuple[str, str] | None:
-        """`take_cap_slot` and `take_hold` in memory, at the decision's instant. Every reservation counts
-        in its contract's periods, capped or not (a cap added later finds it counted), and in a
-        counter's newer period when the counter is already there: a counter never moves back (a
-        contract's time zone moved west)."""
-        keys = self._forward(c.id, local_minute(ping.decided_at, c.tz)[1])
-        if c.capped and (used := self.used.get(c.id)) is not None:
-            for cap, counts, key in (
-                (c.daily_cap, used[0], keys.day),
-                (c.weekly_cap, used[1], keys.week),
-                (c.monthly_cap, used[2], keys.month),
-            ):
-                if cap is not None and counts.get(key, 0) >= cap:
-                    return Outcome.CAP_REACHED.value, "reserved_concurrently"
-        funds = self._funds(c.buyer_id)
-        if funds.available_cents < price:
-            return Outcome.INSUFFICIENT_BALANCE.value, "reserved_concurrently"
-        buyer_keys = None
-        if self._spend_on:
-            failure = self._spend_failure(c, price, keys)
-            if failure is not None:
-                return failure
-            buyer = self.snap.buyers.get(c.buyer_id)
-            if buyer is not None:  # counted whether capped or not, as `buyer_funds` counts it
-                buyer_keys = _later(local_minute(ping.decided_at, buyer.tz)[1], funds.spend_keys)
-                if buyer.spend_capped:
-                    reached = spend_cap_reached(funds.spend_caps, funds.spend_keys, funds.spent, buyer_keys, price)
-                    if reached is not None:
-                        return Outcome.CAP_REACHED.value, reached
-        self._count(c.id, keys, 1, price)
-        self._buyer_spend(c.buyer_id, buyer_keys, price)
-        funds.holds_cents += price
-        reserved.append(_Reservation(c, price, keys, buyer_keys, ping, self._payout(c, price, ping)))
-        return None
+        """`take_cap_slot` and `take_hold` in memory, at the decision's instant (`Counters.take`)."""
+        taken = self.counters.take(c, self.snap.buyers.get(c.buyer_id), price, ping.decided_at)
+        failure, keys, buyer_keys = taken
+        if failure is None:
+            reserved.append(_Reservation(c, price, keys, buyer_keys, ping, self._payout(c, price, ping)))
+        return failure
 
     def _payout(self, c: Contract, price: int, ping: StoredPing) -> int:
         """The bid's payout to the partner, fixed at the decision (the campaign's rule as it stands
@@ -575,32 +409,6 @@ class Replayer:
                 market.terms.payout, price, contract_id=c.id, buyer_id=c.buyer_id
             )
         return paid
-
-    def _forward(self, contract_id: str, keys: PeriodKeys) -> PeriodKeys:
-        """The periods a slot counts in: the decision's, or the counter's where that is newer."""
-        u = self.usage.get(contract_id)
-        if u is None:
-            return keys
-        return _later(keys, (u.day_key, u.week_key, u.month_key))
-
-    def _spend_failure(self, c: Contract, price: int, keys: PeriodKeys | None) -> tuple[str, str] | None:
-        """The contract's spend cap this price would pass, in its periods at the decision."""
-        if not c.spend_capped or keys is None:
-            return None
-        spent = self.spent.get(c.id)
-        totals = (
-            (0, 0, 0)
-            if spent is None
-            else (spent[0].get(keys.day, 0), spent[1].get(keys.week, 0), spent[2].get(keys.month, 0))
-        )
-        reached = spend_cap_reached(
-            (c.spend_daily_cap, c.spend_weekly_cap, c.spend_monthly_cap),
-            (keys.day, keys.week, keys.month),
-            totals,
-            keys,
-            price,
-        )
-        return None if reached is None else (Outcome.CAP_REACHED.value, reached)
 
     def _fate(self, res: _Reservation, ping: StoredPing, expires_at: int) -> None:
         """What happens to a replayed winner: lapses unposted, or is claimed by the real post, then

@@ -11,11 +11,12 @@ column, written only when there is something to keep (so a fixed-price ping writ
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pingpost.domain.eligibility import NO_SUPPRESSION, Suppression
+from pingpost.domain.eligibility import NO_SUPPRESSION, PeriodKeys, Suppression
 from pingpost.domain.model import BidResult
 from pingpost.domain.outcomes import Outcome
 
@@ -132,3 +133,60 @@ class StoredPing:
     source: str | None = None  # the partner's sub-ID (filters see it as the field `source`)
     suppressed: Suppression = NO_SUPPRESSION  # the suppression lists its consumer hashes are on now
     dup_key: str | None = None  # its duplicate-ping key, stored when its campaign had a window
+
+
+# --- the state as a range starts, and the accept rates (read by `replay/loader.py`) ---
+
+
+@dataclass(slots=True)
+class FixedHold:
+    """A reservation the replay does not decide (made before the range, or by a ping it does not
+    replay: a direct post, another offer's ping): it takes its slot and hold at `start` and ends at
+    `end`, sold (a charge) or not (given back), the same in the actual and the proposed run."""
+
+    contract_id: str
+    buyer_id: str
+    amount_cents: int
+    keys: PeriodKeys | None
+    start: int
+    end: int
+    sold: bool
+    funds: bool = True  # False: sold before the range (its charge is in the opening balance; only its slot counts)
+    buyer_keys: PeriodKeys | None = None  # the buyer's spend periods it counted in
+
+
+@dataclass(slots=True)
+class Move:
+    """A ledger movement of a buyer in the range: a deposit, or a refund (`sale` names the replayed
+    ping and contract whose sale it refunds: applied only when the replay sold it too)."""
+
+    at: int
+    buyer_id: str
+    amount_cents: int
+    sale: tuple[str, str] | None = None
+
+
+@dataclass
+class StartState:
+    """The state at the start of the range, read from the database."""
+
+    balances: dict[str, int] = field(default_factory=dict)  # buyer -> ledger balance at the start
+    credit_limits: dict[str, int] = field(default_factory=dict)
+    dedup: dict[str, dict[str, int]] = field(default_factory=dict)  # hash -> buyer -> latest purchase
+    rr: dict[str, str] = field(default_factory=dict)  # offer -> round-robin pointer
+    holds: list[FixedHold] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Accept rates in basis points per contract, and the rate of a contract without deliveries."""
+
+    by_contract: dict[str, int]
+    default_bp: int
+
+
+def accepts(ping_id: str, contract_id: str, rate_bp: int) -> bool:
+    """Whether the modelled delivery is accepted: a hash of the ping and contract under the rate."""
+    digest = hashlib.blake2b(f"{ping_id}|{contract_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % 10_000 < rate_bp

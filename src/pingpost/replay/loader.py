@@ -13,8 +13,7 @@ from pingpost.db import replay_repo as repo
 from pingpost.db.store import Store, Tx
 from pingpost.domain.eligibility import PeriodKeys, Suppression
 from pingpost.domain.model import Snapshot
-from pingpost.domain.replay import Acceptance, FixedHold, Move, StartState
-from pingpost.domain.replay_inputs import RealWin, StoredPing, stored_bids
+from pingpost.domain.replay_inputs import Acceptance, FixedHold, Move, RealWin, StartState, StoredPing, stored_bids
 
 BATCH = 5000
 DAY_MS = 86_400_000
