@@ -194,8 +194,7 @@ def _suppress(pings: list[StoredPing], entries: list[Any]) -> None:
 
 def stored_pings(rows: list[Any], deliveries: list[Any], sales: list[Any], *, with_waterfall: bool) -> list[StoredPing]:
     """`ping_batch`'s rows (unpacked in its column order) with their deliveries and sales, as the
-    engine reads them. Most pings have no winner, no consumer hashes and no replay document: their
-    JSON is not parsed."""
+    engine reads them. Empty bids, consumer hashes and replay documents are not parsed."""
     delivered: dict[tuple[str, str], Any] = {}
     settled: dict[str, int] = {}
     first_delivery: dict[str, int] = {}
